@@ -1,0 +1,243 @@
+#include "io/safetensors.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+namespace quamba {
+namespace {
+
+using json = nlohmann::json;
+
+// A header larger than this is rejected before parsing (HF's limit is 100 MB).
+constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
+
+bool IsDir(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+bool IsFile(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+bool EndsWith(const std::string& s, const std::string& suf) {
+  return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
+}
+std::string DirName(const std::string& p) {
+  const size_t i = p.find_last_of('/');
+  return i == std::string::npos ? "." : p.substr(0, i);
+}
+
+}  // namespace
+
+int64_t TensorView::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  std::string s = "(";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(shape[i]);
+  }
+  if (shape.size() == 1) s += ",";
+  return s + ")";
+}
+
+StatusOr<std::unique_ptr<TensorStore>> TensorStore::Open(const std::string& path) {
+  std::unique_ptr<TensorStore> st(new TensorStore());
+  std::string p = path;
+  if (IsDir(p)) {
+    if (IsFile(p + "/model.safetensors")) {
+      p += "/model.safetensors";
+    } else if (IsFile(p + "/model.safetensors.index.json")) {
+      p += "/model.safetensors.index.json";
+    } else {
+      return Status::Error(StrFormat(
+          "%s: expected model.safetensors or model.safetensors.index.json, found neither",
+          path.c_str()));
+    }
+  }
+  if (EndsWith(p, ".index.json")) {
+    QM_ASSIGN_OR_RETURN(std::string text, ReadFileToString(p));
+    json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.is_object())
+      return Status::Error(StrFormat("%s: expected a JSON object, found malformed JSON", p.c_str()));
+    if (!j.contains("weight_map") || !j["weight_map"].is_object())
+      return Status::Error(StrFormat("%s: weight_map: expected an object, found %s", p.c_str(),
+                                     j.contains("weight_map") ? "another type" : "nothing"));
+    std::vector<std::string> shards;
+    std::map<std::string, std::string> want;  // tensor -> shard
+    for (auto& [name, v] : j["weight_map"].items()) {
+      if (!v.is_string())
+        return Status::Error(StrFormat("%s: weight_map.%s: expected a file name string",
+                                       p.c_str(), name.c_str()));
+      const std::string shard = v.get<std::string>();
+      if (shard.find('/') != std::string::npos || shard.empty() || shard[0] == '.')
+        return Status::Error(StrFormat("%s: weight_map.%s: expected a file name in the same "
+                                       "directory, found \"%s\"", p.c_str(), name.c_str(),
+                                       shard.c_str()));
+      want[name] = shard;
+      if (std::find(shards.begin(), shards.end(), shard) == shards.end()) shards.push_back(shard);
+    }
+    std::sort(shards.begin(), shards.end());
+    for (const std::string& s : shards) QM_RETURN_IF_ERROR(st->AddFile(DirName(p) + "/" + s));
+    for (const auto& [name, shard] : want) {
+      const TensorView* t = st->Find(name);
+      if (t == nullptr || !EndsWith(*t->file, "/" + shard))
+        return Status::Error(StrFormat("%s: weight_map.%s: expected the tensor in %s, found %s",
+                                       p.c_str(), name.c_str(), shard.c_str(),
+                                       t ? t->file->c_str() : "no such tensor"));
+    }
+    return st;
+  }
+  QM_RETURN_IF_ERROR(st->AddFile(p));
+  return st;
+}
+
+Status TensorStore::AddFile(const std::string& file) {
+  QM_ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> f, MappedFile::Open(file));
+  const char* fn = f->path().c_str();
+  if (f->size() < 8)
+    return Status::Error(StrFormat("%s: header length: expected 8 bytes, found a %llu-byte file",
+                                   fn, (unsigned long long)f->size()));
+  uint64_t hlen = 0;
+  for (int i = 0; i < 8; ++i) hlen |= (uint64_t)f->data()[i] << (8 * i);
+  if (hlen > kMaxHeaderBytes || hlen > f->size() - 8)
+    return Status::Error(StrFormat("%s: header length: expected at most %llu bytes, found %llu "
+                                   "(truncated or not a safetensors file)", fn,
+                                   (unsigned long long)std::min(kMaxHeaderBytes, f->size() - 8),
+                                   (unsigned long long)hlen));
+  const char* hbeg = reinterpret_cast<const char*>(f->data() + 8);
+  json j = json::parse(hbeg, hbeg + hlen, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object())
+    return Status::Error(StrFormat("%s: header: expected a JSON object, found malformed JSON", fn));
+  const uint8_t* data = f->data() + 8 + hlen;
+  const uint64_t data_size = f->size() - 8 - hlen;
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  for (auto& [name, v] : j.items()) {
+    if (name == "__metadata__") {
+      if (!v.is_object())
+        return Status::Error(StrFormat("%s: __metadata__: expected an object", fn));
+      for (auto& [k, mv] : v.items()) {
+        if (!mv.is_string())
+          return Status::Error(StrFormat("%s: __metadata__.%s: expected a string", fn, k.c_str()));
+        metadata_[k] = mv.get<std::string>();
+      }
+      continue;
+    }
+    const char* tn = name.c_str();
+    if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") ||
+        !v.contains("data_offsets"))
+      return Status::Error(StrFormat("%s: tensor \"%s\": expected {dtype, shape, data_offsets}",
+                                     fn, tn));
+    TensorView t;
+    t.name = name;
+    if (!v["dtype"].is_string() || !ParseDTypeName(v["dtype"].get<std::string>(), &t.dtype))
+      return Status::Error(StrFormat(
+          "%s: tensor \"%s\": dtype: expected one of F32, F16, BF16, I8, I32, I64, U8, F64, "
+          "found %s", fn, tn, v["dtype"].dump().c_str()));
+    if (!v["shape"].is_array())
+      return Status::Error(StrFormat("%s: tensor \"%s\": shape: expected an array", fn, tn));
+    uint64_t numel = 1;
+    for (auto& d : v["shape"]) {
+      if (!d.is_number_unsigned() || d.get<uint64_t>() > (1ull << 40))
+        return Status::Error(StrFormat("%s: tensor \"%s\": shape: expected non-negative "
+                                       "dimensions below 2^40, found %s", fn, tn,
+                                       v["shape"].dump().c_str()));
+      const uint64_t dim = d.get<uint64_t>();
+      if (dim != 0 && numel > (1ull << 50) / dim)
+        return Status::Error(StrFormat("%s: tensor \"%s\": shape %s: too many elements", fn, tn,
+                                       v["shape"].dump().c_str()));
+      numel *= dim;
+      t.shape.push_back(static_cast<int64_t>(dim));
+    }
+    auto& off = v["data_offsets"];
+    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
+        !off[1].is_number_unsigned())
+      return Status::Error(StrFormat("%s: tensor \"%s\": data_offsets: expected [begin, end], "
+                                     "found %s", fn, tn, off.dump().c_str()));
+    const uint64_t b = off[0].get<uint64_t>(), e = off[1].get<uint64_t>();
+    const uint64_t want = numel * DTypeSize(t.dtype);
+    if (b > e || e > data_size)
+      return Status::Error(StrFormat("%s: tensor \"%s\": data_offsets [%llu, %llu]: expected "
+                                     "within the %llu-byte data section (file truncated?)", fn,
+                                     tn, (unsigned long long)b, (unsigned long long)e,
+                                     (unsigned long long)data_size));
+    if (e - b != want)
+      return Status::Error(StrFormat("%s: tensor \"%s\": expected %llu bytes for %s %s, found "
+                                     "%llu", fn, tn, (unsigned long long)want,
+                                     DTypeName(t.dtype), ShapeString(t.shape).c_str(),
+                                     (unsigned long long)(e - b)));
+    if (tensors_.count(name))
+      return Status::Error(StrFormat("%s: tensor \"%s\": expected once, found twice (sharded?)",
+                                     fn, tn));
+    t.data = data + b;
+    t.nbytes = want;
+    t.file = &f->path();
+    if (want > 0) ranges.push_back({b, e});
+    tensors_.emplace(name, std::move(t));
+  }
+  std::sort(ranges.begin(), ranges.end());
+  for (size_t i = 1; i < ranges.size(); ++i)
+    if (ranges[i].first < ranges[i - 1].second)
+      return Status::Error(StrFormat("%s: data_offsets: expected non-overlapping tensors, found "
+                                     "overlap at byte %llu", fn,
+                                     (unsigned long long)ranges[i].first));
+  files_.push_back(std::move(f));
+  return Status::Ok();
+}
+
+const TensorView* TensorStore::Find(const std::string& name) const {
+  auto it = tensors_.find(name);
+  return it == tensors_.end() ? nullptr : &it->second;
+}
+
+uint64_t TensorStore::total_bytes() const {
+  uint64_t n = 0;
+  for (const auto& [_, t] : tensors_) n += t.nbytes;
+  return n;
+}
+
+Status WriteSafeTensors(const std::string& path, std::vector<TensorToWrite> tensors,
+                        const std::map<std::string, std::string>& metadata) {
+  std::sort(tensors.begin(), tensors.end(),
+            [](const TensorToWrite& a, const TensorToWrite& b) { return a.name < b.name; });
+  json header = json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  uint64_t off = 0;
+  std::vector<uint64_t> sizes;
+  for (const TensorToWrite& t : tensors) {
+    uint64_t n = DTypeSize(t.dtype);
+    for (int64_t d : t.shape) n *= static_cast<uint64_t>(d);
+    header[t.name] = {{"dtype", DTypeName(t.dtype)}, {"shape", t.shape},
+                      {"data_offsets", {off, off + n}}};
+    sizes.push_back(n);
+    off += n;
+  }
+  std::string h = header.dump();
+  while ((h.size() + 8) % 8 != 0) h.push_back(' ');
+  QM_ASSIGN_OR_RETURN(std::unique_ptr<AtomicFileWriter> w, AtomicFileWriter::Create(path));
+  uint8_t len[8];
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>((uint64_t)h.size() >> (8 * i));
+  QM_RETURN_IF_ERROR(w->Write(len, 8));
+  QM_RETURN_IF_ERROR(w->Write(h.data(), h.size()));
+  std::vector<uint8_t> buf;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    if (tensors[i].data != nullptr) {
+      QM_RETURN_IF_ERROR(w->Write(tensors[i].data, sizes[i]));
+    } else {
+      QM_CHECK(tensors[i].fill != nullptr, "tensor %s has neither data nor fill",
+               tensors[i].name.c_str());
+      buf.resize(sizes[i]);
+      tensors[i].fill(buf.data());
+      QM_RETURN_IF_ERROR(w->Write(buf.data(), sizes[i]));
+    }
+  }
+  return w->Commit();
+}
+
+}  // namespace quamba

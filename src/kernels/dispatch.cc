@@ -1,0 +1,173 @@
+// Kernel table selection: filled once per ISA from CPU features (XNNPACK-style config), with a
+// QUAMBA_ISA override so tests and benchmarks can force any lower path (FBGEMM-style).
+#include <cpuid.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+#include "core/check.h"
+#include "core/status.h"
+#include "kernels/generic/generic.h"
+#include "kernels/kernels.h"
+
+namespace quamba::kernels {
+
+namespace x86::avx2 {
+void FillTable(KernelTable* t);  // src/kernels/x86/avx2/
+}
+namespace x86::avx512 {
+void FillTable(KernelTable* t);  // src/kernels/x86/avx512/
+}
+
+namespace {
+
+struct CpuFeatures {
+  bool avx2_fma_f16c = false;
+  bool avx512 = false;  // F, BW, VL, DQ, VNNI
+};
+
+CpuFeatures Detect() {
+  CpuFeatures f;
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+  const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28),
+             f16c = c & (1u << 29);
+  if (!osxsave || !avx) return f;
+  // xgetbv(0): the OS saves the registers we would use (ggml's FIXME: cpuid alone is not enough).
+  unsigned xcr0_lo, xcr0_hi;
+  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  const bool os_ymm = (xcr0_lo & 0x6) == 0x6;    // SSE + AVX state
+  const bool os_zmm = (xcr0_lo & 0xe6) == 0xe6;  // + opmask, ZMM_Hi256, Hi16_ZMM
+  if (__get_cpuid_max(0, nullptr) < 7) return f;
+  __cpuid_count(7, 0, a, b, c, d);
+  const bool avx2 = b & (1u << 5), avx512f = b & (1u << 16), avx512dq = b & (1u << 17),
+             avx512bw = b & (1u << 30), avx512vl = b & (1u << 31), vnni = c & (1u << 11);
+  f.avx2_fma_f16c = os_ymm && avx2 && fma && f16c;
+  f.avx512 = f.avx2_fma_f16c && os_zmm && avx512f && avx512dq && avx512bw && avx512vl && vnni;
+  return f;
+}
+
+const CpuFeatures& Features() {
+  static const CpuFeatures f = Detect();
+  return f;
+}
+
+KernelTable tables[kNumIsas];
+std::once_flag table_once[kNumIsas];
+
+void Build(Isa isa) {
+  KernelTable& t = tables[static_cast<int>(isa)];
+  t.isa = isa;
+  generic::FillTable(&t);
+  if (isa == Isa::kAvx2 || isa == Isa::kAvx512) x86::avx2::FillTable(&t);
+  if (isa == Isa::kAvx512) x86::avx512::FillTable(&t);
+}
+
+struct DefaultChoice {
+  Isa isa = Isa::kGeneric;
+  std::string error;
+};
+
+DefaultChoice ChooseDefault() {
+  DefaultChoice d;
+  const std::vector<Isa> avail = AvailableIsas();
+  d.isa = avail.back();
+  const char* env = std::getenv("QUAMBA_ISA");
+  if (env == nullptr || *env == '\0') return d;
+  Isa want;
+  if (!ParseIsa(env, &want)) {
+    d.error = StrFormat("QUAMBA_ISA: expected generic, avx2 or avx512, found \"%s\"", env);
+  } else if (!IsaSupported(want)) {
+    d.error = StrFormat("QUAMBA_ISA: \"%s\" is not supported by this CPU/OS (best: %s)", env,
+                        IsaName(d.isa));
+  } else {
+    d.isa = want;
+  }
+  return d;
+}
+
+const DefaultChoice& Default() {
+  static const DefaultChoice d = ChooseDefault();
+  return d;
+}
+
+}  // namespace
+
+const char* IsaName(Isa isa) {
+  switch (isa) {
+    case Isa::kGeneric: return "generic";
+    case Isa::kAvx2: return "avx2";
+    case Isa::kAvx512: return "avx512";
+  }
+  return "?";
+}
+
+bool ParseIsa(const char* name, Isa* out) {
+  for (Isa isa : {Isa::kGeneric, Isa::kAvx2, Isa::kAvx512}) {
+    if (std::strcmp(name, IsaName(isa)) == 0) {
+      *out = isa;
+      return true;
+    }
+  }
+  if (std::strcmp(name, "avx512vnni") == 0) {
+    *out = Isa::kAvx512;
+    return true;
+  }
+  return false;
+}
+
+bool IsaSupported(Isa isa) {
+  switch (isa) {
+    case Isa::kGeneric: return true;
+    case Isa::kAvx2: return Features().avx2_fma_f16c;
+    case Isa::kAvx512: return Features().avx512;
+  }
+  return false;
+}
+
+std::vector<Isa> AvailableIsas() {
+  std::vector<Isa> v;
+  for (Isa isa : {Isa::kGeneric, Isa::kAvx2, Isa::kAvx512})
+    if (IsaSupported(isa)) v.push_back(isa);
+  return v;
+}
+
+const KernelTable& KernelsFor(Isa isa) {
+  QM_CHECK(IsaSupported(isa), "ISA %s requested but not supported", IsaName(isa));
+  const int i = static_cast<int>(isa);
+  std::call_once(table_once[i], Build, isa);
+  return tables[i];
+}
+
+const KernelTable& DefaultKernels() { return KernelsFor(Default().isa); }
+
+std::string IsaOverrideError() { return Default().error; }
+
+MatMulFn KernelTable::MatMulFor(DType w) const {
+  switch (w) {
+    case DType::kF32: return matmul_f32;
+    case DType::kF16: return matmul_f16;
+    case DType::kBF16: return matmul_bf16;
+    default: break;
+  }
+  QM_CHECK(false, "no float matmul for weight dtype %s", DTypeName(w));
+  return nullptr;
+}
+
+namespace {
+void CopyF32(const void* src, int64_t n, float* dst) { std::memcpy(dst, src, n * sizeof(float)); }
+}  // namespace
+
+ConvertRowFn KernelTable::ConvertFor(DType w) const {
+  switch (w) {
+    case DType::kF32: return CopyF32;
+    case DType::kF16: return convert_f16;
+    case DType::kBF16: return convert_bf16;
+    default: break;
+  }
+  QM_CHECK(false, "no row conversion for dtype %s", DTypeName(w));
+  return nullptr;
+}
+
+}  // namespace quamba::kernels

@@ -1,0 +1,218 @@
+// Float32 Mamba-1 forward. Each step quotes the upstream line it implements
+// (transformers/models/mamba/modeling_mamba.py MambaMixer.slow_forward and
+// mamba_ssm/modules/mamba_simple.py Mamba.forward / Mamba.step).
+#include "model/mamba.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "io/mapped_file.h"
+
+namespace quamba {
+
+void SequenceState::Reset() {
+  std::fill(conv.begin(), conv.end(), 0.0f);
+  std::fill(ssm.begin(), ssm.end(), 0.0f);
+  n_tokens = 0;
+}
+
+StatusOr<std::unique_ptr<MambaModel>> MambaModel::Load(const std::string& dir) {
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    return Status::Error(StrFormat("%s: expected a model directory (config.json, "
+                                   "model.safetensors, tokenizer.json), found %s", dir.c_str(),
+                                   ::stat(dir.c_str(), &st) != 0 ? "nothing" : "a file"));
+  std::unique_ptr<MambaModel> m(new MambaModel());
+  m->dir_ = dir;
+  QM_ASSIGN_OR_RETURN(m->config_, MambaConfig::Load(dir + "/config.json"));
+  QM_ASSIGN_OR_RETURN(std::unique_ptr<TensorStore> store, TensorStore::Open(dir));
+  auto bound = BindWeights(m->config_, std::move(store));
+  if (!bound.ok())
+    return Status::Error(bound.status().message().rfind(dir, 0) == 0
+                             ? bound.status().message()
+                             : dir + ": " + bound.status().message());
+  m->weights_ = std::move(bound).value();
+  if (::stat((dir + "/tokenizer.json").c_str(), &st) == 0) {
+    QM_ASSIGN_OR_RETURN(Tokenizer tok, Tokenizer::Load(dir + "/tokenizer.json"));
+    if (tok.vocab_size() > m->config_.vocab_size)
+      return Status::Error(StrFormat("%s/tokenizer.json: vocabulary: expected at most %lld ids "
+                                     "(config vocab_size), found %d", dir.c_str(),
+                                     (long long)m->config_.vocab_size, tok.vocab_size()));
+    m->tokenizer_ = std::make_unique<Tokenizer>(std::move(tok));
+  }
+  return m;
+}
+
+SequenceState MambaModel::NewState() const {
+  SequenceState s;
+  s.conv.assign(config_.n_layer * (config_.d_conv - 1) * config_.d_inner, 0.0f);
+  s.ssm.assign(config_.n_layer * config_.d_inner * config_.d_state, 0.0f);
+  return s;
+}
+
+Engine::Engine(const MambaModel& model, int n_threads, const kernels::KernelTable& k,
+               int64_t max_chunk, int64_t max_batch)
+    : model_(model),
+      c_(model.config()),
+      w_(model.weights()),
+      k_(k),
+      pool_(n_threads),
+      max_rows_(std::max<int64_t>(1, std::max(max_chunk, max_batch))) {
+  const int64_t R = max_rows_;
+  residual_.resize(R * c_.d_model);
+  h_.resize(R * c_.d_model);
+  hn_.resize(R * c_.d_model);
+  xz_.resize(R * 2 * c_.d_inner);
+  xc_.resize(R * c_.d_inner);
+  x_dbl_.resize(R * (c_.dt_rank + 2 * c_.d_state));
+  dt_.resize(R * c_.d_inner);
+  y_.resize(R * c_.d_inner);
+}
+
+void Engine::Embed(std::span<const int32_t> ids) {
+  // hidden_states = self.embeddings(input_ids)
+  const kernels::ConvertRowFn convert = k_.ConvertFor(w_.embedding.dtype);
+  const int64_t row_bytes = c_.d_model * DTypeSize(w_.embedding.dtype);
+  for (size_t t = 0; t < ids.size(); ++t) {
+    QM_CHECK(ids[t] >= 0 && ids[t] < c_.vocab_size, "token id %d outside [0, %lld)", ids[t],
+             (long long)c_.vocab_size);
+    convert(static_cast<const uint8_t*>(w_.embedding.data) + ids[t] * row_bytes, c_.d_model,
+            h_.data() + t * c_.d_model);
+  }
+}
+
+void Engine::MatMul(const float* x, int64_t M, int64_t ldx, const MatrixRef& w, float* y,
+                    int64_t ldy) {
+  const kernels::MatMulFn f = k_.MatMulFor(w.dtype);
+  const int64_t N = w.rows, K = w.cols;
+  // Split output features across threads; 64 keeps slices aligned to any kernel's tile.
+  pool_.ParallelRange(N, 64, [&](int64_t b, int64_t e) { f(x, M, K, ldx, w.data, b, e, y, ldy); });
+}
+
+// One Mamba block on rows [0, T). With per_row_states, row t is one token of sequence
+// states[t] (decode); otherwise rows are T consecutive tokens of states[0] (prefill).
+void Engine::Layer(int layer, int64_t T, SequenceState* const* states, bool per_row_states) {
+  const LayerWeights& L = w_.layers[layer];
+  const int64_t dm = c_.d_model, di = c_.d_inner, ds = c_.d_state, R = c_.dt_rank;
+  const int64_t n_dbl = R + 2 * ds;
+  const float eps = static_cast<float>(c_.norm_eps);
+
+  // residual = hidden_states + residual; hidden_states = self.norm(residual)   (Block, fused)
+  // The first layer starts the residual stream from the embedding (h_ copied in Prefill/Decode).
+  const float* add = layer == 0 ? nullptr : h_.data();
+  if (T == 1) {
+    k_.add_rms_norm(residual_.data(), add, L.norm, dm, eps, hn_.data());
+  } else {
+    pool_.ParallelRange(T, 1, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t)
+        k_.add_rms_norm(residual_.data() + t * dm, add ? add + t * dm : nullptr, L.norm, dm, eps,
+                        hn_.data() + t * dm);
+    });
+  }
+
+  // xz = self.in_proj(hidden_states)            xz_: (T, 2*d_inner) = [x | z]
+  MatMul(hn_.data(), T, dm, L.in_proj, xz_.data(), 2 * di);
+
+  // x = self.act(self.conv1d(x)[..., :seqlen])  xc_: (T, d_inner); conv_state carried
+  const int64_t conv_stride = (c_.d_conv - 1) * di;
+  pool_.ParallelRange(di, 16, [&](int64_t b, int64_t e) {
+    if (per_row_states) {
+      for (int64_t t = 0; t < T; ++t)
+        k_.causal_conv1d_silu(xz_.data() + t * 2 * di, 1, di, 2 * di, L.conv_w, L.conv_b,
+                              static_cast<int>(c_.d_conv),
+                              states[t]->conv.data() + layer * conv_stride, xc_.data() + t * di,
+                              di, b, e);
+    } else {
+      k_.causal_conv1d_silu(xz_.data(), T, di, 2 * di, L.conv_w, L.conv_b,
+                            static_cast<int>(c_.d_conv),
+                            states[0]->conv.data() + layer * conv_stride, xc_.data(), di, b, e);
+    }
+  });
+
+  // x_dbl = self.x_proj(x); dt, B, C = torch.split(x_dbl, [dt_rank, d_state, d_state], dim=-1)
+  MatMul(xc_.data(), T, di, L.x_proj, x_dbl_.data(), n_dbl);
+  // dt = self.dt_proj.weight @ dt.t()           (bias is added inside the scan, as upstream)
+  MatMul(x_dbl_.data(), T, n_dbl, L.dt_proj, dt_.data(), di);
+
+  // y = selective_scan_fn(x, dt, A, B, C, D, z, delta_bias=dt_proj.bias, delta_softplus=True)
+  const int64_t ssm_stride = di * ds;
+  pool_.ParallelRange(di, 16, [&](int64_t b, int64_t e) {
+    kernels::ScanArgs a;
+    a.d_inner = di;
+    a.d_state = ds;
+    a.ldu = di;
+    a.ld_delta = di;
+    a.delta_bias = L.dt_bias;
+    a.A = L.A;
+    a.ld_bc = n_dbl;
+    a.D = L.D;
+    a.ldz = 2 * di;
+    a.ldy = di;
+    const int64_t n_seq = per_row_states ? T : 1;
+    for (int64_t s = 0; s < n_seq; ++s) {
+      const int64_t t0 = per_row_states ? s : 0;
+      a.L = per_row_states ? 1 : T;
+      a.u = xc_.data() + t0 * di;
+      a.delta = dt_.data() + t0 * di;
+      a.B = x_dbl_.data() + t0 * n_dbl + R;
+      a.C = x_dbl_.data() + t0 * n_dbl + R + ds;
+      a.z = xz_.data() + t0 * 2 * di + di;
+      a.state = states[s]->ssm.data() + layer * ssm_stride;
+      a.y = y_.data() + t0 * di;
+      k_.selective_scan(a, b, e);
+    }
+  });
+
+  // out = self.out_proj(y)                      h_: (T, d_model)
+  MatMul(y_.data(), T, di, L.out_proj, h_.data(), dm);
+}
+
+void Engine::Logits(int64_t T, const int64_t* rows, int64_t n_rows, float* logits) {
+  // residual = hidden_states + residual; hidden_states = self.norm_f(residual)
+  const int64_t dm = c_.d_model;
+  const float eps = static_cast<float>(c_.norm_eps);
+  for (int64_t i = 0; i < n_rows; ++i) {
+    const int64_t t = rows ? rows[i] : i;
+    k_.add_rms_norm(residual_.data() + t * dm, h_.data() + t * dm, w_.norm_f, dm, eps,
+                    hn_.data() + i * dm);
+  }
+  // logits = self.lm_head(hidden_states)        (n_rows, vocab)
+  MatMul(hn_.data(), n_rows, dm, w_.lm_head, logits, c_.vocab_size);
+  (void)T;
+}
+
+void Engine::Prefill(SequenceState* s, std::span<const int32_t> ids, float* logits,
+                     bool all_logits) {
+  const int64_t n = static_cast<int64_t>(ids.size());
+  for (int64_t start = 0; start < n; start += max_rows_) {
+    const int64_t T = std::min(max_rows_, n - start);
+    Embed(ids.subspan(start, T));
+    std::memcpy(residual_.data(), h_.data(), T * c_.d_model * sizeof(float));
+    for (int l = 0; l < c_.n_layer; ++l) Layer(l, T, &s, /*per_row_states=*/false);
+    s->n_tokens += T;
+    if (logits == nullptr) continue;
+    if (all_logits) {
+      Logits(T, nullptr, T, logits + start * c_.vocab_size);
+    } else if (start + T == n) {
+      const int64_t last = T - 1;
+      Logits(T, &last, 1, logits);
+    }
+  }
+}
+
+void Engine::DecodeStep(std::span<SequenceState* const> states, std::span<const int32_t> ids,
+                        float* logits) {
+  const int64_t B = static_cast<int64_t>(ids.size());
+  QM_CHECK(B == static_cast<int64_t>(states.size()) && B <= max_rows_, "batch %lld > %lld",
+           (long long)B, (long long)max_rows_);
+  if (B == 0) return;
+  Embed(ids);
+  std::memcpy(residual_.data(), h_.data(), B * c_.d_model * sizeof(float));
+  for (int l = 0; l < c_.n_layer; ++l) Layer(l, B, states.data(), /*per_row_states=*/true);
+  for (SequenceState* s : states) ++s->n_tokens;
+  Logits(B, nullptr, B, logits);
+}
+
+}  // namespace quamba

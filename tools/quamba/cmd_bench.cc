@@ -1,0 +1,162 @@
+// quamba bench: time to first token (prefill of -p tokens), time per output token (decode),
+// as mean ± sd over -r repetitions after one warm-up, llama-bench style. Several -m compare
+// models in one run and one table.
+#include <sys/resource.h>
+
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "args.h"
+#include "commands.h"
+#include "core/thread_pool.h"
+#include "model/mamba.h"
+
+namespace quamba::cli {
+namespace {
+
+struct Stat {
+  double mean = 0, sd = 0;
+};
+Stat MeanSd(const std::vector<double>& v) {
+  Stat s;
+  if (v.empty()) return s;
+  for (double x : v) s.mean += x;
+  s.mean /= v.size();
+  if (v.size() > 1) {
+    for (double x : v) s.sd += (x - s.mean) * (x - s.mean);
+    s.sd = std::sqrt(s.sd / (v.size() - 1));
+  }
+  return s;
+}
+
+uint64_t PeakRssBytes() {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<uint64_t>(ru.ru_maxrss) * 1024;
+}
+
+}  // namespace
+
+int CmdBench(int argc, char** argv) {
+  std::vector<std::string> models;
+  int64_t n_prompt = 512, n_gen = 128, batch = 1;
+  int reps = 5, threads = DefaultThreadCount();
+  std::string output = "md";
+  Flags flags("bench", "-m DIR [-m DIR ...] [-p 512] [-n 128] [-r 5] [-t N] [-b 1] [-o md|json]");
+  flags.AddList("-m,--model", &models, "model directory (repeatable)");
+  flags.Add("-p,--n-prompt", &n_prompt, "prompt tokens for prefill (default 512)", 0, 1 << 20);
+  flags.Add("-n,--n-gen", &n_gen, "generated tokens (default 128)", 0, 1 << 20);
+  flags.Add("-r,--repetitions", &reps, "repetitions after one warm-up (default 5)", 1, 1000);
+  flags.Add("-t,--threads", &threads, "threads (default: all cores)", 1, 1024);
+  flags.Add("-b,--batch", &batch, "sequences decoded together (default 1)", 1, 256);
+  flags.Add("-o,--output", &output, "md | json (default md)");
+  if (Status s = flags.Parse(argc, argv, 2); !s.ok()) return UsageError(s);
+  if (flags.help_requested()) {
+    std::printf("%s", flags.Help().c_str());
+    return 0;
+  }
+  if (models.empty())
+    return UsageError(Status::Error("bench -m: expected at least one model directory, found none"));
+  if (output != "md" && output != "json")
+    return UsageError(Status::Error(StrFormat("bench -o: expected md or json, found \"%s\"",
+                                              output.c_str())));
+  const kernels::KernelTable& k = kernels::DefaultKernels();
+  nlohmann::json results = nlohmann::json::array();
+  for (const std::string& dir : models) {
+    std::fprintf(stderr, "bench: loading %s\n", dir.c_str());
+    auto loaded = MambaModel::Load(dir);
+    if (!loaded.ok()) return Fail(loaded.status());
+    const MambaModel& model = **loaded;
+    const MambaConfig& c = model.config();
+    Engine engine(model, threads, k, 256, batch);
+    std::mt19937 rng(42);
+    // Random ids avoid the first 1000 (often special/rare) and stay inside the vocabulary.
+    std::uniform_int_distribution<int32_t> tok(std::min<int64_t>(1000, c.vocab_size - 1) / 2,
+                                               static_cast<int32_t>(c.vocab_size - 1));
+    std::vector<int32_t> prompt(n_prompt);
+    for (auto& t : prompt) t = tok(rng);
+    std::vector<SequenceState> states(batch, model.NewState());
+    std::vector<SequenceState*> ptrs;
+    for (auto& s : states) ptrs.push_back(&s);
+    std::vector<float> logits(batch * c.vocab_size);
+    std::vector<int32_t> next(batch);
+    std::vector<double> ttft, tpot;
+    for (int r = 0; r <= reps; ++r) {  // r == 0 is the warm-up
+      for (auto& s : states) s.Reset();
+      const double t0 = NowSeconds();
+      for (int64_t b = 0; b < batch; ++b)
+        engine.Prefill(ptrs[b], prompt, n_prompt ? logits.data() + b * c.vocab_size : nullptr,
+                       false);
+      const double t1 = NowSeconds();
+      for (int64_t b = 0; b < batch; ++b) next[b] = tok(rng);
+      for (int64_t i = 0; i < n_gen; ++i) {
+        engine.DecodeStep(ptrs, next, logits.data());
+        for (int64_t b = 0; b < batch; ++b) next[b] = tok(rng);
+      }
+      const double t2 = NowSeconds();
+      if (r == 0) continue;
+      ttft.push_back((t1 - t0) * 1e3);
+      if (n_gen) tpot.push_back((t2 - t1) * 1e3 / n_gen);
+      std::fprintf(stderr, "\rbench: %s rep %d/%d", dir.c_str(), r, reps);
+    }
+    std::fprintf(stderr, "\n");
+    std::vector<double> pp, tg;
+    for (double x : ttft) pp.push_back(n_prompt * batch / (x / 1e3));
+    for (double x : tpot) tg.push_back(batch / (x / 1e3));
+    const Stat s_ttft = MeanSd(ttft), s_tpot = MeanSd(tpot), s_pp = MeanSd(pp), s_tg = MeanSd(tg);
+    const auto& meta = model.weights().store->metadata();
+    const std::string recipe = meta.count("quamba_recipe") ? meta.at("quamba_recipe") : "fp";
+    std::string wdtype = DTypeName(model.weights().in_proj_dtype());
+    results.push_back({{"model", dir},
+                       {"recipe", recipe},
+                       {"weight_dtype", wdtype},
+                       {"threads", threads},
+                       {"isa", kernels::IsaName(k.isa)},
+                       {"batch", batch},
+                       {"prompt_tokens", n_prompt},
+                       {"gen_tokens", n_gen},
+                       {"repetitions", reps},
+                       {"ttft_ms", s_ttft.mean},
+                       {"ttft_ms_sd", s_ttft.sd},
+                       {"tpot_ms", s_tpot.mean},
+                       {"tpot_ms_sd", s_tpot.sd},
+                       {"prefill_tok_s", s_pp.mean},
+                       {"prefill_tok_s_sd", s_pp.sd},
+                       {"decode_tok_s", s_tg.mean},
+                       {"decode_tok_s_sd", s_tg.sd},
+                       {"model_bytes", model.weights().file_bytes},
+                       {"peak_rss_bytes", PeakRssBytes()},
+                       {"commit", QM_GIT_COMMIT}});
+  }
+  if (output == "json") {
+    std::printf("%s\n", results.dump(2).c_str());
+    return 0;
+  }
+  std::printf("| model | recipe | weights | size | isa | threads | batch | test | ttft/tpot ms | "
+              "tok/s | peak RSS |\n");
+  std::printf("|---|---|---|---:|---|---:|---:|---|---:|---:|---:|\n");
+  for (const auto& r : results) {
+    const std::string size = StrFormat("%.2f GiB", r["model_bytes"].get<double>() / (1 << 30));
+    const std::string rss = StrFormat("%.2f GiB", r["peak_rss_bytes"].get<double>() / (1 << 30));
+    auto row = [&](const char* test, const char* lat, const char* tps) {
+      std::printf("| %s | %s | %s | %s | %s | %d | %lld | %s | %.2f ± %.2f | %.2f ± %.2f | %s |\n",
+                  r["model"].get<std::string>().c_str(), r["recipe"].get<std::string>().c_str(),
+                  r["weight_dtype"].get<std::string>().c_str(), size.c_str(),
+                  r["isa"].get<std::string>().c_str(), r["threads"].get<int>(),
+                  (long long)r["batch"].get<int64_t>(), test, r[lat].get<double>(),
+                  r[std::string(lat) + "_sd"].get<double>(), r[tps].get<double>(),
+                  r[std::string(tps) + "_sd"].get<double>(), rss.c_str());
+    };
+    if (n_prompt) row(StrFormat("pp%lld", (long long)n_prompt).c_str(), "ttft_ms", "prefill_tok_s");
+    if (n_gen) row(StrFormat("tg%lld", (long long)n_gen).c_str(), "tpot_ms", "decode_tok_s");
+  }
+  std::printf("\ncommit %s\n", QM_GIT_COMMIT);
+  return 0;
+}
+
+}  // namespace quamba::cli

@@ -1,0 +1,28 @@
+// Subcommands of the `quamba` CLI. Each returns the process exit code: 0 success, 1 failure
+// with one line on stderr, 2 bad command line.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "core/status.h"
+
+namespace quamba::cli {
+
+int CmdGenerate(int argc, char** argv);
+int CmdTokenize(int argc, char** argv);
+int CmdSynth(int argc, char** argv);
+int CmdInspect(int argc, char** argv);
+int CmdBench(int argc, char** argv);
+
+// Prints "quamba: <message>" and returns 1.
+int Fail(const Status& s);
+// Prints the usage error and returns 2.
+int UsageError(const Status& s);
+
+inline double NowSeconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace quamba::cli
