@@ -301,9 +301,6 @@ void Tokenizer::Impl::SplitOnAdded(std::string_view s, const TokenTrie& trie,
       size_t start = pos;
       size_t stop = pos + len;
       pos = stop;  // the matcher resumes after a match even if it is discarded below
-      // HF would emit overlapping pieces for a match inside whitespace an rstrip token took;
-      // dropping the match keeps every byte in exactly one piece.
-      if (start < done) continue;
       if (token.single_word) {
         const bool free_start = start == 0 || !IsWordChar(LastCodePoint(s.substr(0, start)));
         int cp_len;
@@ -312,6 +309,7 @@ void Tokenizer::Impl::SplitOnAdded(std::string_view s, const TokenTrie& trie,
         if (!free_start || !free_stop) continue;
       }
       if (token.lstrip) start = std::max(done, start - TrailingSpaceBytes(s.substr(0, start)));
+      // A match inside whitespace that an rstrip token already took is still emitted, as in HF.
       if (token.rstrip) stop += LeadingSpaceBytes(s.substr(stop));
       if (done < start) piece(s.substr(done, start - done));
       out->push_back(token.id);
@@ -647,6 +645,13 @@ Status Tokenizer::Impl::ParseModel(const json& model, const Reader& r) {
 Status Tokenizer::Impl::ParseAddedTokens(const json& list, const Reader& r) {
   if (list.is_null()) return Status::Ok();
   if (!list.is_array()) return r.Mismatch("added_tokens", "an array", list);
+  // HF re-adds the tokens in file order and assigns ids itself (warning where the file's "id"
+  // differs): a token the model has keeps the model's id, a repeated content keeps its first id,
+  // and a new token gets the next id after the model's vocabulary / the last added id. Files HF
+  // saved agree with that, so this only matters for hand-edited ones.
+  const int32_t model_size = static_cast<int32_t>(vocab.size());
+  int32_t max_added = -1;
+  StringMap<size_t> index_by_content;
   for (size_t i = 0; i < list.size(); ++i) {
     const json& t = list[i];
     const std::string path = StrFormat("added_tokens[%zu]", i);
@@ -656,7 +661,6 @@ Status Tokenizer::Impl::ParseAddedTokens(const json& list, const Reader& r) {
     if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= kMaxTokenId) {
       return r.Mismatch(path + ".id", StrFormat("an id in [0, %d)", kMaxTokenId), id);
     }
-    token.id = id.get<int32_t>();
     const json& content = Reader::Member(t, "content");
     if (!content.is_string() || content == "") {
       return r.Mismatch(path + ".content", "a non-empty string", content);
@@ -668,6 +672,25 @@ Status Tokenizer::Impl::ParseAddedTokens(const json& list, const Reader& r) {
     QM_RETURN_IF_ERROR(r.Bool(t, path, "rstrip", false, &token.rstrip));
     // HF's AddedToken default: special tokens are matched before normalization.
     QM_RETURN_IF_ERROR(r.Bool(t, path, "normalized", !token.special, &token.normalized));
+
+    if (auto it = index_by_content.find(token.content); it != index_by_content.end()) {
+      token.id = added[it->second].id;  // the later flags win, as in HF
+      added[it->second] = std::move(token);
+      continue;
+    }
+    if (auto it = vocab.find(token.content); it != vocab.end()) {
+      token.id = it->second;
+    } else if (max_added < 0) {
+      token.id = model_size;
+    } else {
+      token.id = (max_added >= model_size || model_size == 0) ? max_added + 1 : model_size;
+    }
+    if (token.id >= kMaxTokenId) {
+      return r.Error(path + ".id", StrFormat("an id below %d", kMaxTokenId),
+                     std::to_string(token.id));
+    }
+    max_added = std::max(max_added, token.id);
+    index_by_content.emplace(token.content, added.size());
     added.push_back(std::move(token));
   }
   for (size_t k = 0; k < added.size(); ++k) {

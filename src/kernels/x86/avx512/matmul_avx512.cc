@@ -1,0 +1,286 @@
+// AVX-512 y = x @ W^T for f32 / f16 / bf16 weights (fp32 accumulation, weights widened exactly).
+//
+// Two regimes:
+//  * decode, M <= 4 (GEMV): W is streamed once from memory, R rows at a time; every 64-byte
+//    slice of a W row is loaded once and used for all M rows of x. R*M independent accumulators
+//    and a software prefetch a few cache lines ahead on each W row keep the loads in flight.
+//  * prefill, M >= 5 (GEMM): Goto/BLIS loop nest. A (KC x NC) block of W is transposed and
+//    widened into per-thread scratch as 32-column micro-panels (k-major), x is packed into
+//    12-row micro-panels, and a 12x32 register tile (24 zmm accumulators) does 24 FMAs per
+//    2 panel loads + 12 broadcasts. Loop order jc > pc > ic > jr > ir keeps one W micro-panel
+//    (KC x 32 floats) in L1 across all row tiles, and the packed x block in L2.
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "kernels/x86/avx512/avx512_kernels.h"
+#include "kernels/x86/avx512/vmath_avx512.h"
+#include "kernels/x86/x86_common.h"
+
+namespace quamba::kernels::x86::avx512 {
+namespace {
+
+inline int64_t MinI(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t RoundUp(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+inline __mmask16 Lanes(int64_t n) { return n <= 0 ? 0 : FirstLanes(n); }
+
+// Weight element types: how to widen 16 of them to f32.
+struct WF32 {
+  using T = float;
+  static __m512 Load(const T* p) { return LoadF32(p); }
+  static __m512 Load(const T* p, __mmask16 m) { return LoadF32(p, m); }
+};
+struct WF16 {
+  using T = uint16_t;
+  static __m512 Load(const T* p) { return LoadF16(p); }
+  static __m512 Load(const T* p, __mmask16 m) { return LoadF16(p, m); }
+};
+struct WBF16 {
+  using T = uint16_t;
+  static __m512 Load(const T* p) { return LoadBF16(p); }
+  static __m512 Load(const T* p, __mmask16 m) { return LoadBF16(p, m); }
+};
+
+// ---------------------------------------------------------------------------------------------
+// GEMV (M <= 4)
+
+// Prefetch distance on each streamed W row. The hardware prefetcher already follows the R
+// sequential streams; the explicit prefetch mostly helps when both cores stream at once.
+constexpr int64_t kPrefetchBytes = 768;
+
+// y[m*ldy + r] = dot(x[m, :], W row r) for m < M, r < R; w points at row 0 of the R rows.
+template <int M, int R, typename W>
+inline void GemvTile(const float* x, int64_t ldx, int64_t K, const typename W::T* w, float* y,
+                     int64_t ldy) {
+  using T = typename W::T;
+  constexpr int kV = static_cast<int>(4 / sizeof(T));  // 16-float vectors per 64 B of W
+  __m512 acc[M][R];
+#pragma GCC unroll 16
+  for (int m = 0; m < M; ++m)
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) acc[m][r] = _mm512_setzero_ps();
+
+  int64_t k = 0;
+  for (; k + 16 * kV <= K; k += 16 * kV) {
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      _mm_prefetch(reinterpret_cast<const char*>(w + r * K + k) + kPrefetchBytes, _MM_HINT_T0);
+    }
+#pragma GCC unroll 2
+    for (int v = 0; v < kV; ++v) {
+      __m512 xv[M];
+#pragma GCC unroll 16
+      for (int m = 0; m < M; ++m) xv[m] = _mm512_loadu_ps(x + m * ldx + k + 16 * v);
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) {
+        const __m512 wv = W::Load(w + r * K + k + 16 * v);
+#pragma GCC unroll 16
+        for (int m = 0; m < M; ++m) acc[m][r] = _mm512_fmadd_ps(xv[m], wv, acc[m][r]);
+      }
+    }
+  }
+  for (; k < K; k += 16) {  // at most kV more vectors, the last one masked
+    const __mmask16 mask = Lanes(K - k);
+    __m512 xv[M];
+#pragma GCC unroll 16
+    for (int m = 0; m < M; ++m) xv[m] = _mm512_maskz_loadu_ps(mask, x + m * ldx + k);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const __m512 wv = W::Load(w + r * K + k, mask);
+#pragma GCC unroll 16
+      for (int m = 0; m < M; ++m) acc[m][r] = _mm512_fmadd_ps(xv[m], wv, acc[m][r]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int m = 0; m < M; ++m)
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) y[m * ldy + r] = _mm512_reduce_add_ps(acc[m][r]);
+}
+
+template <int M, typename W>
+void Gemv(const float* x, int64_t K, int64_t ldx, const typename W::T* w, int64_t n_begin,
+          int64_t n_end, float* y, int64_t ldy) {
+  // R W rows per tile: R*M accumulators (8..16) + M x vectors + 1 W vector fit in 32 zmm.
+  constexpr int R = M == 1 ? 8 : 4;
+  int64_t n = n_begin;
+  for (; n + R <= n_end; n += R) GemvTile<M, R, W>(x, ldx, K, w + n * K, y + n, ldy);
+  for (; n < n_end; ++n) GemvTile<M, 1, W>(x, ldx, K, w + n * K, y + n, ldy);
+}
+
+// ---------------------------------------------------------------------------------------------
+// GEMM (M >= 5)
+
+constexpr int kMR = 12;          // rows of the register tile
+constexpr int kNR = 32;          // columns of the register tile (2 zmm)
+constexpr int64_t kKC = 256;     // k block: a W micro-panel is kKC*kNR*4 = 32 KiB (L1)
+constexpr int64_t kMCMax = 528;  // x block rows: kMCMax*kKC*4 = 528 KiB packed (L2)
+constexpr int64_t kNCMax = 4096; // W block columns: kKC*kNCMax*4 = 4 MiB packed (L2/L3)
+
+// Packs W rows [n0, n0+nc) x columns [k0, k0+kc) into ceil(nc/32) micro-panels, each (kc, 32)
+// floats, k-major: bp[p*kc*32 + k*32 + j] = W[n0 + 32p + j, k0 + k] (0 for rows >= n0+nc).
+// 16x16 blocks are loaded along k (contiguous in W), widened and transposed in registers.
+template <typename W>
+void PackW(const typename W::T* w, int64_t K, int64_t n0, int64_t nc, int64_t k0, int64_t kc,
+           float* bp) {
+  const int64_t panels = (nc + kNR - 1) / kNR;
+  for (int64_t p = 0; p < panels; ++p) {
+    float* dst_panel = bp + p * kc * kNR;
+    for (int half = 0; half < 2; ++half) {
+      const int64_t row0 = n0 + p * kNR + 16 * half;
+      const int64_t valid_rows = MinI(16, nc - (p * kNR + 16 * half));
+      for (int64_t kk = 0; kk < kc; kk += 16) {
+        const int64_t kn = MinI(16, kc - kk);
+        const __mmask16 mask = Lanes(kn);
+        __m512 r[16];
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; ++i) {
+          r[i] = i < valid_rows ? W::Load(w + (row0 + i) * K + k0 + kk, mask)
+                                : _mm512_setzero_ps();
+        }
+        Transpose16x16(r);
+        float* dst = dst_panel + kk * kNR + 16 * half;
+        if (kn == 16) {
+#pragma GCC unroll 16
+          for (int c = 0; c < 16; ++c) _mm512_store_ps(dst + c * kNR, r[c]);
+        } else {
+          for (int c = 0; c < kn; ++c) _mm512_store_ps(dst + c * kNR, r[c]);
+        }
+      }
+    }
+  }
+}
+
+// Packs x rows [m0, m0+mc) x columns [k0, k0+kc) into ceil(mc/12) micro-panels, each (kc, 12),
+// k-major: ap[q*kc*12 + k*12 + i] = x[m0 + 12q + i, k0 + k] (0 for rows >= m0+mc).
+void PackX(const float* x, int64_t ldx, int64_t m0, int64_t mc, int64_t k0, int64_t kc,
+           float* ap) {
+  const int64_t panels = (mc + kMR - 1) / kMR;
+  for (int64_t q = 0; q < panels; ++q) {
+    float* dst = ap + q * kc * kMR;
+    for (int i = 0; i < kMR; ++i) {
+      const int64_t row = q * kMR + i;
+      if (row < mc) {
+        const float* src = x + (m0 + row) * ldx + k0;
+        for (int64_t k = 0; k < kc; ++k) dst[k * kMR + i] = src[k];
+      } else {
+        for (int64_t k = 0; k < kc; ++k) dst[k * kMR + i] = 0.0f;
+      }
+    }
+  }
+}
+
+// c (mr x nr, row stride ldc) (+)= ap (kc, 12) panel  x  bp (kc, 32) panel, the full 12x32
+// tile computed in registers; only the valid mr x nr corner is stored.
+inline void MicroKernel(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
+                        bool accumulate, int64_t mr, int64_t nr) {
+#pragma GCC unroll 12
+  for (int i = 0; i < kMR; ++i) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16), _MM_HINT_T0);
+  }
+  __m512 c0[kMR], c1[kMR];
+#pragma GCC unroll 12
+  for (int i = 0; i < kMR; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m512 b0 = _mm512_load_ps(bp);
+    const __m512 b1 = _mm512_load_ps(bp + 16);
+#pragma GCC unroll 12
+    for (int i = 0; i < kMR; ++i) {
+      const __m512 a = _mm512_set1_ps(ap[i]);
+      c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
+      c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
+    }
+    ap += kMR;
+    bp += kNR;
+  }
+  if (mr == kMR && nr == kNR) {
+#pragma GCC unroll 12
+    for (int i = 0; i < kMR; ++i) {
+      float* ci = c + i * ldc;
+      if (accumulate) {
+        c0[i] = _mm512_add_ps(c0[i], _mm512_loadu_ps(ci));
+        c1[i] = _mm512_add_ps(c1[i], _mm512_loadu_ps(ci + 16));
+      }
+      _mm512_storeu_ps(ci, c0[i]);
+      _mm512_storeu_ps(ci + 16, c1[i]);
+    }
+  } else {
+    const __mmask16 m0 = Lanes(nr), m1 = Lanes(nr - 16);
+#pragma GCC unroll 12
+    for (int i = 0; i < kMR; ++i) {
+      if (i >= mr) break;
+      float* ci = c + i * ldc;
+      if (accumulate) {
+        c0[i] = _mm512_add_ps(c0[i], _mm512_maskz_loadu_ps(m0, ci));
+        c1[i] = _mm512_add_ps(c1[i], _mm512_maskz_loadu_ps(m1, ci + 16));
+      }
+      _mm512_mask_storeu_ps(ci, m0, c0[i]);
+      _mm512_mask_storeu_ps(ci + 16, m1, c1[i]);
+    }
+  }
+}
+
+template <typename W>
+void Gemm(const float* x, int64_t M, int64_t K, int64_t ldx, const typename W::T* w,
+          int64_t n_begin, int64_t n_end, float* y, int64_t ldy) {
+  if (K == 0) {
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = n_begin; n < n_end; ++n) y[m * ldy + n] = 0.0f;
+    return;
+  }
+  // Split M into equal blocks of at most kMCMax rows, each a whole number of 12-row tiles.
+  const int64_t m_blocks = (M + kMCMax - 1) / kMCMax;
+  const int64_t mc_step = RoundUp((M + m_blocks - 1) / m_blocks, kMR);
+  const int64_t nc_max = MinI(kNCMax, RoundUp(n_end - n_begin, kNR));
+  float* bp = Scratch(ScratchSlot::kPackedW, kKC * nc_max);
+  float* ap = Scratch(ScratchSlot::kPackedX, kKC * mc_step);
+  for (int64_t jc = n_begin; jc < n_end; jc += nc_max) {
+    const int64_t nc = MinI(nc_max, n_end - jc);
+    for (int64_t pc = 0; pc < K; pc += kKC) {
+      const int64_t kc = MinI(kKC, K - pc);
+      PackW<W>(w, K, jc, nc, pc, kc, bp);
+      for (int64_t ic = 0; ic < M; ic += mc_step) {
+        const int64_t mc = MinI(mc_step, M - ic);
+        PackX(x, ldx, ic, mc, pc, kc, ap);
+        for (int64_t jr = 0; jr < nc; jr += kNR) {
+          const float* bpanel = bp + (jr / kNR) * kc * kNR;
+          for (int64_t ir = 0; ir < mc; ir += kMR) {
+            MicroKernel(kc, ap + (ir / kMR) * kc * kMR, bpanel, y + (ic + ir) * ldy + jc + jr,
+                        ldy, pc > 0, MinI(kMR, mc - ir), MinI(kNR, nc - jr));
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename W>
+void MatMul(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w_raw,
+            int64_t n_begin, int64_t n_end, float* y, int64_t ldy) {
+  const auto* w = static_cast<const typename W::T*>(w_raw);
+  if (M <= 0 || n_end <= n_begin) return;
+  switch (M) {
+    case 1: return Gemv<1, W>(x, K, ldx, w, n_begin, n_end, y, ldy);
+    case 2: return Gemv<2, W>(x, K, ldx, w, n_begin, n_end, y, ldy);
+    case 3: return Gemv<3, W>(x, K, ldx, w, n_begin, n_end, y, ldy);
+    case 4: return Gemv<4, W>(x, K, ldx, w, n_begin, n_end, y, ldy);
+    default: return Gemm<W>(x, M, K, ldx, w, n_begin, n_end, y, ldy);
+  }
+}
+
+}  // namespace
+
+void MatMulF32(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w, int64_t n_begin,
+               int64_t n_end, float* y, int64_t ldy) {
+  MatMul<WF32>(x, M, K, ldx, w, n_begin, n_end, y, ldy);
+}
+void MatMulF16(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w, int64_t n_begin,
+               int64_t n_end, float* y, int64_t ldy) {
+  MatMul<WF16>(x, M, K, ldx, w, n_begin, n_end, y, ldy);
+}
+void MatMulBF16(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w, int64_t n_begin,
+                int64_t n_end, float* y, int64_t ldy) {
+  MatMul<WBF16>(x, M, K, ldx, w, n_begin, n_end, y, ldy);
+}
+
+}  // namespace quamba::kernels::x86::avx512

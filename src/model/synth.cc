@@ -1,0 +1,115 @@
+#include "model/synth.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+
+#include "io/mapped_file.h"
+#include "io/safetensors.h"
+#include "model/weights.h"
+
+namespace quamba {
+namespace {
+
+struct Shape {
+  const char* name;
+  int64_t n_layer, d_model;
+};
+constexpr Shape kShapes[] = {{"mamba-130m", 24, 768},  {"mamba-370m", 48, 1024},
+                             {"mamba-790m", 48, 1536}, {"mamba-1.4b", 48, 2048},
+                             {"mamba-2.8b", 64, 2560}};
+
+// splitmix64: fast, seedable, good enough for initialisation.
+struct Rng {
+  uint64_t s;
+  uint64_t Next() {
+    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  double Uniform() { return (Next() >> 11) * (1.0 / 9007199254740992.0); }  // [0, 1)
+  double Normal() {  // Box-Muller
+    const double u1 = 1.0 - Uniform(), u2 = Uniform();
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+  }
+};
+
+void Store(DType dt, void* dst, int64_t i, float v) {
+  switch (dt) {
+    case DType::kF32: static_cast<float*>(dst)[i] = v; break;
+    case DType::kF16: static_cast<uint16_t*>(dst)[i] = F32ToF16(v); break;
+    case DType::kBF16: static_cast<uint16_t*>(dst)[i] = F32ToBF16(v); break;
+    default: QM_CHECK(false, "synth dtype");
+  }
+}
+
+}  // namespace
+
+bool SynthShape(const std::string& name, MambaConfig* c) {
+  for (const Shape& s : kShapes)
+    if (name == s.name) {
+      c->n_layer = s.n_layer;
+      c->d_model = s.d_model;
+      return true;
+    }
+  return false;
+}
+
+Status WriteSynthCheckpoint(MambaConfig c, DType dt, uint64_t seed, const std::string& dir) {
+  if (c.d_inner == 0) c.d_inner = c.expand * c.d_model;
+  if (c.dt_rank == 0) c.dt_rank = (c.d_model + 15) / 16;
+  c.tie_embeddings = true;
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
+    return Status::Error(StrFormat("%s: cannot create directory: %s", dir.c_str(),
+                                   std::strerror(errno)));
+  std::vector<TensorToWrite> tensors;
+  int index = 0;
+  ForEachTensor(c, [&](const TensorSpec& s) {
+    if (s.optional && s.role == TensorRole::kLmHead) return;  // tied
+    int64_t numel = 1;
+    for (int64_t d : s.shape) numel *= d;
+    const uint64_t tseed = seed * 1000003ull + index++;
+    const int64_t dm = c.d_model, di = c.d_inner, r = c.dt_rank, n_layer_c = c.n_layer;
+    const int64_t ds = c.d_state;
+    const TensorRole role = s.role;
+    tensors.push_back({s.name, dt, s.shape, nullptr, [=](void* dst) {
+      Rng rng{tseed};
+      auto uni = [&](double bound) { return (float)((2 * rng.Uniform() - 1) * bound); };
+      for (int64_t i = 0; i < numel; ++i) {
+        float v = 0;
+        switch (role) {
+          case TensorRole::kEmbedding: v = (float)(0.02 * rng.Normal()); break;  // normal_(std=0.02)
+          case TensorRole::kNorm: case TensorRole::kNormF: case TensorRole::kD: v = 1; break;
+          case TensorRole::kInProj: v = uni(1 / std::sqrt((double)dm)); break;  // nn.Linear
+          case TensorRole::kConvW: case TensorRole::kConvB: v = uni(0.5); break;  // fan_in 1*d_conv
+          case TensorRole::kXProj: v = uni(1 / std::sqrt((double)di)); break;
+          case TensorRole::kDtProjW: v = uni(1 / std::sqrt((double)r)); break;  // dt_rank^-0.5
+          case TensorRole::kDtProjB: {
+            // dt = exp(U * (log dt_max - log dt_min) + log dt_min), floor 1e-4;
+            // inv_dt = dt + log(-expm1(-dt))  (inverse of softplus)
+            double d = std::exp(rng.Uniform() * (std::log(0.1) - std::log(1e-3)) + std::log(1e-3));
+            d = std::max(d, 1e-4);
+            v = (float)(d + std::log(-std::expm1(-d)));
+            break;
+          }
+          case TensorRole::kALog: v = (float)std::log((double)(i % ds + 1)); break;
+          case TensorRole::kOutProj:  // kaiming_uniform_(a=sqrt 5) then /= sqrt(n_layer)
+            v = uni(1 / std::sqrt((double)di)) / (float)std::sqrt((double)n_layer_c);
+            break;
+          case TensorRole::kLmHead: v = (float)(0.02 * rng.Normal()); break;
+        }
+        Store(dt, dst, i, v);
+      }
+    }});
+  });
+  const std::string cfg = c.ToHfJson();
+  QM_RETURN_IF_ERROR(WriteSafeTensors(dir + "/model.safetensors", std::move(tensors),
+                                      {{"format", "pt"},
+                                       {"quamba_synth_seed", std::to_string(seed)}}));
+  return WriteFileAtomic(dir + "/config.json", cfg.data(), cfg.size());
+}
+
+}  // namespace quamba

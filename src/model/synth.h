@@ -1,0 +1,21 @@
+// Randomly initialised Mamba-1 checkpoints at real shapes, initialised as mamba_ssm does
+// (mamba_simple.py Mamba.__init__, mixer_seq_simple.py _init_weights), in HF layout.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "core/dtype.h"
+#include "core/status.h"
+#include "model/config.h"
+
+namespace quamba {
+
+// Fills n_layer/d_model of a named shape (mamba-130m ... mamba-2.8b); false if unknown.
+bool SynthShape(const std::string& name, MambaConfig* c);
+
+// Writes dir/config.json and dir/model.safetensors (tied embeddings, no lm_head tensor) for `c`
+// (d_inner, dt_rank derived if zero) with weights of dtype f32/f16/bf16. Deterministic in seed.
+Status WriteSynthCheckpoint(MambaConfig c, DType dtype, uint64_t seed, const std::string& dir);
+
+}  // namespace quamba
