@@ -108,7 +108,7 @@ class SelectiveScanFn(torch.autograd.Function):
         dC = torch.empty_like(Cm)
         dA_param = torch.zeros_like(A)
         dDv = (dy * u).sum((0, 1))
-        carry = None
+        carry = buf = carry_buf = None
         chunks = list(range(0, L, chunk))
         for ci in reversed(range(len(chunks))):
             c0 = chunks[ci]
@@ -117,8 +117,12 @@ class SelectiveScanFn(torch.autograd.Function):
             dA, hs = _chunk_terms(u, delta, A, Bm, c0, c1)
             h0 = starts[ci]
             prev = h0
+            if buf is None:
+                buf = torch.empty_like(h0)
+                carry_buf = torch.empty_like(h0)
             for t in range(T):
-                hs[t].add_(dA[t] * prev)
+                torch.mul(dA[t], prev, out=buf)
+                hs[t].add_(buf)
                 prev = hs[t]
             dyc = dy[c0:c1]
             # dC[t,b,n] = sum_d dy[t,b,d] h[t,b,d,n]
@@ -128,7 +132,7 @@ class SelectiveScanFn(torch.autograd.Function):
             for t in reversed(range(T)):
                 if carry is not None:
                     G[t].add_(carry)
-                carry = dA[t] * G[t]
+                carry = torch.mul(dA[t], G[t], out=carry_buf)
             # gradient w.r.t. dBu = G ;  dBu = (delta*u) * B
             s = torch.matmul(G, Bm[c0:c1].unsqueeze(-1)).squeeze(-1)  # [T,B,D]
             du_c = delta[c0:c1] * u[c0:c1]

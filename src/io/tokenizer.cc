@@ -221,7 +221,7 @@ struct Tokenizer::Impl {
     int32_t new_id;
   };
   std::unordered_map<uint64_t, MergeInfo> merges;  // (left id, right id) -> merge
-  std::array<int32_t, 256> byte_id{};               // id of each byte's one-character token, or -1
+  std::array<int32_t, 256> byte_id{};              // id of each byte's one-character token, or -1
   int32_t unk_id = -1;
   bool fuse_unk = false;
   bool ignore_merges = false;
@@ -232,7 +232,6 @@ struct Tokenizer::Impl {
   TokenTrie normalized_trie;  // the others, by their normalized content
 
   std::vector<std::string> id_bytes;  // what each id decodes to; empty for unused ids
-  std::vector<std::string> id_text;   // each id's token text, for TokenId()
   int32_t eos = -1;
 
   // Word cache: BPE of a pre-tokenized word (raw bytes) -> ids.
@@ -255,6 +254,7 @@ struct Tokenizer::Impl {
   template <typename PieceFn>
   void SplitOnAdded(std::string_view s, const TokenTrie& trie, std::vector<int32_t>* out,
                     PieceFn&& piece) const;
+  std::string_view SubstituteUntokenizableBytes(std::string_view piece, std::string* storage) const;
   void EncodePiece(std::string_view piece, std::vector<int32_t>* out) const;
   void EncodeWord(std::string_view word, std::vector<int32_t>* out) const;
   void Bpe(std::string_view word, std::vector<int32_t>* out) const;
@@ -319,12 +319,44 @@ void Tokenizer::Impl::SplitOnAdded(std::string_view s, const TokenTrie& trie,
   if (done < s.size()) piece(s.substr(done));
 }
 
+// An invalid byte is a unit of its own, classed like U+FFFD, and normally encodes as its own
+// byte-level token, so that decoding gives it back. A vocabulary may lack tokens for bytes that
+// valid UTF-8 never contains (GPT-NeoX lacks C0, C1, F5..FF); HF would silently drop such a byte,
+// so it is replaced by U+FFFD instead, which keeps a visible trace in the ids and the decoded text.
+std::string_view Tokenizer::Impl::SubstituteUntokenizableBytes(std::string_view piece,
+                                                               std::string* storage) const {
+  auto untokenizable = [&](size_t i, int32_t cp) {
+    return cp < 0 && byte_id[static_cast<uint8_t>(piece[i])] < 0;
+  };
+  bool any = false;
+  for (size_t i = 0; i < piece.size() && !any;) {
+    int len;
+    any = untokenizable(i, unicode::DecodeUtf8(piece, i, &len));
+    i += len;
+  }
+  if (!any) return piece;
+  storage->clear();
+  for (size_t i = 0; i < piece.size();) {
+    int len;
+    const int32_t cp = unicode::DecodeUtf8(piece, i, &len);
+    if (untokenizable(i, cp)) {
+      storage->append("\xEF\xBF\xBD");
+    } else {
+      storage->append(piece.substr(i, len));
+    }
+    i += len;
+  }
+  return *storage;
+}
+
 // Pre-tokenizes one piece with the GPT-2 pattern
 //   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
 // as a scan over code points. The alternatives are tried in order at each position, as the
 // backtracking regex engine does; every code point falls in one of them, so the words tile the
 // piece.
 void Tokenizer::Impl::EncodePiece(std::string_view piece, std::vector<int32_t>* out) const {
+  std::string substituted;
+  piece = SubstituteUntokenizableBytes(piece, &substituted);
   std::string prefixed;
   if (add_prefix_space && piece[0] != ' ') {
     prefixed.reserve(piece.size() + 1);
@@ -507,8 +539,7 @@ void Tokenizer::Impl::Bpe(std::string_view word, std::vector<int32_t>* out) cons
 
 // ---- Loading ----
 
-Status Tokenizer::Impl::ParseNormalizer(const json& j, const std::string& path,
-                                        const Reader& r) {
+Status Tokenizer::Impl::ParseNormalizer(const json& j, const std::string& path, const Reader& r) {
   if (j.is_null()) return Status::Ok();
   std::string type;
   QM_RETURN_IF_ERROR(r.TypeName(j, path, &type));
@@ -535,8 +566,7 @@ Status Tokenizer::Impl::ParseNormalizer(const json& j, const std::string& path,
   return Status::Ok();
 }
 
-Status Tokenizer::Impl::ParsePreTokenizer(const json& j, const std::string& path,
-                                          const Reader& r) {
+Status Tokenizer::Impl::ParsePreTokenizer(const json& j, const std::string& path, const Reader& r) {
   if (j.is_null()) return r.Mismatch(path, "a ByteLevel pre-tokenizer", j);
   std::string type;
   QM_RETURN_IF_ERROR(r.TypeName(j, path, &type));
@@ -565,8 +595,7 @@ Status Tokenizer::Impl::ParseModel(const json& model, const Reader& r) {
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
     const json& v = Reader::Member(model, key);
     if (!v.is_null() && v != "") {
-      return r.Mismatch(std::string("model.") + key, "null (not supported with byte-level BPE)",
-                        v);
+      return r.Mismatch(std::string("model.") + key, "null (not supported with byte-level BPE)", v);
     }
   }
   const json& dropout = Reader::Member(model, "dropout");
@@ -723,16 +752,13 @@ Status Tokenizer::Impl::Parse(const json& root, const Reader& r) {
   for (const auto& [text, id] : vocab) max_id = std::max(max_id, id);
   for (const AddedToken& t : added) max_id = std::max(max_id, t.id);
   id_bytes.assign(max_id + 1, std::string());
-  id_text.assign(max_id + 1, std::string());
   for (const auto& [text, id] : vocab) {
-    id_text[id] = text;
     // As HF's ByteLevel decoder: a token with a character outside the alphabet decodes to its
     // UTF-8 text.
     if (!unicode::FromByteLevel(text, &id_bytes[id])) id_bytes[id] = text;
   }
   // Added tokens decode to their content, so that decode(encode(s)) == s for any s.
   for (const AddedToken& t : added) {
-    id_text[t.id] = t.content;
     id_bytes[t.id] = t.content;
   }
   auto eos_it = added_by_content.find("<|endoftext|>");
@@ -749,9 +775,8 @@ Status Tokenizer::Impl::Parse(const json& root, const Reader& r) {
 StatusOr<Tokenizer> Tokenizer::Load(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return Status::Error(
-        StrFormat("%s: expected a readable tokenizer.json, found %s", path.c_str(),
-                  std::strerror(errno)));
+    return Status::Error(StrFormat("%s: expected a readable tokenizer.json, found %s", path.c_str(),
+                                   std::strerror(errno)));
   }
   std::ostringstream buffer;
   buffer << in.rdbuf();

@@ -17,8 +17,8 @@ namespace quamba {
 class Tokenizer {
  public:
   // Parses a Hugging Face tokenizer.json. Errors (missing file, malformed JSON, unsupported
-  // model/normalizer/pre_tokenizer type, a merge naming an unknown token, ...) return a Status whose
-  // one-line message names the file, the field, what was expected and what was found, e.g.
+  // model/normalizer/pre_tokenizer type, a merge naming an unknown token, ...) return a Status
+  // whose one-line message names the file, the field, what was expected and what was found, e.g.
   // "tokenizer.json: model.type: expected \"BPE\", found \"Unigram\"".
   static StatusOr<Tokenizer> Load(const std::string& path);
   static StatusOr<Tokenizer> FromJson(std::string_view json_text,
@@ -27,9 +27,9 @@ class Tokenizer {
   // Thread-safe; copies share one word cache.
   std::vector<int32_t> Encode(std::string_view text) const;  // no BOS/EOS added
   std::string Decode(std::span<const int32_t> ids) const;  // bytes; may be invalid UTF-8 mid-stream
-  std::string DecodeToken(int32_t id) const;  // raw bytes of one token (for streaming)
-  int32_t vocab_size() const;                 // 1 + max id over vocab and added tokens
-  int32_t eos_id() const;                     // "<|endoftext|>" if present, else -1
+  std::string DecodeToken(int32_t id) const;               // raw bytes of one token (for streaming)
+  int32_t vocab_size() const;                              // 1 + max id over vocab and added tokens
+  int32_t eos_id() const;                                  // "<|endoftext|>" if present, else -1
   int32_t TokenId(std::string_view token_text) const;  // -1 if absent (token text as in the vocab)
 
   struct Impl;

@@ -12,6 +12,19 @@
 
 namespace quamba {
 
+const char* ActPointName(ActPoint p) {
+  switch (p) {
+    case ActPoint::kInProjIn: return "in_proj:input";
+    case ActPoint::kInProjOut: return "in_proj:output";
+    case ActPoint::kXProjIn: return "x_proj:input";
+    case ActPoint::kXProjOut: return "x_proj:output";
+    case ActPoint::kDtProjOut: return "dt_proj:output";
+    case ActPoint::kOutProjIn: return "out_proj:input";
+    case ActPoint::kOutProjOut: return "out_proj:output";
+  }
+  return "?";
+}
+
 void SequenceState::Reset() {
   std::fill(conv.begin(), conv.end(), 0.0f);
   std::fill(ssm.begin(), ssm.end(), 0.0f);
@@ -112,8 +125,12 @@ void Engine::Layer(int layer, int64_t T, SequenceState* const* states, bool per_
     });
   }
 
+  const bool obs = observer_ != nullptr && !per_row_states;
+  if (obs) observer_->Observe(layer, ActPoint::kInProjIn, hn_.data(), T, dm, dm);
+
   // xz = self.in_proj(hidden_states)            xz_: (T, 2*d_inner) = [x | z]
   MatMul(hn_.data(), T, dm, L.in_proj, xz_.data(), 2 * di);
+  if (obs) observer_->Observe(layer, ActPoint::kInProjOut, xz_.data(), T, 2 * di, 2 * di);
 
   // x = self.act(self.conv1d(x)[..., :seqlen])  xc_: (T, d_inner); conv_state carried
   const int64_t conv_stride = (c_.d_conv - 1) * di;
@@ -131,10 +148,14 @@ void Engine::Layer(int layer, int64_t T, SequenceState* const* states, bool per_
     }
   });
 
+  if (obs) observer_->Observe(layer, ActPoint::kXProjIn, xc_.data(), T, di, di);
+
   // x_dbl = self.x_proj(x); dt, B, C = torch.split(x_dbl, [dt_rank, d_state, d_state], dim=-1)
   MatMul(xc_.data(), T, di, L.x_proj, x_dbl_.data(), n_dbl);
+  if (obs) observer_->Observe(layer, ActPoint::kXProjOut, x_dbl_.data(), T, n_dbl, n_dbl);
   // dt = self.dt_proj.weight @ dt.t()           (bias is added inside the scan, as upstream)
   MatMul(x_dbl_.data(), T, n_dbl, L.dt_proj, dt_.data(), di);
+  if (obs) observer_->Observe(layer, ActPoint::kDtProjOut, dt_.data(), T, di, di);
 
   // y = selective_scan_fn(x, dt, A, B, C, D, z, delta_bias=dt_proj.bias, delta_softplus=True)
   const int64_t ssm_stride = di * ds;
@@ -165,8 +186,11 @@ void Engine::Layer(int layer, int64_t T, SequenceState* const* states, bool per_
     }
   });
 
+  if (obs) observer_->Observe(layer, ActPoint::kOutProjIn, y_.data(), T, di, di);
+
   // out = self.out_proj(y)                      h_: (T, d_model)
   MatMul(y_.data(), T, di, L.out_proj, h_.data(), dm);
+  if (obs) observer_->Observe(layer, ActPoint::kOutProjOut, h_.data(), T, dm, dm);
 }
 
 void Engine::Logits(int64_t T, const int64_t* rows, int64_t n_rows, float* logits) {

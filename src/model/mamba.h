@@ -44,6 +44,28 @@ class MambaModel {
   std::unique_ptr<Tokenizer> tokenizer_;
 };
 
+// The activations at Quamba's quantization points (spec §2.3), as the float forward sees them.
+enum class ActPoint : uint8_t {
+  kInProjIn,    // RMSNorm output, (T, d_model)
+  kInProjOut,   // xz = [x | z], (T, 2*d_inner)
+  kXProjIn,     // SiLU(conv(x)) = SSM input u, (T, d_inner)
+  kXProjOut,    // x_dbl = [dt_low | B | C], (T, dt_rank + 2*d_state)
+  kDtProjOut,   // dt before bias/softplus, (T, d_inner)
+  kOutProjIn,   // y * SiLU(z) before any rotation, (T, d_inner)
+  kOutProjOut,  // mixer output, (T, d_model)
+};
+constexpr int kNumActPoints = 7;
+const char* ActPointName(ActPoint p);  // "in_proj:input", ... (the official code's keys)
+
+// Receives every activation of the prefill path (calibration, outlier inspection).
+class ActivationObserver {
+ public:
+  virtual ~ActivationObserver() = default;
+  // x: (rows, cols) with row stride ld, float32.
+  virtual void Observe(int layer, ActPoint point, const float* x, int64_t rows, int64_t cols,
+                       int64_t ld) = 0;
+};
+
 // Runs the forward pass with preallocated scratch buffers: no allocation per token.
 // Not thread-safe (one Engine per thread of control); uses its own pool of n_threads.
 class Engine {
@@ -58,6 +80,9 @@ class Engine {
   // One token for each of B = ids.size() sequences (B <= max_batch): logits (B, vocab).
   void DecodeStep(std::span<SequenceState* const> states, std::span<const int32_t> ids,
                   float* logits);
+
+  // Observer of the prefill path's activations (nullptr: none). Not called in DecodeStep.
+  void set_observer(ActivationObserver* o) { observer_ = o; }
 
   const kernels::KernelTable& kernels() const { return k_; }
   int n_threads() const { return pool_.size(); }
@@ -77,6 +102,7 @@ class Engine {
   const kernels::KernelTable& k_;
   ThreadPool pool_;
   int64_t max_rows_;
+  ActivationObserver* observer_ = nullptr;
   // Scratch, (max_rows, width) each.
   std::vector<float> residual_;  // (T, d_model) residual stream, fp32
   std::vector<float> h_;         // (T, d_model) mixer output / embedding

@@ -1,8 +1,38 @@
 // Fills the avx2 entries of the kernel table; entries left alone keep the lower ISA's kernel.
+// Also defines the x86_common.h test hooks for this ISA's vector math.
+#include <immintrin.h>
+
 #include "kernels/kernels.h"
+#include "kernels/x86/avx2/avx2_kernels.h"
+#include "kernels/x86/avx2/vmath_avx2.h"
+#include "kernels/x86/x86_common.h"
 
 namespace quamba::kernels::x86::avx2 {
+namespace {
 
-void FillTable(KernelTable* t) { (void)t; }
+template <__m256 (*F)(__m256)>
+void ApplyRow(const float* x, int64_t n, float* y) {
+  for (int64_t i = 0; i < n; i += 8) {
+    const __m256i m = FirstLanes(n - i);
+    _mm256_maskstore_ps(y + i, m, F(_mm256_maskload_ps(x + i, m)));
+  }
+}
+
+}  // namespace
+
+void ExpRow(const float* x, int64_t n, float* y) { ApplyRow<Exp>(x, n, y); }
+void SoftplusRow(const float* x, int64_t n, float* y) { ApplyRow<Softplus>(x, n, y); }
+void SiluRow(const float* x, int64_t n, float* y) { ApplyRow<Silu>(x, n, y); }
+
+void FillTable(KernelTable* t) {
+  t->matmul_f32 = MatMulF32;
+  t->matmul_f16 = MatMulF16;
+  t->matmul_bf16 = MatMulBF16;
+  t->add_rms_norm = AddRmsNorm;
+  t->causal_conv1d_silu = CausalConv1dSilu;
+  t->selective_scan = SelectiveScan;
+  t->convert_f16 = ConvertF16;
+  t->convert_bf16 = ConvertBF16;
+}
 
 }  // namespace quamba::kernels::x86::avx2

@@ -9,6 +9,10 @@
 //    12-row micro-panels, and a 12x32 register tile (24 zmm accumulators) does 24 FMAs per
 //    2 panel loads + 12 broadcasts. Loop order jc > pc > ic > jr > ir keeps one W micro-panel
 //    (KC x 32 floats) in L1 across all row tiles, and the packed x block in L2.
+// GCC 12 warns about the deliberately undefined lanes inside its own AVX-512 intrinsics
+// (GCC bug 105593); the warning is about the header, not this code.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 
 #include <cstdint>

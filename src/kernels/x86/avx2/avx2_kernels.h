@@ -1,0 +1,30 @@
+// AVX2+FMA+F16C kernels. Math, shapes and layouts are those of the matching typedefs in
+// kernels/kernels.h; only what differs (vector widths, blocking, approximations) is noted here.
+// Declared for avx2_table.cc and the benchmarks; callers go through the KernelTable.
+#pragma once
+
+#include "kernels/kernels.h"
+
+namespace quamba::kernels::x86::avx2 {
+
+// M <= 4: GEMV streaming each W row once for all M rows of x. M >= 5: packed GEMM with a 6x16
+// register tile, W panels widened to f32 in per-thread scratch.
+void MatMulF32(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w, int64_t n_begin,
+               int64_t n_end, float* y, int64_t ldy);
+void MatMulF16(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w, int64_t n_begin,
+               int64_t n_end, float* y, int64_t ldy);
+void MatMulBF16(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w, int64_t n_begin,
+                int64_t n_end, float* y, int64_t ldy);
+// Sum of squares accumulated in double, as generic.
+void AddRmsNorm(float* residual, const float* h, const float* w, int64_t n, float eps, float* y);
+// 8 channels per vector, masked channel tail; d_conv <= 8.
+void CausalConv1dSilu(const float* x, int64_t L, int64_t C, int64_t ldx, const float* w,
+                      const float* b, int d_conv, float* state, float* y, int64_t ldy,
+                      int64_t c_begin, int64_t c_end);
+// 8 channels per vector, the transposed (d_state x 8) block state in an L1 scratch across all
+// L steps; channel tail (< 8) via generic.
+void SelectiveScan(const ScanArgs& a, int64_t c_begin, int64_t c_end);
+void ConvertF16(const void* src, int64_t n, float* dst);
+void ConvertBF16(const void* src, int64_t n, float* dst);
+
+}  // namespace quamba::kernels::x86::avx2

@@ -1,0 +1,118 @@
+// AVX2 AddRmsNorm, CausalConv1dSilu and row conversions: 8 lanes, masked tails.
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "core/check.h"
+#include "kernels/x86/avx2/avx2_kernels.h"
+#include "kernels/x86/avx2/vmath_avx2.h"
+
+namespace quamba::kernels::x86::avx2 {
+namespace {
+
+// One block of <= 8 channels [c0, c0 + lanes(mask)) for all L steps; D = d_conv. The window
+// win[0..D-2] (previous inputs, oldest first) stays in registers.
+template <int D>
+void ConvBlock(const float* x, int64_t L, int64_t C, int64_t ldx, const float* w, const float* b,
+               float* state, float* y, int64_t ldy, int64_t c0, __m256i mask) {
+  constexpr int P = D - 1;
+  __m256 wk[D];
+  __m256 win[D];  // win[P] is the current input
+#pragma GCC unroll 8
+  for (int k = 0; k < D; ++k) wk[k] = _mm256_maskload_ps(w + k * C + c0, mask);
+#pragma GCC unroll 8
+  for (int j = 0; j < P; ++j) win[j] = _mm256_maskload_ps(state + j * C + c0, mask);
+  const __m256 bias = b != nullptr ? _mm256_maskload_ps(b + c0, mask) : _mm256_setzero_ps();
+  for (int64_t t = 0; t < L; ++t) {
+    win[P] = _mm256_maskload_ps(x + t * ldx + c0, mask);
+    __m256 acc = bias;
+#pragma GCC unroll 8
+    for (int k = 0; k < D; ++k) acc = _mm256_fmadd_ps(wk[k], win[k], acc);
+    _mm256_maskstore_ps(y + t * ldy + c0, mask, Silu(acc));
+#pragma GCC unroll 8
+    for (int j = 0; j < P; ++j) win[j] = win[j + 1];
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < P; ++j) _mm256_maskstore_ps(state + j * C + c0, mask, win[j]);
+}
+
+template <int D>
+void ConvAll(const float* x, int64_t L, int64_t C, int64_t ldx, const float* w, const float* b,
+             float* state, float* y, int64_t ldy, int64_t c_begin, int64_t c_end) {
+  for (int64_t c0 = c_begin; c0 < c_end; c0 += 8) {
+    ConvBlock<D>(x, L, C, ldx, w, b, state, y, ldy, c0, FirstLanes(c_end - c0));
+  }
+}
+
+}  // namespace
+
+void AddRmsNorm(float* residual, const float* h, const float* w, int64_t n, float eps, float* y) {
+  // Pass 1: residual += h; sum of squares in double (float squares are exact in double).
+  __m256d ss0 = _mm256_setzero_pd(), ss1 = _mm256_setzero_pd();
+  for (int64_t i = 0; i < n; i += 8) {
+    const __m256i m = FirstLanes(n - i);
+    __m256 r = _mm256_maskload_ps(residual + i, m);
+    if (h != nullptr) {
+      r = _mm256_add_ps(r, _mm256_maskload_ps(h + i, m));
+      _mm256_maskstore_ps(residual + i, m, r);
+    }
+    const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(r));
+    const __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(r, 1));
+    ss0 = _mm256_fmadd_pd(lo, lo, ss0);
+    ss1 = _mm256_fmadd_pd(hi, hi, ss1);
+  }
+  const __m256d s = _mm256_add_pd(ss0, ss1);
+  const __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
+  const double ss = _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
+  const double mean = ss / static_cast<double>(n > 0 ? n : 1);
+  const float inv = static_cast<float>(1.0 / __builtin_sqrt(mean + eps));
+  // Pass 2: y = (residual * inv) * w, the same two roundings as generic.
+  const __m256 vinv = _mm256_set1_ps(inv);
+  for (int64_t i = 0; i < n; i += 8) {
+    const __m256i m = FirstLanes(n - i);
+    const __m256 r = _mm256_maskload_ps(residual + i, m);
+    _mm256_maskstore_ps(y + i, m,
+                        _mm256_mul_ps(_mm256_mul_ps(r, vinv), _mm256_maskload_ps(w + i, m)));
+  }
+}
+
+void CausalConv1dSilu(const float* x, int64_t L, int64_t C, int64_t ldx, const float* w,
+                      const float* b, int d_conv, float* state, float* y, int64_t ldy,
+                      int64_t c_begin, int64_t c_end) {
+  QM_DCHECK(d_conv >= 1 && d_conv <= 8);
+  switch (d_conv) {
+    case 1: return ConvAll<1>(x, L, C, ldx, w, b, state, y, ldy, c_begin, c_end);
+    case 2: return ConvAll<2>(x, L, C, ldx, w, b, state, y, ldy, c_begin, c_end);
+    case 3: return ConvAll<3>(x, L, C, ldx, w, b, state, y, ldy, c_begin, c_end);
+    case 4: return ConvAll<4>(x, L, C, ldx, w, b, state, y, ldy, c_begin, c_end);
+    case 5: return ConvAll<5>(x, L, C, ldx, w, b, state, y, ldy, c_begin, c_end);
+    case 6: return ConvAll<6>(x, L, C, ldx, w, b, state, y, ldy, c_begin, c_end);
+    case 7: return ConvAll<7>(x, L, C, ldx, w, b, state, y, ldy, c_begin, c_end);
+    case 8: return ConvAll<8>(x, L, C, ldx, w, b, state, y, ldy, c_begin, c_end);
+    default: QM_CHECK(false, "d_conv %d outside 1..8", d_conv);
+  }
+}
+
+void ConvertF16(const void* src, int64_t n, float* dst) {
+  const auto* s = static_cast<const uint16_t*>(src);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, LoadF16(s + i));
+  if (i < n) {
+    alignas(16) uint16_t tmp[8] = {};
+    for (int64_t j = i; j < n; ++j) tmp[j - i] = s[j];
+    _mm256_maskstore_ps(dst + i, FirstLanes(n - i), LoadF16(tmp));
+  }
+}
+
+void ConvertBF16(const void* src, int64_t n, float* dst) {
+  const auto* s = static_cast<const uint16_t*>(src);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, LoadBF16(s + i));
+  if (i < n) {
+    alignas(16) uint16_t tmp[8] = {};
+    for (int64_t j = i; j < n; ++j) tmp[j - i] = s[j];
+    _mm256_maskstore_ps(dst + i, FirstLanes(n - i), LoadBF16(tmp));
+  }
+}
+
+}  // namespace quamba::kernels::x86::avx2

@@ -1,0 +1,286 @@
+// AVX2+FMA+F16C y = x @ W^T for f32 / f16 / bf16 weights (fp32 accumulation, exact widening).
+//
+// Same two regimes as the avx512 file, sized for 16 ymm registers:
+//  * decode, M <= 4 (GEMV): R W rows streamed at once, each 64-byte slice of a row loaded once
+//    and used for all M rows of x; (M, R) = (1, 8), (2, 4), (3, 3), (4, 2) so that the M*R
+//    accumulators, M x vectors and a W vector fit in 16 ymm.
+//  * prefill, M >= 5 (GEMM): packed W micro-panels of 16 columns (k-major, widened to f32),
+//    packed x micro-panels of 6 rows, a 6x16 register tile (12 accumulators), loop order
+//    jc > pc > ic > jr > ir.
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "kernels/x86/avx2/avx2_kernels.h"
+#include "kernels/x86/avx2/vmath_avx2.h"
+#include "kernels/x86/x86_common.h"
+
+namespace quamba::kernels::x86::avx2 {
+namespace {
+
+inline int64_t MinI(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t RoundUp(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+
+struct WF32 {
+  using T = float;
+  static __m256 Load(const T* p) { return LoadF32(p); }
+};
+struct WF16 {
+  using T = uint16_t;
+  static __m256 Load(const T* p) { return LoadF16(p); }
+};
+struct WBF16 {
+  using T = uint16_t;
+  static __m256 Load(const T* p) { return LoadBF16(p); }
+};
+
+// Loads n (0..8) elements and zeros the rest, through a stack copy (AVX2 has no masked 16-bit
+// load). Only used on tails.
+template <typename W>
+inline __m256 LoadPartial(const typename W::T* p, int64_t n) {
+  alignas(32) typename W::T tmp[8];
+  for (int i = 0; i < 8; ++i) tmp[i] = i < n ? p[i] : typename W::T(0);
+  return W::Load(tmp);
+}
+
+// ---------------------------------------------------------------------------------------------
+// GEMV (M <= 4)
+
+constexpr int64_t kPrefetchBytes = 768;
+
+template <int M, int R, typename W>
+inline void GemvTile(const float* x, int64_t ldx, int64_t K, const typename W::T* w, float* y,
+                     int64_t ldy) {
+  using T = typename W::T;
+  constexpr int kV = static_cast<int>(8 / sizeof(T));  // 8-float vectors per 64 B of W
+  __m256 acc[M][R];
+#pragma GCC unroll 8
+  for (int m = 0; m < M; ++m)
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) acc[m][r] = _mm256_setzero_ps();
+
+  int64_t k = 0;
+  for (; k + 8 * kV <= K; k += 8 * kV) {
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      _mm_prefetch(reinterpret_cast<const char*>(w + r * K + k) + kPrefetchBytes, _MM_HINT_T0);
+    }
+#pragma GCC unroll 4
+    for (int v = 0; v < kV; ++v) {
+      __m256 xv[M];
+#pragma GCC unroll 4
+      for (int m = 0; m < M; ++m) xv[m] = _mm256_loadu_ps(x + m * ldx + k + 8 * v);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const __m256 wv = W::Load(w + r * K + k + 8 * v);
+#pragma GCC unroll 4
+        for (int m = 0; m < M; ++m) acc[m][r] = _mm256_fmadd_ps(xv[m], wv, acc[m][r]);
+      }
+    }
+  }
+  for (; k < K; k += 8) {
+    const int64_t kn = K - k;
+    __m256 xv[M];
+    if (kn >= 8) {
+#pragma GCC unroll 4
+      for (int m = 0; m < M; ++m) xv[m] = _mm256_loadu_ps(x + m * ldx + k);
+    } else {
+      const __m256i mask = FirstLanes(kn);
+#pragma GCC unroll 4
+      for (int m = 0; m < M; ++m) xv[m] = _mm256_maskload_ps(x + m * ldx + k, mask);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m256 wv = kn >= 8 ? W::Load(w + r * K + k) : LoadPartial<W>(w + r * K + k, kn);
+#pragma GCC unroll 4
+      for (int m = 0; m < M; ++m) acc[m][r] = _mm256_fmadd_ps(xv[m], wv, acc[m][r]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int m = 0; m < M; ++m) {
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc[m][r]),
+                                   _mm256_extractf128_ps(acc[m][r], 1));
+      const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+      const __m128 s1 = _mm_add_ss(s2, _mm_movehdup_ps(s2));
+      y[m * ldy + r] = _mm_cvtss_f32(s1);
+    }
+  }
+}
+
+template <int M, typename W>
+void Gemv(const float* x, int64_t K, int64_t ldx, const typename W::T* w, int64_t n_begin,
+          int64_t n_end, float* y, int64_t ldy) {
+  constexpr int R = M == 1 ? 8 : M == 2 ? 4 : M == 3 ? 3 : 2;
+  int64_t n = n_begin;
+  for (; n + R <= n_end; n += R) GemvTile<M, R, W>(x, ldx, K, w + n * K, y + n, ldy);
+  for (; n < n_end; ++n) GemvTile<M, 1, W>(x, ldx, K, w + n * K, y + n, ldy);
+}
+
+// ---------------------------------------------------------------------------------------------
+// GEMM (M >= 5)
+
+constexpr int kMR = 6;
+constexpr int kNR = 16;
+constexpr int64_t kKC = 256;     // W micro-panel kKC*kNR*4 = 16 KiB (L1)
+constexpr int64_t kMCMax = 516;  // packed x block kMCMax*kKC*4 = 516 KiB (L2)
+constexpr int64_t kNCMax = 4096;
+
+// bp[p*kc*16 + k*16 + j] = W[n0 + 16p + j, k0 + k] (0 for rows >= n0+nc), via 8x8 transposes.
+template <typename W>
+void PackW(const typename W::T* w, int64_t K, int64_t n0, int64_t nc, int64_t k0, int64_t kc,
+           float* bp) {
+  const int64_t panels = (nc + kNR - 1) / kNR;
+  for (int64_t p = 0; p < panels; ++p) {
+    float* dst_panel = bp + p * kc * kNR;
+    for (int half = 0; half < 2; ++half) {
+      const int64_t row0 = n0 + p * kNR + 8 * half;
+      const int64_t valid_rows = MinI(8, nc - (p * kNR + 8 * half));
+      for (int64_t kk = 0; kk < kc; kk += 8) {
+        const int64_t kn = MinI(8, kc - kk);
+        __m256 r[8];
+        if (valid_rows == 8 && kn == 8) {
+#pragma GCC unroll 8
+          for (int i = 0; i < 8; ++i) r[i] = W::Load(w + (row0 + i) * K + k0 + kk);
+        } else {
+          for (int i = 0; i < 8; ++i) {
+            r[i] = i < valid_rows ? LoadPartial<W>(w + (row0 + i) * K + k0 + kk, kn)
+                                  : _mm256_setzero_ps();
+          }
+        }
+        Transpose8x8(r);
+        float* dst = dst_panel + kk * kNR + 8 * half;
+        for (int c = 0; c < kn; ++c) _mm256_store_ps(dst + c * kNR, r[c]);
+      }
+    }
+  }
+}
+
+// ap[q*kc*6 + k*6 + i] = x[m0 + 6q + i, k0 + k] (0 for rows >= m0+mc).
+void PackX(const float* x, int64_t ldx, int64_t m0, int64_t mc, int64_t k0, int64_t kc,
+           float* ap) {
+  const int64_t panels = (mc + kMR - 1) / kMR;
+  for (int64_t q = 0; q < panels; ++q) {
+    float* dst = ap + q * kc * kMR;
+    for (int i = 0; i < kMR; ++i) {
+      const int64_t row = q * kMR + i;
+      if (row < mc) {
+        const float* src = x + (m0 + row) * ldx + k0;
+        for (int64_t k = 0; k < kc; ++k) dst[k * kMR + i] = src[k];
+      } else {
+        for (int64_t k = 0; k < kc; ++k) dst[k * kMR + i] = 0.0f;
+      }
+    }
+  }
+}
+
+inline void MicroKernel(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
+                        bool accumulate, int64_t mr, int64_t nr) {
+#pragma GCC unroll 6
+  for (int i = 0; i < kMR; ++i) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+  __m256 c0[kMR], c1[kMR];
+#pragma GCC unroll 6
+  for (int i = 0; i < kMR; ++i) c0[i] = c1[i] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m256 b0 = _mm256_load_ps(bp);
+    const __m256 b1 = _mm256_load_ps(bp + 8);
+#pragma GCC unroll 6
+    for (int i = 0; i < kMR; ++i) {
+      const __m256 a = _mm256_broadcast_ss(ap + i);
+      c0[i] = _mm256_fmadd_ps(a, b0, c0[i]);
+      c1[i] = _mm256_fmadd_ps(a, b1, c1[i]);
+    }
+    ap += kMR;
+    bp += kNR;
+  }
+  if (mr == kMR && nr == kNR) {
+#pragma GCC unroll 6
+    for (int i = 0; i < kMR; ++i) {
+      float* ci = c + i * ldc;
+      if (accumulate) {
+        c0[i] = _mm256_add_ps(c0[i], _mm256_loadu_ps(ci));
+        c1[i] = _mm256_add_ps(c1[i], _mm256_loadu_ps(ci + 8));
+      }
+      _mm256_storeu_ps(ci, c0[i]);
+      _mm256_storeu_ps(ci + 8, c1[i]);
+    }
+  } else {
+    const __m256i m0 = FirstLanes(nr), m1 = FirstLanes(nr - 8);
+#pragma GCC unroll 6
+    for (int i = 0; i < kMR; ++i) {
+      if (i >= mr) break;
+      float* ci = c + i * ldc;
+      if (accumulate) {
+        c0[i] = _mm256_add_ps(c0[i], _mm256_maskload_ps(ci, m0));
+        c1[i] = _mm256_add_ps(c1[i], _mm256_maskload_ps(ci + 8, m1));
+      }
+      _mm256_maskstore_ps(ci, m0, c0[i]);
+      _mm256_maskstore_ps(ci + 8, m1, c1[i]);
+    }
+  }
+}
+
+template <typename W>
+void Gemm(const float* x, int64_t M, int64_t K, int64_t ldx, const typename W::T* w,
+          int64_t n_begin, int64_t n_end, float* y, int64_t ldy) {
+  if (K == 0) {
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = n_begin; n < n_end; ++n) y[m * ldy + n] = 0.0f;
+    return;
+  }
+  const int64_t m_blocks = (M + kMCMax - 1) / kMCMax;
+  const int64_t mc_step = RoundUp((M + m_blocks - 1) / m_blocks, kMR);
+  const int64_t nc_max = MinI(kNCMax, RoundUp(n_end - n_begin, kNR));
+  float* bp = Scratch(ScratchSlot::kPackedW, kKC * nc_max);
+  float* ap = Scratch(ScratchSlot::kPackedX, kKC * mc_step);
+  for (int64_t jc = n_begin; jc < n_end; jc += nc_max) {
+    const int64_t nc = MinI(nc_max, n_end - jc);
+    for (int64_t pc = 0; pc < K; pc += kKC) {
+      const int64_t kc = MinI(kKC, K - pc);
+      PackW<W>(w, K, jc, nc, pc, kc, bp);
+      for (int64_t ic = 0; ic < M; ic += mc_step) {
+        const int64_t mc = MinI(mc_step, M - ic);
+        PackX(x, ldx, ic, mc, pc, kc, ap);
+        for (int64_t jr = 0; jr < nc; jr += kNR) {
+          const float* bpanel = bp + (jr / kNR) * kc * kNR;
+          for (int64_t ir = 0; ir < mc; ir += kMR) {
+            MicroKernel(kc, ap + (ir / kMR) * kc * kMR, bpanel, y + (ic + ir) * ldy + jc + jr,
+                        ldy, pc > 0, MinI(kMR, mc - ir), MinI(kNR, nc - jr));
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename W>
+void MatMul(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w_raw,
+            int64_t n_begin, int64_t n_end, float* y, int64_t ldy) {
+  const auto* w = static_cast<const typename W::T*>(w_raw);
+  if (M <= 0 || n_end <= n_begin) return;
+  switch (M) {
+    case 1: return Gemv<1, W>(x, K, ldx, w, n_begin, n_end, y, ldy);
+    case 2: return Gemv<2, W>(x, K, ldx, w, n_begin, n_end, y, ldy);
+    case 3: return Gemv<3, W>(x, K, ldx, w, n_begin, n_end, y, ldy);
+    case 4: return Gemv<4, W>(x, K, ldx, w, n_begin, n_end, y, ldy);
+    default: return Gemm<W>(x, M, K, ldx, w, n_begin, n_end, y, ldy);
+  }
+}
+
+}  // namespace
+
+void MatMulF32(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w, int64_t n_begin,
+               int64_t n_end, float* y, int64_t ldy) {
+  MatMul<WF32>(x, M, K, ldx, w, n_begin, n_end, y, ldy);
+}
+void MatMulF16(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w, int64_t n_begin,
+               int64_t n_end, float* y, int64_t ldy) {
+  MatMul<WF16>(x, M, K, ldx, w, n_begin, n_end, y, ldy);
+}
+void MatMulBF16(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w, int64_t n_begin,
+                int64_t n_end, float* y, int64_t ldy) {
+  MatMul<WBF16>(x, M, K, ldx, w, n_begin, n_end, y, ldy);
+}
+
+}  // namespace quamba::kernels::x86::avx2

@@ -1,0 +1,52 @@
+#include "quant/calib_data.h"
+
+#include <nlohmann/json.hpp>
+
+#include "io/mapped_file.h"
+
+namespace quamba {
+
+StatusOr<std::vector<std::vector<int32_t>>> LoadCalibrationSamples(
+    const std::vector<std::string>& files, const Tokenizer& tok, int64_t n_samples,
+    int64_t calib_len) {
+  std::vector<std::vector<int32_t>> samples;
+  if (files.empty())
+    return Status::Error("--calib: expected at least one calibration file, found none");
+  for (const std::string& f : files) {
+    if ((int64_t)samples.size() >= n_samples) break;
+    QM_ASSIGN_OR_RETURN(std::string text, ReadFileToString(f));
+    const bool jsonl = f.size() >= 6 && f.compare(f.size() - 6, 6, ".jsonl") == 0;
+    if (jsonl) {
+      size_t pos = 0;
+      int64_t line_no = 0;
+      while (pos < text.size() && (int64_t)samples.size() < n_samples) {
+        size_t end = text.find('\n', pos);
+        if (end == std::string::npos) end = text.size();
+        ++line_no;
+        const std::string_view line(text.data() + pos, end - pos);
+        pos = end + 1;
+        if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+        nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+        if (j.is_discarded() || !j.is_object() || !j.contains("text") || !j["text"].is_string())
+          return Status::Error(StrFormat("%s:%lld: expected a JSON object with a \"text\" "
+                                         "string, found %s", f.c_str(), (long long)line_no,
+                                         j.is_discarded() ? "malformed JSON" : "no text field"));
+        std::vector<int32_t> ids = tok.Encode(j["text"].get<std::string>());
+        if (ids.size() < 2) continue;
+        if ((int64_t)ids.size() > calib_len) ids.resize(calib_len);
+        samples.push_back(std::move(ids));
+      }
+    } else {
+      const std::vector<int32_t> ids = tok.Encode(text);
+      for (size_t s = 0; s + calib_len <= ids.size() && (int64_t)samples.size() < n_samples;
+           s += calib_len)
+        samples.emplace_back(ids.begin() + s, ids.begin() + s + calib_len);
+    }
+  }
+  if (samples.empty())
+    return Status::Error(StrFormat("%s: expected calibration text of at least %lld tokens, "
+                                   "found too little", files[0].c_str(), (long long)calib_len));
+  return samples;
+}
+
+}  // namespace quamba

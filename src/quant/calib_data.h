@@ -1,0 +1,23 @@
+// Calibration text -> token samples. Quamba calibrates on the first 512 Pile-validation
+// documents, each truncated to 512 tokens, one at a time (spec §2.2); here:
+//  - .jsonl files: one JSON object per line with a "text" field; each document is one sample,
+//    truncated to calib_len tokens (documents of fewer than 2 tokens are skipped);
+//  - any other file: plain text, tokenized as one stream and cut into consecutive samples of
+//    calib_len tokens (a shorter tail is dropped).
+// Files are read in the order given until n_samples samples exist.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "io/tokenizer.h"
+
+namespace quamba {
+
+StatusOr<std::vector<std::vector<int32_t>>> LoadCalibrationSamples(
+    const std::vector<std::string>& files, const Tokenizer& tok, int64_t n_samples,
+    int64_t calib_len);
+
+}  // namespace quamba

@@ -1,0 +1,101 @@
+// The quantized Mamba-1 checkpoint: what `quamba quantize` writes and every command loads.
+// A directory with config.json (unchanged MambaConfig), quantization_config.json (recipe,
+// parameters, calibration provenance, format version), model.safetensors (int8 weights as I8,
+// scales as F32 scalars, float tensors that stay float) and tokenizer.json.
+// Tensor names extend the HF ones: `<linear>.weight` (I8), `<linear>.weight_scale`,
+// `<linear>.input_scale`, `<linear>.output_scale`, ... (see ForEachQuantTensor).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "io/safetensors.h"
+#include "model/config.h"
+#include "model/weights.h"
+
+namespace quamba {
+
+constexpr int kQuantFormatVersion = 1;
+
+struct QuantConfig {
+  std::string recipe;            // quamba | minmax | smoothquant | dynamic
+  bool static_acts = true;       // static per-tensor activation scales (false: per-token dynamic)
+  bool percentile_u = false;     // percentile observer for the SSM input x (= x_proj input)
+  double percentile_alpha = 0.99999;
+  double percentile_sigma = 0.01;  // EMA weight across calibration samples
+  bool hadamard = false;         // rotate the out_proj input, H folded into W_out
+  bool smooth = false;           // SmoothQuant per-channel smoothing
+  double smooth_alpha = 0.5;
+  // Calibration provenance.
+  std::vector<std::string> calib_files;
+  int64_t calib_samples = 0, calib_len = 0, calib_tokens = 0;
+  std::string source_model;
+
+  std::string ToJson() const;
+  static StatusOr<QuantConfig> FromJson(const std::string& text, const std::string& file);
+  // The settings a recipe name stands for; error for an unknown name.
+  static StatusOr<QuantConfig> ForRecipe(const std::string& recipe);
+};
+
+// An int8 matrix (N, K) row-major with one symmetric scale: W ~= scale * q.
+struct QMatrix {
+  const int8_t* q = nullptr;
+  int64_t rows = 0, cols = 0;
+  float scale = 0;
+};
+
+// Per-layer int8 weights and static activation scales (spec §2.3 numbering in brackets).
+struct QLayerWeights {
+  const float* norm = nullptr;        // (d_model); SmoothQuant: divided by the in_proj smoothing
+  float s_in = 0;                     // [1] in_proj input scale
+  QMatrix in_proj;                    // [2] (2*d_inner, d_model)
+  float s_xz = 0;                     // [3][11] in_proj output scale, shared by x and z
+  const int8_t* conv_w = nullptr;     // [4] (d_conv, d_inner), transposed from (d_inner, 1, d_conv)
+  float s_conv_w = 0;
+  const int8_t* conv_b = nullptr;     // [4] (d_inner)
+  float s_conv_b = 0;
+  float s_u = 0;                      // [5] conv+SiLU output = SSM input u = x_proj input
+  const float* x_proj_smooth = nullptr;  // (d_inner) SmoothQuant: x_proj input divided by this
+  float s_u_smooth = 0;               // scale of u / x_proj_smooth (SmoothQuant only)
+  QMatrix x_proj;                     // [6] (dt_rank + 2*d_state, d_inner)
+  float s_xdbl = 0;                   // [7] x_proj output scale (dt_low, B, C)
+  QMatrix dt_proj;                    // [8] (d_inner, dt_rank)
+  float s_dt = 0;                     // [9] dt_proj output scale
+  const float* dt_bias = nullptr;     // [10] (d_inner), dequantised from int8
+  const float* A = nullptr;           // [10] (d_inner, d_state) = -exp(dequantised int8 A_log)
+  const float* D = nullptr;           // [10] (d_inner), dequantised from int8
+  const float* out_proj_smooth = nullptr;  // (d_inner) SmoothQuant: y divided by this
+  float s_o = 0;                      // [13] out_proj input scale (after the Hadamard rotation)
+  QMatrix out_proj;                   // [14] (d_model, d_inner) = quant(W_out H^T)
+};
+
+struct QuantizedWeights {
+  QuantConfig qc;
+  MatrixRef embedding, lm_head;  // stay float (Quamba v1)
+  const float* norm_f = nullptr;
+  std::vector<QLayerWeights> layers;
+  uint64_t file_bytes = 0;
+  std::unique_ptr<TensorStore> store;
+  std::vector<std::vector<float>> owned_floats;
+  std::vector<std::vector<int8_t>> owned_int8;
+};
+
+// Names, dtypes and shapes of a quantized checkpoint's tensors, in a fixed order: serves the
+// writer and the loader. f(name, dtype, shape, optional).
+struct QTensorSpec {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+  bool optional;
+};
+void ForEachQuantTensor(const MambaConfig& c, const QuantConfig& qc, DType embedding_dtype,
+                        const std::function<void(const QTensorSpec&)>& f);
+
+StatusOr<std::unique_ptr<QuantizedWeights>> BindQuantizedWeights(
+    const MambaConfig& c, const QuantConfig& qc, std::unique_ptr<TensorStore> store);
+
+}  // namespace quamba

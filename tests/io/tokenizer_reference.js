@@ -1,0 +1,23 @@
+// Prints the token count and FNV-1a fingerprint that tests/io/tokenizer_test.cc checks:
+// FNV-1a (64-bit) over each id as a uint32, with 0xFFFFFFFF folded in after each text.
+const { Tokenizer } = require('tokenizers');
+const fs = require('fs');
+(async () => {
+  const tok = Tokenizer.fromFile(process.argv[2]);
+  const file = process.argv[3];
+  let texts;
+  if (file.endsWith('.jsonl')) {
+    texts = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.length).map((l) => JSON.parse(l).text);
+  } else {
+    texts = [fs.readFileSync(file, 'utf8')];
+  }
+  let h = 0xcbf29ce484222325n, n = 0;
+  const mix = (v) => { h ^= BigInt(v); h = (h * 0x100000001b3n) & 0xffffffffffffffffn; };
+  for (const t of texts) {
+    const ids = (await tok.encode(t, null, {addSpecialTokens: false})).getIds();
+    for (const id of ids) mix(id);
+    mix(0xffffffff);
+    n += ids.length;
+  }
+  console.log(`texts=${texts.length} tokens=${n} fingerprint=0x${h.toString(16).padStart(16, '0')}`);
+})();

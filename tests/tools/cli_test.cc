@@ -1,0 +1,112 @@
+// The CLI as a user meets it: exit codes, one-line errors, --help on every subcommand, and a
+// real generate/tokenize/synth/inspect/bench run on a tiny synthetic model.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "test_util.h"
+
+namespace quamba {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::TempDir;
+
+struct Result {
+  int code;
+  std::string out, err;
+};
+
+// Runs `quamba <args>` with stdin from /dev/null, capturing stdout and stderr.
+Result Quamba(const std::string& args) {
+  TempDir d;
+  const std::string cmd = std::string(QM_CLI_PATH) + " " + args + " </dev/null >" + (d / "out") +
+                          " 2>" + (d / "err");
+  const int st = std::system(cmd.c_str());
+  Result r;
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  std::ifstream o(d / "out"), e(d / "err");
+  r.out.assign(std::istreambuf_iterator<char>(o), {});
+  r.err.assign(std::istreambuf_iterator<char>(e), {});
+  return r;
+}
+
+int Lines(const std::string& s) { return (int)std::count(s.begin(), s.end(), '\n'); }
+
+TEST(CliTest, HelpOnEverySubcommand) {
+  for (const char* cmd : {"generate", "tokenize", "bench", "inspect", "synth"}) {
+    const Result r = Quamba(std::string(cmd) + " --help");
+    EXPECT_EQ(r.code, 0) << cmd;
+    EXPECT_THAT(r.out, HasSubstr(std::string("usage: quamba ") + cmd)) << cmd;
+  }
+  EXPECT_EQ(Quamba("").code, 2);
+  EXPECT_EQ(Quamba("frobnicate").code, 2);
+}
+
+TEST(CliTest, BadInputIsOneLineAndNonZero) {
+  TempDir d;
+  Result r = Quamba("generate -m " + (d / "missing") + " -p hi");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(Lines(r.err), 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("expected a model directory"));
+  r = Quamba("generate -m x -p hi --temp abc");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--temp: expected a number, found \"abc\""));
+  r = Quamba("generate -p hi");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--model: expected a value"));
+  r = Quamba("synth --shape mamba-9b -o " + (d / "m"));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--shape: expected mamba-130m"));
+  EXPECT_FALSE(std::filesystem::exists(d / "m"));
+  r = Quamba("generate -m x -p hi -n");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("found the end of the command line"));
+}
+
+TEST(CliTest, UnsupportedIsaOverrideIsRefused) {
+  const Result r = Quamba("tokenize -m x -p y");  // sanity: runs without the override
+  EXPECT_NE(r.code, 0);
+  const std::string cmd = "QUAMBA_ISA=sse9 " + std::string(QM_CLI_PATH) + " inspect -m x 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::array<char, 512> buf{};
+  std::string out;
+  while (fgets(buf.data(), buf.size(), p)) out += buf.data();
+  EXPECT_NE(pclose(p), 0);
+  EXPECT_THAT(out, HasSubstr("QUAMBA_ISA: expected generic, avx2 or avx512, found \"sse9\""));
+}
+
+TEST(CliTest, SynthGenerateTokenizeInspectBench) {
+  TempDir d;
+  const std::string tok = testing::SharedData("tokenizer/gpt-neox-20b/tokenizer.json");
+  Result r = Quamba("synth --shape custom --n-layer 2 --d-model 64 -o " + (d / "m") +
+                 " --tokenizer " + tok);
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = Quamba("generate -m " + (d / "m") + " -p \"Hello world\" -n 8 --temp 0");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, ::testing::StartsWith("Hello world"));
+  EXPECT_THAT(r.err, HasSubstr("generation: 8 tokens"));
+  // Greedy decoding is deterministic; sampling with a seed too.
+  EXPECT_EQ(Quamba("generate -m " + (d / "m") + " -p \"Hello world\" -n 8 --temp 0").out, r.out);
+  const Result s1 = Quamba("generate -m " + (d / "m") + " -p Hi -n 8 --seed 5");
+  EXPECT_EQ(Quamba("generate -m " + (d / "m") + " -p Hi -n 8 --seed 5").out, s1.out);
+  r = Quamba("tokenize -m " + (d / "m") + " -p \"Hello world\" --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "[12092, 1533]\n");  // "Hello", "Ġworld" in GPT-NeoX's vocabulary
+  r = Quamba("inspect -m " + (d / "m") + " --tensors");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("backbone.layers.1.mixer.A_log"));
+  r = Quamba("bench -m " + (d / "m") + " -p 8 -n 4 -r 2 -o json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"decode_tok_s\""));
+  EXPECT_THAT(r.out, HasSubstr("\"peak_rss_bytes\""));
+}
+
+}  // namespace
+}  // namespace quamba
