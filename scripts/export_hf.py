@@ -11,6 +11,11 @@ Usage:
   scripts/export_hf.py --ckpt out/train/main/ckpt.pt --tok out/tokenizer/tokenizer.json \
       --out models/mamba-ref-d384-l8
 """
+import os
+# OpenMP threads must not busy-wait: on a shared 2-core machine spinning at barriers made
+# steps 10-20x slower. libgomp reads this when torch is imported, so it is set first.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import json
 import os

@@ -29,6 +29,11 @@ tests/data/tokenizer_ref_cases.json:
 
 Usage: scripts/make_golden.py --model models/<name>
 """
+import os
+# OpenMP threads must not busy-wait: on a shared 2-core machine spinning at barriers made
+# steps 10-20x slower. libgomp reads this when torch is imported, so it is set first.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import json
 import os

@@ -23,6 +23,11 @@ SSM state at chunk boundaries; the backward recomputes each chunk's states
 (recomputation), runs the reverse recurrence for the state gradient, and forms
 all parameter gradients with vectorized tensor ops.
 """
+import os
+# OpenMP threads must not busy-wait: on a shared 2-core machine spinning at barriers made
+# steps 10-20x slower. libgomp reads this when torch is imported, so it is set first.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import math
 from dataclasses import dataclass, asdict
 
@@ -61,7 +66,9 @@ class MambaArgs:
 
 def _chunk_terms(u, delta, A, Bm, c0, c1):
     d = delta[c0:c1]
-    dA = torch.exp(d.unsqueeze(-1) * A)                         # [T,B,D,N]
+    # exp(delta*A) for delta*A < -60 is < 1e-26 (i.e. 0 for all purposes); clamping keeps
+    # exp() off its very slow denormal-result path on x86.
+    dA = torch.exp((d.unsqueeze(-1) * A).clamp_(min=-60.0))     # [T,B,D,N]
     dBu = (d * u[c0:c1]).unsqueeze(-1) * Bm[c0:c1].unsqueeze(2)  # [T,B,D,N]
     return dA, dBu
 

@@ -19,6 +19,11 @@ Examples:
       --end-at 13:25 --out out/train/main
   scripts/train_reference.py --tok bytes --budget-min 3.5 --out out/train/cmp_bytes
 """
+import os
+# OpenMP threads must not busy-wait: on a shared 2-core machine spinning at barriers made
+# steps 10-20x slower. libgomp reads this when torch is imported, so it is set first.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import csv
 import datetime
@@ -138,6 +143,9 @@ def main():
     ap.add_argument("--budget-min", type=float, default=None, help="training time budget in minutes")
     ap.add_argument("--end-at", default=None, help="UTC wall-clock HH:MM by which training (incl. final eval) ends")
     ap.add_argument("--max-steps", type=int, default=None)
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="what the budget/schedule counts: wall-clock seconds, or process CPU seconds / threads "
+                         "(fair equal-compute comparisons on a shared machine)")
     ap.add_argument("--eval-every-sec", type=float, default=300)
     ap.add_argument("--eval-windows", type=int, default=64, help="windows for periodic eval (final eval: all)")
     ap.add_argument("--ckpt-every-sec", type=float, default=300)
@@ -147,9 +155,11 @@ def main():
     ap.add_argument("--no-final-eval", action="store_true")
     args = ap.parse_args()
 
-    torch.set_num_threads(args.threads)
-    # Denormal floats (tiny decayed SSM states / gradients) make some steps ~5x slower on x86.
+    # Denormal floats (exp() of very negative numbers) make some steps ~5x slower on x86.
     torch.set_flush_denormal(True)
+    global T_START
+    T_START = time.time()
+    torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     logf = open(os.path.join(args.out, "log.txt"), "a")
 
@@ -231,6 +241,7 @@ def main():
     model.train()
     while elapsed < budget and (args.max_steps is None or step < args.max_steps):
         t0 = time.time()
+        c0 = time.process_time()
         lr = lr_at(step, elapsed)
         for g in opt.param_groups:
             g["lr"] = lr
@@ -243,7 +254,8 @@ def main():
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         opt.step()
         step += 1
-        elapsed += time.time() - t0
+        elapsed += (time.time() - t0) if args.clock == "wall" else (time.process_time() - c0) / args.threads
+        t_after = time.time()
         tokens_seen += B * L
         bytes_seen += int(sum(train_nbytes[s + 1:s + L + 1].long().sum().item() for s in starts.tolist()))
         lv = loss.item()
@@ -267,6 +279,8 @@ def main():
         if elapsed - last_ckpt >= args.ckpt_every_sec:
             save()
             last_ckpt = elapsed
+        if args.clock == "wall":  # evaluation and checkpoint time count against a wall-clock budget
+            elapsed += time.time() - t_after
     save()
     csvf.flush()
     log("training done: %d steps, %.0fs, %d tokens, %d bytes" % (step, elapsed, tokens_seen, bytes_seen))
@@ -276,7 +290,7 @@ def main():
         res = {"val_loss_per_token": vl, "val_ppl_per_token": math.exp(vl), "val_bits_per_byte": vb,
                "val_tokens": nt, "val_bytes": nb, "steps": step, "train_seconds": elapsed,
                "train_tokens": tokens_seen, "train_bytes": bytes_seen, "seq_len": L, "batch": B,
-               "params": model.n_params()}
+               "params": model.n_params(), "clock": args.clock, "wall_seconds_total": time.time() - T_START}
         log("final eval (%d tokens, %d bytes, %.0fs): val_loss %.4f  ppl %.2f  bpb %.4f"
             % (nt, nb, time.time() - te, vl, math.exp(vl), vb))
         with open(os.path.join(args.out, "final_eval.json"), "w") as f:

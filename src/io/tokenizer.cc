@@ -141,6 +141,8 @@ std::string Describe(const json& j) {
   switch (j.type()) {
     case json::value_t::null:
       return "null";
+    case json::value_t::discarded:
+      return "no such field";
     case json::value_t::object:
       return "an object";
     case json::value_t::array:
@@ -168,17 +170,18 @@ class Reader {
     return Error(field, expected, Describe(j));
   }
 
-  // A member of an object; `missing` when absent.
+  // A member of an object, or a `discarded` value when absent (Describe() says so).
   static const json& Member(const json& obj, const char* key) {
-    static const json kNull;
+    static const json kMissing(json::value_t::discarded);
     auto it = obj.find(key);
-    return it == obj.end() ? kNull : *it;
+    return it == obj.end() ? kMissing : *it;
   }
+  static bool Absent(const json& j) { return j.is_null() || j.is_discarded(); }
 
   Status Bool(const json& obj, const std::string& path, const char* key, bool default_value,
               bool* out) const {
     const json& j = Member(obj, key);
-    if (j.is_null()) {
+    if (Absent(j)) {
       *out = default_value;
     } else if (j.is_boolean()) {
       *out = j.get<bool>();
@@ -195,8 +198,6 @@ class Reader {
     *out = t.get<std::string>();
     return Status::Ok();
   }
-
-  const std::string& file() const { return file_; }
 
  private:
   const std::string& file_;
@@ -540,7 +541,7 @@ void Tokenizer::Impl::Bpe(std::string_view word, std::vector<int32_t>* out) cons
 // ---- Loading ----
 
 Status Tokenizer::Impl::ParseNormalizer(const json& j, const std::string& path, const Reader& r) {
-  if (j.is_null()) return Status::Ok();
+  if (Reader::Absent(j)) return Status::Ok();
   std::string type;
   QM_RETURN_IF_ERROR(r.TypeName(j, path, &type));
   if (type == "NFC") {
@@ -567,7 +568,7 @@ Status Tokenizer::Impl::ParseNormalizer(const json& j, const std::string& path, 
 }
 
 Status Tokenizer::Impl::ParsePreTokenizer(const json& j, const std::string& path, const Reader& r) {
-  if (j.is_null()) return r.Mismatch(path, "a ByteLevel pre-tokenizer", j);
+  if (Reader::Absent(j)) return r.Mismatch(path, "a ByteLevel pre-tokenizer", j);
   std::string type;
   QM_RETURN_IF_ERROR(r.TypeName(j, path, &type));
   if (type == "Sequence") {
@@ -580,8 +581,12 @@ Status Tokenizer::Impl::ParsePreTokenizer(const json& j, const std::string& path
     return ParsePreTokenizer(list[0], path + ".pretokenizers[0]", r);
   }
   if (type != "ByteLevel") return r.Error(path + ".type", "\"ByteLevel\"", Quote(type));
-  // HF's ByteLevel defaults: add_prefix_space true, use_regex true.
-  QM_RETURN_IF_ERROR(r.Bool(j, path, "add_prefix_space", true, &add_prefix_space));
+  // HF requires add_prefix_space in a file; use_regex defaults to true.
+  if (!Reader::Member(j, "add_prefix_space").is_boolean()) {
+    return r.Mismatch(path + ".add_prefix_space", "true or false",
+                      Reader::Member(j, "add_prefix_space"));
+  }
+  QM_RETURN_IF_ERROR(r.Bool(j, path, "add_prefix_space", false, &add_prefix_space));
   QM_RETURN_IF_ERROR(r.Bool(j, path, "use_regex", true, &use_regex));
   return Status::Ok();
 }
@@ -589,17 +594,18 @@ Status Tokenizer::Impl::ParsePreTokenizer(const json& j, const std::string& path
 Status Tokenizer::Impl::ParseModel(const json& model, const Reader& r) {
   if (!model.is_object()) return r.Mismatch("model", "an object", model);
   const json& type = Reader::Member(model, "type");
-  if (!(type.is_null() && model.contains("merges")) && type != "BPE") {
+  // HF infers the model from its fields when "type" is missing.
+  if (!(Reader::Absent(type) && model.contains("merges")) && !(type.is_string() && type == "BPE")) {
     return r.Mismatch("model.type", "\"BPE\"", type);
   }
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
     const json& v = Reader::Member(model, key);
-    if (!v.is_null() && v != "") {
+    if (!Reader::Absent(v) && v != "") {
       return r.Mismatch(std::string("model.") + key, "null (not supported with byte-level BPE)", v);
     }
   }
   const json& dropout = Reader::Member(model, "dropout");
-  if (!dropout.is_null() && !(dropout.is_number() && dropout.get<double>() == 0.0)) {
+  if (!Reader::Absent(dropout) && !(dropout.is_number() && dropout.get<double>() == 0.0)) {
     return r.Mismatch("model.dropout", "null (BPE dropout is for training)", dropout);
   }
   QM_RETURN_IF_ERROR(r.Bool(model, "model", "fuse_unk", false, &fuse_unk));
@@ -620,7 +626,7 @@ Status Tokenizer::Impl::ParseModel(const json& model, const Reader& r) {
   }
 
   const json& unk = Reader::Member(model, "unk_token");
-  if (!unk.is_null()) {
+  if (!Reader::Absent(unk)) {
     if (!unk.is_string()) return r.Mismatch("model.unk_token", "null or a string", unk);
     auto it = vocab.find(unk.get<std::string>());
     if (it == vocab.end()) return r.Mismatch("model.unk_token", "a token of model.vocab", unk);
@@ -672,7 +678,7 @@ Status Tokenizer::Impl::ParseModel(const json& model, const Reader& r) {
 }
 
 Status Tokenizer::Impl::ParseAddedTokens(const json& list, const Reader& r) {
-  if (list.is_null()) return Status::Ok();
+  if (Reader::Absent(list)) return Status::Ok();
   if (!list.is_array()) return r.Mismatch("added_tokens", "an array", list);
   // HF re-adds the tokens in file order and assigns ids itself (warning where the file's "id"
   // differs): a token the model has keeps the model's id, a repeated content keeps its first id,
@@ -740,7 +746,7 @@ Status Tokenizer::Impl::Parse(const json& root, const Reader& r) {
   QM_RETURN_IF_ERROR(ParseNormalizer(Reader::Member(root, "normalizer"), "normalizer", r));
   QM_RETURN_IF_ERROR(ParsePreTokenizer(Reader::Member(root, "pre_tokenizer"), "pre_tokenizer", r));
   const json& decoder = Reader::Member(root, "decoder");
-  if (!decoder.is_null()) {
+  if (!Reader::Absent(decoder)) {
     std::string type;
     QM_RETURN_IF_ERROR(r.TypeName(decoder, "decoder", &type));
     if (type != "ByteLevel") return r.Error("decoder.type", "\"ByteLevel\" or null", Quote(type));

@@ -32,9 +32,8 @@ class Tokenizer {
   int32_t eos_id() const;                                  // "<|endoftext|>" if present, else -1
   int32_t TokenId(std::string_view token_text) const;  // -1 if absent (token text as in the vocab)
 
-  struct Impl;
-
  private:
+  struct Impl;
   explicit Tokenizer(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
   std::shared_ptr<Impl> impl_;
 };

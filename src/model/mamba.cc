@@ -41,12 +41,22 @@ StatusOr<std::unique_ptr<MambaModel>> MambaModel::Load(const std::string& dir) {
   m->dir_ = dir;
   QM_ASSIGN_OR_RETURN(m->config_, MambaConfig::Load(dir + "/config.json"));
   QM_ASSIGN_OR_RETURN(std::unique_ptr<TensorStore> store, TensorStore::Open(dir));
-  auto bound = BindWeights(m->config_, std::move(store));
-  if (!bound.ok())
-    return Status::Error(bound.status().message().rfind(dir, 0) == 0
-                             ? bound.status().message()
-                             : dir + ": " + bound.status().message());
-  m->weights_ = std::move(bound).value();
+  // Binding errors name tensors; prefix the directory unless they already name a file.
+  auto with_dir = [&](const Status& s) {
+    return Status::Error(s.message().rfind(dir, 0) == 0 ? s.message() : dir + ": " + s.message());
+  };
+  const std::string qpath = dir + "/quantization_config.json";
+  if (::stat(qpath.c_str(), &st) == 0) {
+    QM_ASSIGN_OR_RETURN(std::string qtext, ReadFileToString(qpath));
+    QM_ASSIGN_OR_RETURN(QuantConfig qc, QuantConfig::FromJson(qtext, qpath));
+    auto bound = BindQuantizedWeights(m->config_, qc, std::move(store));
+    if (!bound.ok()) return with_dir(bound.status());
+    m->qweights_ = std::move(bound).value();
+  } else {
+    auto bound = BindWeights(m->config_, std::move(store));
+    if (!bound.ok()) return with_dir(bound.status());
+    m->weights_ = std::move(bound).value();
+  }
   if (::stat((dir + "/tokenizer.json").c_str(), &st) == 0) {
     QM_ASSIGN_OR_RETURN(Tokenizer tok, Tokenizer::Load(dir + "/tokenizer.json"));
     if (tok.vocab_size() > m->config_.vocab_size)
@@ -60,20 +70,75 @@ StatusOr<std::unique_ptr<MambaModel>> MambaModel::Load(const std::string& dir) {
 
 SequenceState MambaModel::NewState() const {
   SequenceState s;
-  s.conv.assign(config_.n_layer * (config_.d_conv - 1) * config_.d_inner, 0.0f);
+  const int64_t conv_n = config_.n_layer * (config_.d_conv - 1) * config_.d_inner;
+  // Static int8 models keep int8 conv inputs; simulation and the others keep floats. Both are
+  // small (3 * d_inner per layer), so a quantized model's state has both.
+  s.conv.assign(conv_n, 0.0f);
+  if (quantized()) s.conv_q.assign(conv_n, 0);
   s.ssm.assign(config_.n_layer * config_.d_inner * config_.d_state, 0.0f);
   return s;
 }
 
+const ModelWeights& MambaModel::weights() const {
+  QM_CHECK(weights_ != nullptr, "weights() on a quantized model");
+  return *weights_;
+}
+const QuantizedWeights& MambaModel::qweights() const {
+  QM_CHECK(qweights_ != nullptr, "qweights() on a float model");
+  return *qweights_;
+}
+const TensorStore& MambaModel::store() const {
+  return quantized() ? *qweights_->store : *weights_->store;
+}
+uint64_t MambaModel::file_bytes() const {
+  return quantized() ? qweights_->file_bytes : weights_->file_bytes;
+}
+std::string MambaModel::recipe() const { return quantized() ? qweights_->qc.recipe : "fp"; }
+std::string MambaModel::weight_type() const {
+  if (quantized()) return std::string("I8 (") + (qweights_->qc.static_acts ? "W8A8 static" :
+                                                 "W8A8 dynamic") + ")";
+  return DTypeName(weights_->in_proj_dtype());
+}
+
 Engine::Engine(const MambaModel& model, int n_threads, const kernels::KernelTable& k,
-               int64_t max_chunk, int64_t max_batch)
+               int64_t max_chunk, int64_t max_batch, bool simulate)
     : model_(model),
       c_(model.config()),
-      w_(model.weights()),
+      simulate_(simulate && model.quantized()),
       k_(k),
+      q8_(kernels::Q8KernelsFor(k.isa)),
       pool_(n_threads),
       max_rows_(std::max<int64_t>(1, std::max(max_chunk, max_batch))) {
   const int64_t R = max_rows_;
+  if (model.quantized()) {
+    qw_ = &model.qweights();
+    embedding_ = qw_->embedding;
+    lm_head_ = qw_->lm_head;
+    norm_f_ = qw_->norm_f;
+    hn_q_.resize(R * c_.d_model);
+    xz_q_.resize(R * 2 * c_.d_inner);
+    u_q_.resize(R * c_.d_inner);
+    if (qw_->qc.smooth) u_qs_.resize(R * c_.d_inner);
+    x_dbl_q_.resize(R * (c_.dt_rank + 2 * c_.d_state));
+    dt_q_.resize(R * c_.d_inner);
+    y_q_.resize(R * c_.d_inner);
+    row_scale_.resize(R);
+    row_scale2_.resize(R);
+    if (simulate_) {
+      auto deq = [](const QMatrix& m) {
+        std::vector<float> v(m.rows * m.cols);
+        for (size_t i = 0; i < v.size(); ++i) v[i] = m.scale * (float)m.q[i];
+        return v;
+      };
+      for (const QLayerWeights& L : qw_->layers)
+        sim_.push_back({deq(L.in_proj), deq(L.x_proj), deq(L.dt_proj), deq(L.out_proj), {}, {}});
+    }
+  } else {
+    w_ = &model.weights();
+    embedding_ = w_->embedding;
+    lm_head_ = w_->lm_head;
+    norm_f_ = w_->norm_f;
+  }
   residual_.resize(R * c_.d_model);
   h_.resize(R * c_.d_model);
   hn_.resize(R * c_.d_model);
@@ -86,12 +151,12 @@ Engine::Engine(const MambaModel& model, int n_threads, const kernels::KernelTabl
 
 void Engine::Embed(std::span<const int32_t> ids) {
   // hidden_states = self.embeddings(input_ids)
-  const kernels::ConvertRowFn convert = k_.ConvertFor(w_.embedding.dtype);
-  const int64_t row_bytes = c_.d_model * DTypeSize(w_.embedding.dtype);
+  const kernels::ConvertRowFn convert = k_.ConvertFor(embedding_.dtype);
+  const int64_t row_bytes = c_.d_model * DTypeSize(embedding_.dtype);
   for (size_t t = 0; t < ids.size(); ++t) {
     QM_CHECK(ids[t] >= 0 && ids[t] < c_.vocab_size, "token id %d outside [0, %lld)", ids[t],
              (long long)c_.vocab_size);
-    convert(static_cast<const uint8_t*>(w_.embedding.data) + ids[t] * row_bytes, c_.d_model,
+    convert(static_cast<const uint8_t*>(embedding_.data) + ids[t] * row_bytes, c_.d_model,
             h_.data() + t * c_.d_model);
   }
 }
@@ -107,7 +172,12 @@ void Engine::MatMul(const float* x, int64_t M, int64_t ldx, const MatrixRef& w, 
 // One Mamba block on rows [0, T). With per_row_states, row t is one token of sequence
 // states[t] (decode); otherwise rows are T consecutive tokens of states[0] (prefill).
 void Engine::Layer(int layer, int64_t T, SequenceState* const* states, bool per_row_states) {
-  const LayerWeights& L = w_.layers[layer];
+  if (qw_ != nullptr) {
+    if (simulate_) return LayerSim(layer, T, states, per_row_states);
+    if (qw_->qc.static_acts) return LayerQ8(layer, T, states, per_row_states);
+    return LayerDynamic(layer, T, states, per_row_states);
+  }
+  const LayerWeights& L = w_->layers[layer];
   const int64_t dm = c_.d_model, di = c_.d_inner, ds = c_.d_state, R = c_.dt_rank;
   const int64_t n_dbl = R + 2 * ds;
   const float eps = static_cast<float>(c_.norm_eps);
@@ -199,11 +269,11 @@ void Engine::Logits(int64_t T, const int64_t* rows, int64_t n_rows, float* logit
   const float eps = static_cast<float>(c_.norm_eps);
   for (int64_t i = 0; i < n_rows; ++i) {
     const int64_t t = rows ? rows[i] : i;
-    k_.add_rms_norm(residual_.data() + t * dm, h_.data() + t * dm, w_.norm_f, dm, eps,
+    k_.add_rms_norm(residual_.data() + t * dm, h_.data() + t * dm, norm_f_, dm, eps,
                     hn_.data() + i * dm);
   }
   // logits = self.lm_head(hidden_states)        (n_rows, vocab)
-  MatMul(hn_.data(), n_rows, dm, w_.lm_head, logits, c_.vocab_size);
+  MatMul(hn_.data(), n_rows, dm, lm_head_, logits, c_.vocab_size);
   (void)T;
 }
 

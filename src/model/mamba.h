@@ -12,14 +12,17 @@
 #include "core/thread_pool.h"
 #include "io/tokenizer.h"
 #include "kernels/kernels.h"
+#include "kernels/q8.h"
 #include "model/config.h"
 #include "model/weights.h"
+#include "quant/qmodel.h"
 
 namespace quamba {
 
 // Recurrent state of one sequence. Constant size, whatever its length.
 struct SequenceState {
   std::vector<float> conv;  // (n_layer, d_conv-1, d_inner): the last d_conv-1 conv inputs
+  std::vector<int8_t> conv_q;  // (n_layer, d_conv-1, d_inner): same, int8 (static W8A8 models)
   std::vector<float> ssm;   // (n_layer, d_inner, d_state)
   int64_t n_tokens = 0;     // tokens consumed so far
   void Reset();
@@ -28,11 +31,19 @@ struct SequenceState {
 class MambaModel {
  public:
   // `dir` holds config.json, model.safetensors (or a sharded index) and, optionally,
-  // tokenizer.json. Every tensor is checked against the config before anything runs.
+  // tokenizer.json; a quantized model also quantization_config.json. Every tensor is checked
+  // against the config before anything runs.
   static StatusOr<std::unique_ptr<MambaModel>> Load(const std::string& dir);
 
   const MambaConfig& config() const { return config_; }
-  const ModelWeights& weights() const { return *weights_; }
+  bool quantized() const { return qweights_ != nullptr; }
+  // Float weights (QM_CHECKs !quantized()) / quantized weights (QM_CHECKs quantized()).
+  const ModelWeights& weights() const;
+  const QuantizedWeights& qweights() const;
+  const TensorStore& store() const;
+  uint64_t file_bytes() const;       // bytes of the tensors the model uses, as stored
+  std::string recipe() const;        // "fp" or the quantization recipe
+  std::string weight_type() const;   // "F32", "BF16", "I8", ...
   const Tokenizer* tokenizer() const { return tokenizer_.get(); }
   const std::string& dir() const { return dir_; }
   SequenceState NewState() const;
@@ -41,6 +52,7 @@ class MambaModel {
   std::string dir_;
   MambaConfig config_;
   std::unique_ptr<ModelWeights> weights_;
+  std::unique_ptr<QuantizedWeights> qweights_;
   std::unique_ptr<Tokenizer> tokenizer_;
 };
 
@@ -70,8 +82,10 @@ class ActivationObserver {
 // Not thread-safe (one Engine per thread of control); uses its own pool of n_threads.
 class Engine {
  public:
+  // `simulate` (quantized models only): run the same quantization points as float
+  // quantize-dequantize with float kernels, for ablations (spec: "fake quant").
   Engine(const MambaModel& model, int n_threads, const kernels::KernelTable& k,
-         int64_t max_chunk = 256, int64_t max_batch = 16);
+         int64_t max_chunk = 256, int64_t max_batch = 16, bool simulate = false);
 
   // Consumes ids (any length) for one sequence. logits: (ids.size(), vocab) when all_logits,
   // else (vocab) for the last token; may be null (state update only).
@@ -94,12 +108,27 @@ class Engine {
   void Embed(std::span<const int32_t> ids);
   void MatMul(const float* x, int64_t M, int64_t ldx, const MatrixRef& w, float* y, int64_t ldy);
   void Layer(int layer, int64_t T, SequenceState* const* states, bool per_row_states);
+  // Static W8A8 (quamba, minmax, smoothquant) with int8 kernels (mamba_q8.cc).
+  void LayerQ8(int layer, int64_t T, SequenceState* const* states, bool per_row_states);
+  // Per-token dynamic W8A8: int8 GEMMs, float conv and scan (mamba_q8.cc).
+  void LayerDynamic(int layer, int64_t T, SequenceState* const* states, bool per_row_states);
+  // Fake-quant simulation of LayerQ8 in float (mamba_q8.cc).
+  void LayerSim(int layer, int64_t T, SequenceState* const* states, bool per_row_states);
+  // Quantizes rows of x dynamically (per token) into q, scales into row_scale_.
+  void QuantizeRowsDynamic(const float* x, int64_t T, int64_t C, int64_t ldx, int8_t* q);
+  void GemmS8(const int8_t* x, int64_t M, int64_t K, int64_t ldx, const QMatrix& w,
+              const float* a, int64_t a_stride, float b, int8_t* y8, float* yf, int64_t ldy);
   void Logits(int64_t T, const int64_t* rows, int64_t n_rows, float* logits);
 
   const MambaModel& model_;
   const MambaConfig& c_;
-  const ModelWeights& w_;
+  const ModelWeights* w_ = nullptr;        // float model
+  const QuantizedWeights* qw_ = nullptr;   // quantized model
+  MatrixRef embedding_, lm_head_;
+  const float* norm_f_ = nullptr;
+  bool simulate_ = false;
   const kernels::KernelTable& k_;
+  const kernels::Q8KernelTable& q8_;
   ThreadPool pool_;
   int64_t max_rows_;
   ActivationObserver* observer_ = nullptr;
@@ -112,6 +141,21 @@ class Engine {
   std::vector<float> x_dbl_;     // (T, dt_rank + 2*d_state) x_proj output [dt_low | B | C]
   std::vector<float> dt_;        // (T, d_inner) dt_proj output (bias added in the scan)
   std::vector<float> y_;         // (T, d_inner) gated scan output
+  // Quantized models only.
+  std::vector<int8_t> hn_q_;     // (T, d_model) int8 in_proj input
+  std::vector<int8_t> xz_q_;     // (T, 2*d_inner) int8 [x | z]
+  std::vector<int8_t> u_q_;      // (T, d_inner) int8 SSM input u
+  std::vector<int8_t> u_qs_;     // (T, d_inner) int8 smoothed x_proj input (SmoothQuant)
+  std::vector<int8_t> x_dbl_q_;  // (T, dt_rank + 2*d_state) int8 [dt_low | B | C]
+  std::vector<int8_t> dt_q_;     // (T, d_inner) int8 dt
+  std::vector<int8_t> y_q_;      // (T, d_inner) int8 out_proj input
+  std::vector<float> row_scale_;  // (T) per-token scales (dynamic recipe)
+  std::vector<float> row_scale2_;  // (T)
+  // Simulation only: dequantized weights (float copies).
+  struct SimLayer {
+    std::vector<float> in_proj, x_proj, dt_proj, out_proj, conv_w, conv_b;
+  };
+  std::vector<SimLayer> sim_;
 };
 
 }  // namespace quamba

@@ -251,10 +251,25 @@ StatusOr<std::unique_ptr<QuantizedWeights>> BindQuantizedWeights(
     L.conv_b = reinterpret_cast<const int8_t*>(t.at(m + "conv1d.bias")->data);
     L.s_conv_b = scalar(m + "conv1d.bias_scale");
     L.s_u = scalar(m + "conv1d.output_scale");
+    {
+      std::vector<float> wf(c.d_conv * c.d_inner);
+      for (size_t k = 0; k < wf.size(); ++k) wf[k] = L.s_conv_w * (float)L.conv_w[k];
+      w->owned_floats.push_back(std::move(wf));
+      L.conv_w_f = w->owned_floats.back().data();
+      w->owned_floats.push_back(dequant(m + "conv1d.bias", L.s_conv_b));
+      L.conv_b_f = w->owned_floats.back().data();
+    }
     if (qc.smooth) {
-      L.x_proj_smooth = floats(m + "x_proj.smooth");
+      auto inverse = [&](const std::string& n) {
+        std::vector<float> v(c.d_inner);
+        const float* s = floats(n);
+        for (int64_t k = 0; k < c.d_inner; ++k) v[k] = 1.0f / s[k];
+        w->owned_floats.push_back(std::move(v));
+        return w->owned_floats.back().data();
+      };
+      L.x_proj_smooth_inv = inverse(m + "x_proj.smooth");
       L.s_u_smooth = scalar(m + "x_proj.input_scale");
-      L.out_proj_smooth = floats(m + "out_proj.smooth");
+      L.out_proj_smooth_inv = inverse(m + "out_proj.smooth");
     }
     L.x_proj = qmat(m + "x_proj");
     L.s_xdbl = scalar(m + "x_proj.output_scale");

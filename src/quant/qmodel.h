@@ -58,8 +58,10 @@ struct QLayerWeights {
   float s_conv_w = 0;
   const int8_t* conv_b = nullptr;     // [4] (d_inner)
   float s_conv_b = 0;
+  const float* conv_w_f = nullptr;    // (d_conv, d_inner) dequantised (dynamic recipe, simulation)
+  const float* conv_b_f = nullptr;    // (d_inner) dequantised
   float s_u = 0;                      // [5] conv+SiLU output = SSM input u = x_proj input
-  const float* x_proj_smooth = nullptr;  // (d_inner) SmoothQuant: x_proj input divided by this
+  const float* x_proj_smooth_inv = nullptr;  // (d_inner) SmoothQuant: 1/s, x_proj input * this
   float s_u_smooth = 0;               // scale of u / x_proj_smooth (SmoothQuant only)
   QMatrix x_proj;                     // [6] (dt_rank + 2*d_state, d_inner)
   float s_xdbl = 0;                   // [7] x_proj output scale (dt_low, B, C)
@@ -68,7 +70,7 @@ struct QLayerWeights {
   const float* dt_bias = nullptr;     // [10] (d_inner), dequantised from int8
   const float* A = nullptr;           // [10] (d_inner, d_state) = -exp(dequantised int8 A_log)
   const float* D = nullptr;           // [10] (d_inner), dequantised from int8
-  const float* out_proj_smooth = nullptr;  // (d_inner) SmoothQuant: y divided by this
+  const float* out_proj_smooth_inv = nullptr;  // (d_inner) SmoothQuant: 1/s, y * this
   float s_o = 0;                      // [13] out_proj input scale (after the Hadamard rotation)
   QMatrix out_proj;                   // [14] (d_model, d_inner) = quant(W_out H^T)
 };

@@ -571,6 +571,23 @@ TEST(TokenizerErrors, UnsupportedPipelineParts) {
   EXPECT_EQ(LoadError("[1, 2]"), "tokenizer.json: (top level): expected an object, found an array");
 }
 
+TEST(TokenizerErrors, MissingFields) {
+  json root = json::parse(MiniJson(false));
+  root.erase("model");
+  EXPECT_EQ(LoadError(root.dump()),
+            "tokenizer.json: model: expected an object, found no such field");
+  root = json::parse(MiniJson(false));
+  root["pre_tokenizer"].erase("add_prefix_space");  // required by HF too
+  EXPECT_EQ(LoadError(root.dump()),
+            "tokenizer.json: pre_tokenizer.add_prefix_space: expected true or false, found no "
+            "such field");
+  root = json::parse(MiniJson(false));
+  root["added_tokens"][1].erase("content");
+  EXPECT_EQ(LoadError(root.dump()),
+            "tokenizer.json: added_tokens[1].content: expected a non-empty string, found no such "
+            "field");
+}
+
 TEST(TokenizerErrors, NullNormalizerIsAccepted) {
   json root = json::parse(MiniJson(false));
   root["normalizer"] = nullptr;
@@ -582,27 +599,18 @@ TEST(TokenizerErrors, NullNormalizerIsAccepted) {
 // ---- Reference cases for the project's own tokenizer (tests/data/tokenizer_ref_cases.json) ----
 
 TEST(TokenizerRefCases, MatchReference) {
+  // Written by scripts/make_golden.py with its own Python BPE encoder:
+  // {"format": "quamba-tokenizer-cases-v1", "tokenizer": "models/<name>/tokenizer.json",
+  //  "cases": [{"text": str, "ids": [int, ...]}, ...]}, paths relative to the repository root.
   const std::string path = testing::SourcePath("tests/data/tokenizer_ref_cases.json");
   if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " not present";
   const json ref = json::parse(ReadFile(path));
-  // The tokenizer: "tokenizer" (a tokenizer.json) or "model_dir" (holding one), relative to the
-  // repository root unless absolute.
-  std::string tok_path;
-  for (const char* key : {"tokenizer", "tokenizer_json", "tokenizer_path", "model_dir", "model"}) {
-    if (ref.contains(key) && ref[key].is_string()) {
-      tok_path = ref[key].get<std::string>();
-      if (std::filesystem::is_directory(testing::SourcePath(tok_path)) ||
-          std::filesystem::is_directory(tok_path) || tok_path.find(".json") == std::string::npos) {
-        tok_path += "/tokenizer.json";
-      }
-      break;
-    }
-  }
-  ASSERT_FALSE(tok_path.empty()) << "no tokenizer path in " << path;
+  ASSERT_EQ(ref.value("format", ""), "quamba-tokenizer-cases-v1");
+  std::string tok_path = ref.at("tokenizer").get<std::string>();
   if (tok_path[0] != '/') tok_path = testing::SourcePath(tok_path);
   auto tok = Tokenizer::Load(tok_path);
   ASSERT_TRUE(tok.ok()) << tok.status().message();
-  const json& cases = ref.contains("cases") ? ref["cases"] : ref.at("examples");
+  const json& cases = ref.at("cases");
   ASSERT_GT(cases.size(), 0u);
   for (const json& c : cases) {
     const std::string text = c.at("text").get<std::string>();

@@ -80,11 +80,14 @@ void RunConvCase(Isa isa, const ConvCase& c) {
   ASSERT_TRUE(AssertClose("conv state", isa, state, state_exp,
                           std::vector<double>(state.size(), 0.0)));
   // Outputs outside the channel range stay NaN.
-  for (int64_t t = 0; t < c.L; ++t)
-    for (int64_t ch = 0; ch < ldy; ++ch)
-      if (ch < c.c_begin || ch >= c.c_end)
-        ASSERT_TRUE(std::isnan(y[t * ldy + ch])) << "wrote outside the channel range at t=" << t
-                                                 << " c=" << ch;
+  for (int64_t t = 0; t < c.L; ++t) {
+    for (int64_t ch = 0; ch < ldy; ++ch) {
+      if (ch < c.c_begin || ch >= c.c_end) {
+        ASSERT_TRUE(std::isnan(y[t * ldy + ch]))
+            << "wrote outside the channel range at t=" << t << " c=" << ch;
+      }
+    }
+  }
 }
 
 class ConvTest : public ::testing::TestWithParam<Isa> {};

@@ -9,11 +9,17 @@
 #include <cstdio>
 #include <limits>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
 #include "core/dtype.h"
 #include "kernels/kernels.h"
+
+namespace quamba::kernels {
+// gtest prints the ISA parameter of a failing test by name.
+inline void PrintTo(Isa isa, std::ostream* os) { *os << IsaName(isa); }
+}  // namespace quamba::kernels
 
 namespace quamba::kernels::testing {
 

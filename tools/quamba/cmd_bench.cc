@@ -109,9 +109,7 @@ int CmdBench(int argc, char** argv) {
     for (double x : ttft) pp.push_back(n_prompt * batch / (x / 1e3));
     for (double x : tpot) tg.push_back(batch / (x / 1e3));
     const Stat s_ttft = MeanSd(ttft), s_tpot = MeanSd(tpot), s_pp = MeanSd(pp), s_tg = MeanSd(tg);
-    const auto& meta = model.weights().store->metadata();
-    const std::string recipe = meta.count("quamba_recipe") ? meta.at("quamba_recipe") : "fp";
-    std::string wdtype = DTypeName(model.weights().in_proj_dtype());
+    const std::string recipe = model.recipe(), wdtype = model.weight_type();
     results.push_back({{"model", dir},
                        {"recipe", recipe},
                        {"weight_dtype", wdtype},
@@ -129,7 +127,7 @@ int CmdBench(int argc, char** argv) {
                        {"prefill_tok_s_sd", s_pp.sd},
                        {"decode_tok_s", s_tg.mean},
                        {"decode_tok_s_sd", s_tg.sd},
-                       {"model_bytes", model.weights().file_bytes},
+                       {"model_bytes", model.file_bytes()},
                        {"peak_rss_bytes", PeakRssBytes()},
                        {"commit", QM_GIT_COMMIT}});
   }

@@ -27,7 +27,7 @@ int CmdGenerate(int argc, char** argv) {
   int64_t n_predict = 128;
   SamplerOptions so;
   int threads = DefaultThreadCount();
-  bool verbose = false;
+  bool verbose = false, simulate = false;
   Flags flags("generate", "-m DIR -p TEXT [options]");
   flags.Add("-m,--model", &model_dir, "model directory (config.json, model.safetensors, "
             "tokenizer.json)", true);
@@ -42,6 +42,8 @@ int CmdGenerate(int argc, char** argv) {
   flags.Add("--seed", &so.seed, "random seed (default 0)");
   flags.Add("-t,--threads", &threads, "threads (default: all cores)", 1, 1024);
   flags.AddBool("-v,--verbose", &verbose, "print the kernel ISA and model details");
+  flags.AddBool("--simulate", &simulate, "quantized models: float fake-quant at the same points "
+                "instead of int8 kernels (ablations)");
   if (Status s = flags.Parse(argc, argv, 2); !s.ok()) return UsageError(s);
   if (flags.help_requested()) {
     std::printf("%s", flags.Help().c_str());
@@ -54,7 +56,10 @@ int CmdGenerate(int argc, char** argv) {
   const MambaModel& model = **loaded;
   const Tokenizer& tok = *model.tokenizer();
   const kernels::KernelTable& k = kernels::DefaultKernels();
-  Engine engine(model, threads, k);
+  if (simulate && !model.quantized())
+    return Fail(Status::Error(StrFormat("%s: --simulate: expected a quantized model, found a "
+                                        "float one", model_dir.c_str())));
+  Engine engine(model, threads, k, 256, 16, simulate);
   const double t_load = NowSeconds() - t0;
   if (verbose)
     std::fprintf(stderr, "model: %s, %lld layers, d_model %lld, vocab %lld; isa %s, %d threads\n",

@@ -29,12 +29,12 @@ int CmdInspect(int argc, char** argv) {
               (long long)c.n_layer, (long long)c.d_model, (long long)c.d_inner,
               (long long)c.d_state, (long long)c.d_conv, (long long)c.dt_rank,
               (long long)c.vocab_size, c.norm_eps, c.tie_embeddings ? "yes" : "no");
-  const TensorStore& st = *m.weights().store;
+  const TensorStore& st = m.store();
   int64_t params = 0;
   for (const auto& [name, t] : st.tensors()) params += t.numel();
-  std::printf("  tensors: %zu, parameters: %lld, bytes: %llu, weight dtype %s\n",
+  std::printf("  tensors: %zu, parameters: %lld, bytes: %llu, weights %s, recipe %s\n",
               st.tensors().size(), (long long)params, (unsigned long long)st.total_bytes(),
-              DTypeName(m.weights().in_proj_dtype()));
+              m.weight_type().c_str(), m.recipe().c_str());
   if (m.tokenizer())
     std::printf("  tokenizer: %d ids, eos %d\n", m.tokenizer()->vocab_size(),
                 m.tokenizer()->eos_id());

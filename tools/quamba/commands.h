@@ -14,6 +14,8 @@ int CmdTokenize(int argc, char** argv);
 int CmdSynth(int argc, char** argv);
 int CmdInspect(int argc, char** argv);
 int CmdBench(int argc, char** argv);
+int CmdQuantize(int argc, char** argv);
+int CmdEval(int argc, char** argv);
 
 // Prints "quamba: <message>" and returns 1.
 int Fail(const Status& s);

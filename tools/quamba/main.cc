@@ -29,6 +29,8 @@ struct Command {
 constexpr Command kCommands[] = {
     {"generate", CmdGenerate, "generate text from a prompt"},
     {"tokenize", CmdTokenize, "print the token ids of a text"},
+    {"quantize", CmdQuantize, "calibrate and quantize a model (quamba, minmax, smoothquant, dynamic)"},
+    {"eval", CmdEval, "perplexity, KL divergence and zero-shot tasks (lm-eval 0.4.2 scoring)"},
     {"bench", CmdBench, "measure prefill and decode speed (llama-bench style)"},
     {"inspect", CmdInspect, "print a model's configuration and tensors"},
     {"synth", CmdSynth, "write a randomly initialised checkpoint at a real Mamba shape"},
@@ -66,7 +68,6 @@ int main(int argc, char** argv) {
   if (!isa_error.empty()) return Fail(quamba::Status::Error(isa_error));
   for (const Command& c : kCommands)
     if (cmd == c.name) return c.run(argc, argv);
-  std::fprintf(stderr, "quamba: unknown command \"%s\" (expected one of generate, tokenize, "
-               "bench, inspect, synth)\n", cmd.c_str());
+  std::fprintf(stderr, "quamba: unknown command \"%s\" (see quamba --help)\n", cmd.c_str());
   return 2;
 }

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <limits>
+#include <vector>
 
 namespace quamba::kernels::ref {
 
@@ -45,11 +46,13 @@ inline double WidenU16(uint16_t v) {
 template <typename WT, double (*Load)(WT)>
 void MatMulT(const float* x, int64_t M, int64_t K, int64_t ldx, const WT* w, int64_t n_begin,
              int64_t n_end, double* y, int64_t ldy, double* abs_dot) {
-  for (int64_t m = 0; m < M; ++m) {
-    for (int64_t n = n_begin; n < n_end; ++n) {
+  std::vector<double> wrow(K);  // W row n decoded once, reused for every m
+  for (int64_t n = n_begin; n < n_end; ++n) {
+    for (int64_t k = 0; k < K; ++k) wrow[k] = Load(w[n * K + k]);
+    for (int64_t m = 0; m < M; ++m) {
       double acc = 0, abs_acc = 0;
       for (int64_t k = 0; k < K; ++k) {
-        const double p = static_cast<double>(x[m * ldx + k]) * Load(w[n * K + k]);
+        const double p = static_cast<double>(x[m * ldx + k]) * wrow[k];
         acc += p;
         abs_acc += std::fabs(p);
       }

@@ -50,7 +50,7 @@ struct WBF16 {
 
 // Prefetch distance on each streamed W row. The hardware prefetcher already follows the R
 // sequential streams; the explicit prefetch mostly helps when both cores stream at once.
-constexpr int64_t kPrefetchBytes = 768;
+constexpr int64_t kPrefetchBytes = 512;
 
 // y[m*ldy + r] = dot(x[m, :], W row r) for m < M, r < R; w points at row 0 of the R rows.
 template <int M, int R, typename W>

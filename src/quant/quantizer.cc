@@ -1,0 +1,316 @@
+#include "quant/quantizer.h"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+
+#include "core/progress.h"
+#include "io/mapped_file.h"
+#include "kernels/q8.h"
+#include "quant/calib_data.h"
+#include "quant/hadamard.h"
+#include "quant/observers.h"
+
+namespace quamba {
+namespace {
+
+// Collects the statistics of spec §2.2 at every quantization point of every layer.
+class CalibObserver : public ActivationObserver {
+ public:
+  CalibObserver(const QuantConfig& qc, int n_layer) : qc_(qc), st_(n_layer), ch_(3 * n_layer) {
+    for (int l = 0; l < n_layer; ++l) pct_.emplace_back(qc.percentile_alpha, qc.percentile_sigma);
+  }
+  void Observe(int layer, ActPoint p, const float* x, int64_t rows, int64_t cols,
+               int64_t ld) override {
+    LayerActStats& s = st_[layer];
+    const float am = TensorAbsMax(x, rows, cols, ld);
+    switch (p) {
+      case ActPoint::kInProjIn:
+        s.in_proj_in = std::max(s.in_proj_in, am);
+        if (qc_.smooth) ch_[3 * layer].Observe(x, rows, cols, ld);
+        break;
+      case ActPoint::kInProjOut: s.in_proj_out = std::max(s.in_proj_out, am); break;
+      case ActPoint::kXProjIn:
+        s.x_proj_in = std::max(s.x_proj_in, am);
+        if (qc_.percentile_u) {
+          // One Observe call = one calibration sample (the engine's chunk is calib_len).
+          pct_[layer].Observe(x, rows, cols, ld);
+          s.x_proj_in_pct = pct_[layer].absmax();
+          s.pct_samples++;
+        }
+        if (qc_.smooth) ch_[3 * layer + 1].Observe(x, rows, cols, ld);
+        break;
+      case ActPoint::kXProjOut: s.x_proj_out = std::max(s.x_proj_out, am); break;
+      case ActPoint::kDtProjOut: s.dt_proj_out = std::max(s.dt_proj_out, am); break;
+      case ActPoint::kOutProjIn:
+        s.out_proj_in = std::max(s.out_proj_in, am);
+        if (qc_.hadamard) {
+          // Quamba measures out_proj:input after the rotation (QHadamard then quantize).
+          buf_.resize(rows * cols);
+          for (int64_t r = 0; r < rows; ++r)
+            std::memcpy(buf_.data() + r * cols, x + r * ld, cols * sizeof(float));
+          kernels::DefaultQ8Kernels().hadamard_f32(buf_.data(), rows, cols, cols);
+          s.out_proj_in_had =
+              std::max(s.out_proj_in_had, TensorAbsMax(buf_.data(), rows, cols, cols));
+        }
+        if (qc_.smooth) ch_[3 * layer + 2].Observe(x, rows, cols, ld);
+        break;
+      case ActPoint::kOutProjOut: break;
+    }
+  }
+  std::vector<LayerActStats> Take() {
+    for (size_t l = 0; l < st_.size(); ++l) {
+      st_[l].in_proj_in_ch = ch_[3 * l].absmax();
+      st_[l].x_proj_in_ch = ch_[3 * l + 1].absmax();
+      st_[l].out_proj_in_ch = ch_[3 * l + 2].absmax();
+    }
+    return std::move(st_);
+  }
+
+ private:
+  const QuantConfig& qc_;
+  std::vector<LayerActStats> st_;
+  std::vector<PercentileObserver> pct_;
+  std::vector<PerChannelAbsMaxObserver> ch_;  // (n_layer, 3): in_proj, x_proj, out_proj inputs
+  std::vector<float> buf_;
+};
+
+// Symmetric per-tensor int8: scale = max(absmax, 1e-5) / 127, q = clamp(rne(w / scale)).
+float QuantizeTensor(const std::vector<float>& w, std::vector<int8_t>* q) {
+  float am = 0;
+  for (float v : w) am = std::max(am, std::fabs(v));
+  const float scale = ScaleFromAbsMax(am);
+  q->resize(w.size());
+  for (size_t i = 0; i < w.size(); ++i) (*q)[i] = QuantizeValue(w[i], scale);
+  return scale;
+}
+
+// A source tensor as float32, whatever its stored dtype.
+std::vector<float> ReadFloats(const TensorStore& st, const std::string& name) {
+  const TensorView* t = st.Find(name);
+  if (t == nullptr && name == "backbone.embeddings.weight") t = st.Find("backbone.embedding.weight");
+  QM_CHECK(t != nullptr, "tensor %s vanished after the model was checked", name.c_str());
+  std::vector<float> v(t->numel());
+  for (int64_t i = 0; i < t->numel(); ++i) {
+    if (t->dtype == DType::kF32) {
+      std::memcpy(&v[i], t->data + 4 * i, 4);
+    } else {
+      uint16_t h;
+      std::memcpy(&h, t->data + 2 * i, 2);
+      v[i] = t->dtype == DType::kF16 ? F16ToF32(h) : BF16ToF32(h);
+    }
+  }
+  return v;
+}
+
+// SmoothQuant (α): s_k = max|X_k|^α / max_n |W_nk|^(1-α), clamped away from 0.
+std::vector<float> SmoothFactors(const std::vector<float>& act_ch, const std::vector<float>& w,
+                                 int64_t n_rows, int64_t k_cols, double alpha) {
+  std::vector<float> s(k_cols);
+  for (int64_t k = 0; k < k_cols; ++k) {
+    float wmax = 0;
+    for (int64_t n = 0; n < n_rows; ++n) wmax = std::max(wmax, std::fabs(w[n * k_cols + k]));
+    const double a = std::max(act_ch[k], 1e-5f), b = std::max(wmax, 1e-5f);
+    s[k] = (float)std::max(1e-5, std::pow(a, alpha) / std::pow(b, 1 - alpha));
+  }
+  return s;
+}
+
+void ScaleColumns(std::vector<float>* w, int64_t n_rows, int64_t k_cols, const std::vector<float>& s) {
+  for (int64_t n = 0; n < n_rows; ++n)
+    for (int64_t k = 0; k < k_cols; ++k) (*w)[n * k_cols + k] *= s[k];
+}
+
+float SmoothedAbsMax(const std::vector<float>& act_ch, const std::vector<float>& s) {
+  float m = 0;
+  for (size_t k = 0; k < s.size(); ++k) m = std::max(m, act_ch[k] / s[k]);
+  return m;
+}
+
+}  // namespace
+
+StatusOr<std::vector<LayerActStats>> Calibrate(const MambaModel& model, const QuantConfig& qc,
+                                               const std::vector<std::vector<int32_t>>& samples,
+                                               int threads, bool progress) {
+  int64_t max_len = 1;
+  for (const auto& s : samples) max_len = std::max<int64_t>(max_len, s.size());
+  // One chunk per sample: the percentile observer sees each sample whole, as upstream.
+  Engine engine(model, threads, kernels::DefaultKernels(), max_len, 1);
+  CalibObserver obs(qc, (int)model.config().n_layer);
+  engine.set_observer(&obs);
+  SequenceState state = model.NewState();
+  Progress bar("calibrating", (int64_t)samples.size(), "samples");
+  for (size_t i = 0; i < samples.size(); ++i) {
+    state.Reset();
+    engine.Prefill(&state, samples[i], nullptr, false);
+    if (progress) bar.Update(i + 1);
+  }
+  if (progress) bar.Finish();
+  return obs.Take();
+}
+
+Status QuantizeModel(const MambaModel& model, const QuantizeOptions& opt,
+                     const std::string& out_dir) {
+  if (model.quantized())
+    return Status::Error(StrFormat("%s: expected a float model, found a quantized one",
+                                   model.dir().c_str()));
+  if (model.tokenizer() == nullptr)
+    return Status::Error(StrFormat("%s/tokenizer.json: expected a tokenizer (needed to read "
+                                   "calibration text), found no such file", model.dir().c_str()));
+  QM_ASSIGN_OR_RETURN(QuantConfig qc, QuantConfig::ForRecipe(opt.recipe));
+  qc.percentile_alpha = opt.percentile_alpha;
+  qc.source_model = model.dir();
+  const MambaConfig& c = model.config();
+  if (qc.hadamard) {
+    if (Status s = CheckHadamardSize(c.d_inner); !s.ok())
+      return Status::Error(StrFormat("%s/config.json: intermediate_size: %s", model.dir().c_str(),
+                                     s.message().c_str()));
+  }
+  struct stat st;
+  if (::stat(out_dir.c_str(), &st) == 0 && !opt.force)
+    return Status::Error(StrFormat("%s: expected a new output directory, found an existing one "
+                                   "(use --force to replace it)", out_dir.c_str()));
+
+  std::vector<LayerActStats> stats(c.n_layer);
+  if (qc.static_acts) {
+    QM_ASSIGN_OR_RETURN(auto samples, LoadCalibrationSamples(opt.calib_files, *model.tokenizer(),
+                                                             opt.calib_samples, opt.calib_len));
+    qc.calib_files = opt.calib_files;
+    qc.calib_samples = (int64_t)samples.size();
+    qc.calib_len = opt.calib_len;
+    for (const auto& s : samples) qc.calib_tokens += (int64_t)s.size();
+    QM_ASSIGN_OR_RETURN(stats, Calibrate(model, qc, samples, opt.threads, opt.progress));
+  }
+
+  // Build every output tensor; names/shapes follow ForEachQuantTensor (checked at the end).
+  const TensorStore& src = *model.weights().store;
+  std::vector<std::vector<float>> keep_f;  // storage of tensors being written
+  std::vector<std::vector<int8_t>> keep_q;
+  std::vector<TensorToWrite> out;
+  auto put_f = [&](const std::string& name, std::vector<float> v, std::vector<int64_t> shape) {
+    keep_f.push_back(std::move(v));
+    out.push_back({name, DType::kF32, std::move(shape), keep_f.back().data(), nullptr});
+  };
+  auto put_scalar = [&](const std::string& name, float v) { put_f(name, {v}, {}); };
+  auto put_q = [&](const std::string& name, const std::vector<float>& w,
+                   std::vector<int64_t> shape, const std::string& scale_name) {
+    std::vector<int8_t> q;
+    const float s = QuantizeTensor(w, &q);
+    keep_q.push_back(std::move(q));
+    out.push_back({name, DType::kI8, std::move(shape), keep_q.back().data(), nullptr});
+    put_scalar(scale_name, s);
+  };
+  keep_f.reserve(64 * c.n_layer + 8);  // data pointers must stay put
+  keep_q.reserve(16 * c.n_layer + 8);
+
+  const TensorView* emb = src.Find("backbone.embeddings.weight");
+  if (emb == nullptr) emb = src.Find("backbone.embedding.weight");
+  out.push_back({"backbone.embeddings.weight", emb->dtype, emb->shape, emb->data, nullptr});
+  if (!c.tie_embeddings) {
+    const TensorView* head = src.Find("lm_head.weight");
+    out.push_back({"lm_head.weight", head->dtype, head->shape, head->data, nullptr});
+  }
+  put_f("backbone.norm_f.weight", ReadFloats(src, "backbone.norm_f.weight"), {c.d_model});
+
+  const int64_t dm = c.d_model, di = c.d_inner, ds = c.d_state, r = c.dt_rank;
+  for (int i = 0; i < c.n_layer; ++i) {
+    const std::string p = "backbone.layers." + std::to_string(i) + ".";
+    const std::string m = p + "mixer.";
+    const LayerActStats& s = stats[i];
+    std::vector<float> norm = ReadFloats(src, p + "norm.weight");
+    std::vector<float> w_in = ReadFloats(src, m + "in_proj.weight");
+    std::vector<float> w_x = ReadFloats(src, m + "x_proj.weight");
+    std::vector<float> w_out = ReadFloats(src, m + "out_proj.weight");
+    float in_absmax = s.in_proj_in, u_absmax = qc.percentile_u ? s.x_proj_in_pct : s.x_proj_in;
+    float o_absmax = qc.hadamard ? s.out_proj_in_had : s.out_proj_in;
+    if (qc.smooth) {
+      // in_proj: x/s is folded into the norm weight, s into W_in's columns (free at run time).
+      const std::vector<float> s_in = SmoothFactors(s.in_proj_in_ch, w_in, 2 * di, dm, qc.smooth_alpha);
+      for (int64_t k = 0; k < dm; ++k) norm[k] /= s_in[k];
+      ScaleColumns(&w_in, 2 * di, dm, s_in);
+      in_absmax = SmoothedAbsMax(s.in_proj_in_ch, s_in);
+      // x_proj and out_proj: their inputs are divided per channel when quantized.
+      const std::vector<float> s_x = SmoothFactors(s.x_proj_in_ch, w_x, r + 2 * ds, di, qc.smooth_alpha);
+      ScaleColumns(&w_x, r + 2 * ds, di, s_x);
+      put_f(m + "x_proj.smooth", s_x, {di});
+      put_scalar(m + "x_proj.input_scale", ScaleFromAbsMax(SmoothedAbsMax(s.x_proj_in_ch, s_x)));
+      const std::vector<float> s_o = SmoothFactors(s.out_proj_in_ch, w_out, dm, di, qc.smooth_alpha);
+      ScaleColumns(&w_out, dm, di, s_o);
+      put_f(m + "out_proj.smooth", s_o, {di});
+      o_absmax = SmoothedAbsMax(s.out_proj_in_ch, s_o);
+    }
+    if (qc.hadamard) QM_CHECK(FoldHadamardIntoWeight(w_out.data(), dm, di).ok());  // W_out H^T
+    put_f(p + "norm.weight", norm, {dm});
+    put_q(m + "in_proj.weight", w_in, {2 * di, dm}, m + "in_proj.weight_scale");
+    put_q(m + "conv1d.weight", ReadFloats(src, m + "conv1d.weight"), {di, 1, c.d_conv},
+          m + "conv1d.weight_scale");
+    std::vector<float> conv_b = src.Find(m + "conv1d.bias") ? ReadFloats(src, m + "conv1d.bias")
+                                                             : std::vector<float>(di, 0.0f);
+    put_q(m + "conv1d.bias", conv_b, {di}, m + "conv1d.bias_scale");
+    put_q(m + "x_proj.weight", w_x, {r + 2 * ds, di}, m + "x_proj.weight_scale");
+    put_q(m + "dt_proj.weight", ReadFloats(src, m + "dt_proj.weight"), {di, r},
+          m + "dt_proj.weight_scale");
+    put_q(m + "dt_proj.bias", ReadFloats(src, m + "dt_proj.bias"), {di}, m + "dt_proj.bias_scale");
+    put_q(m + "A_log", ReadFloats(src, m + "A_log"), {di, ds}, m + "A_log_scale");
+    put_q(m + "D", ReadFloats(src, m + "D"), {di}, m + "D_scale");
+    put_q(m + "out_proj.weight", w_out, {dm, di}, m + "out_proj.weight_scale");
+    if (qc.static_acts) {
+      put_scalar(m + "in_proj.input_scale", ScaleFromAbsMax(in_absmax));
+      put_scalar(m + "in_proj.output_scale", ScaleFromAbsMax(s.in_proj_out));
+      put_scalar(m + "conv1d.output_scale", ScaleFromAbsMax(u_absmax));
+      put_scalar(m + "x_proj.output_scale", ScaleFromAbsMax(s.x_proj_out));
+      put_scalar(m + "dt_proj.output_scale", ScaleFromAbsMax(s.dt_proj_out));
+      put_scalar(m + "out_proj.input_scale", ScaleFromAbsMax(o_absmax));
+    }
+  }
+
+  // Same list as the loader checks: a mismatch here is a bug, not bad input.
+  size_t n_expected = 0;
+  ForEachQuantTensor(c, qc, emb->dtype, [&](const QTensorSpec& spec) {
+    if (spec.optional) return;
+    ++n_expected;
+    const bool found = std::any_of(out.begin(), out.end(), [&](const TensorToWrite& t) {
+      return t.name == spec.name && t.dtype == spec.dtype && t.shape == spec.shape;
+    });
+    QM_CHECK(found, "quantizer did not produce %s", spec.name.c_str());
+  });
+  QM_CHECK(out.size() == n_expected, "quantizer produced %zu tensors, expected %zu", out.size(),
+           n_expected);
+
+  // Write into a temporary sibling directory, then rename: no partial output on failure.
+  std::string tmpl = out_dir + ".tmp-XXXXXX";
+  if (::mkdtemp(tmpl.data()) == nullptr)
+    return Status::Error(StrFormat("%s: cannot create a temporary directory beside it: %s",
+                                   out_dir.c_str(), std::strerror(errno)));
+  const std::string tmp = tmpl;
+  auto fail = [&](Status s) {
+    std::error_code ec;
+    std::filesystem::remove_all(tmp, ec);
+    return s;
+  };
+  std::map<std::string, std::string> meta = {{"format", "pt"}, {"quamba_recipe", qc.recipe}};
+  if (Status s = WriteSafeTensors(tmp + "/model.safetensors", std::move(out), meta); !s.ok())
+    return fail(s);
+  const std::string cfg = c.ToHfJson(), qcfg = qc.ToJson();
+  if (Status s = WriteFileAtomic(tmp + "/config.json", cfg.data(), cfg.size()); !s.ok())
+    return fail(s);
+  if (Status s = WriteFileAtomic(tmp + "/quantization_config.json", qcfg.data(), qcfg.size());
+      !s.ok())
+    return fail(s);
+  auto tok = ReadFileToString(model.dir() + "/tokenizer.json");
+  if (!tok.ok()) return fail(tok.status());
+  if (Status s = WriteFileAtomic(tmp + "/tokenizer.json", tok->data(), tok->size()); !s.ok())
+    return fail(s);
+  std::error_code ec;
+  if (opt.force) std::filesystem::remove_all(out_dir, ec);
+  if (::rename(tmp.c_str(), out_dir.c_str()) != 0)
+    return fail(Status::Error(StrFormat("%s: cannot rename the finished model into place: %s",
+                                        out_dir.c_str(), std::strerror(errno))));
+  return Status::Ok();
+}
+
+}  // namespace quamba

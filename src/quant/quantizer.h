@@ -1,0 +1,44 @@
+// `quamba quantize`: calibrate a float Mamba-1 model on text and write a quantized checkpoint
+// (quant/qmodel.h) for one of the recipes: quamba (spec §2), minmax, smoothquant, dynamic.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "model/mamba.h"
+#include "quant/qmodel.h"
+
+namespace quamba {
+
+struct QuantizeOptions {
+  std::string recipe = "quamba";
+  std::vector<std::string> calib_files;
+  int64_t calib_samples = 512;
+  int64_t calib_len = 512;
+  int threads = 1;
+  double percentile_alpha = 0.99999;
+  bool force = false;  // replace an existing output directory
+  bool progress = true;
+};
+
+// Per-layer statistics gathered by calibration (all abs-max style, over all samples).
+struct LayerActStats {
+  float in_proj_in = 0, in_proj_out = 0, x_proj_in = 0, x_proj_in_pct = 0, x_proj_out = 0,
+        dt_proj_out = 0, out_proj_in = 0, out_proj_in_had = 0;
+  int64_t pct_samples = 0;
+  // Per-channel abs-max (SmoothQuant only).
+  std::vector<float> in_proj_in_ch, x_proj_in_ch, out_proj_in_ch;
+};
+
+// Runs the float model over the samples and returns per-layer statistics.
+StatusOr<std::vector<LayerActStats>> Calibrate(const MambaModel& model, const QuantConfig& qc,
+                                               const std::vector<std::vector<int32_t>>& samples,
+                                               int threads, bool progress);
+
+// Quantizes `model` into `out_dir` (written to a temporary directory, then renamed).
+Status QuantizeModel(const MambaModel& model, const QuantizeOptions& opt,
+                     const std::string& out_dir);
+
+}  // namespace quamba

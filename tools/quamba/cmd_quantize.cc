@@ -1,0 +1,48 @@
+// quamba quantize: calibrate on text and write a W8A8 model directory.
+#include <cstdio>
+
+#include "args.h"
+#include "commands.h"
+#include "core/thread_pool.h"
+#include "quant/quantizer.h"
+
+namespace quamba::cli {
+
+int CmdQuantize(int argc, char** argv) {
+  std::string model_dir, out_dir;
+  QuantizeOptions opt;
+  opt.threads = DefaultThreadCount();
+  bool quiet = false;
+  Flags flags("quantize", "-m DIR -o OUT --recipe R --calib FILE... [options]");
+  flags.Add("-m,--model", &model_dir, "float model directory", true);
+  flags.Add("-o,--out", &out_dir, "output directory (must not exist unless --force)", true);
+  flags.Add("--recipe", &opt.recipe, "quamba | minmax | smoothquant | dynamic (default quamba)");
+  flags.AddList("--calib", &opt.calib_files, "calibration text: .jsonl with a \"text\" field, or "
+                "plain text (repeatable; not needed for dynamic)");
+  flags.Add("--calib-samples", &opt.calib_samples, "calibration samples (default 512)", 1,
+            1 << 20);
+  flags.Add("--calib-len", &opt.calib_len, "tokens per sample (default 512)", 2, 1 << 16);
+  flags.Add("--percentile", &opt.percentile_alpha, "percentile of |x| for the SSM input scale "
+            "(quamba; default 0.99999)", 0.5, 1.0);
+  flags.Add("-t,--threads", &opt.threads, "threads (default: all cores)", 1, 1024);
+  flags.AddBool("--force", &opt.force, "replace an existing output directory");
+  flags.AddBool("-q,--quiet", &quiet, "no progress bar");
+  if (Status s = flags.Parse(argc, argv, 2); !s.ok()) return UsageError(s);
+  if (flags.help_requested()) {
+    std::printf("%s", flags.Help().c_str());
+    return 0;
+  }
+  opt.progress = !quiet;
+  if (opt.recipe != "dynamic" && opt.calib_files.empty())
+    return UsageError(Status::Error(StrFormat("quantize --calib: expected calibration text for "
+                                              "recipe %s, found none", opt.recipe.c_str())));
+  const double t0 = NowSeconds();
+  auto loaded = MambaModel::Load(model_dir);
+  if (!loaded.ok()) return Fail(loaded.status());
+  if (Status s = QuantizeModel(**loaded, opt, out_dir); !s.ok()) return Fail(s);
+  std::fprintf(stderr, "quantize: wrote %s (recipe %s) in %.1f s\n", out_dir.c_str(),
+               opt.recipe.c_str(), NowSeconds() - t0);
+  return 0;
+}
+
+}  // namespace quamba::cli
