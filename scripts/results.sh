@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Regenerates docs/RESULTS.md: perplexity, KL divergence vs FP32 and model bytes of the reference
+# model under every recipe, on the reference corpus's validation text and WikiText-2 test.
+# Usage: scripts/results.sh [MODEL_DIR]   (env: CTX=512 CALIB=... SAMPLES=64 THREADS=2 LIMIT=)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODEL=${1:-$(ls -d models/*/ | head -n 1)}
+MODEL=${MODEL%/}
+CTX=${CTX:-512}
+SAMPLES=${SAMPLES:-64}
+THREADS=${THREADS:-2}
+CALIB=${CALIB:-../shared/data/calibration/pg1342-0.txt}
+WIKI=${WIKI:-../shared/data/wikitext-2-raw/wiki.test.raw}
+VALID=${VALID:-out/corpus/valid.txt}
+OUT=out/results
+mkdir -p "$OUT"
+[ -x build/quamba ] || scripts/build.sh build
+if [ ! -f "$VALID" ]; then
+  echo "results: building the reference corpus (Debian text packages) for $VALID"
+  scripts/setup_python.sh >/dev/null
+  /usr/bin/python3 scripts/build_corpus.py
+fi
+LIMIT_ARGS=()
+[ -n "${LIMIT:-}" ] && LIMIT_ARGS=(--limit "$LIMIT")
+RECIPES=(minmax smoothquant dynamic quamba)
+for r in "${RECIPES[@]}"; do
+  build/quamba quantize -m "$MODEL" -o "$OUT/$r" --recipe "$r" --calib "$CALIB" \
+    --calib-samples "$SAMPLES" -t "$THREADS" --force -q
+done
+run_eval() {  # name dir textfile format
+  build/quamba eval -m "$2" --ppl "$3" --ppl-format "$4" --ctx "$CTX" --kld-ref "$MODEL" \
+    -t "$THREADS" --json "${LIMIT_ARGS[@]}" > "$OUT/$1.json"
+}
+for set in valid wiki; do
+  if [ $set = valid ]; then f=$VALID; fmt=raw; else f=$WIKI; fmt=wikitext; fi
+  run_eval "fp32-$set" "$MODEL" "$f" "$fmt"
+  for r in "${RECIPES[@]}"; do run_eval "$r-$set" "$OUT/$r" "$f" "$fmt"; done
+done
+/usr/bin/python3 - "$MODEL" "$CTX" "$SAMPLES" "$CALIB" <<'PY'
+import json, os, subprocess, sys
+model, ctx, samples, calib = sys.argv[1:5]
+out = "out/results"
+def load(n):
+    with open(f"{out}/{n}.json") as f: return json.load(f)
+def size(d):
+    return os.path.getsize(os.path.join(d, "model.safetensors"))
+commit = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True).stdout.strip()
+rows = [("fp32", model)] + [(r, f"{out}/{r}") for r in ["minmax", "smoothquant", "dynamic", "quamba"]]
+lines = ["# Results", "",
+         f"Reference model `{model}`, perplexity over non-overlapping {ctx}-token windows, KL divergence "
+         f"and same-top-token rate against the FP32 model on the same windows. Static recipes calibrated on "
+         f"{samples} samples of 512 tokens of `{os.path.basename(calib)}`. Regenerate with "
+         f"`scripts/results.sh` (commit {commit}).", ""]
+for set_name, title in [("valid", "reference corpus validation text"), ("wiki", "WikiText-2 test")]:
+    base = load(f"fp32-{set_name}")["ppl"]
+    lines += [f"## {title}", "",
+              "| recipe | ppl | Δppl vs fp32 | mean KLD | p99 KLD | same top token | model bytes |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, d in rows:
+        j = load(f"{name}-{set_name}")
+        kld = j.get("kld_mean", 0.0); p99 = j.get("kld_p99", 0.0); top = j.get("same_top", 1.0)
+        lines.append(f"| {name} | {j['ppl']:.3f} | {100*(j['ppl']/base-1):+.2f}% | {kld:.5f} | {p99:.5f} | "
+                     f"{100*top:.2f}% | {size(d)/1e6:.1f} MB |")
+    lines.append("")
+with open("docs/RESULTS.md", "w") as f: f.write("\n".join(lines) + "\n")
+print("\n".join(lines))
+PY
