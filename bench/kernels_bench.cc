@@ -72,7 +72,8 @@ Weights MakeWeights(DType t, int64_t N, int64_t K, bool rotate) {
         std::memcpy(w.copies.back().get() + n * K * 4, row.data(), K * 4);
       } else {
         auto* p = reinterpret_cast<uint16_t*>(w.copies.back().get()) + n * K;
-        for (int64_t k = 0; k < K; ++k) p[k] = t == DType::kF16 ? F32ToF16(row[k]) : F32ToBF16(row[k]);
+        for (int64_t k = 0; k < K; ++k)
+          p[k] = t == DType::kF16 ? F32ToF16(row[k]) : F32ToBF16(row[k]);
       }
     }
   }
@@ -95,16 +96,16 @@ void BM_MatMul(benchmark::State& state) {
   int64_t it = 0;
   for (auto _ : state) {
     const void* wp = w.Get(it++);
-    pool.ParallelRange(N, 64, [&](int64_t b, int64_t e) {
-      fn(x.data(), M, K, K, wp, b, e, y.data(), N);
-    });
+    pool.ParallelRange(N, 64,
+                       [&](int64_t b, int64_t e) { fn(x.data(), M, K, K, wp, b, e, y.data(), N); });
     benchmark::ClobberMemory();
   }
   state.SetLabel(std::string(IsaName(Table().isa)) + " " + DTypeName(dt));
-  state.counters["GB"] = benchmark::Counter(
-      static_cast<double>(w.bytes_per_copy) * 1e-9 * state.iterations(), benchmark::Counter::kIsRate);
-  state.counters["GFLOP"] = benchmark::Counter(
-      2e-9 * M * N * K * state.iterations(), benchmark::Counter::kIsRate);
+  state.counters["GB"] =
+      benchmark::Counter(static_cast<double>(w.bytes_per_copy) * 1e-9 * state.iterations(),
+                         benchmark::Counter::kIsRate);
+  state.counters["GFLOP"] =
+      benchmark::Counter(2e-9 * M * N * K * state.iterations(), benchmark::Counter::kIsRate);
 }
 
 void MatMulArgs(benchmark::internal::Benchmark* b) {
@@ -112,8 +113,8 @@ void MatMulArgs(benchmark::internal::Benchmark* b) {
   for (int dt = 0; dt < 3; ++dt) {
     for (int threads : {1, 2}) {
       // Decode: in_proj, out_proj, x_proj, dt_proj of mamba-1.4b.
-      for (const auto& nk : std::vector<std::pair<int, int>>{{8192, 2048}, {2048, 4096},
-                                                             {160, 4096}, {4096, 128}}) {
+      for (const auto& nk :
+           std::vector<std::pair<int, int>>{{8192, 2048}, {2048, 4096}, {160, 4096}, {4096, 128}}) {
         b->Args({dt, 1, nk.first, nk.second, threads});
       }
       // Prefill: 512 tokens through in_proj and out_proj.

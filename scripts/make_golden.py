@@ -84,6 +84,39 @@ def fmt(v):
     return float("%.9g" % v)
 
 
+def recurrent_logits(model, ids):
+    """Independent token-by-token decode (conv_state / ssm_state, as mamba_ssm's Mamba.step and
+    HF's cache path do) written from the spec, used to cross-check the parallel forward."""
+    F = torch.nn.functional
+    a = model.args
+    bb = model.backbone
+    conv = [torch.zeros(a.d_inner, a.d_conv, dtype=torch.float64) for _ in bb.layers]
+    ssm = [torch.zeros(a.d_inner, a.d_state, dtype=torch.float64) for _ in bb.layers]
+    out = []
+    for t in ids:
+        h = bb.embeddings.weight[t]
+        res = None
+        for i, blk in enumerate(bb.layers):
+            res = h if res is None else res + h
+            u = res * torch.rsqrt(res.pow(2).mean() + a.norm_eps) * blk.norm.weight
+            m = blk.mixer
+            xz = m.in_proj.weight @ u
+            x, z = xz[:a.d_inner], xz[a.d_inner:]
+            conv[i] = torch.cat([conv[i][:, 1:], x[:, None]], 1)
+            x = F.silu((conv[i] * m.conv1d.weight[:, 0, :]).sum(1) + m.conv1d.bias)
+            xd = m.x_proj.weight @ x
+            dt, Bv, Cv = xd[:a.dt_rank], xd[a.dt_rank:a.dt_rank + a.d_state], xd[a.dt_rank + a.d_state:]
+            delta = F.softplus(m.dt_proj.weight @ dt + m.dt_proj.bias, threshold=20.0)
+            A = -torch.exp(m.A_log)
+            ssm[i] = torch.exp(delta[:, None] * A) * ssm[i] + (delta * x)[:, None] * Bv[None, :]
+            y = ssm[i] @ Cv + m.D * x
+            h = m.out_proj.weight @ (y * F.silu(z))
+        res = res + h
+        hf = res * torch.rsqrt(res.pow(2).mean() + a.norm_eps) * bb.norm_f.weight
+        out.append(bb.embeddings.weight @ hf)
+    return torch.stack(out)
+
+
 @torch.no_grad()
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -104,6 +137,9 @@ def main():
         ids = tok.encode(prompt)
         assert tok.decode(ids) == prompt
         logits = model(torch.tensor([ids]))[:, 0, :]  # [L, V]
+        rl = recurrent_logits(model, ids)
+        err = (rl - logits).abs().max().item()
+        assert err < 1e-9 * max(1.0, logits.abs().max().item()), "recurrent vs parallel mismatch %g" % err
         seq = list(ids)
         new, margins = [], []
         for _ in range(args.new_tokens):

@@ -66,8 +66,8 @@ def fwht(x):
 
 def svg_plot(path, panels, title):
     """panels: list of (subtitle, ylabel, series[(label, color, dash, [y per layer])]); log-y."""
-    W, H = 900, 360 * len(panels) + 40
-    pw, ph, left, top = 640, 260, 80, 50
+    W, H = 1040, 360 * len(panels) + 60
+    pw, ph, left, top = 640, 260, 80, 80
     out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" '
            'font-size="13">' % (W, H), '<rect width="100%" height="100%" fill="white"/>',
            '<text x="%d" y="24" font-size="17" font-weight="bold">%s</text>' % (left, title)]

@@ -32,7 +32,7 @@ def sha256(path):
 
 
 def loss_svg(path, rows, title):
-    W, H, left, top, pw, ph = 900, 420, 80, 50, 640, 300
+    W, H, left, top, pw, ph = 1020, 420, 80, 50, 640, 300
     steps = [int(r["step"]) for r in rows]
     tl = [float(r["train_loss"]) for r in rows]
     # running mean over 20 steps for readability
@@ -230,6 +230,16 @@ def main():
     A("")
     A("Produced by the final evaluation of the training command above (`%s/final_eval.json`)." % rel(args.train))
     A("")
+    gpath = os.path.join(ROOT, "tests", "data", "golden_ref.json")
+    if os.path.exists(gpath):
+        g = json.load(open(gpath, encoding="utf-8"))
+        if g.get("model_dir") == rel(md):
+            A("Greedy samples (64 new tokens, float64, from `tests/data/golden_ref.json`):")
+            A("")
+            for c in g["cases"]:
+                A("- %s **→** %s" % (json.dumps(c["prompt"], ensure_ascii=False),
+                                     json.dumps(c["greedy_text"], ensure_ascii=False)))
+            A("")
     A("## Byte-level vs BPE (equal compute)")
     A("")
     A("`scripts/compare_tokenizers.sh 3.0`: the same model (d_model %d, %d layers, batch %d x %d tokens, LR %g, "

@@ -7,9 +7,9 @@
 namespace quamba {
 namespace {
 
-constexpr int kMaxCodeLen = 20;   // bzip2 Huffman codes are 1..20 bits
-constexpr int kGroupSize = 50;    // symbols decoded with one selector
-constexpr int kMaxAlpha = 258;    // 256 MTF values + RUNA/RUNB - 1 + EOB
+constexpr int kMaxCodeLen = 20;  // bzip2 Huffman codes are 1..20 bits
+constexpr int kGroupSize = 50;   // symbols decoded with one selector
+constexpr int kMaxAlpha = 258;   // 256 MTF values + RUNA/RUNB - 1 + EOB
 constexpr uint64_t kBlockMagic = 0x314159265359ull;
 constexpr uint64_t kEndMagic = 0x177245385090ull;
 
@@ -115,7 +115,8 @@ class Decoder {
       QM_RETURN_IF_ERROR(Stream(&pos, &out));
       ++stream;
     }
-    if (stream == 0) return Err("expected a bzip2 stream (\"BZh1\"..\"BZh9\"), found an empty file");
+    if (stream == 0)
+      return Err("expected a bzip2 stream (\"BZh1\"..\"BZh9\"), found an empty file");
     return out;
   }
 
@@ -127,8 +128,10 @@ class Decoder {
   Status Stream(size_t* pos, std::string* out) {
     const std::string_view h = in_.substr(*pos, 4);
     if (h.size() < 4 || h.substr(0, 3) != "BZh" || h[3] < '1' || h[3] > '9')
-      return Err(StrFormat("byte %zu: expected a bzip2 stream header (\"BZh1\"..\"BZh9\"), found "
-                           "\"%s\"", *pos, std::string(h).c_str()));
+      return Err(
+          StrFormat("byte %zu: expected a bzip2 stream header (\"BZh1\"..\"BZh9\"), found "
+                    "\"%s\"",
+                    *pos, std::string(h).c_str()));
     max_block_ = (h[3] - '0') * 100000;
     BitReader br(in_, *pos + 4);
     uint32_t combined = 0;
@@ -149,7 +152,8 @@ class Decoder {
       uint32_t crc = 0;
       QM_RETURN_IF_ERROR(Block(br, out, &crc));
       if (crc != want)
-        return Err(StrFormat("block %d: expected block CRC 0x%08x, found 0x%08x", block_, want, crc));
+        return Err(
+            StrFormat("block %d: expected block CRC 0x%08x, found 0x%08x", block_, want, crc));
       combined = ((combined << 1) | (combined >> 31)) ^ crc;
     }
     *pos = br.AlignedByte();
@@ -215,8 +219,10 @@ class Decoder {
     int group = -1, left = 0;
     while (true) {
       if (left == 0) {
-        if (++group >= n_selectors) return bad("expected the end-of-block symbol, ran out of "
-                                               "selectors");
+        if (++group >= n_selectors)
+          return bad(
+              "expected the end-of-block symbol, ran out of "
+              "selectors");
         left = kGroupSize;
       }
       --left;

@@ -178,8 +178,7 @@ void EngineScorer::ScoreForked(std::span<const std::vector<LoglikRequest>> group
   std::vector<int32_t> ids;
   int64_t next_group = 0;
   while (true) {
-    while (next_group < n_groups &&
-           static_cast<int64_t>(active.size() + waiting.size()) < batch_)
+    while (next_group < n_groups && static_cast<int64_t>(active.size() + waiting.size()) < batch_)
       admit(next_group++);
     while (static_cast<int64_t>(active.size()) < batch_ && !waiting.empty()) {
       active.push_back(std::move(waiting.back()));

@@ -66,7 +66,8 @@ class EngineScorer : public LoglikScorer {
  private:
   struct Row;
   void ScoreFromScratch(std::span<const std::vector<LoglikRequest>> groups,
-                        std::vector<std::vector<LoglikResult>>* out, const EvalProgressFn& progress);
+                        std::vector<std::vector<LoglikResult>>* out,
+                        const EvalProgressFn& progress);
   void ScoreForked(std::span<const std::vector<LoglikRequest>> groups,
                    std::vector<std::vector<LoglikResult>>* out, const EvalProgressFn& progress);
 

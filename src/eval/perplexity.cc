@@ -18,16 +18,20 @@ struct TokenStats {
   bool same_top = false;
 };
 
-// Full float64 log-softmax statistics of one row: max and log-sum-exp, and the first argmax.
+// Float64 log-softmax normaliser of one row: max, log-sum-exp, and the first argmax.
 struct RowNorm {
   double max = 0, lse = 0;
   int64_t arg = 0;
 };
-RowNorm Normalise(const float* x, int64_t n) {
+RowNorm ArgMax(const float* x, int64_t n) {
   RowNorm r;
   for (int64_t i = 1; i < n; ++i)
     if (x[i] > x[r.arg]) r.arg = i;
   r.max = x[r.arg];
+  return r;
+}
+RowNorm Normalise(const float* x, int64_t n) {
+  RowNorm r = ArgMax(x, n);
   double sum = 0;
   for (int64_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(x[i]) - r.max);
   r.lse = std::log(sum);
@@ -39,15 +43,21 @@ TokenStats Stats(const float* m, const float* ref, int64_t n, int32_t target) {
   const RowNorm nm = Normalise(m, n);
   s.nll = -(static_cast<double>(m[target]) - nm.max - nm.lse);
   if (ref == nullptr) return s;
-  const RowNorm nr = Normalise(ref, n);
-  s.ref_nll = -(static_cast<double>(ref[target]) - nr.max - nr.lse);
-  double kl = 0;
+  // KL(ref || m) = sum_v p_v (log p_v - log q_v) with log p_v = r_v - max_r - lse_r and
+  // log q_v = m_v - max_m - lse_m; as sum_v p_v = 1 this is
+  //   sum_v e_v (r_v - m_v) / S + (max_m + lse_m) - (max_r + lse_r),  e_v = exp(r_v - max_r),
+  // one exp per entry, fused with the reference's own normaliser S = sum_v e_v.
+  RowNorm nr = ArgMax(ref, n);
+  double sum = 0, dot = 0;
   for (int64_t i = 0; i < n; ++i) {
-    const double lr = static_cast<double>(ref[i]) - nr.max - nr.lse;
-    const double lm = static_cast<double>(m[i]) - nm.max - nm.lse;
-    kl += std::exp(lr) * (lr - lm);
+    const double e = std::exp(static_cast<double>(ref[i]) - nr.max);
+    sum += e;
+    dot += e * (static_cast<double>(ref[i]) - static_cast<double>(m[i]));
   }
-  s.kld = std::max(kl, 0.0);  // >= 0 mathematically; clamp float64 rounding of ~1e-17
+  nr.lse = std::log(sum);
+  s.ref_nll = -(static_cast<double>(ref[target]) - nr.max - nr.lse);
+  const double kl = dot / sum + (nm.max + nm.lse) - (nr.max + nr.lse);
+  s.kld = std::max(kl, 0.0);  // >= 0 mathematically; clamp float64 rounding (~1e-16)
   s.same_top = nm.arg == nr.arg;
   return s;
 }
@@ -80,9 +90,10 @@ StatusOr<PerplexityResult> EvaluatePerplexity(EvalModel m, EvalModel r,
   QM_CHECK(ctx >= 2, "ctx %lld", (long long)ctx);
   const int64_t n_tok = static_cast<int64_t>(tokens.size());
   if (n_tok < ctx)
-    return Status::Error(StrFormat("perplexity: expected at least %lld tokens (one window of "
-                                   "--ctx), found %lld",
-                                   (long long)ctx, (long long)n_tok));
+    return Status::Error(
+        StrFormat("perplexity: expected at least %lld tokens (one window of "
+                  "--ctx), found %lld",
+                  (long long)ctx, (long long)n_tok));
   const int64_t vocab = engine->vocab_size();
   QM_CHECK(ref == nullptr || ref->vocab_size() == vocab, "reference vocab differs");
   int64_t windows = n_tok / ctx;
@@ -110,9 +121,9 @@ StatusOr<PerplexityResult> EvaluatePerplexity(EvalModel m, EvalModel r,
       if (ref) ref->Prefill(&rs, win.subspan(start, T), ref_logits.data(), /*all_logits=*/true);
       pool.ParallelRange(T, 1, [&](int64_t b, int64_t e) {
         for (int64_t t = b; t < e; ++t)
-          chunk_stats[t] = Stats(logits.data() + t * vocab,
-                                 ref ? ref_logits.data() + t * vocab : nullptr, vocab,
-                                 win[start + t + 1]);
+          chunk_stats[t] =
+              Stats(logits.data() + t * vocab, ref ? ref_logits.data() + t * vocab : nullptr, vocab,
+                    win[start + t + 1]);
       });
       for (int64_t t = 0; t < T; ++t) {  // serial, in token order: sums are reproducible
         const TokenStats& st = chunk_stats[t];

@@ -28,11 +28,11 @@ struct PerplexityOptions {
 struct PerplexityResult {
   int64_t ctx = 0;
   int64_t windows = 0;
-  int64_t tokens = 0;       // predicted tokens: windows * (ctx - 1)
-  double nll = 0;           // mean negative log-likelihood, nats per token
-  double ppl = 0;           // exp(nll)
-  double ppl_stderr = 0;    // ppl * stderr of the per-token NLL mean (delta method, as llama.cpp)
-  bool has_ref = false;     // the fields below are set only with a reference model
+  int64_t tokens = 0;     // predicted tokens: windows * (ctx - 1)
+  double nll = 0;         // mean negative log-likelihood, nats per token
+  double ppl = 0;         // exp(nll)
+  double ppl_stderr = 0;  // ppl * stderr of the per-token NLL mean (delta method, as llama.cpp)
+  bool has_ref = false;   // the fields below are set only with a reference model
   double ref_ppl = 0;
   double kld_mean = 0, kld_stderr = 0, kld_median = 0, kld_p99 = 0, kld_max = 0;
   double same_top = 0, same_top_stderr = 0;  // fraction of tokens whose argmax agrees

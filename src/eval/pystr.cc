@@ -8,8 +8,9 @@ namespace {
 // Decodes the code point at s[i] and its byte length; an invalid byte is itself (length 1).
 char32_t Next(std::string_view s, size_t i, size_t* len) {
   utf8proc_int32_t cp = -1;
-  const utf8proc_ssize_t n = utf8proc_iterate(reinterpret_cast<const utf8proc_uint8_t*>(s.data() + i),
-                                              static_cast<utf8proc_ssize_t>(s.size() - i), &cp);
+  const utf8proc_ssize_t n =
+      utf8proc_iterate(reinterpret_cast<const utf8proc_uint8_t*>(s.data() + i),
+                       static_cast<utf8proc_ssize_t>(s.size() - i), &cp);
   if (n <= 0) {
     *len = 1;
     return static_cast<unsigned char>(s[i]);
@@ -30,7 +31,13 @@ bool IsSpace(char32_t c) {
   // Python's str.isspace(): bidirectional class WS, B or S, or category Zs.
   if (c <= 0x20) return c == 0x20 || (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x1f);
   switch (c) {
-    case 0x85: case 0xa0: case 0x1680: case 0x2028: case 0x2029: case 0x202f: case 0x205f:
+    case 0x85:
+    case 0xa0:
+    case 0x1680:
+    case 0x2028:
+    case 0x2029:
+    case 0x202f:
+    case 0x205f:
     case 0x3000:
       return true;
     default:
@@ -87,8 +94,9 @@ std::string Capitalize(std::string_view s) {
     if (!valid) {
       out.push_back(s[i]);
     } else {
-      Append(&out, static_cast<char32_t>(first ? utf8proc_totitle(static_cast<utf8proc_int32_t>(c))
-                                               : utf8proc_tolower(static_cast<utf8proc_int32_t>(c))));
+      Append(&out,
+             static_cast<char32_t>(first ? utf8proc_totitle(static_cast<utf8proc_int32_t>(c))
+                                         : utf8proc_tolower(static_cast<utf8proc_int32_t>(c))));
     }
     first = false;
     i += n;

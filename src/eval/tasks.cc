@@ -5,7 +5,6 @@
 #include <cmath>
 #include <filesystem>
 #include <functional>
-
 #include <nlohmann/json.hpp>
 
 #include "eval/bzip2.h"
@@ -22,9 +21,10 @@ using nlohmann::json;
 StatusOr<std::string> ReadTaskFile(const std::string& path, const std::string& task) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec))
-    return Status::Error(StrFormat("%s: expected the %s data file, found no such file (--data "
-                                   "DIR must follow the layout of docs/eval.md)",
-                                   path.c_str(), task.c_str()));
+    return Status::Error(
+        StrFormat("%s: expected the %s data file, found no such file (--data "
+                  "DIR must follow the layout of docs/eval.md)",
+                  path.c_str(), task.c_str()));
   return ReadFileToString(path);
 }
 
@@ -66,10 +66,9 @@ Status ForEachJsonl(const std::string& path, std::string_view text, int64_t limi
     if (limit > 0 && records >= limit) break;
     const json obj = json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (obj.is_discarded() || !obj.is_object())
-      return Status::Error(StrFormat("%s: line %lld: expected a JSON object, found %s",
-                                     path.c_str(), (long long)line_no,
-                                     obj.is_discarded() ? ("malformed JSON " + Quote(line)).c_str()
-                                                        : Found(obj).c_str()));
+      return Status::Error(StrFormat(
+          "%s: line %lld: expected a JSON object, found %s", path.c_str(), (long long)line_no,
+          obj.is_discarded() ? ("malformed JSON " + Quote(line)).c_str() : Found(obj).c_str()));
     QM_RETURN_IF_ERROR(fn(line_no, obj));
     ++records;
   }
@@ -92,8 +91,8 @@ Status GetString(const json& o, const char* key, const std::string& path, int64_
 }
 
 // One integer label per line (PIQA's valid-labels.lst, WinoGrande's dev-labels.lst).
-StatusOr<std::vector<int>> ReadLabels(const std::string& path, const std::string& task,
-                                      int lo, int hi, int64_t want) {
+StatusOr<std::vector<int>> ReadLabels(const std::string& path, const std::string& task, int lo,
+                                      int hi, int64_t want) {
   QM_ASSIGN_OR_RETURN(std::string text, ReadTaskFile(path, task));
   std::vector<int> labels;
   int64_t line_no = 0;
@@ -104,8 +103,7 @@ StatusOr<std::vector<int>> ReadLabels(const std::string& path, const std::string
     if (static_cast<int64_t>(labels.size()) == want) break;
     if (t.size() != 1 || t[0] < '0' + lo || t[0] > '0' + hi)
       return Status::Error(StrFormat("%s: line %lld: expected a label %d..%d, found %s",
-                                     path.c_str(), (long long)line_no, lo, hi,
-                                     Quote(t).c_str()));
+                                     path.c_str(), (long long)line_no, lo, hi, Quote(t).c_str()));
     labels.push_back(t[0] - '0');
   }
   if (static_cast<int64_t>(labels.size()) < want)
@@ -117,8 +115,8 @@ StatusOr<std::vector<int>> ReadLabels(const std::string& path, const std::string
 // ---- the tasks -----------------------------------------------------------------------------
 
 StatusOr<TaskData> LoadLambada(const std::string& dir, int64_t limit) {
-  TaskData t{"lambada_openai", TaskType::kLoglikelihood, false, dir + "/lambada/lambada_test.jsonl",
-             {}};
+  TaskData t{
+      "lambada_openai", TaskType::kLoglikelihood, false, dir + "/lambada/lambada_test.jsonl", {}};
   QM_ASSIGN_OR_RETURN(std::string text, ReadTaskFile(t.source, t.name));
   QM_RETURN_IF_ERROR(ForEachJsonl(t.source, text, limit, [&](int64_t line, const json& o) {
     std::string s;
@@ -177,9 +175,10 @@ StatusOr<TaskData> LoadHellaswagText(const std::string& path, bool bz2, int64_t 
   }
   const std::vector<std::string_view> lines = SplitLines(text);
   if (lines.size() % 6 != 0)
-    return Status::Error(StrFormat("%s: expected 6 lines per task (context, label, 4 endings), "
-                                   "found %zu lines (not a multiple of 6)",
-                                   path.c_str(), lines.size()));
+    return Status::Error(
+        StrFormat("%s: expected 6 lines per task (context, label, 4 endings), "
+                  "found %zu lines (not a multiple of 6)",
+                  path.c_str(), lines.size()));
   for (size_t i = 0; i < lines.size(); i += 6) {
     if (limit > 0 && static_cast<int64_t>(t.docs.size()) >= limit) break;
     const std::string_view lab = lines[i + 1];
@@ -226,8 +225,8 @@ StatusOr<TaskData> LoadPiqa(const std::string& dir, int64_t limit) {
 
 // AI2's layout ({"question": {"stem", "choices": [{"text", "label"}]}, "answerKey"}) or HF
 // ai2_arc's ({"question": str, "choices": {"text": [...], "label": [...]}, "answerKey"}).
-StatusOr<TaskData> LoadArc(const std::string& name, const std::string& file,
-                           const std::string& dir, int64_t limit) {
+StatusOr<TaskData> LoadArc(const std::string& name, const std::string& file, const std::string& dir,
+                           int64_t limit) {
   TaskData t{name, TaskType::kMultipleChoice, true, dir + "/arc/" + file, {}};
   const std::string& p = t.source;
   QM_ASSIGN_OR_RETURN(std::string text, ReadTaskFile(p, t.name));
@@ -236,10 +235,11 @@ StatusOr<TaskData> LoadArc(const std::string& name, const std::string& file,
     std::vector<std::string> texts, labels;
     QM_RETURN_IF_ERROR(GetString(o, "answerKey", p, line, &key));
     const auto q = o.find("question");
-    if (q == o.end()) return FieldError(p, line, "question", "an object or a string", "no such field");
+    if (q == o.end())
+      return FieldError(p, line, "question", "an object or a string", "no such field");
     auto read_choice = [&](const json& c, const char* field) -> Status {
-      if (!c.is_object() || !c.contains("text") || !c["text"].is_string() ||
-          !c.contains("label") || !c["label"].is_string())
+      if (!c.is_object() || !c.contains("text") || !c["text"].is_string() || !c.contains("label") ||
+          !c["label"].is_string())
         return FieldError(p, line, field, "{\"text\": string, \"label\": string}", Found(c));
       texts.push_back(c["text"].get<std::string>());
       labels.push_back(c["label"].get<std::string>());
@@ -308,8 +308,8 @@ StatusOr<TaskData> LoadWinogrande(const std::string& dir, int64_t limit) {
   // present, must agree, and supplies answers a jsonl lacks.
   const std::string labels_path = dir + "/winogrande/dev-labels.lst";
   std::error_code ec;
-  const bool need_labels = std::any_of(recs.begin(), recs.end(),
-                                       [](const Rec& r) { return r.answer.empty(); });
+  const bool need_labels =
+      std::any_of(recs.begin(), recs.end(), [](const Rec& r) { return r.answer.empty(); });
   std::vector<int> labels;
   if (need_labels || std::filesystem::is_regular_file(labels_path, ec)) {
     QM_ASSIGN_OR_RETURN(labels,
@@ -320,14 +320,13 @@ StatusOr<TaskData> LoadWinogrande(const std::string& dir, int64_t limit) {
     const Rec& r = recs[i];
     int gold = r.answer.empty() ? labels[i] - 1 : r.answer[0] - '1';
     if (!labels.empty() && labels[i] - 1 != gold)
-      return FieldError(p, r.line, "answer",
-                        StrFormat("\"%d\" (as line %zu of %s)", labels[i], i + 1,
-                                  labels_path.c_str()),
-                        Quote(r.answer));
+      return FieldError(
+          p, r.line, "answer",
+          StrFormat("\"%d\" (as line %zu of %s)", labels[i], i + 1, labels_path.c_str()),
+          Quote(r.answer));
     TaskDoc d;
     if (!WinograndeDoc(r.sentence, r.option1, r.option2, gold, &d))
-      return FieldError(p, r.line, "sentence", "a sentence with a \"_\" blank",
-                        Quote(r.sentence));
+      return FieldError(p, r.line, "sentence", "a sentence with a \"_\" blank", Quote(r.sentence));
     t.docs.push_back(std::move(d));
   }
   return t;
@@ -373,8 +372,8 @@ StatusOr<TaskData> LoadTask(const std::string& name, const std::string& dir, int
   if (name == "winogrande") return LoadWinogrande(dir, limit);
   std::string all;
   for (const auto& k : KnownTasks()) all += (all.empty() ? "" : ", ") + k;
-  return Status::Error(StrFormat("task: expected one of %s, found \"%s\"", all.c_str(),
-                                 name.c_str()));
+  return Status::Error(
+      StrFormat("task: expected one of %s, found \"%s\"", all.c_str(), name.c_str()));
 }
 
 // lambada_openai.yaml: doc_to_text "{{text.split(' ')[:-1]|join(' ')}}",

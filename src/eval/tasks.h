@@ -45,9 +45,9 @@ struct TaskResult {
   double acc = 0, acc_stderr = 0;  // stderr = sqrt(acc (1 - acc) / (n - 1)), lm-eval's
   bool has_acc_norm = false;
   double acc_norm = 0, acc_norm_stderr = 0;
-  bool has_ppl = false;            // LAMBADA: exp(-mean over docs of the target's logprob)
-  double ppl = 0, ppl_stderr = 0;  // stderr: delta method (lm-eval bootstraps it)
-  std::vector<int> pred, pred_norm;  // per doc: argmax of logprob / of logprob per code point
+  bool has_ppl = false;               // LAMBADA: exp(-mean over docs of the target's logprob)
+  double ppl = 0, ppl_stderr = 0;     // stderr: delta method (lm-eval bootstraps it)
+  std::vector<int> pred, pred_norm;   // per doc: argmax of logprob / of logprob per code point
   std::vector<LoglikResult> lambada;  // per doc (loglikelihood tasks)
 };
 

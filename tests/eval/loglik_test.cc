@@ -1,12 +1,13 @@
 // The Engine scorer on a tiny synthetic model: forked states + batched decode give the scores
 // of scoring every request from scratch, and both equal a direct float64 log-softmax over the
 // all-position logits of one prefill of context + continuation.
+#include "eval/loglik.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 
-#include "eval/loglik.h"
 #include "kernels/kernels.h"
 #include "model/synth.h"
 #include "test_util.h"
@@ -24,7 +25,7 @@ class ScorerTest : public ::testing::Test {
     c.n_layer = 2;
     c.d_model = 64;
     c.vocab_size = 384;
-    QM_CHECK(WriteSynthCheckpoint(c, DType::kF32, 7, dir_->path()).ok());
+    QM_CHECK(WriteSynthCheckpoint(c, DType::kF32, 7, dir_->path()).ok(), "synth");
     model_ = std::move(MambaModel::Load(dir_->path())).value().release();
   }
   static void TearDownTestSuite() {
@@ -67,7 +68,7 @@ class ScorerTest : public ::testing::Test {
 
   std::vector<std::vector<LoglikResult>> Run(const std::vector<std::vector<LoglikRequest>>& g,
                                              bool fork, int64_t batch, int64_t max_length = 2048) {
-    Engine e(*model_, 2, kernels::DefaultKernels(), 256, 16);
+    Engine e(*model_, 1, kernels::DefaultKernels(), 256, 16);
     EngineScorerOptions o;
     o.fork_state = fork;
     o.batch = batch;
@@ -99,8 +100,10 @@ class ScorerTest : public ::testing::Test {
     const auto head = Ids(3, 16);
     g.push_back({{ctx, Cat(head, Ids(4, 17))}, {ctx, Cat(head, Ids(1, 18))}, {ctx, head}});
     for (int i = 0; i < 4; ++i)  // more rows than a batch: rows wait for a slot
-      g.push_back({{Ids(9 + i, 20 + i), Ids(3 + i, 30 + i)}, {Ids(9 + i, 20 + i), Ids(4, 40 + i)},
-                   {Ids(9 + i, 20 + i), Ids(1, 50 + i)}, {Ids(9 + i, 20 + i), Ids(6, 60 + i)},
+      g.push_back({{Ids(9 + i, 20 + i), Ids(3 + i, 30 + i)},
+                   {Ids(9 + i, 20 + i), Ids(4, 40 + i)},
+                   {Ids(9 + i, 20 + i), Ids(1, 50 + i)},
+                   {Ids(9 + i, 20 + i), Ids(6, 60 + i)},
                    {Ids(9 + i, 20 + i), Ids(2, 70 + i)}});
     return g;
   }
@@ -162,8 +165,8 @@ TEST_F(ScorerTest, GreedyContinuationIsRecognised) {
   for (int k = 0; k < 4; ++k) {
     SequenceState s = model_->NewState();
     e.Prefill(&s, seq, logits.data(), false);
-    seq.push_back(static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) -
-                                       logits.begin()));
+    seq.push_back(
+        static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin()));
   }
   const LoglikRequest r{std::vector<int32_t>(seq.begin(), seq.begin() + n_ctx),
                         std::vector<int32_t>(seq.begin() + n_ctx, seq.end())};
@@ -181,7 +184,7 @@ TEST_F(ScorerTest, LeftTruncationKeepsTheLastMaxLengthPlusOneTokens) {
   const LoglikRequest cut{std::vector<int32_t>(seq.begin(), seq.begin() + n), r.continuation};
   for (bool fork : {true, false})
     EXPECT_NEAR(Run({{r}}, fork, 4, 10)[0][0].logprob, Direct(cut).logprob, 1e-4);
-  EXPECT_EQ(TruncatedSequence(r, 0, &n).size(), 34u);  // 0 = no limit
+  EXPECT_EQ(TruncatedSequence(r, 0, &n).size(), 34u);                         // 0 = no limit
   EXPECT_EQ(TruncatedSequence({Ids(2, 1), Ids(20, 2)}, 10, &n).size(), 21u);  // keeps 1 context
   EXPECT_EQ(n, 1);
 }

@@ -1,13 +1,14 @@
 // Perplexity windowing (counts, fresh state per window, the dropped partial window), ppl and KL
 // divergence against direct float64 computations from all-position logits, and the WikiText
 // row joining that reproduces "\n\n".join(load_dataset("wikitext", ...)["text"]).
+#include "eval/perplexity.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 
-#include "eval/perplexity.h"
 #include "io/mapped_file.h"
 #include "kernels/kernels.h"
 #include "model/synth.h"
@@ -25,7 +26,7 @@ std::unique_ptr<MambaModel> Synth(const TempDir& d, uint64_t seed) {
   c.n_layer = 2;
   c.d_model = 32;
   c.vocab_size = kVocab;
-  QM_CHECK(WriteSynthCheckpoint(c, DType::kF32, seed, d.path()).ok());
+  QM_CHECK(WriteSynthCheckpoint(c, DType::kF32, seed, d.path()).ok(), "synth");
   return std::move(MambaModel::Load(d.path())).value();
 }
 
@@ -62,11 +63,10 @@ TEST(Perplexity, WindowsTokensAndValueMatchDirectComputation) {
   const int64_t ctx = 300;  // > the 256-token logits chunk: a window spans two chunks
   const std::vector<int32_t> ids = Ids(3 * ctx + 57, 1);  // 3 windows; 57 tokens dropped
   int64_t last = -1;
-  auto r = EvaluatePerplexity({m.get(), &e}, {}, ids, {ctx, 0},
-                              [&](int64_t done, int64_t total) {
-                                EXPECT_EQ(total, 3);
-                                last = done;
-                              });
+  auto r = EvaluatePerplexity({m.get(), &e}, {}, ids, {ctx, 0}, [&](int64_t done, int64_t total) {
+    EXPECT_EQ(total, 3);
+    last = done;
+  });
   ASSERT_TRUE(r.ok()) << r.status().message();
   EXPECT_EQ(last, 3);
   EXPECT_EQ(r->windows, 3);
@@ -141,8 +141,9 @@ TEST(Perplexity, KlDivergenceAgainstAReference) {
 }
 
 TEST(WikiText, RowsJoinedAsHfDatasets) {
-  // Whitespace-only lines become "", other lines keep their "\n"; rows joined with "\n\n".
-  EXPECT_EQ(WikiTextJoinRows(" \n = T = \n \n a b \n"), "\n\n = T = \n\n\n\n a b \n");
+  // Whitespace-only lines become "", other lines keep their "\n"; rows joined with "\n\n"
+  // (expected strings from CPython reading the same bytes in text mode).
+  EXPECT_EQ(WikiTextJoinRows(" \n = T = \n \n a b \n"), "\n\n = T = \n\n\n\n\n a b \n");
   EXPECT_EQ(WikiTextJoinRows("a\r\nb\rc"), "a\n\n\nb\n\n\nc");  // universal newlines
   EXPECT_EQ(WikiTextJoinRows(""), "");
 }

@@ -2,6 +2,8 @@
 // (context, continuation) tokenization, and acc / acc_norm / perplexity bookkeeping, checked
 // with a deterministic fake scorer whose right answers are known; plus the task files in
 // ../shared/data (counts and first examples) and the loaders' one-line errors.
+#include "eval/tasks.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -10,7 +12,6 @@
 #include <map>
 
 #include "eval/pystr.h"
-#include "eval/tasks.h"
 #include "test_util.h"
 
 namespace quamba {
@@ -128,11 +129,11 @@ TEST(Templates, WinograndePartialScoring) {
   ASSERT_TRUE(WinograndeDoc("Sarah was a better surgeon than Maria so _ got the easier cases.",
                             "Sarah", "Maria", 1, &d));
   // The options go into the context; the shared rest of the sentence is the continuation.
-  EXPECT_THAT(d.requests,
-              ElementsAre(Pair("Sarah was a better surgeon than Maria so Sarah",
-                               " got the easier cases."),
-                          Pair("Sarah was a better surgeon than Maria so Maria",
-                               " got the easier cases.")));
+  EXPECT_THAT(
+      d.requests,
+      ElementsAre(
+          Pair("Sarah was a better surgeon than Maria so Sarah", " got the easier cases."),
+          Pair("Sarah was a better surgeon than Maria so Maria", " got the easier cases.")));
   EXPECT_EQ(d.gold, 1);
   ASSERT_TRUE(WinograndeDoc("_ went home .  ", "He", "She", 0, &d));
   EXPECT_THAT(d.requests, ElementsAre(Pair("He", " went home ."), Pair("She", " went home .")));
@@ -316,24 +317,29 @@ TEST(LoadTask, ErrorsNameFileLineFieldExpectedAndFound) {
   EXPECT_THAT(err("mmlu"), HasSubstr("task: expected one of lambada_openai, hellaswag, piqa, "
                                      "arc_easy, arc_challenge, winogrande, found \"mmlu\""));
   Write(d / "lambada/lambada_test.jsonl", "{\"text\": \"a b\"}\n{\"text\": \"a b\"\n");
-  EXPECT_THAT(err("lambada_openai"),
-              HasSubstr("lambada_test.jsonl: line 2: expected a JSON object, found malformed JSON"));
+  EXPECT_THAT(
+      err("lambada_openai"),
+      HasSubstr("lambada_test.jsonl: line 2: expected a JSON object, found malformed JSON"));
   Write(d / "lambada/lambada_test.jsonl", "{\"txt\": \"a b\"}\n");
-  EXPECT_THAT(err("lambada_openai"),
-              HasSubstr("lambada_test.jsonl: line 1: text: expected a string, found no such field"));
+  EXPECT_THAT(
+      err("lambada_openai"),
+      HasSubstr("lambada_test.jsonl: line 1: text: expected a string, found no such field"));
   Write(d / "piqa/valid.jsonl", "{\"goal\": \"g\", \"sol1\": \"s1\", \"sol2\": 7}\n");
-  EXPECT_THAT(err("piqa"), HasSubstr("valid.jsonl: line 1: sol2: expected a string, found number 7"));
+  EXPECT_THAT(err("piqa"),
+              HasSubstr("valid.jsonl: line 1: sol2: expected a string, found number 7"));
   Write(d / "piqa/valid.jsonl", "{\"goal\": \"g\", \"sol1\": \"s1\", \"sol2\": \"s2\"}\n");
   EXPECT_THAT(err("piqa"), HasSubstr("piqa/valid-labels.lst: expected the piqa data file"));
   Write(d / "piqa/valid-labels.lst", "2\n");
-  EXPECT_THAT(err("piqa"), HasSubstr("valid-labels.lst: line 1: expected a label 0..1, found \"2\""));
+  EXPECT_THAT(err("piqa"),
+              HasSubstr("valid-labels.lst: line 1: expected a label 0..1, found \"2\""));
   Write(d / "arc/ARC-Easy-Test.jsonl",
         "{\"question\": {\"stem\": \"Q\", \"choices\": [{\"text\": \"t\", \"label\": \"A\"}]}, "
         "\"answerKey\": \"E\"}\n");
   EXPECT_THAT(err("arc_easy"),
               HasSubstr("line 1: answerKey: expected one of the choice labels (A), found \"E\""));
-  Write(d / "winogrande/dev.jsonl",
-        "{\"sentence\": \"no blank\", \"option1\": \"x\", \"option2\": \"y\", \"answer\": \"1\"}\n");
+  Write(
+      d / "winogrande/dev.jsonl",
+      "{\"sentence\": \"no blank\", \"option1\": \"x\", \"option2\": \"y\", \"answer\": \"1\"}\n");
   EXPECT_THAT(err("winogrande"), HasSubstr("line 1: sentence: expected a sentence with a \"_\""));
   Write(d / "winogrande/dev.jsonl",
         "{\"sentence\": \"a _\", \"option1\": \"x\", \"option2\": \"y\", \"answer\": \"1\"}\n");
@@ -349,9 +355,9 @@ TEST(LoadTask, ErrorsNameFileLineFieldExpectedAndFound) {
 
 TEST(SharedData, TaskSizesAndFirstExamples) {
   const std::string dir = QM_SHARED_DATA_DIR;
-  const std::map<std::string, size_t> sizes = {
-      {"lambada_openai", 5153}, {"hellaswag", 10042}, {"piqa", 1838},
-      {"arc_easy", 2376},       {"arc_challenge", 1172}, {"winogrande", 1267}};
+  const std::map<std::string, size_t> sizes = {{"lambada_openai", 5153}, {"hellaswag", 10042},
+                                               {"piqa", 1838},           {"arc_easy", 2376},
+                                               {"arc_challenge", 1172},  {"winogrande", 1267}};
   for (const auto& [name, n] : sizes) {
     auto t = LoadTask(name, dir, 0);
     ASSERT_TRUE(t.ok()) << t.status().message();

@@ -6,9 +6,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/kernel_test_util.h"
 #include "kernels/kernels.h"
 #include "kernels/ref/ref.h"
-#include "kernels/kernel_test_util.h"
 
 namespace quamba::kernels {
 namespace {
@@ -54,8 +54,8 @@ void RunConvCase(Isa isa, const ConvCase& c) {
   std::vector<double> yref(c.L * ldy + 1, 0.0);
   const float* bp = c.bias ? b.data() : nullptr;
 
-  KernelsFor(isa).causal_conv1d_silu(x.data(), c.L, c.C, ldx, w.data(), bp, c.d_conv,
-                                     state.data(), y.data(), ldy, c.c_begin, c.c_end);
+  KernelsFor(isa).causal_conv1d_silu(x.data(), c.L, c.C, ldx, w.data(), bp, c.d_conv, state.data(),
+                                     y.data(), ldy, c.c_begin, c.c_end);
   ref::CausalConv1dSilu(x.data(), c.L, c.C, ldx, w.data(), bp, c.d_conv, state_ref.data(),
                         yref.data(), ldy, c.c_begin, c.c_end);
 
@@ -69,16 +69,16 @@ void RunConvCase(Isa isa, const ConvCase& c) {
         const float xin = src >= 0 ? x[src * ldx + ch] : state_in[(P + src) * c.C + ch];
         s += std::fabs(static_cast<double>(w[k * c.C + ch]) * xin);
       }
-      tol.push_back(1.1 * (c.d_conv + 1) * kU * s +
-                    kSiluRelTol * std::fabs(yref[t * ldy + ch]) + kSiluAbsTol);
+      tol.push_back(1.1 * (c.d_conv + 1) * kU * s + kSiluRelTol * std::fabs(yref[t * ldy + ch]) +
+                    kSiluAbsTol);
     }
   }
   ASSERT_TRUE(AssertClose("conv y", isa, testing::Region(y.data(), c.L, ldy, c.c_begin, c.c_end),
                           testing::Region(yref.data(), c.L, ldy, c.c_begin, c.c_end), tol));
   // The state holds copies of inputs: exact, and untouched outside [c_begin, c_end).
   std::vector<double> state_exp(state_ref.begin(), state_ref.end());
-  ASSERT_TRUE(AssertClose("conv state", isa, state, state_exp,
-                          std::vector<double>(state.size(), 0.0)));
+  ASSERT_TRUE(
+      AssertClose("conv state", isa, state, state_exp, std::vector<double>(state.size(), 0.0)));
   // Outputs outside the channel range stay NaN.
   for (int64_t t = 0; t < c.L; ++t) {
     for (int64_t ch = 0; ch < ldy; ++ch) {
@@ -98,8 +98,13 @@ TEST_P(ConvTest, ChannelAndWidthSweep) {
   for (int d_conv : {1, 2, 3, 4, 5, 8}) {
     for (int64_t L : {0, 1, 2, 3, 5, 9}) {
       for (int64_t count = 0; count <= 35; ++count) {
-        RunConvCase(GetParam(), {.L = L, .C = 43, .c_begin = 5, .c_end = 5 + count,
-                                 .d_conv = d_conv, .ldx_pad = 3, .ldy_pad = 2,
+        RunConvCase(GetParam(), {.L = L,
+                                 .C = 43,
+                                 .c_begin = 5,
+                                 .c_end = 5 + count,
+                                 .d_conv = d_conv,
+                                 .ldx_pad = 3,
+                                 .ldy_pad = 2,
                                  .bias = count % 5 != 0});
         if (HasFatalFailure()) return;
       }
@@ -115,12 +120,16 @@ TEST_P(ConvTest, MambaShapes) {
     SCOPED_TRACE(s.name);
     const int64_t di = s.d_inner();
     for (int64_t L : {1, 3, 17, 64}) {
-      RunConvCase(GetParam(), {.L = L, .C = di, .c_begin = di / 2 - 41, .c_end = di / 2 + 66,
-                               .d_conv = 4, .ldx_pad = di});
+      RunConvCase(GetParam(), {.L = L,
+                               .C = di,
+                               .c_begin = di / 2 - 41,
+                               .c_end = di / 2 + 66,
+                               .d_conv = 4,
+                               .ldx_pad = di});
       if (HasFatalFailure()) return;
     }
-    RunConvCase(GetParam(), {.L = 5, .C = di, .c_begin = 0, .c_end = di, .d_conv = 4,
-                             .ldx_pad = di});
+    RunConvCase(GetParam(),
+                {.L = 5, .C = di, .c_begin = 0, .c_end = di, .d_conv = 4, .ldx_pad = di});
     if (HasFatalFailure()) return;
   }
 }
@@ -148,12 +157,12 @@ TEST_P(ConvTest, PrefillEqualsSingleSteps) {
         k.causal_conv1d_silu(x.data() + t * ldx, 1, C, ldx, w.data(), b.data(), d_conv,
                              s_steps.data(), y_steps.data() + t * C, C, c_begin, c_end);
       }
-      ASSERT_TRUE(testing::AssertRelL2(
-          "conv y prefill vs steps", isa, y_prefill,
-          std::vector<double>(y_steps.begin(), y_steps.end()), kStepRelL2));
-      ASSERT_TRUE(testing::AssertRelL2(
-          "conv state prefill vs steps", isa, s_prefill,
-          std::vector<double>(s_steps.begin(), s_steps.end()), kStepRelL2));
+      ASSERT_TRUE(testing::AssertRelL2("conv y prefill vs steps", isa, y_prefill,
+                                       std::vector<double>(y_steps.begin(), y_steps.end()),
+                                       kStepRelL2));
+      ASSERT_TRUE(testing::AssertRelL2("conv state prefill vs steps", isa, s_prefill,
+                                       std::vector<double>(s_steps.begin(), s_steps.end()),
+                                       kStepRelL2));
     }
   }
 }

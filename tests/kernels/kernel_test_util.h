@@ -135,9 +135,8 @@ inline ::testing::AssertionResult AssertClose(const char* what, Isa isa,
                 "%s [%s]: %lld of %zu elements outside tolerance; first at index %lld: "
                 "expected %.9g, actual %.9g, |diff| %.3g > tolerance %.3g",
                 what, IsaName(isa), static_cast<long long>(bad), actual.size(),
-                static_cast<long long>(first), expected[first],
-                static_cast<double>(actual[first]), std::fabs(actual[first] - expected[first]),
-                tol[first]);
+                static_cast<long long>(first), expected[first], static_cast<double>(actual[first]),
+                std::fabs(actual[first] - expected[first]), tol[first]);
   return ::testing::AssertionFailure() << msg;
 }
 
@@ -147,9 +146,9 @@ inline ::testing::AssertionResult AssertRelL2(const char* what, Isa isa,
                                               const std::vector<float>& actual,
                                               const std::vector<double>& expected, double rel) {
   if (actual.size() != expected.size()) {
-    return ::testing::AssertionFailure() << what << " [" << IsaName(isa)
-                                         << "]: size mismatch: actual " << actual.size()
-                                         << ", expected " << expected.size();
+    return ::testing::AssertionFailure()
+           << what << " [" << IsaName(isa) << "]: size mismatch: actual " << actual.size()
+           << ", expected " << expected.size();
   }
   double num = 0, den = 0, worst = -1;
   int64_t worst_i = -1;

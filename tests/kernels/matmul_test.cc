@@ -8,9 +8,9 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "kernels/kernel_test_util.h"
 #include "kernels/kernels.h"
 #include "kernels/ref/ref.h"
-#include "kernels/kernel_test_util.h"
 
 namespace quamba::kernels {
 namespace {
@@ -35,8 +35,8 @@ constexpr float kSentinel = -12345.5f;
 
 struct MatMulCase {
   int64_t M = 1, K = 1, n_begin = 0, n_end = 1;
-  int64_t ldx_pad = 0;  // ldx = K + ldx_pad
-  int64_t ldy_pad = 0;  // ldy = n_end + ldy_pad
+  int64_t ldx_pad = 0;                               // ldx = K + ldx_pad
+  int64_t ldy_pad = 0;                               // ldy = n_end + ldy_pad
   int64_t x_offset = 0, w_offset = 0, y_offset = 0;  // element offsets (misalignment)
 };
 
@@ -44,8 +44,8 @@ void RunMatMulCase(Isa isa, DType wt, const MatMulCase& c) {
   const int64_t ldx = c.K + c.ldx_pad, ldy = c.n_end + c.ldy_pad;
   SCOPED_TRACE(::testing::Message()
                << DTypeName(wt) << " M=" << c.M << " K=" << c.K << " n=[" << c.n_begin << ","
-               << c.n_end << ") ldx=" << ldx << " ldy=" << ldy << " offsets x" << c.x_offset
-               << " w" << c.w_offset << " y" << c.y_offset);
+               << c.n_end << ") ldx=" << ldx << " ldy=" << ldy << " offsets x" << c.x_offset << " w"
+               << c.w_offset << " y" << c.y_offset);
   Rng rng(Salt({static_cast<int>(wt), c.M, c.K, c.n_begin, c.n_end, ldx, ldy}));
 
   // x: the K used columns random, the padding NaN (a kernel reading past K would poison y).
@@ -89,18 +89,18 @@ void RunMatMulCase(Isa isa, DType wt, const MatMulCase& c) {
                      yref.data(), cols, abs_dot.data());
       break;
     case DType::kF16:
-      ref::MatMulF16(x, c.M, c.K, ldx, static_cast<const uint16_t*>(w) + c.n_begin * c.K, 0,
-                     cols, yref.data(), cols, abs_dot.data());
+      ref::MatMulF16(x, c.M, c.K, ldx, static_cast<const uint16_t*>(w) + c.n_begin * c.K, 0, cols,
+                     yref.data(), cols, abs_dot.data());
       break;
     default:
-      ref::MatMulBF16(x, c.M, c.K, ldx, static_cast<const uint16_t*>(w) + c.n_begin * c.K, 0,
-                      cols, yref.data(), cols, abs_dot.data());
+      ref::MatMulBF16(x, c.M, c.K, ldx, static_cast<const uint16_t*>(w) + c.n_begin * c.K, 0, cols,
+                      yref.data(), cols, abs_dot.data());
       break;
   }
   std::vector<double> tol = abs_dot;
   for (double& t : tol) t *= (c.K + kDotSlackTerms) * kU;
-  ASSERT_TRUE(AssertClose("matmul y", isa, testing::Region(y, c.M, ldy, c.n_begin, c.n_end),
-                          yref, tol));
+  ASSERT_TRUE(
+      AssertClose("matmul y", isa, testing::Region(y, c.M, ldy, c.n_begin, c.n_end), yref, tol));
 
   // Everything outside the slice is untouched.
   int64_t touched = 0;
@@ -118,8 +118,9 @@ class MatMulTest : public ::testing::TestWithParam<Isa> {
       if (HasFatalFailure()) return;
     }
   }
-  void SetUp() override { trace_ = std::make_unique<::testing::ScopedTrace>(
-      __FILE__, __LINE__, testing::ReplayHint()); }
+  void SetUp() override {
+    trace_ = std::make_unique<::testing::ScopedTrace>(__FILE__, __LINE__, testing::ReplayHint());
+  }
   void TearDown() override { trace_.reset(); }
 
  private:
@@ -150,9 +151,10 @@ TEST_P(MatMulTest, EverySliceWidthUpTo70) {
   }
 }
 
-// Primes and k-block (256) boundaries, so the GEMM accumulates over several packed k blocks.
+// Primes and k-block boundaries (256 avx2, 512 avx512), so the GEMM accumulates over several
+// packed k blocks.
 TEST_P(MatMulTest, PrimeAndBlockBoundaryK) {
-  for (int64_t K : {97, 127, 255, 256, 257, 263, 512, 521, 1031}) {
+  for (int64_t K : {97, 127, 255, 256, 257, 263, 511, 512, 513, 1031}) {
     for (int64_t M : {1, 3, 4, 5, 17}) {
       Run({.M = M, .K = K, .n_begin = 5, .n_end = 46, .ldx_pad = 1, .ldy_pad = 3});
       if (HasFatalFailure()) return;
@@ -160,8 +162,8 @@ TEST_P(MatMulTest, PrimeAndBlockBoundaryK) {
   }
 }
 
-// M beyond one packed row block (528 avx512 / 516 avx2 rows) and N beyond one packed column
-// block (4096), with odd remainders.
+// M beyond one packed row block (528 avx512 / 516 avx2 rows) and N beyond several packed
+// column blocks (512 columns), with odd remainders.
 TEST_P(MatMulTest, RowAndColumnBlockBoundaries) {
   for (int64_t M : {517, 529, 601}) {
     Run({.M = M, .K = 19, .n_begin = 3, .n_end = 74, .ldy_pad = 5});
@@ -177,8 +179,15 @@ TEST_P(MatMulTest, RowAndColumnBlockBoundaries) {
 TEST_P(MatMulTest, StridedAndMisaligned) {
   for (int64_t M : {1, 2, 3, 4, 6, 19}) {
     for (int64_t offset : {1, 3}) {
-      Run({.M = M, .K = 83, .n_begin = 2, .n_end = 51, .ldx_pad = 17, .ldy_pad = 9,
-           .x_offset = offset, .w_offset = offset, .y_offset = offset});
+      Run({.M = M,
+           .K = 83,
+           .n_begin = 2,
+           .n_end = 51,
+           .ldx_pad = 17,
+           .ldy_pad = 9,
+           .x_offset = offset,
+           .w_offset = offset,
+           .y_offset = offset});
       if (HasFatalFailure()) return;
     }
   }
@@ -196,7 +205,8 @@ TEST_P(MatMulTest, MambaProjectionShapes) {
     const bool big = d == 2048;
     for (const auto& kn : layers) {
       const int64_t K = kn[0], N = kn[1];
-      for (int64_t M : big ? std::vector<int64_t>{1, 2, 3, 5, 17, 64} : std::vector<int64_t>{1, 5}) {
+      for (int64_t M :
+           big ? std::vector<int64_t>{1, 2, 3, 5, 17, 64} : std::vector<int64_t>{1, 5}) {
         Run({.M = M, .K = K, .n_begin = N / 2 - 13, .n_end = N / 2 + 14});
         if (HasFatalFailure()) return;
         Run({.M = M, .K = K, .n_begin = N - 21, .n_end = N});

@@ -7,9 +7,9 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "kernels/kernel_test_util.h"
 #include "kernels/kernels.h"
 #include "kernels/ref/ref.h"
-#include "kernels/kernel_test_util.h"
 
 namespace quamba::kernels {
 namespace {
@@ -28,8 +28,8 @@ constexpr double kNormRelTol = 4 * kU;
 class NormTest : public ::testing::TestWithParam<Isa> {};
 
 void RunNorm(Isa isa, int64_t n, bool with_h, bool y_aliases_h, int64_t offset) {
-  SCOPED_TRACE(::testing::Message() << "n=" << n << " h=" << with_h << " alias=" << y_aliases_h
-                                    << " offset=" << offset);
+  SCOPED_TRACE(::testing::Message()
+               << "n=" << n << " h=" << with_h << " alias=" << y_aliases_h << " offset=" << offset);
   Rng rng(Salt({n, with_h, y_aliases_h, offset}));
   std::vector<float> res(n + offset), h(n + offset), w(n + offset), y(n + offset, NAN);
   rng.Fill(res.data(), n + offset, -3.0f, 3.0f);
@@ -40,8 +40,8 @@ void RunNorm(Isa isa, int64_t n, bool with_h, bool y_aliases_h, int64_t offset) 
 
   float* out = y_aliases_h ? h.data() + offset : y.data() + offset;
   std::vector<double> yref(n + offset);
-  ref::AddRmsNorm(res_ref.data() + offset, with_h ? h.data() + offset : nullptr,
-                  w.data() + offset, n, eps, yref.data() + offset);
+  ref::AddRmsNorm(res_ref.data() + offset, with_h ? h.data() + offset : nullptr, w.data() + offset,
+                  n, eps, yref.data() + offset);
   KernelsFor(isa).add_rms_norm(res.data() + offset, with_h ? h.data() + offset : nullptr,
                                w.data() + offset, n, eps, out);
 

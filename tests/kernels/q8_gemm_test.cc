@@ -151,8 +151,9 @@ TEST_P(Q8GemmTest, MambaShapes) {
                           {"dt_proj", di, r},      {"out_proj", dm, di}};
     for (const Proj& p : projs) {
       SCOPED_TRACE(p.name);
-      for (int64_t M : {1, 2, 3, 5, 17, 64}) {
-        const int64_t nb = p.N / 3 + 1, ne = std::min(p.N, nb + 45);
+      for (int64_t M : {1, 2, 3, 5, 17, 64, 512}) {
+        if (M == 512 && s.d_model != 2048) continue;  // one prefill-sized case per projection
+        const int64_t nb = p.N / 3 + 1, ne = std::min(p.N, nb + (M == 512 ? 21 : 45));
         RunGemmCase(GetParam(), {.M = M, .N = p.N, .K = p.K, .n_begin = nb, .n_end = ne,
                                  .a_stride = M % 2});
         if (HasFatalFailure()) return;

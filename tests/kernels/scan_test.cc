@@ -7,9 +7,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/kernel_test_util.h"
 #include "kernels/kernels.h"
 #include "kernels/ref/ref.h"
-#include "kernels/kernel_test_util.h"
 
 namespace quamba::kernels {
 namespace {
@@ -105,10 +105,10 @@ void RunScanCase(Isa isa, const ScanCase& c) {
   SCOPED_TRACE(::testing::Message()
                << "L=" << c.L << " d_inner=" << c.d_inner << " d_state=" << c.d_state << " c=["
                << c.c_begin << "," << c.c_end << ") pad=" << c.pad << " gate=" << c.gate
-               << " y_aliases_u=" << c.y_aliases_u << " edges="
-               << (c.inputs == Inputs::kSoftplusEdges));
-  ScanBuffers s = MakeScan(c, Salt({c.L, c.d_inner, c.d_state, c.c_begin, c.c_end, c.pad,
-                                    c.gate, c.y_aliases_u, static_cast<int>(c.inputs)}));
+               << " y_aliases_u=" << c.y_aliases_u
+               << " edges=" << (c.inputs == Inputs::kSoftplusEdges));
+  ScanBuffers s = MakeScan(c, Salt({c.L, c.d_inner, c.d_state, c.c_begin, c.c_end, c.pad, c.gate,
+                                    c.y_aliases_u, static_cast<int>(c.inputs)}));
   const int64_t N = c.d_state;
   // Oracle first: with y aliasing u the kernel overwrites its input.
   std::vector<double> state_ref(s.state.begin(), s.state.end());
@@ -120,8 +120,7 @@ void RunScanCase(Isa isa, const ScanCase& c) {
 
   const float* y = s.args.y;
   if (c.c_end > c.c_begin && c.L > 0) {
-    ASSERT_TRUE(AssertRelL2("scan y", isa,
-                            testing::Region(y, c.L, s.args.ldy, c.c_begin, c.c_end),
+    ASSERT_TRUE(AssertRelL2("scan y", isa, testing::Region(y, c.L, s.args.ldy, c.c_begin, c.c_end),
                             testing::Region(y_ref.data(), c.L, s.args.ldy, c.c_begin, c.c_end),
                             kScanRelL2));
     ASSERT_TRUE(AssertRelL2(
@@ -159,8 +158,13 @@ TEST_P(ScanTest, StateAndChannelSweep) {
   SCOPED_TRACE(testing::ReplayHint());
   for (int64_t N : {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33}) {
     for (int64_t count = 0; count <= 35; count += (N == 16 ? 1 : 3)) {
-      RunScanCase(GetParam(), {.L = 5, .d_inner = 45, .d_state = N, .c_begin = 3,
-                               .c_end = 3 + count, .pad = 2, .bc_offset = 3,
+      RunScanCase(GetParam(), {.L = 5,
+                               .d_inner = 45,
+                               .d_state = N,
+                               .c_begin = 3,
+                               .c_end = 3 + count,
+                               .pad = 2,
+                               .bc_offset = 3,
                                .gate = count % 2 == 0});
       if (HasFatalFailure()) return;
     }
@@ -171,8 +175,14 @@ TEST_P(ScanTest, LengthsStridesAndAliasing) {
   SCOPED_TRACE(testing::ReplayHint());
   for (int64_t L : {0, 1, 2, 3, 16, 17, 100, 257}) {
     for (bool alias : {false, true}) {
-      RunScanCase(GetParam(), {.L = L, .d_inner = 67, .d_state = 16, .c_begin = 1, .c_end = 66,
-                               .pad = alias ? 0 : 5, .bc_offset = 7, .gate = !alias,
+      RunScanCase(GetParam(), {.L = L,
+                               .d_inner = 67,
+                               .d_state = 16,
+                               .c_begin = 1,
+                               .c_end = 66,
+                               .pad = alias ? 0 : 5,
+                               .bc_offset = 7,
+                               .gate = !alias,
                                .y_aliases_u = alias});
       if (HasFatalFailure()) return;
     }
@@ -183,7 +193,11 @@ TEST_P(ScanTest, LengthsStridesAndAliasing) {
 TEST_P(ScanTest, SoftplusAndUnderflowEdges) {
   SCOPED_TRACE(testing::ReplayHint());
   for (int64_t N : {16, 5}) {
-    RunScanCase(GetParam(), {.L = 40, .d_inner = 48, .d_state = N, .c_begin = 0, .c_end = 48,
+    RunScanCase(GetParam(), {.L = 40,
+                             .d_inner = 48,
+                             .d_state = N,
+                             .c_begin = 0,
+                             .c_end = 48,
                              .inputs = Inputs::kSoftplusEdges});
     if (HasFatalFailure()) return;
   }
@@ -198,17 +212,27 @@ TEST_P(ScanTest, MambaShapes) {
     SCOPED_TRACE(s.name);
     const int64_t di = s.d_inner();
     for (int64_t L : {1, 2, 64}) {
-      RunScanCase(GetParam(), {.L = L, .d_inner = di, .d_state = 16, .c_begin = di / 2 - 33,
-                               .c_end = di / 2 + 70, .pad = di, .bc_offset = s.dt_rank()});
+      RunScanCase(GetParam(), {.L = L,
+                               .d_inner = di,
+                               .d_state = 16,
+                               .c_begin = di / 2 - 33,
+                               .c_end = di / 2 + 70,
+                               .pad = di,
+                               .bc_offset = s.dt_rank()});
       if (HasFatalFailure()) return;
     }
-    RunScanCase(GetParam(), {.L = 3, .d_inner = di, .d_state = 16, .c_begin = 0, .c_end = di,
+    RunScanCase(GetParam(), {.L = 3,
+                             .d_inner = di,
+                             .d_state = 16,
+                             .c_begin = 0,
+                             .c_end = di,
                              .bc_offset = s.dt_rank()});
     if (HasFatalFailure()) return;
   }
   // One long prefill on a slice (the recurrence's error growth over many steps).
-  RunScanCase(GetParam(), {.L = 512, .d_inner = 4096, .d_state = 16, .c_begin = 2011,
-                           .c_end = 2059, .bc_offset = 128});
+  RunScanCase(
+      GetParam(),
+      {.L = 512, .d_inner = 4096, .d_state = 16, .c_begin = 2011, .c_end = 2059, .bc_offset = 128});
 }
 
 // Prefill of L tokens == L decode steps, outputs and final state.
@@ -218,8 +242,14 @@ TEST_P(ScanTest, PrefillEqualsSingleSteps) {
   for (int64_t N : {16, 9}) {
     for (int64_t L : {1, 2, 5, 33}) {
       for (bool gate : {true, false}) {
-        const ScanCase c{.L = L, .d_inner = 70, .d_state = N, .c_begin = 3, .c_end = 69,
-                         .pad = 4, .bc_offset = 6, .gate = gate};
+        const ScanCase c{.L = L,
+                         .d_inner = 70,
+                         .d_state = N,
+                         .c_begin = 3,
+                         .c_end = 69,
+                         .pad = 4,
+                         .bc_offset = 6,
+                         .gate = gate};
         SCOPED_TRACE(::testing::Message() << "L=" << L << " N=" << N << " gate=" << gate);
         ScanBuffers pre = MakeScan(c, Salt({L, N, gate, 7}));
         ScanBuffers steps = MakeScan(c, Salt({L, N, gate, 7}));

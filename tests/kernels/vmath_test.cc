@@ -7,10 +7,10 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/kernel_test_util.h"
 #include "kernels/kernels.h"
 #include "kernels/ref/ref.h"
 #include "kernels/x86/x86_common.h"
-#include "kernels/kernel_test_util.h"
 
 namespace quamba::kernels {
 namespace {
@@ -68,7 +68,8 @@ TEST(VmathTest, ExpWithinTwoUlps) {
     // The scan's range (x = dt * A <= 0) and the positive side SiLU/softplus can reach.
     std::vector<float> x = Sweep(-86.5, 0.0, 400001);
     for (float v : Sweep(0.0, 88.5, 100001)) x.push_back(v);
-    for (float v : {-0.0f, 1e-30f, -1e-30f, 1e-7f, -1e-7f, 0.34657359f, -0.34657359f}) x.push_back(v);
+    for (float v : {-0.0f, 1e-30f, -1e-30f, 1e-7f, -1e-7f, 0.34657359f, -0.34657359f})
+      x.push_back(v);
     std::vector<float> y(x.size());
     s.exp_row(x.data(), static_cast<int64_t>(x.size()), y.data());
     std::vector<double> expect(x.size()), tol(x.size());

@@ -34,7 +34,24 @@ Stat MeanSd(const std::vector<double>& v) {
   return s;
 }
 
+// Peak resident set since the last ResetPeakRss(): Linux's VmHWM, which writing "5" to
+// /proc/self/clear_refs resets, so each model of a multi-model run gets its own figure. Falls
+// back to getrusage's process-lifetime maximum elsewhere.
+void ResetPeakRss() {
+  if (FILE* f = std::fopen("/proc/self/clear_refs", "w")) {
+    std::fputs("5", f);
+    std::fclose(f);
+  }
+}
 uint64_t PeakRssBytes() {
+  if (FILE* f = std::fopen("/proc/self/status", "r")) {
+    char line[256];
+    unsigned long long kb = 0;
+    while (std::fgets(line, sizeof line, f))
+      if (std::sscanf(line, "VmHWM: %llu kB", &kb) == 1) break;
+    std::fclose(f);
+    if (kb > 0) return kb * 1024;
+  }
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   return static_cast<uint64_t>(ru.ru_maxrss) * 1024;
@@ -69,6 +86,7 @@ int CmdBench(int argc, char** argv) {
   nlohmann::json results = nlohmann::json::array();
   for (const std::string& dir : models) {
     std::fprintf(stderr, "bench: loading %s\n", dir.c_str());
+    ResetPeakRss();
     auto loaded = MambaModel::Load(dir);
     if (!loaded.ok()) return Fail(loaded.status());
     const MambaModel& model = **loaded;

@@ -1,12 +1,13 @@
 // quamba eval: perplexity over non-overlapping windows (optionally KL divergence against a
 // reference model) and lm-evaluation-harness zero-shot tasks. docs/eval.md has the protocol.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "args.h"
 #include "commands.h"
@@ -31,7 +32,8 @@ std::vector<std::string> SplitComma(const std::string& s) {
 }
 
 bool EndsWith(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 std::string Basename(const std::string& p) {
@@ -49,33 +51,53 @@ EvalProgressFn ProgressTo(std::unique_ptr<Progress>* bar, const std::string& wha
   };
 }
 
+// CPU seconds of this process: on a shared machine a steadier speed figure than wall time.
+double CpuSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
 nlohmann::json NumOrNull(double x) { return std::isfinite(x) ? nlohmann::json(x) : nullptr; }
 
 }  // namespace
 
 int CmdEval(int argc, char** argv) {
   std::string model_dir, ppl_file, ppl_format = "auto", ref_dir, tasks_arg, data_dir;
-  int64_t ctx = 2048, limit = 0, batch = 16, max_length = 2048;
+  int64_t ctx = 2048, limit = 0, batch = 0, max_length = 2048;
   int threads = DefaultThreadCount();
   bool json = false, no_fork = false;
   Flags flags("eval", "-m DIR [--ppl FILE] [--tasks LIST --data DIR] [options]");
-  flags.Add("-m,--model", &model_dir, "model directory (config.json, model.safetensors, "
-            "tokenizer.json)", true);
+  flags.Add("-m,--model", &model_dir,
+            "model directory (config.json, model.safetensors, "
+            "tokenizer.json)",
+            true);
   flags.Add("--ppl", &ppl_file, "text file for perplexity (e.g. wikitext-2-raw/wiki.test.raw)");
-  flags.Add("--ppl-format", &ppl_format, "auto | wikitext | raw: wikitext joins the file's lines "
-            "as HF datasets rows with \"\\n\\n\" (Quamba's protocol); auto = wikitext for wiki.*.raw "
-            "(default auto)");
+  flags.Add(
+      "--ppl-format", &ppl_format,
+      "auto | wikitext | raw: wikitext joins the file's lines "
+      "as HF datasets rows with \"\\n\\n\" (Quamba's protocol); auto = wikitext for wiki.*.raw "
+      "(default auto)");
   flags.Add("-c,--ctx", &ctx, "perplexity window in tokens (default 2048)", 2, 1 << 20);
   flags.Add("--kld-ref", &ref_dir, "reference model for KL divergence on the perplexity windows");
-  flags.Add("--tasks", &tasks_arg, "comma-separated: lambada_openai, hellaswag, piqa, arc_easy, "
+  flags.Add("--tasks", &tasks_arg,
+            "comma-separated: lambada_openai, hellaswag, piqa, arc_easy, "
             "arc_challenge, winogrande");
   flags.Add("--data", &data_dir, "task data directory, laid out as docs/eval.md says");
-  flags.Add("--limit", &limit, "first N examples per task, first N windows for --ppl (default: "
-            "all)", 0, int64_t{1} << 40);
-  flags.Add("-b,--batch", &batch, "continuations decoded together (default 16)", 1, 256);
-  flags.Add("--max-length", &max_length, "lm-eval max_length: longer requests are left-truncated "
-            "(default 2048)", 1, 1 << 30);
-  flags.AddBool("--no-fork", &no_fork, "score every choice from scratch instead of forking the "
+  flags.Add("--limit", &limit,
+            "first N examples per task, first N windows for --ppl (default: "
+            "all)",
+            0, int64_t{1} << 40);
+  flags.Add("-b,--batch", &batch,
+            "continuations decoded together; 0 = auto: 64, fewer when 64 "
+            "recurrent states would pass 1 GiB (default 0)",
+            0, 256);
+  flags.Add("--max-length", &max_length,
+            "lm-eval max_length: longer requests are left-truncated "
+            "(default 2048)",
+            1, 1 << 30);
+  flags.AddBool("--no-fork", &no_fork,
+                "score every choice from scratch instead of forking the "
                 "context's state (slower; for comparison)");
   flags.AddBool("--json", &json, "print results as JSON on stdout");
   flags.Add("-t,--threads", &threads, "threads (default: all cores)", 1, 1024);
@@ -86,21 +108,25 @@ int CmdEval(int argc, char** argv) {
   }
   const std::vector<std::string> task_names = SplitComma(tasks_arg);
   if (ppl_file.empty() && task_names.empty())
-    return UsageError(Status::Error("eval: expected --ppl FILE and/or --tasks LIST, found neither"));
+    return UsageError(
+        Status::Error("eval: expected --ppl FILE and/or --tasks LIST, found neither"));
   for (const std::string& t : task_names) {
     if (!IsKnownTask(t)) {
       std::string all;
       for (const auto& k : KnownTasks()) all += (all.empty() ? "" : ", ") + k;
-      return UsageError(Status::Error(StrFormat("eval --tasks: expected one of %s, found \"%s\"",
-                                                all.c_str(), t.c_str())));
+      return UsageError(Status::Error(
+          StrFormat("eval --tasks: expected one of %s, found \"%s\"", all.c_str(), t.c_str())));
     }
   }
   if (!task_names.empty() && data_dir.empty())
-    return UsageError(Status::Error("eval --data: expected the task data directory, found none "
-                                    "(required with --tasks)"));
+    return UsageError(
+        Status::Error("eval --data: expected the task data directory, found none "
+                      "(required with --tasks)"));
   if (ppl_format != "auto" && ppl_format != "wikitext" && ppl_format != "raw")
-    return UsageError(Status::Error(StrFormat("eval --ppl-format: expected auto, wikitext or raw, "
-                                              "found \"%s\"", ppl_format.c_str())));
+    return UsageError(
+        Status::Error(StrFormat("eval --ppl-format: expected auto, wikitext or raw, "
+                                "found \"%s\"",
+                                ppl_format.c_str())));
   if (!ref_dir.empty() && ppl_file.empty())
     return UsageError(Status::Error("eval --kld-ref: expected --ppl FILE too, found none"));
 
@@ -126,14 +152,23 @@ int CmdEval(int argc, char** argv) {
   if (!loaded.ok()) return Fail(loaded.status());
   const MambaModel& model = **loaded;
   if (model.tokenizer() == nullptr)
-    return Fail(Status::Error(StrFormat("%s/tokenizer.json: expected a tokenizer, found no such "
-                                        "file", model_dir.c_str())));
+    return Fail(
+        Status::Error(StrFormat("%s/tokenizer.json: expected a tokenizer, found no such "
+                                "file",
+                                model_dir.c_str())));
   const Tokenizer& tok = *model.tokenizer();
   if (tok.vocab_size() > model.config().vocab_size)
-    return Fail(Status::Error(StrFormat("%s/tokenizer.json: expected at most %lld ids (the model's "
-                                        "vocab_size), found %d",
-                                        model_dir.c_str(), (long long)model.config().vocab_size,
-                                        tok.vocab_size())));
+    return Fail(Status::Error(
+        StrFormat("%s/tokenizer.json: expected at most %lld ids (the model's "
+                  "vocab_size), found %d",
+                  model_dir.c_str(), (long long)model.config().vocab_size, tok.vocab_size())));
+  if (batch == 0) {
+    // A decode step streams every weight once for all its rows, so wider steps amortise it
+    // better (docs/eval.md); but each row holds a forked state.
+    const SequenceState s = model.NewState();
+    const double state_bytes = 4.0 * (s.conv.size() + s.ssm.size()) + s.conv_q.size();
+    batch = std::clamp<int64_t>(static_cast<int64_t>((1 << 30) / state_bytes), 4, 64);
+  }
   const kernels::KernelTable& k = kernels::DefaultKernels();
   Engine engine(model, threads, k, 256, batch);
   std::fprintf(stderr, "eval: %s (%s, %s), isa %s, %d threads\n", model_dir.c_str(),
@@ -141,8 +176,8 @@ int CmdEval(int argc, char** argv) {
                threads);
 
   nlohmann::json out = {{"model", model_dir}, {"recipe", model.recipe()},
-                        {"threads", threads},  {"isa", kernels::IsaName(k.isa)},
-                        {"commit", QM_GIT_COMMIT}};
+                        {"threads", threads}, {"isa", kernels::IsaName(k.isa)},
+                        {"batch", batch},     {"commit", QM_GIT_COMMIT}};
   std::string table;
 
   if (!ppl_file.empty()) {
@@ -153,11 +188,11 @@ int CmdEval(int argc, char** argv) {
       if (!r.ok()) return Fail(r.status());
       ref_model = std::move(r).value();
       if (ref_model->config().vocab_size != model.config().vocab_size)
-        return Fail(Status::Error(StrFormat("%s/config.json: vocab_size: expected %lld (as the "
-                                            "evaluated model), found %lld",
-                                            ref_dir.c_str(),
-                                            (long long)model.config().vocab_size,
-                                            (long long)ref_model->config().vocab_size)));
+        return Fail(
+            Status::Error(StrFormat("%s/config.json: vocab_size: expected %lld (as the "
+                                    "evaluated model), found %lld",
+                                    ref_dir.c_str(), (long long)model.config().vocab_size,
+                                    (long long)ref_model->config().vocab_size)));
       ref_engine = std::make_unique<Engine>(*ref_model, threads, k, 256, batch);
     }
     const double t0 = NowSeconds();
@@ -201,8 +236,7 @@ int CmdEval(int argc, char** argv) {
       table += StrFormat("| | | KLD mean | %.6f | ± %.6f |\n", p.kld_mean, p.kld_stderr);
       table += StrFormat("| | | KLD median / p99 / max | %.6f / %.6f / %.6f | |\n", p.kld_median,
                          p.kld_p99, p.kld_max);
-      table += StrFormat("| | | same top token | %.4f | ± %.4f |\n", p.same_top,
-                         p.same_top_stderr);
+      table += StrFormat("| | | same top token | %.4f | ± %.4f |\n", p.same_top, p.same_top_stderr);
     }
   }
 
@@ -212,17 +246,17 @@ int CmdEval(int argc, char** argv) {
     so.max_length = max_length;
     so.batch = batch;
     EngineScorer scorer(&engine, model, batch, so);
-    const int32_t eot = tok.eos_id() >= 0 ? tok.eos_id()
-                                          : static_cast<int32_t>(model.config().eos_token_id);
+    const int32_t eot =
+        tok.eos_id() >= 0 ? tok.eos_id() : static_cast<int32_t>(model.config().eos_token_id);
     out["fork"] = !no_fork;
     out["tasks"] = nlohmann::json::array();
     for (const TaskData& t : tasks) {
       std::unique_ptr<Progress> bar;
-      const double t0 = NowSeconds();
+      const double t0 = NowSeconds(), c0 = CpuSeconds();
       const TaskResult r = RunTask(t, tok, eot, &scorer, ProgressTo(&bar, t.name, "examples"));
-      const double secs = NowSeconds() - t0;
-      nlohmann::json j = {{"task", r.task}, {"n", r.n}, {"acc", r.acc},
-                          {"stderr", NumOrNull(r.acc_stderr)}};
+      const double secs = NowSeconds() - t0, cpu = CpuSeconds() - c0;
+      nlohmann::json j = {
+          {"task", r.task}, {"n", r.n}, {"acc", r.acc}, {"stderr", NumOrNull(r.acc_stderr)}};
       table += StrFormat("| %s | %lld | acc | %.4f | ± %.4f |\n", r.task.c_str(), (long long)r.n,
                          r.acc, r.acc_stderr);
       if (r.has_acc_norm) {
@@ -236,12 +270,14 @@ int CmdEval(int argc, char** argv) {
         table += StrFormat("| | | ppl | %.4f | ± %.4f |\n", r.ppl, r.ppl_stderr);
       }
       j["seconds"] = secs;
+      j["cpu_seconds"] = cpu;
       j["tokens_run"] = scorer.tokens_run();
       j["source"] = t.source;
       out["tasks"].push_back(j);
-      std::fprintf(stderr, "eval: %s: %lld examples in %.1f s (%s, %lld tokens run)\n",
-                   r.task.c_str(), (long long)r.n, secs,
-                   no_fork ? "each choice from scratch" : "forked states", (long long)scorer.tokens_run());
+      std::fprintf(stderr, "eval: %s: %lld examples in %.1f s, %.1f CPU s (%s, %lld tokens run)\n",
+                   r.task.c_str(), (long long)r.n, secs, cpu,
+                   no_fork ? "each choice from scratch" : "forked states",
+                   (long long)scorer.tokens_run());
     }
   }
 

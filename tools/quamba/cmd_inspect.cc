@@ -1,24 +1,46 @@
 // quamba inspect: a model's configuration and tensor table, after the same checks `generate`
-// makes.
+// makes; with --calib, the activation-outlier report of src/quant/inspect.h (table on stdout,
+// outliers.json and SVG plots with -o).
 #include <cstdio>
 
 #include "args.h"
 #include "commands.h"
+#include "core/thread_pool.h"
 #include "model/mamba.h"
+#include "quant/calib_data.h"
+#include "quant/inspect.h"
 
 namespace quamba::cli {
 
 int CmdInspect(int argc, char** argv) {
-  std::string model_dir;
-  bool tensors = false;
-  Flags flags("inspect", "-m DIR [--tensors]");
+  std::string model_dir, out_dir;
+  bool tensors = false, quiet = false;
+  std::vector<std::string> calib_files;
+  int64_t calib_samples = 64, calib_len = 512, max_memory_mb = 1024;
+  InspectOptions opt;
+  opt.threads = DefaultThreadCount();
+  Flags flags("inspect", "-m DIR [--tensors] [--calib FILE... [-o OUTDIR] [options]]");
   flags.Add("-m,--model", &model_dir, "model directory", true);
   flags.AddBool("--tensors", &tensors, "list every tensor (name, dtype, shape)");
+  flags.AddList("--calib", &calib_files, "calibration text (.jsonl with a \"text\" field, or "
+                "plain text; repeatable): run the float model over it and report activation "
+                "outliers at every quantization point");
+  flags.Add("--calib-samples", &calib_samples, "calibration samples (default 64)", 1, 1 << 20);
+  flags.Add("--calib-len", &calib_len, "tokens per sample (default 512)", 2, 1 << 16);
+  flags.Add("-o,--out", &out_dir, "with --calib: write outliers.json, ranges.svg, "
+            "ssm_input.svg and hadamard.svg into this directory (created if missing)");
+  flags.Add("--max-memory", &max_memory_mb, "MiB for exact percentiles; beyond it values are "
+            "subsampled (default 1024)", 1, 1 << 24);
+  flags.Add("-t,--threads", &opt.threads, "threads (default: all cores)", 1, 1024);
+  flags.AddBool("-q,--quiet", &quiet, "no progress bar");
   if (Status s = flags.Parse(argc, argv, 2); !s.ok()) return UsageError(s);
   if (flags.help_requested()) {
     std::printf("%s", flags.Help().c_str());
     return 0;
   }
+  if (!out_dir.empty() && calib_files.empty())
+    return UsageError(Status::Error("inspect -o: expected --calib (the outlier report needs "
+                                    "calibration text), found none"));
   auto loaded = MambaModel::Load(model_dir);
   if (!loaded.ok()) return Fail(loaded.status());
   const MambaModel& m = **loaded;
@@ -43,6 +65,32 @@ int CmdInspect(int argc, char** argv) {
     for (const auto& [name, t] : st.tensors())
       std::printf("  %-48s %-5s %s\n", name.c_str(), DTypeName(t.dtype),
                   ShapeString(t.shape).c_str());
+  if (calib_files.empty()) return 0;
+
+  if (m.tokenizer() == nullptr)
+    return Fail(Status::Error(StrFormat("%s/tokenizer.json: expected a tokenizer (needed to read "
+                                        "calibration text), found no such file",
+                                        model_dir.c_str())));
+  std::fflush(stdout);
+  const double t0 = NowSeconds();
+  auto samples = LoadCalibrationSamples(calib_files, *m.tokenizer(), calib_samples, calib_len);
+  if (!samples.ok()) return Fail(samples.status());
+  opt.progress = !quiet;
+  opt.max_memory_bytes = max_memory_mb << 20;
+  auto report = InspectActivations(m, *samples, opt);
+  if (!report.ok()) return Fail(report.status());
+  report->calib_files = calib_files;
+  std::printf("\n%s", OutliersTable(*report).c_str());
+  if (out_dir.empty()) {
+    std::fprintf(stderr, "inspect: %.1f s; no -o: table only (-o DIR writes outliers.json and "
+                 "plots)\n", NowSeconds() - t0);
+    return 0;
+  }
+  std::vector<std::string> written;
+  if (Status s = WriteInspectReport(*report, out_dir, &written); !s.ok()) return Fail(s);
+  std::fprintf(stderr, "inspect: %.1f s; wrote", NowSeconds() - t0);
+  for (const std::string& w : written) std::fprintf(stderr, " %s", w.c_str());
+  std::fprintf(stderr, "\n");
   return 0;
 }
 

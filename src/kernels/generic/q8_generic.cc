@@ -95,7 +95,7 @@ void GemmS8S8ToF32(const GemmS8Args& g, float* y, int64_t ldy, int64_t n_begin, 
 }
 
 void CausalConv1dSiluS8(const Conv1dS8Args& a, int64_t c_begin, int64_t c_end) {
-  QM_DCHECK(a.d_conv >= 1 && a.d_conv <= 8);
+  QM_DCHECK(a.d_conv >= 1 && a.d_conv <= 8, "d_conv %d outside 1..8", a.d_conv);
   const int P = a.d_conv - 1;  // past inputs carried in `state`
   const int64_t C = a.C;
   const float swx = a.scale_w * a.scale_x;

@@ -79,8 +79,7 @@ void MatMulBF16(const float* x, int64_t M, int64_t K, int64_t ldx, const uint16_
   MatMulT<uint16_t, WidenU16<BF16ToDouble>>(x, M, K, ldx, w, n_begin, n_end, y, ldy, abs_dot);
 }
 
-void AddRmsNorm(float* residual, const float* h, const float* w, int64_t n, float eps,
-                double* y) {
+void AddRmsNorm(float* residual, const float* h, const float* w, int64_t n, float eps, double* y) {
   if (h != nullptr) {
     for (int64_t i = 0; i < n; ++i) residual[i] = residual[i] + h[i];
   }

@@ -12,8 +12,8 @@
 namespace quamba::kernels::ref {
 
 // Scalar definitions, shared by the oracles and by tests that check SIMD approximations.
-double Silu(double v);      // v / (1 + exp(-v))
-double Softplus(double v);  // v > 20 ? v : log1p(exp(v)), the upstream threshold
+double Silu(double v);            // v / (1 + exp(-v))
+double Softplus(double v);        // v > 20 ? v : log1p(exp(v)), the upstream threshold
 double F16ToDouble(uint16_t h);   // exact IEEE binary16 decode, written independently of dtype.h
 double BF16ToDouble(uint16_t b);  // exact bfloat16 decode
 
@@ -25,8 +25,7 @@ void MatMulF32(const float* x, int64_t M, int64_t K, int64_t ldx, const float* w
 void MatMulF16(const float* x, int64_t M, int64_t K, int64_t ldx, const uint16_t* w,
                int64_t n_begin, int64_t n_end, double* y, int64_t ldy, double* abs_dot = nullptr);
 void MatMulBF16(const float* x, int64_t M, int64_t K, int64_t ldx, const uint16_t* w,
-                int64_t n_begin, int64_t n_end, double* y, int64_t ldy,
-                double* abs_dot = nullptr);
+                int64_t n_begin, int64_t n_end, double* y, int64_t ldy, double* abs_dot = nullptr);
 
 // residual (n) += h (n) when h != nullptr (in float: a single rounding, as the kernels do), then
 // y (n) = residual * (mean(residual^2) + eps)^-1/2 * w, in double.

@@ -1,4 +1,572 @@
+// AVX2 + FMA int8 kernels; contracts in kernels/q8.h.
+//
+// Products use vpmaddwd on int8 values widened to int16 (s16 x s16 -> pairwise s32 sums): exact
+// for every int8 input (no saturation, unlike vpmaddubsw's u8 x s8 pair sums), at the same 8
+// MACs per instruction pair (madd + add) as the vpmaddubsw sign trick, with no precondition on
+// the weights.
+//   M <= 4 (decode): GEMV over 4 (M <= 2) or 2 consecutive W rows at a time, 16 k per step,
+//   x widened once into per-thread scratch.
+//   M >= 5 (prefill): W strips of 16 columns packed into scratch as int16 k-pairs
+//   panel[k/2][16][2], x widened to int16, a 6 x 16 register tile (12 ymm accumulators).
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "core/check.h"
+#include "kernels/generic/q8_generic.h"
 #include "kernels/q8.h"
+#include "kernels/q8_internal.h"
+#include "kernels/q8_rowops.h"
+#include "kernels/x86/avx2/vmath_avx2.h"
+
 namespace quamba::kernels::x86::avx2 {
-void FillQ8Table(Q8KernelTable* t) { (void)t; }
+namespace {
+
+using q8::Q8Slot;
+
+// RoundS8 on 8 lanes, as int32 (max(v, lo) returns lo for NaN; cvtps rounds half to even).
+inline __m256i RoundClamp(__m256 v) {
+  v = _mm256_max_ps(v, _mm256_set1_ps(-128.0f));
+  v = _mm256_min_ps(v, _mm256_set1_ps(127.0f));
+  return _mm256_cvtps_epi32(v);
 }
+
+// Stores the low byte of the first n (<= 8) int32 lanes (values already in int8 range).
+inline void StoreS8(int8_t* p, __m256i v, int64_t n) {
+  const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  const __m128i b = _mm_packs_epi16(w, w);
+  if (n >= 8) {
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(p), b);
+  } else {
+    alignas(16) int8_t t[16];
+    _mm_store_si128(reinterpret_cast<__m128i*>(t), b);
+    std::memcpy(p, t, static_cast<size_t>(n));
+  }
+}
+
+// First n (<= 8) int8 values as floats, the rest 0.
+inline __m256 LoadS8AsF32(const int8_t* p, int64_t n) {
+  __m128i v;
+  if (n >= 8) {
+    v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  } else {
+    int8_t t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    std::memcpy(t, p, static_cast<size_t>(n));
+    v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(t));
+  }
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
+}
+
+inline __m256 LoadF(const float* p, int64_t n) {
+  return n >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, FirstLanes(n));
+}
+inline void StoreF(float* p, __m256 v, int64_t n) {
+  if (n >= 8) {
+    _mm256_storeu_ps(p, v);
+  } else {
+    _mm256_maskstore_ps(p, FirstLanes(n), v);
+  }
+}
+
+inline int32_t HSum(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+
+// ------------------------------------------------------------------------------------------
+// Quantize / norm.
+
+void QuantizeF32ToS8(const float* x, int64_t L, int64_t C, int64_t ldx, float inv_scale,
+                     const float* col_mult, int8_t* q, int64_t ldq) {
+  const __m256 inv = _mm256_set1_ps(inv_scale);
+  for (int64_t l = 0; l < L; ++l) {
+    const float* xr = x + l * ldx;
+    int8_t* qr = q + l * ldq;
+    for (int64_t c = 0; c < C; c += 8) {
+      const int64_t n = C - c;
+      __m256 mult = inv;
+      if (col_mult != nullptr) mult = _mm256_mul_ps(inv, LoadF(col_mult + c, n));
+      StoreS8(qr + c, RoundClamp(_mm256_mul_ps(LoadF(xr + c, n), mult)), n);
+    }
+  }
+}
+
+float AddRmsNormQuant(float* residual, const float* h, const float* w, int64_t n, float eps,
+                      float inv_scale, int8_t* q) {
+  __m256d ss0 = _mm256_setzero_pd(), ss1 = _mm256_setzero_pd();
+  for (int64_t i = 0; i < n; i += 8) {
+    __m256 r = LoadF(residual + i, n - i);
+    if (h != nullptr) {
+      r = _mm256_add_ps(r, LoadF(h + i, n - i));
+      StoreF(residual + i, r, n - i);
+    }
+    const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(r));
+    const __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(r, 1));
+    ss0 = _mm256_fmadd_pd(lo, lo, ss0);
+    ss1 = _mm256_fmadd_pd(hi, hi, ss1);
+  }
+  alignas(32) double s4[4];
+  _mm256_store_pd(s4, _mm256_add_pd(ss0, ss1));
+  const double ss = (s4[0] + s4[1]) + (s4[2] + s4[3]);
+  const float inv = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n > 0 ? n : 1) + eps));
+  const __m256 vinv = _mm256_set1_ps(inv);
+  float scale;
+  if (inv_scale > 0) {
+    scale = 1.0f / inv_scale;
+  } else {
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 amax = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n; i += 8) {
+      const __m256 y = _mm256_mul_ps(_mm256_mul_ps(LoadF(residual + i, n - i), vinv),
+                                     LoadF(w + i, n - i));
+      amax = _mm256_max_ps(amax, _mm256_and_ps(y, abs_mask));
+    }
+    alignas(32) float m8[8];
+    _mm256_store_ps(m8, amax);
+    float m = 0;
+    for (float v : m8) m = std::fmax(m, v);
+    scale = std::fmax(m, kMinAbsMax) / 127.0f;
+    inv_scale = 1.0f / scale;
+  }
+  const __m256 vs = _mm256_set1_ps(inv_scale);
+  for (int64_t i = 0; i < n; i += 8) {
+    const __m256 y = _mm256_mul_ps(_mm256_mul_ps(LoadF(residual + i, n - i), vinv),
+                                   LoadF(w + i, n - i));
+    StoreS8(q + i, RoundClamp(_mm256_mul_ps(y, vs)), n - i);
+  }
+  return scale;
+}
+
+// ------------------------------------------------------------------------------------------
+// GEMM / GEMV.
+
+// Epilogues on exact int32 accumulators of row m, columns [n, n + count).
+struct OutS32 {
+  int32_t* y;
+  int64_t ldy;
+  void Vec(int64_t m, int64_t n, __m256i acc, int64_t count) const {
+    int32_t* p = y + m * ldy + n;
+    if (count >= 8) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), acc);
+    } else {
+      _mm256_maskstore_epi32(p, FirstLanes(count), acc);
+    }
+  }
+  void One(int64_t m, int64_t n, int32_t acc) const { y[m * ldy + n] = acc; }
+};
+struct OutS8 {
+  int8_t* y;
+  int64_t ldy;
+  const float* scale;  // (M) fl(a[m] * b)
+  void Vec(int64_t m, int64_t n, __m256i acc, int64_t count) const {
+    const __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(scale[m]));
+    StoreS8(y + m * ldy + n, RoundClamp(v), count);
+  }
+  void One(int64_t m, int64_t n, int32_t acc) const {
+    y[m * ldy + n] = q8::RoundS8(static_cast<float>(acc) * scale[m]);
+  }
+};
+struct OutF32 {
+  float* y;
+  int64_t ldy;
+  const float* scale;
+  void Vec(int64_t m, int64_t n, __m256i acc, int64_t count) const {
+    StoreF(y + m * ldy + n, _mm256_mul_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(scale[m])),
+           count);
+  }
+  void One(int64_t m, int64_t n, int32_t acc) const {
+    y[m * ldy + n] = static_cast<float>(acc) * scale[m];
+  }
+};
+
+// dst (M, Kp) int16 = x (M, K) widened, zero-padded to Kp (a multiple of 16).
+void WidenX(const GemmS8Args& g, int64_t Kp, int16_t* dst) {
+  for (int64_t m = 0; m < g.M; ++m) {
+    const int8_t* xr = g.x + m * g.ldx;
+    int16_t* d = dst + m * Kp;
+    int64_t k = 0;
+    for (; k + 16 <= g.K; k += 16) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + k),
+                          _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xr + k))));
+    }
+    for (; k < g.K; ++k) d[k] = xr[k];
+    for (; k < Kp; ++k) d[k] = 0;
+  }
+}
+
+// GEMV for M (1..4) rows: R consecutive W rows per pass, 16 k per step; xw (M, Kp) int16.
+template <int M, int R, typename Out>
+inline void GemvRows(const GemmS8Args& g, const int16_t* xw, int64_t Kp, int64_t n,
+                     const Out& out) {
+  const int64_t K = g.K;
+  __m256i acc[R][M];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int m = 0; m < M; ++m) acc[r][m] = _mm256_setzero_si256();
+  const int8_t* wr = g.w + n * K;
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    __m256i xv[M];
+#pragma GCC unroll 4
+    for (int m = 0; m < M; ++m)
+      xv[m] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xw + m * Kp + k));
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m256i wv =
+          _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wr + r * K + k)));
+#pragma GCC unroll 4
+      for (int m = 0; m < M; ++m) acc[r][m] = _mm256_add_epi32(acc[r][m], _mm256_madd_epi16(wv, xv[m]));
+    }
+  }
+  if (k < K) {  // tail through a zero-padded copy (x is zero-padded in xw already)
+    __m256i xv[M];
+#pragma GCC unroll 4
+    for (int m = 0; m < M; ++m)
+      xv[m] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xw + m * Kp + k));
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      alignas(16) int8_t t[16] = {};
+      std::memcpy(t, wr + r * K + k, static_cast<size_t>(K - k));
+      const __m256i wv = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(t)));
+#pragma GCC unroll 4
+      for (int m = 0; m < M; ++m) acc[r][m] = _mm256_add_epi32(acc[r][m], _mm256_madd_epi16(wv, xv[m]));
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int m = 0; m < M; ++m) out.One(m, n + r, HSum(acc[r][m]));
+}
+
+template <int M, typename Out>
+void Gemv(const GemmS8Args& g, int64_t n_begin, int64_t n_end, const Out& out) {
+  const int64_t Kp = (g.K + 15) / 16 * 16;
+  int16_t* xw = static_cast<int16_t*>(q8::Scratch(Q8Slot::kB, M * Kp * sizeof(int16_t)));
+  WidenX(g, Kp, xw);
+  constexpr int R = M <= 2 ? 4 : 2;
+  int64_t n = n_begin;
+  for (; n + R <= n_end; n += R) GemvRows<M, R>(g, xw, Kp, n, out);
+  for (; n < n_end; ++n) GemvRows<M, 1>(g, xw, Kp, n, out);
+}
+
+constexpr int kNr = 16;  // columns per packed strip (2 ymm of int32 lanes)
+constexpr int kMr = 6;   // rows per register tile
+
+// panel[kp][j][0..1] = (int16) w[n0 + j][2 kp .. 2 kp + 1], zero beyond K and for j >= cols.
+// Per 8 rows and 16 k: widen, then an 8 x 8 transpose of the 32-bit k-pairs.
+void PackStrip(const int8_t* w, int64_t K, int64_t n0, int64_t cols, int64_t K2,
+               int16_t* panel) {
+  for (int64_t g = 0; g < kNr; g += 8) {
+    for (int64_t k = 0; k < 2 * K2; k += 16) {
+      __m256 r[8];
+      for (int64_t i = 0; i < 8; ++i) {
+        __m128i b = _mm_setzero_si128();
+        if (g + i < cols) {
+          const int8_t* row = w + (n0 + g + i) * K + k;
+          if (k + 16 <= K) {
+            b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row));
+          } else {
+            alignas(16) int8_t t[16] = {};
+            std::memcpy(t, row, static_cast<size_t>(K - k));
+            b = _mm_load_si128(reinterpret_cast<const __m128i*>(t));
+          }
+        }
+        r[i] = _mm256_castsi256_ps(_mm256_cvtepi8_epi16(b));
+      }
+      Transpose8x8(r);  // r[p] = pair k/2 + p of rows g .. g+7
+      const int64_t np = K2 - k / 2 < 8 ? K2 - k / 2 : 8;
+      for (int64_t p = 0; p < np; ++p)
+        _mm256_store_ps(reinterpret_cast<float*>(panel + ((k / 2 + p) * kNr + g) * 2), r[p]);
+    }
+  }
+}
+
+template <int MR, typename Out>
+inline void Tile(const int16_t* panel, const int16_t* xw, int64_t Kp, int64_t K2, int64_t m0,
+                 int64_t n0, int64_t cols, const Out& out) {
+  __m256i acc[MR][2];
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+  const int16_t* p = panel;
+  for (int64_t kp = 0; kp < K2; ++kp, p += 2 * kNr) {
+    const __m256i w0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(p));
+    const __m256i w1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(p + 16));
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; ++r) {
+      int32_t xp;
+      std::memcpy(&xp, xw + r * Kp + 2 * kp, 4);
+      const __m256i xb = _mm256_set1_epi32(xp);
+      acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(w0, xb));
+      acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(w1, xb));
+    }
+  }
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r) {
+    out.Vec(m0 + r, n0, acc[r][0], cols);
+    if (cols > 8) out.Vec(m0 + r, n0 + 8, acc[r][1], cols - 8);
+  }
+}
+
+template <typename Out>
+void GemmPacked(const GemmS8Args& g, int64_t n_begin, int64_t n_end, const Out& out) {
+  const int64_t Kp = (g.K + 15) / 16 * 16, K2 = (g.K + 1) / 2;
+  int16_t* xw = static_cast<int16_t*>(q8::Scratch(Q8Slot::kB, g.M * Kp * sizeof(int16_t)));
+  WidenX(g, Kp, xw);
+  int16_t* panel = static_cast<int16_t*>(q8::Scratch(Q8Slot::kC, K2 * kNr * 2 * sizeof(int16_t)));
+  for (int64_t n0 = n_begin; n0 < n_end; n0 += kNr) {
+    const int64_t cols = n_end - n0 < kNr ? n_end - n0 : kNr;
+    PackStrip(g.w, g.K, n0, cols, K2, panel);
+    int64_t m0 = 0;
+    for (; m0 + kMr <= g.M; m0 += kMr) Tile<kMr>(panel, xw + m0 * Kp, Kp, K2, m0, n0, cols, out);
+    switch (g.M - m0) {
+      case 0: break;
+      case 1: Tile<1>(panel, xw + m0 * Kp, Kp, K2, m0, n0, cols, out); break;
+      case 2: Tile<2>(panel, xw + m0 * Kp, Kp, K2, m0, n0, cols, out); break;
+      case 3: Tile<3>(panel, xw + m0 * Kp, Kp, K2, m0, n0, cols, out); break;
+      case 4: Tile<4>(panel, xw + m0 * Kp, Kp, K2, m0, n0, cols, out); break;
+      case 5: Tile<5>(panel, xw + m0 * Kp, Kp, K2, m0, n0, cols, out); break;
+    }
+  }
+}
+
+template <typename Out>
+void GemmAny(const GemmS8Args& g, int64_t n_begin, int64_t n_end, const Out& out) {
+  QM_DCHECK(g.K <= kGemmS8MaxK, "K = %lld exceeds the int32-exact bound",
+            static_cast<long long>(g.K));
+  switch (g.M) {
+    case 1: Gemv<1>(g, n_begin, n_end, out); return;
+    case 2: Gemv<2>(g, n_begin, n_end, out); return;
+    case 3: Gemv<3>(g, n_begin, n_end, out); return;
+    case 4: Gemv<4>(g, n_begin, n_end, out); return;
+    default: GemmPacked(g, n_begin, n_end, out); return;
+  }
+}
+
+// fl(a[m] * b) per row, in scratch slot kA.
+float* RowScales(const GemmS8Args& g) {
+  float* s = static_cast<float*>(q8::Scratch(Q8Slot::kA, g.M * sizeof(float)));
+  for (int64_t m = 0; m < g.M; ++m) s[m] = g.a[m * g.a_stride] * g.b;
+  return s;
+}
+
+void GemmS8S8ToS32(const GemmS8Args& g, int32_t* y, int64_t ldy, int64_t n_begin, int64_t n_end) {
+  if (g.M <= 0 || n_end <= n_begin) return;
+  GemmAny(g, n_begin, n_end, OutS32{y, ldy});
+}
+
+void GemmS8S8ToS8(const GemmS8Args& g, int8_t* y, int64_t ldy, int64_t n_begin, int64_t n_end) {
+  if (g.M <= 0 || n_end <= n_begin) return;
+  GemmAny(g, n_begin, n_end, OutS8{y, ldy, RowScales(g)});
+}
+
+void GemmS8S8ToF32(const GemmS8Args& g, float* y, int64_t ldy, int64_t n_begin, int64_t n_end) {
+  if (g.M <= 0 || n_end <= n_begin) return;
+  GemmAny(g, n_begin, n_end, OutF32{y, ldy, RowScales(g)});
+}
+
+// ------------------------------------------------------------------------------------------
+// Conv1d: 8 channels per vector; the int8 products and their sums are exact in float.
+
+template <int D>
+void ConvBlock(const Conv1dS8Args& a, int64_t c0, int64_t lanes) {
+  constexpr int P = D - 1;
+  const int64_t C = a.C;
+  __m256 wk[D], win[D];
+#pragma GCC unroll 8
+  for (int k = 0; k < D; ++k) wk[k] = LoadS8AsF32(a.w + k * C + c0, lanes);
+#pragma GCC unroll 8
+  for (int j = 0; j < P; ++j) win[j] = LoadS8AsF32(a.state + j * C + c0, lanes);
+  const __m256 bias = a.b != nullptr ? _mm256_mul_ps(_mm256_set1_ps(a.scale_b),
+                                                     LoadS8AsF32(a.b + c0, lanes))
+                                     : _mm256_setzero_ps();
+  const __m256 swx = _mm256_set1_ps(a.scale_w * a.scale_x);
+  const __m256 inv_y = _mm256_set1_ps(a.inv_scale_y);
+  for (int64_t t = 0; t < a.L; ++t) {
+    win[P] = LoadS8AsF32(a.x + t * a.ldx + c0, lanes);
+    __m256 acc = _mm256_mul_ps(wk[0], win[0]);
+#pragma GCC unroll 8
+    for (int k = 1; k < D; ++k) acc = _mm256_fmadd_ps(wk[k], win[k], acc);
+    const __m256 s = Silu(_mm256_fmadd_ps(acc, swx, bias));
+    if (a.y_f32 != nullptr) {
+      StoreF(a.y_f32 + t * a.ldy + c0, s, lanes);
+    } else {
+      StoreS8(a.y + t * a.ldy + c0, RoundClamp(_mm256_mul_ps(s, inv_y)), lanes);
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < P; ++j) win[j] = win[j + 1];
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < P; ++j) StoreS8(a.state + j * C + c0, _mm256_cvtps_epi32(win[j]), lanes);
+}
+
+template <int D>
+void ConvAll(const Conv1dS8Args& a, int64_t c_begin, int64_t c_end) {
+  for (int64_t c0 = c_begin; c0 < c_end; c0 += 8)
+    ConvBlock<D>(a, c0, c_end - c0 < 8 ? c_end - c0 : 8);
+}
+
+void CausalConv1dSiluS8(const Conv1dS8Args& a, int64_t c_begin, int64_t c_end) {
+  switch (a.d_conv) {
+    case 1: ConvAll<1>(a, c_begin, c_end); return;
+    case 2: ConvAll<2>(a, c_begin, c_end); return;
+    case 3: ConvAll<3>(a, c_begin, c_end); return;
+    case 4: ConvAll<4>(a, c_begin, c_end); return;
+    case 5: ConvAll<5>(a, c_begin, c_end); return;
+    case 6: ConvAll<6>(a, c_begin, c_end); return;
+    case 7: ConvAll<7>(a, c_begin, c_end); return;
+    case 8: ConvAll<8>(a, c_begin, c_end); return;
+  }
+  QM_CHECK(false, "d_conv %d outside 1..8", a.d_conv);
+}
+
+// ------------------------------------------------------------------------------------------
+// Selective scan: 8 channels per block, the block's state transposed into scratch ht (N, 8)
+// and A log2 e into at (N, 8) (L1-resident); B, C dequantised once per call.
+
+// Rows c0..c0+lanes of src (d_inner, N), columns [n0, n0 + 8), transposed into r[0..7].
+inline void LoadTransposed(const float* src, int64_t N, int64_t c0, int64_t lanes, int64_t n0,
+                           __m256 r[8]) {
+  const int64_t cols = N - n0 < 8 ? N - n0 : 8;
+  for (int i = 0; i < 8; ++i)
+    r[i] = i < lanes ? LoadF(src + (c0 + i) * N + n0, cols) : _mm256_setzero_ps();
+  Transpose8x8(r);
+}
+
+inline void StoreTransposed(float* dst, int64_t N, int64_t c0, int64_t lanes, int64_t n0,
+                            __m256 r[8]) {
+  Transpose8x8(r);
+  const int64_t cols = N - n0 < 8 ? N - n0 : 8;
+  for (int i = 0; i < lanes; ++i) StoreF(dst + (c0 + i) * N + n0, r[i], cols);
+}
+
+void ScanBlock(const ScanS8Args& a, const float* bf, const float* cf, int64_t c0, int64_t lanes,
+               float* ht, float* at) {
+  const int64_t N = a.d_state;
+  for (int64_t n0 = 0; n0 < N; n0 += 8) {
+    __m256 r[8];
+    LoadTransposed(a.state, N, c0, lanes, n0, r);
+    for (int64_t j = 0; j < 8 && n0 + j < N; ++j) _mm256_store_ps(ht + (n0 + j) * 8, r[j]);
+    LoadTransposed(a.A, N, c0, lanes, n0, r);
+    for (int64_t j = 0; j < 8 && n0 + j < N; ++j)
+      _mm256_store_ps(at + (n0 + j) * 8, _mm256_mul_ps(r[j], _mm256_set1_ps(kLog2e)));
+  }
+  const __m256 bias = LoadF(a.delta_bias + c0, lanes);
+  const __m256 d = LoadF(a.D + c0, lanes);
+  const __m256 su = _mm256_set1_ps(a.scale_u), sd = _mm256_set1_ps(a.scale_delta);
+  for (int64_t t = 0; t < a.L; ++t) {
+    const __m256 u = _mm256_mul_ps(su, LoadS8AsF32(a.u + t * a.ldu + c0, lanes));
+    const __m256 delta = _mm256_mul_ps(sd, LoadS8AsF32(a.delta + t * a.ld_delta + c0, lanes));
+    const __m256 dt = Softplus(_mm256_add_ps(delta, bias));
+    const __m256 dtu = _mm256_mul_ps(dt, u);
+    const float* bt = bf + t * N;
+    const float* ct = cf + t * N;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t n = 0;
+    for (; n + 2 <= N; n += 2) {
+      const __m256 da0 = Exp2NonPositive(_mm256_mul_ps(dt, _mm256_load_ps(at + n * 8)));
+      const __m256 da1 = Exp2NonPositive(_mm256_mul_ps(dt, _mm256_load_ps(at + (n + 1) * 8)));
+      const __m256 h0 = _mm256_fmadd_ps(da0, _mm256_load_ps(ht + n * 8),
+                                        _mm256_mul_ps(dtu, _mm256_set1_ps(bt[n])));
+      const __m256 h1 = _mm256_fmadd_ps(da1, _mm256_load_ps(ht + (n + 1) * 8),
+                                        _mm256_mul_ps(dtu, _mm256_set1_ps(bt[n + 1])));
+      _mm256_store_ps(ht + n * 8, h0);
+      _mm256_store_ps(ht + (n + 1) * 8, h1);
+      acc0 = _mm256_fmadd_ps(h0, _mm256_set1_ps(ct[n]), acc0);
+      acc1 = _mm256_fmadd_ps(h1, _mm256_set1_ps(ct[n + 1]), acc1);
+    }
+    if (n < N) {
+      const __m256 da = Exp2NonPositive(_mm256_mul_ps(dt, _mm256_load_ps(at + n * 8)));
+      const __m256 h0 = _mm256_fmadd_ps(da, _mm256_load_ps(ht + n * 8),
+                                        _mm256_mul_ps(dtu, _mm256_set1_ps(bt[n])));
+      _mm256_store_ps(ht + n * 8, h0);
+      acc0 = _mm256_fmadd_ps(h0, _mm256_set1_ps(ct[n]), acc0);
+    }
+    __m256 out = _mm256_fmadd_ps(d, u, _mm256_add_ps(acc0, acc1));
+    if (a.z != nullptr) {
+      const __m256 z = _mm256_mul_ps(_mm256_set1_ps(a.scale_z),
+                                     LoadS8AsF32(a.z + t * a.ldz + c0, lanes));
+      out = _mm256_mul_ps(out, Silu(z));
+    }
+    StoreF(a.y + t * a.ldy + c0, out, lanes);
+  }
+  for (int64_t n0 = 0; n0 < N; n0 += 8) {
+    __m256 r[8];
+    for (int64_t j = 0; j < 8; ++j)
+      r[j] = n0 + j < N ? _mm256_load_ps(ht + (n0 + j) * 8) : _mm256_setzero_ps();
+    StoreTransposed(a.state, N, c0, lanes, n0, r);
+  }
+}
+
+void SelectiveScanS8(const ScanS8Args& a, int64_t c_begin, int64_t c_end) {
+  if (c_end <= c_begin || a.L <= 0) return;
+  const int64_t N = a.d_state;
+  float* bf = static_cast<float*>(q8::Scratch(Q8Slot::kA, 2 * a.L * N * sizeof(float)));
+  float* cf = bf + a.L * N;
+  for (int64_t t = 0; t < a.L; ++t) {
+    for (int64_t n = 0; n < N; ++n) {
+      bf[t * N + n] = a.scale_B * static_cast<float>(a.B[t * a.ld_bc + n]);
+      cf[t * N + n] = a.scale_C * static_cast<float>(a.C[t * a.ld_bc + n]);
+    }
+  }
+  float* ht = static_cast<float*>(q8::Scratch(Q8Slot::kB, 2 * N * 8 * sizeof(float)));
+  float* at = ht + N * 8;
+  for (int64_t c0 = c_begin; c0 < c_end; c0 += 8)
+    ScanBlock(a, bf, cf, c0, c_end - c0 < 8 ? c_end - c0 : 8, ht, at);
+}
+
+// ------------------------------------------------------------------------------------------
+// Hadamard: the shared scalar row transform, auto-vectorised with this file's flags (no
+// reassociation, so the bits equal the generic kernel's).
+
+void HadamardF32(float* x, int64_t L, int64_t n, int64_t ldx) {
+  int K = 0, lg = 0;
+  QM_CHECK(HadamardSizeOk(n, &K, &lg), "unsupported Hadamard size %lld",
+           static_cast<long long>(n));
+  const int8_t* hk = HadamardFactor(K);
+  const float norm = static_cast<float>(1.0 / std::sqrt(static_cast<double>(n)));
+  float* tmp = static_cast<float*>(q8::Scratch(Q8Slot::kA, n * sizeof(float)));
+  for (int64_t l = 0; l < L; ++l) {
+    float* v = x + l * ldx;
+    q8::HadamardRowUnnormalised(v, K, int64_t{1} << lg, hk, tmp);
+    for (int64_t i = 0; i < n; ++i) v[i] *= norm;
+  }
+}
+
+void HadamardF32ToS8(const float* x, int64_t L, int64_t n, int64_t ldx, float inv_scale, int8_t* q,
+                     int64_t ldq) {
+  int K = 0, lg = 0;
+  QM_CHECK(HadamardSizeOk(n, &K, &lg), "unsupported Hadamard size %lld",
+           static_cast<long long>(n));
+  const int8_t* hk = HadamardFactor(K);
+  const __m256 mult =
+      _mm256_set1_ps(inv_scale * static_cast<float>(1.0 / std::sqrt(static_cast<double>(n))));
+  float* row = static_cast<float*>(q8::Scratch(Q8Slot::kA, n * sizeof(float)));
+  float* tmp = static_cast<float*>(q8::Scratch(Q8Slot::kB, n * sizeof(float)));
+  for (int64_t l = 0; l < L; ++l) {
+    std::memcpy(row, x + l * ldx, static_cast<size_t>(n) * sizeof(float));
+    q8::HadamardRowUnnormalised(row, K, int64_t{1} << lg, hk, tmp);
+    for (int64_t i = 0; i < n; i += 8)
+      StoreS8(q + l * ldq + i, RoundClamp(_mm256_mul_ps(LoadF(row + i, n - i), mult)), n - i);
+  }
+}
+
+}  // namespace
+
+void FillQ8Table(Q8KernelTable* t) {
+  t->quantize_f32_s8 = QuantizeF32ToS8;
+  t->add_rms_norm_quant = AddRmsNormQuant;
+  t->gemm_s8s8_s32 = GemmS8S8ToS32;
+  t->gemm_s8s8_s8 = GemmS8S8ToS8;
+  t->gemm_s8s8_f32 = GemmS8S8ToF32;
+  t->causal_conv1d_silu_s8 = CausalConv1dSiluS8;
+  t->selective_scan_s8 = SelectiveScanS8;
+  t->hadamard_f32 = HadamardF32;
+  t->hadamard_quant = HadamardF32ToS8;
+}
+
+}  // namespace quamba::kernels::x86::avx2

@@ -45,8 +45,7 @@ void ScanBlock(const ScanArgs& a, int64_t c0, float* ht, float* at) {
   const __m256 d = _mm256_loadu_ps(a.D + c0);
   for (int64_t t = 0; t < a.L; ++t) {
     const __m256 u = _mm256_loadu_ps(a.u + t * a.ldu + c0);
-    const __m256 dt =
-        Softplus(_mm256_add_ps(_mm256_loadu_ps(a.delta + t * a.ld_delta + c0), bias));
+    const __m256 dt = Softplus(_mm256_add_ps(_mm256_loadu_ps(a.delta + t * a.ld_delta + c0), bias));
     const __m256 dtu = _mm256_mul_ps(dt, u);
     const float* bt = a.B + t * a.ld_bc;
     const float* ct = a.C + t * a.ld_bc;

@@ -41,8 +41,8 @@ inline __m256 Exp(__m256 x) {
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(2.0f));
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(2.0f));
   // k = -126 (x < -125.5 ln2) gives a zero exponent field: the flush to +0 described above.
-  const __m256i e = _mm256_slli_epi32(
-      _mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(126)), 23);
+  const __m256i e =
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(126)), 23);
   return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 

@@ -62,8 +62,8 @@ void AddRmsNorm(float* residual, const float* h, const float* w, int64_t n, floa
       _mm512_mask_storeu_ps(residual + i, m, r);
     }
     const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(r));
-    const __m512d hi = _mm512_cvtps_pd(
-        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(r), 1)));
+    const __m512d hi =
+        _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(r), 1)));
     ss0 = _mm512_fmadd_pd(lo, lo, ss0);
     ss1 = _mm512_fmadd_pd(hi, hi, ss1);
   }
@@ -83,17 +83,26 @@ void AddRmsNorm(float* residual, const float* h, const float* w, int64_t n, floa
 void CausalConv1dSilu(const float* x, int64_t L, int64_t C, int64_t ldx, const float* w,
                       const float* b, int d_conv, float* state, float* y, int64_t ldy,
                       int64_t c_begin, int64_t c_end) {
-  QM_DCHECK(d_conv >= 1 && d_conv <= 8);
+  QM_DCHECK(d_conv >= 1 && d_conv <= 8, "d_conv %d outside 1..8", d_conv);
   switch (d_conv) {
-    case 1: return ConvAll<1>(x, L, C, ldx, w, b, state, y, ldy, c_begin, c_end);
-    case 2: return ConvAll<2>(x, L, C, ldx, w, b, state, y, ldy, c_begin, c_end);
-    case 3: return ConvAll<3>(x, L, C, ldx, w, b, state, y, ldy, c_begin, c_end);
-    case 4: return ConvAll<4>(x, L, C, ldx, w, b, state, y, ldy, c_begin, c_end);
-    case 5: return ConvAll<5>(x, L, C, ldx, w, b, state, y, ldy, c_begin, c_end);
-    case 6: return ConvAll<6>(x, L, C, ldx, w, b, state, y, ldy, c_begin, c_end);
-    case 7: return ConvAll<7>(x, L, C, ldx, w, b, state, y, ldy, c_begin, c_end);
-    case 8: return ConvAll<8>(x, L, C, ldx, w, b, state, y, ldy, c_begin, c_end);
-    default: QM_CHECK(false, "d_conv %d outside 1..8", d_conv);
+    case 1:
+      return ConvAll<1>(x, L, C, ldx, w, b, state, y, ldy, c_begin, c_end);
+    case 2:
+      return ConvAll<2>(x, L, C, ldx, w, b, state, y, ldy, c_begin, c_end);
+    case 3:
+      return ConvAll<3>(x, L, C, ldx, w, b, state, y, ldy, c_begin, c_end);
+    case 4:
+      return ConvAll<4>(x, L, C, ldx, w, b, state, y, ldy, c_begin, c_end);
+    case 5:
+      return ConvAll<5>(x, L, C, ldx, w, b, state, y, ldy, c_begin, c_end);
+    case 6:
+      return ConvAll<6>(x, L, C, ldx, w, b, state, y, ldy, c_begin, c_end);
+    case 7:
+      return ConvAll<7>(x, L, C, ldx, w, b, state, y, ldy, c_begin, c_end);
+    case 8:
+      return ConvAll<8>(x, L, C, ldx, w, b, state, y, ldy, c_begin, c_end);
+    default:
+      QM_CHECK(false, "d_conv %d outside 1..8", d_conv);
   }
 }
 

@@ -1,4 +1,630 @@
+// AVX-512 (F/BW/VL/DQ + VNNI) int8 kernels; contracts in kernels/q8.h.
+//
+// GEMM/GEMV use vpdpbusd (u8 x s8 -> s32, four products per lane) with the unsigned offset on
+// the weight side: wu = w ^ 0x80 = w + 128 in [0, 255], so
+//   sum_k wu[n,k] x[m,k] = acc[m,n] + 128 * xsum[m],   xsum[m] = sum_k x[m,k].
+// The per-row x sums cost O(M K) per call, so W needs no precomputed row sums or packing on
+// disk. Intermediate sums may wrap modulo 2^32 (|sum| <= K 255 128); the final subtraction
+// restores acc exactly whenever acc itself fits in int32 (K <= kGemmS8MaxK).
+//   M <= 4 (decode): GEMV streaming 4 consecutive W rows at a time, 64 k per vpdpbusd, x in L1.
+//   M >= 5 (prefill): W strips of 32 columns packed into per-thread scratch as
+//   panel[k/4][32][4] (u8), a 12 x 32 register tile (24 zmm accumulators), x broadcast 4 bytes
+//   at a time straight from its rows (from a zero-padded copy when K % 4 != 0).
+// GCC 12 warns about the deliberately undefined lanes inside its own AVX-512 intrinsics
+// (GCC bug 105593); the warning is about the header, not this code.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "core/check.h"
+#include "kernels/generic/q8_generic.h"
 #include "kernels/q8.h"
+#include "kernels/q8_internal.h"
+#include "kernels/q8_rowops.h"
+#include "kernels/x86/avx512/vmath_avx512.h"
+
 namespace quamba::kernels::x86::avx512 {
-void FillQ8Table(Q8KernelTable* t) { (void)t; }
+namespace {
+
+using q8::Q8Slot;
+
+// RoundS8 on 16 lanes, as int32: clamp first (max(v, lo) returns lo for NaN), then
+// vcvtps2dq rounds half to even under the default MXCSR.
+inline __m512i RoundClamp(__m512 v) {
+  v = _mm512_max_ps(v, _mm512_set1_ps(-128.0f));
+  v = _mm512_min_ps(v, _mm512_set1_ps(127.0f));
+  return _mm512_cvtps_epi32(v);
 }
+
+inline void StoreS8(int8_t* p, __mmask16 m, __m512i v) { _mm512_mask_cvtepi32_storeu_epi8(p, m, v); }
+
+inline __m512 LoadS8AsF32(const int8_t* p, __mmask16 m) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, p)));
+}
+
+inline __mmask64 FirstBytes(int64_t n) {
+  return n >= 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1;
+}
+
+// ------------------------------------------------------------------------------------------
+// Quantize / norm.
+
+void QuantizeF32ToS8(const float* x, int64_t L, int64_t C, int64_t ldx, float inv_scale,
+                     const float* col_mult, int8_t* q, int64_t ldq) {
+  const __m512 inv = _mm512_set1_ps(inv_scale);
+  for (int64_t l = 0; l < L; ++l) {
+    const float* xr = x + l * ldx;
+    int8_t* qr = q + l * ldq;
+    for (int64_t c = 0; c < C; c += 16) {
+      const __mmask16 m = FirstLanes(C - c);
+      __m512 mult = inv;
+      if (col_mult != nullptr) mult = _mm512_mul_ps(inv, _mm512_maskz_loadu_ps(m, col_mult + c));
+      StoreS8(qr + c, m, RoundClamp(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, xr + c), mult)));
+    }
+  }
+}
+
+float AddRmsNormQuant(float* residual, const float* h, const float* w, int64_t n, float eps,
+                      float inv_scale, int8_t* q) {
+  // residual += h; sum of squares in double (two accumulators over the 8-lane halves).
+  __m512d ss0 = _mm512_setzero_pd(), ss1 = _mm512_setzero_pd();
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = FirstLanes(n - i);
+    __m512 r = _mm512_maskz_loadu_ps(m, residual + i);
+    if (h != nullptr) {
+      r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, h + i));
+      _mm512_mask_storeu_ps(residual + i, m, r);
+    }
+    const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(r));
+    const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(r), 1)));
+    ss0 = _mm512_fmadd_pd(lo, lo, ss0);
+    ss1 = _mm512_fmadd_pd(hi, hi, ss1);
+  }
+  const double ss = _mm512_reduce_add_pd(_mm512_add_pd(ss0, ss1));
+  const float inv = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n > 0 ? n : 1) + eps));
+  const __m512 vinv = _mm512_set1_ps(inv);
+  float scale;
+  if (inv_scale > 0) {
+    scale = 1.0f / inv_scale;
+  } else {
+    __m512 amax = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) {
+      const __mmask16 m = FirstLanes(n - i);
+      const __m512 y = _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, residual + i), vinv),
+                                     _mm512_maskz_loadu_ps(m, w + i));
+      amax = _mm512_max_ps(amax, _mm512_abs_ps(y));
+    }
+    scale = std::fmax(_mm512_reduce_max_ps(amax), kMinAbsMax) / 127.0f;
+    inv_scale = 1.0f / scale;
+  }
+  const __m512 vs = _mm512_set1_ps(inv_scale);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = FirstLanes(n - i);
+    const __m512 y = _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, residual + i), vinv),
+                                   _mm512_maskz_loadu_ps(m, w + i));
+    StoreS8(q + i, m, RoundClamp(_mm512_mul_ps(y, vs)));
+  }
+  return scale;
+}
+
+// ------------------------------------------------------------------------------------------
+// GEMM / GEMV.
+
+// Epilogues: acc (exact int32) of row m, columns [n, n + lanes(mask)).
+struct OutS32 {
+  int32_t* y;
+  int64_t ldy;
+  void Vec(int64_t m, int64_t n, __m512i acc, __mmask16 mask) const {
+    _mm512_mask_storeu_epi32(y + m * ldy + n, mask, acc);
+  }
+  void One(int64_t m, int64_t n, int32_t acc) const { y[m * ldy + n] = acc; }
+};
+struct OutS8 {
+  int8_t* y;
+  int64_t ldy;
+  const float* scale;  // (M) fl(a[m] * b)
+  void Vec(int64_t m, int64_t n, __m512i acc, __mmask16 mask) const {
+    const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(scale[m]));
+    StoreS8(y + m * ldy + n, mask, RoundClamp(v));
+  }
+  void One(int64_t m, int64_t n, int32_t acc) const {
+    y[m * ldy + n] = q8::RoundS8(static_cast<float>(acc) * scale[m]);
+  }
+};
+struct OutF32 {
+  float* y;
+  int64_t ldy;
+  const float* scale;
+  void Vec(int64_t m, int64_t n, __m512i acc, __mmask16 mask) const {
+    _mm512_mask_storeu_ps(y + m * ldy + n, mask,
+                          _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(scale[m])));
+  }
+  void One(int64_t m, int64_t n, int32_t acc) const {
+    y[m * ldy + n] = static_cast<float>(acc) * scale[m];
+  }
+};
+
+// xsum[m] = sum_k x[m, k] via vpdpbusd with u8 ones.
+int32_t RowSumS8(const int8_t* x, int64_t K) {
+  const __m512i ones = _mm512_set1_epi8(1);
+  __m512i acc = _mm512_setzero_si512();
+  for (int64_t k = 0; k < K; k += 64)
+    acc = _mm512_dpbusd_epi32(acc, ones, _mm512_maskz_loadu_epi8(FirstBytes(K - k), x + k));
+  return _mm512_reduce_add_epi32(acc);
+}
+
+// a - b modulo 2^32: the wrapped u8 x s8 sum minus the offset term is the exact accumulator.
+inline int32_t WrapSub(int32_t a, int32_t b) {
+  return static_cast<int32_t>(static_cast<uint32_t>(a) - static_cast<uint32_t>(b));
+}
+
+// Lane j of the result = sum of the 16 lanes of v[j], j < 4 (128-bit result).
+inline __m128i ReduceAdd4(__m512i v0, __m512i v1, __m512i v2, __m512i v3) {
+  auto half = [](__m512i v) {
+    return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+  };
+  const __m256i t01 = _mm256_hadd_epi32(half(v0), half(v1));
+  const __m256i t23 = _mm256_hadd_epi32(half(v2), half(v3));
+  const __m256i t = _mm256_hadd_epi32(t01, t23);  // per 128-bit lane: [s0 s1 s2 s3]
+  return _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+}
+
+// GEMV for M (1..4) rows of x: R (4 or 1) consecutive W rows per pass, 64 k per step.
+template <int M, int R, typename Out>
+inline void GemvRows(const GemmS8Args& g, const int32_t* xsum, int64_t n, const Out& out) {
+  const int64_t K = g.K;
+  const __m512i off = _mm512_set1_epi8(static_cast<char>(0x80));
+  __m512i acc[R][M];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int m = 0; m < M; ++m) acc[r][m] = _mm512_setzero_si512();
+  const int8_t* wr = g.w + n * K;
+  int64_t k = 0;
+  for (; k + 64 <= K; k += 64) {
+    __m512i xv[M];
+#pragma GCC unroll 4
+    for (int m = 0; m < M; ++m) xv[m] = _mm512_loadu_si512(g.x + m * g.ldx + k);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m512i wv = _mm512_xor_si512(_mm512_loadu_si512(wr + r * K + k), off);
+#pragma GCC unroll 4
+      for (int m = 0; m < M; ++m) acc[r][m] = _mm512_dpbusd_epi32(acc[r][m], wv, xv[m]);
+    }
+  }
+  if (k < K) {  // masked tail: w lanes read as 0 become 128, x lanes are 0: no contribution
+    const __mmask64 km = FirstBytes(K - k);
+    __m512i xv[M];
+#pragma GCC unroll 4
+    for (int m = 0; m < M; ++m) xv[m] = _mm512_maskz_loadu_epi8(km, g.x + m * g.ldx + k);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m512i wv = _mm512_xor_si512(_mm512_maskz_loadu_epi8(km, wr + r * K + k), off);
+#pragma GCC unroll 4
+      for (int m = 0; m < M; ++m) acc[r][m] = _mm512_dpbusd_epi32(acc[r][m], wv, xv[m]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int m = 0; m < M; ++m) {
+    if constexpr (R == 4) {
+      alignas(16) int32_t s[4];
+      _mm_store_si128(reinterpret_cast<__m128i*>(s),
+                      ReduceAdd4(acc[0][m], acc[1][m], acc[2][m], acc[3][m]));
+      for (int r = 0; r < 4; ++r) out.One(m, n + r, WrapSub(s[r], 128 * xsum[m]));
+    } else {
+      out.One(m, n, WrapSub(_mm512_reduce_add_epi32(acc[0][m]), 128 * xsum[m]));
+    }
+  }
+}
+
+template <int M, typename Out>
+void Gemv(const GemmS8Args& g, const int32_t* xsum, int64_t n_begin, int64_t n_end,
+          const Out& out) {
+  int64_t n = n_begin;
+  for (; n + 4 <= n_end; n += 4) GemvRows<M, 4>(g, xsum, n, out);
+  for (; n < n_end; ++n) GemvRows<M, 1>(g, xsum, n, out);
+}
+
+constexpr int kNr = 32;  // columns per packed strip (2 zmm of int32 lanes)
+constexpr int kMr = 12;  // rows per register tile
+
+// panel[kq][j][0..3] = w[n0 + j][4 kq .. 4 kq + 3] ^ 0x80 for j < cols, k < K; the padding
+// (k >= K or j >= cols) holds 0x80, i.e. weight 0. Per group of 16 rows and 64 bytes of k,
+// the 16 x 16 block of 4-byte quads is transposed in registers.
+void PackStrip(const int8_t* w, int64_t K, int64_t n0, int64_t cols, int64_t K4,
+               uint8_t* panel) {
+  const __m512i off = _mm512_set1_epi8(static_cast<char>(0x80));
+  for (int64_t g = 0; g < kNr; g += 16) {
+    for (int64_t k = 0; k < 4 * K4; k += 64) {
+      const __mmask64 km = FirstBytes(K - k);
+      __m512 r[16];
+      for (int64_t i = 0; i < 16; ++i) {
+        const __m512i v = g + i < cols ? _mm512_maskz_loadu_epi8(km, w + (n0 + g + i) * K + k)
+                                       : _mm512_setzero_si512();
+        r[i] = _mm512_castsi512_ps(_mm512_xor_si512(v, off));
+      }
+      Transpose16x16(r);  // r[q] = quad k/4 + q of rows g .. g+15
+      const int64_t nq = (4 * K4 - k) / 4 < 16 ? (4 * K4 - k) / 4 : 16;
+      for (int64_t q = 0; q < nq; ++q)
+        _mm512_store_ps(reinterpret_cast<float*>(panel + ((k / 4 + q) * kNr + g) * 4), r[q]);
+    }
+  }
+}
+
+// acc tile (MR rows) x (32 columns) over all K4 quads; x rows of stride ldx (4-byte groups).
+template <int MR, typename Out>
+inline void Tile(const uint8_t* panel, const int8_t* x, int64_t ldx, int64_t K4,
+                 const int32_t* xsum, int64_t m0, int64_t n0, int64_t cols, const Out& out) {
+  __m512i acc[MR][2];
+#pragma GCC unroll 12
+  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
+  const uint8_t* p = panel;
+  for (int64_t kq = 0; kq < K4; ++kq, p += 4 * kNr) {
+    const __m512i w0 = _mm512_load_si512(p);
+    const __m512i w1 = _mm512_load_si512(p + 64);
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; ++r) {
+      int32_t xq;
+      std::memcpy(&xq, x + r * ldx + 4 * kq, 4);
+      const __m512i xb = _mm512_set1_epi32(xq);
+      acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], w0, xb);
+      acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], w1, xb);
+    }
+  }
+  const __mmask16 mk0 = FirstLanes(cols), mk1 = cols > 16 ? FirstLanes(cols - 16) : 0;
+#pragma GCC unroll 12
+  for (int r = 0; r < MR; ++r) {
+    const __m512i corr = _mm512_set1_epi32(128 * xsum[r]);
+    out.Vec(m0 + r, n0, _mm512_sub_epi32(acc[r][0], corr), mk0);
+    if (cols > 16) out.Vec(m0 + r, n0 + 16, _mm512_sub_epi32(acc[r][1], corr), mk1);
+  }
+}
+
+template <typename Out>
+void TileDispatch(int mr, const uint8_t* panel, const int8_t* x, int64_t ldx, int64_t K4,
+                  const int32_t* xsum, int64_t m0, int64_t n0, int64_t cols, const Out& out) {
+  switch (mr) {
+#define QM_TILE_CASE(R) \
+  case R: Tile<R>(panel, x, ldx, K4, xsum, m0, n0, cols, out); return;
+    QM_TILE_CASE(1) QM_TILE_CASE(2) QM_TILE_CASE(3) QM_TILE_CASE(4) QM_TILE_CASE(5)
+    QM_TILE_CASE(6) QM_TILE_CASE(7) QM_TILE_CASE(8) QM_TILE_CASE(9) QM_TILE_CASE(10)
+    QM_TILE_CASE(11) QM_TILE_CASE(12)
+#undef QM_TILE_CASE
+  }
+  QM_CHECK(false, "bad tile height %d", mr);
+}
+
+template <typename Out>
+void GemmPacked(const GemmS8Args& g, const int32_t* xsum, int64_t n_begin, int64_t n_end,
+                const Out& out) {
+  const int64_t K = g.K, K4 = (K + 3) / 4;
+  // x rows with K padded to whole quads (zeros), unless already K % 4 == 0.
+  const int8_t* x = g.x;
+  int64_t ldx = g.ldx;
+  if (K % 4 != 0) {
+    int8_t* xp = static_cast<int8_t*>(q8::Scratch(Q8Slot::kB, g.M * 4 * K4));
+    for (int64_t m = 0; m < g.M; ++m) {
+      std::memcpy(xp + m * 4 * K4, g.x + m * g.ldx, static_cast<size_t>(K));
+      std::memset(xp + m * 4 * K4 + K, 0, static_cast<size_t>(4 * K4 - K));
+    }
+    x = xp;
+    ldx = 4 * K4;
+  }
+  uint8_t* panel = static_cast<uint8_t*>(q8::Scratch(Q8Slot::kC, K4 * kNr * 4));
+  for (int64_t n0 = n_begin; n0 < n_end; n0 += kNr) {
+    const int64_t cols = n_end - n0 < kNr ? n_end - n0 : kNr;
+    PackStrip(g.w, K, n0, cols, K4, panel);
+    int64_t m0 = 0;
+    for (; m0 + kMr <= g.M; m0 += kMr)
+      Tile<kMr>(panel, x + m0 * ldx, ldx, K4, xsum + m0, m0, n0, cols, out);
+    if (m0 < g.M)
+      TileDispatch(static_cast<int>(g.M - m0), panel, x + m0 * ldx, ldx, K4, xsum + m0, m0, n0,
+                   cols, out);
+  }
+}
+
+// xsum: (M) scratch for the x row sums.
+template <typename Out>
+void GemmAny(const GemmS8Args& g, int64_t n_begin, int64_t n_end, int32_t* xsum, const Out& out) {
+  QM_DCHECK(g.K <= kGemmS8MaxK, "K = %lld exceeds the int32-exact bound",
+            static_cast<long long>(g.K));
+  for (int64_t m = 0; m < g.M; ++m) xsum[m] = RowSumS8(g.x + m * g.ldx, g.K);
+  switch (g.M) {
+    case 1: Gemv<1>(g, xsum, n_begin, n_end, out); return;
+    case 2: Gemv<2>(g, xsum, n_begin, n_end, out); return;
+    case 3: Gemv<3>(g, xsum, n_begin, n_end, out); return;
+    case 4: Gemv<4>(g, xsum, n_begin, n_end, out); return;
+    default: GemmPacked(g, xsum, n_begin, n_end, out); return;
+  }
+}
+
+// Per-call scratch in slot kA: xsum (M int32) then the row scales fl(a[m] * b) (M floats).
+int32_t* RowBuffers(const GemmS8Args& g, float** scale) {
+  int32_t* buf = static_cast<int32_t*>(q8::Scratch(Q8Slot::kA, 2 * g.M * sizeof(int32_t)));
+  if (scale != nullptr) {
+    *scale = reinterpret_cast<float*>(buf + g.M);
+    for (int64_t m = 0; m < g.M; ++m) (*scale)[m] = g.a[m * g.a_stride] * g.b;
+  }
+  return buf;
+}
+
+void GemmS8S8ToS32(const GemmS8Args& g, int32_t* y, int64_t ldy, int64_t n_begin, int64_t n_end) {
+  if (g.M <= 0 || n_end <= n_begin) return;
+  int32_t* xsum = RowBuffers(g, nullptr);
+  GemmAny(g, n_begin, n_end, xsum, OutS32{y, ldy});
+}
+
+void GemmS8S8ToS8(const GemmS8Args& g, int8_t* y, int64_t ldy, int64_t n_begin, int64_t n_end) {
+  if (g.M <= 0 || n_end <= n_begin) return;
+  float* scale = nullptr;
+  int32_t* xsum = RowBuffers(g, &scale);
+  GemmAny(g, n_begin, n_end, xsum, OutS8{y, ldy, scale});
+}
+
+void GemmS8S8ToF32(const GemmS8Args& g, float* y, int64_t ldy, int64_t n_begin, int64_t n_end) {
+  if (g.M <= 0 || n_end <= n_begin) return;
+  float* scale = nullptr;
+  int32_t* xsum = RowBuffers(g, &scale);
+  GemmAny(g, n_begin, n_end, xsum, OutF32{y, ldy, scale});
+}
+
+// ------------------------------------------------------------------------------------------
+// Conv1d: 16 channels per vector. Products and their sums of d_conv <= 8 int8 pairs are
+// integers below 2^24, so the float FMAs compute the int32 accumulator exactly.
+
+template <int D>
+void ConvBlock(const Conv1dS8Args& a, int64_t c0, __mmask16 mask) {
+  constexpr int P = D - 1;
+  const int64_t C = a.C;
+  __m512 wk[D], win[D];
+#pragma GCC unroll 8
+  for (int k = 0; k < D; ++k) wk[k] = LoadS8AsF32(a.w + k * C + c0, mask);
+#pragma GCC unroll 8
+  for (int j = 0; j < P; ++j) win[j] = LoadS8AsF32(a.state + j * C + c0, mask);
+  const __m512 bias = a.b != nullptr ? _mm512_mul_ps(_mm512_set1_ps(a.scale_b),
+                                                     LoadS8AsF32(a.b + c0, mask))
+                                     : _mm512_setzero_ps();
+  const __m512 swx = _mm512_set1_ps(a.scale_w * a.scale_x);
+  const __m512 inv_y = _mm512_set1_ps(a.inv_scale_y);
+  for (int64_t t = 0; t < a.L; ++t) {
+    win[P] = LoadS8AsF32(a.x + t * a.ldx + c0, mask);
+    __m512 acc = _mm512_mul_ps(wk[0], win[0]);
+#pragma GCC unroll 8
+    for (int k = 1; k < D; ++k) acc = _mm512_fmadd_ps(wk[k], win[k], acc);
+    const __m512 s = Silu(_mm512_fmadd_ps(acc, swx, bias));
+    if (a.y_f32 != nullptr) {
+      _mm512_mask_storeu_ps(a.y_f32 + t * a.ldy + c0, mask, s);
+    } else {
+      StoreS8(a.y + t * a.ldy + c0, mask, RoundClamp(_mm512_mul_ps(s, inv_y)));
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < P; ++j) win[j] = win[j + 1];
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < P; ++j) StoreS8(a.state + j * C + c0, mask, _mm512_cvtps_epi32(win[j]));
+}
+
+template <int D>
+void ConvAll(const Conv1dS8Args& a, int64_t c_begin, int64_t c_end) {
+  for (int64_t c0 = c_begin; c0 < c_end; c0 += 16) ConvBlock<D>(a, c0, FirstLanes(c_end - c0));
+}
+
+void CausalConv1dSiluS8(const Conv1dS8Args& a, int64_t c_begin, int64_t c_end) {
+  switch (a.d_conv) {
+    case 1: ConvAll<1>(a, c_begin, c_end); return;
+    case 2: ConvAll<2>(a, c_begin, c_end); return;
+    case 3: ConvAll<3>(a, c_begin, c_end); return;
+    case 4: ConvAll<4>(a, c_begin, c_end); return;
+    case 5: ConvAll<5>(a, c_begin, c_end); return;
+    case 6: ConvAll<6>(a, c_begin, c_end); return;
+    case 7: ConvAll<7>(a, c_begin, c_end); return;
+    case 8: ConvAll<8>(a, c_begin, c_end); return;
+  }
+  QM_CHECK(false, "d_conv %d outside 1..8", a.d_conv);
+}
+
+// ------------------------------------------------------------------------------------------
+// Selective scan: one lane per channel, 16 channels per block, the block's state transposed so
+// vector n holds h[c0..c0+15, n] (registers for d_state == 16, scratch otherwise). B and C are
+// dequantised once per call into scratch (L, d_state) floats; exp(dt A) = 2^(dt (A log2 e)) as
+// in the float scan.
+
+struct ScanStep {
+  __m512 u, dt, dtu;
+};
+
+inline ScanStep LoadStep(const ScanS8Args& a, int64_t t, int64_t c0, __mmask16 mask,
+                         __m512 bias) {
+  ScanStep s;
+  s.u = _mm512_mul_ps(_mm512_set1_ps(a.scale_u), LoadS8AsF32(a.u + t * a.ldu + c0, mask));
+  const __m512 delta =
+      _mm512_mul_ps(_mm512_set1_ps(a.scale_delta), LoadS8AsF32(a.delta + t * a.ld_delta + c0, mask));
+  s.dt = Softplus(_mm512_add_ps(delta, bias));
+  s.dtu = _mm512_mul_ps(s.dt, s.u);
+  return s;
+}
+
+inline void StoreOut(const ScanS8Args& a, int64_t t, int64_t c0, __mmask16 mask, __m512 acc,
+                     __m512 d, __m512 u) {
+  __m512 out = _mm512_fmadd_ps(d, u, acc);
+  if (a.z != nullptr) {
+    const __m512 z =
+        _mm512_mul_ps(_mm512_set1_ps(a.scale_z), LoadS8AsF32(a.z + t * a.ldz + c0, mask));
+    out = _mm512_mul_ps(out, Silu(z));
+  }
+  _mm512_mask_storeu_ps(a.y + t * a.ldy + c0, mask, out);
+}
+
+// Loads rows c0..c0+lanes of a (d_inner, N) matrix, columns [n0, n0 + 16), transposed: r[n]
+// holds column n0 + n across the 16 channels (missing rows / columns read as 0).
+inline void LoadTransposed(const float* src, int64_t N, int64_t c0, int64_t lanes, int64_t n0,
+                           __m512 r[16]) {
+  const __mmask16 cm = FirstLanes(N - n0);
+  for (int i = 0; i < 16; ++i)
+    r[i] = i < lanes ? _mm512_maskz_loadu_ps(cm, src + (c0 + i) * N + n0) : _mm512_setzero_ps();
+  Transpose16x16(r);
+}
+
+inline void StoreTransposed(float* dst, int64_t N, int64_t c0, int64_t lanes, int64_t n0,
+                            __m512 r[16]) {
+  Transpose16x16(r);
+  const __mmask16 cm = FirstLanes(N - n0);
+  for (int i = 0; i < lanes; ++i) _mm512_mask_storeu_ps(dst + (c0 + i) * N + n0, cm, r[i]);
+}
+
+void ScanBlock16(const ScanS8Args& a, const float* bf, const float* cf, int64_t c0,
+                 int64_t lanes) {
+  constexpr int N = 16;
+  const __mmask16 mask = FirstLanes(lanes);
+  __m512 h[N], at[N];
+  LoadTransposed(a.state, N, c0, lanes, 0, h);
+  LoadTransposed(a.A, N, c0, lanes, 0, at);
+#pragma GCC unroll 16
+  for (int n = 0; n < N; ++n) at[n] = _mm512_mul_ps(at[n], _mm512_set1_ps(kLog2e));
+  const __m512 bias = _mm512_maskz_loadu_ps(mask, a.delta_bias + c0);
+  const __m512 d = _mm512_maskz_loadu_ps(mask, a.D + c0);
+  for (int64_t t = 0; t < a.L; ++t) {
+    const ScanStep s = LoadStep(a, t, c0, mask, bias);
+    const float* bt = bf + t * N;
+    const float* ct = cf + t * N;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+#pragma GCC unroll 16
+    for (int n = 0; n < N; n += 2) {
+      const __m512 da0 = Exp2NonPositive(_mm512_mul_ps(s.dt, at[n]));
+      const __m512 da1 = Exp2NonPositive(_mm512_mul_ps(s.dt, at[n + 1]));
+      h[n] = _mm512_fmadd_ps(da0, h[n], _mm512_mul_ps(s.dtu, _mm512_set1_ps(bt[n])));
+      h[n + 1] = _mm512_fmadd_ps(da1, h[n + 1], _mm512_mul_ps(s.dtu, _mm512_set1_ps(bt[n + 1])));
+      acc0 = _mm512_fmadd_ps(h[n], _mm512_set1_ps(ct[n]), acc0);
+      acc1 = _mm512_fmadd_ps(h[n + 1], _mm512_set1_ps(ct[n + 1]), acc1);
+    }
+    StoreOut(a, t, c0, mask, _mm512_add_ps(acc0, acc1), d, s.u);
+  }
+  StoreTransposed(a.state, N, c0, lanes, 0, h);
+}
+
+// Any d_state: transposed state ht (N, 16) and A log2 e (N, 16) in scratch.
+void ScanBlockAny(const ScanS8Args& a, const float* bf, const float* cf, int64_t c0,
+                  int64_t lanes, float* ht, float* at) {
+  const int64_t N = a.d_state;
+  const __mmask16 mask = FirstLanes(lanes);
+  for (int64_t n0 = 0; n0 < N; n0 += 16) {
+    __m512 r[16];
+    LoadTransposed(a.state, N, c0, lanes, n0, r);
+    for (int64_t j = 0; j < 16 && n0 + j < N; ++j) _mm512_store_ps(ht + (n0 + j) * 16, r[j]);
+    LoadTransposed(a.A, N, c0, lanes, n0, r);
+    for (int64_t j = 0; j < 16 && n0 + j < N; ++j)
+      _mm512_store_ps(at + (n0 + j) * 16, _mm512_mul_ps(r[j], _mm512_set1_ps(kLog2e)));
+  }
+  const __m512 bias = _mm512_maskz_loadu_ps(mask, a.delta_bias + c0);
+  const __m512 d = _mm512_maskz_loadu_ps(mask, a.D + c0);
+  for (int64_t t = 0; t < a.L; ++t) {
+    const ScanStep s = LoadStep(a, t, c0, mask, bias);
+    const float* bt = bf + t * N;
+    const float* ct = cf + t * N;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t n = 0; n < N; ++n) {
+      const __m512 da = Exp2NonPositive(_mm512_mul_ps(s.dt, _mm512_load_ps(at + n * 16)));
+      const __m512 hn = _mm512_fmadd_ps(da, _mm512_load_ps(ht + n * 16),
+                                        _mm512_mul_ps(s.dtu, _mm512_set1_ps(bt[n])));
+      _mm512_store_ps(ht + n * 16, hn);
+      acc = _mm512_fmadd_ps(hn, _mm512_set1_ps(ct[n]), acc);
+    }
+    StoreOut(a, t, c0, mask, acc, d, s.u);
+  }
+  for (int64_t n0 = 0; n0 < N; n0 += 16) {
+    __m512 r[16];
+    for (int64_t j = 0; j < 16; ++j)
+      r[j] = n0 + j < N ? _mm512_load_ps(ht + (n0 + j) * 16) : _mm512_setzero_ps();
+    StoreTransposed(a.state, N, c0, lanes, n0, r);
+  }
+}
+
+void SelectiveScanS8(const ScanS8Args& a, int64_t c_begin, int64_t c_end) {
+  if (c_end <= c_begin || a.L <= 0) return;
+  const int64_t N = a.d_state;
+  // Dequantised B and C for all steps: (L, N) each.
+  float* bf = static_cast<float*>(q8::Scratch(Q8Slot::kA, 2 * a.L * N * sizeof(float)));
+  float* cf = bf + a.L * N;
+  for (int64_t t = 0; t < a.L; ++t) {
+    for (int64_t n = 0; n < N; ++n) {
+      bf[t * N + n] = a.scale_B * static_cast<float>(a.B[t * a.ld_bc + n]);
+      cf[t * N + n] = a.scale_C * static_cast<float>(a.C[t * a.ld_bc + n]);
+    }
+  }
+  float* ht = nullptr;
+  float* at = nullptr;
+  if (N != 16) {
+    ht = static_cast<float*>(q8::Scratch(Q8Slot::kB, 2 * N * 16 * sizeof(float)));
+    at = ht + N * 16;
+  }
+  for (int64_t c0 = c_begin; c0 < c_end; c0 += 16) {
+    const int64_t lanes = c_end - c0 < 16 ? c_end - c0 : 16;
+    if (N == 16) {
+      ScanBlock16(a, bf, cf, c0, lanes);
+    } else {
+      ScanBlockAny(a, bf, cf, c0, lanes, ht, at);
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// Hadamard: the shared scalar row transform, auto-vectorised with this file's AVX-512 flags
+// (no reassociation, so the bits equal the generic kernel's).
+
+void HadamardF32(float* x, int64_t L, int64_t n, int64_t ldx) {
+  int K = 0, lg = 0;
+  QM_CHECK(HadamardSizeOk(n, &K, &lg), "unsupported Hadamard size %lld",
+           static_cast<long long>(n));
+  const int8_t* hk = HadamardFactor(K);
+  const float norm = static_cast<float>(1.0 / std::sqrt(static_cast<double>(n)));
+  float* tmp = static_cast<float*>(q8::Scratch(Q8Slot::kA, n * sizeof(float)));
+  for (int64_t l = 0; l < L; ++l) {
+    float* v = x + l * ldx;
+    q8::HadamardRowUnnormalised(v, K, int64_t{1} << lg, hk, tmp);
+    for (int64_t i = 0; i < n; i += 16) {
+      const __mmask16 m = FirstLanes(n - i);
+      _mm512_mask_storeu_ps(v + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, v + i),
+                                                    _mm512_set1_ps(norm)));
+    }
+  }
+}
+
+void HadamardF32ToS8(const float* x, int64_t L, int64_t n, int64_t ldx, float inv_scale, int8_t* q,
+                     int64_t ldq) {
+  int K = 0, lg = 0;
+  QM_CHECK(HadamardSizeOk(n, &K, &lg), "unsupported Hadamard size %lld",
+           static_cast<long long>(n));
+  const int8_t* hk = HadamardFactor(K);
+  const __m512 mult =
+      _mm512_set1_ps(inv_scale * static_cast<float>(1.0 / std::sqrt(static_cast<double>(n))));
+  float* row = static_cast<float*>(q8::Scratch(Q8Slot::kA, n * sizeof(float)));
+  float* tmp = static_cast<float*>(q8::Scratch(Q8Slot::kB, n * sizeof(float)));
+  for (int64_t l = 0; l < L; ++l) {
+    std::memcpy(row, x + l * ldx, static_cast<size_t>(n) * sizeof(float));
+    q8::HadamardRowUnnormalised(row, K, int64_t{1} << lg, hk, tmp);
+    for (int64_t i = 0; i < n; i += 16) {
+      const __mmask16 m = FirstLanes(n - i);
+      StoreS8(q + l * ldq + i, m, RoundClamp(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, row + i), mult)));
+    }
+  }
+}
+
+}  // namespace
+
+void FillQ8Table(Q8KernelTable* t) {
+  t->quantize_f32_s8 = QuantizeF32ToS8;
+  t->add_rms_norm_quant = AddRmsNormQuant;
+  t->gemm_s8s8_s32 = GemmS8S8ToS32;
+  t->gemm_s8s8_s8 = GemmS8S8ToS8;
+  t->gemm_s8s8_f32 = GemmS8S8ToF32;
+  t->causal_conv1d_silu_s8 = CausalConv1dSiluS8;
+  t->selective_scan_s8 = SelectiveScanS8;
+  t->hadamard_f32 = HadamardF32;
+  t->hadamard_quant = HadamardF32ToS8;
+}
+
+}  // namespace quamba::kernels::x86::avx512

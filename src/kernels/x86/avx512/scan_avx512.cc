@@ -40,8 +40,8 @@ struct Chunk {
   alignas(64) float out[kT * kW];  // sum_n h * C (then + D*u, gated)
 };
 
-inline void Prologue(const ScanArgs& a, int64_t t0, int64_t tn, int64_t c0, __m512 bias,
-                     __m512 d, Chunk* ch) {
+inline void Prologue(const ScanArgs& a, int64_t t0, int64_t tn, int64_t c0, __m512 bias, __m512 d,
+                     Chunk* ch) {
   for (int64_t j = 0; j < tn; ++j) {
     const int64_t t = t0 + j;
     const __m512 u = _mm512_loadu_ps(a.u + t * a.ldu + c0);
@@ -101,8 +101,8 @@ void ScanBlockState16(const ScanArgs& a, int64_t c0) {
         h[n] = _mm512_fmadd_ps(da, h[n], _mm512_mul_ps(dtu, _mm512_set1_ps(bt[n])));
         acc[n % 4] = _mm512_fmadd_ps(h[n], _mm512_set1_ps(ct[n]), acc[n % 4]);
       }
-      _mm512_store_ps(ch.out + j * kW, _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]),
-                                                     _mm512_add_ps(acc[2], acc[3])));
+      _mm512_store_ps(ch.out + j * kW,
+                      _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
     }
     Epilogue(a, t0, tn, c0, ch);
   }
@@ -129,7 +129,8 @@ inline __m512 ReduceAdd16(const __m512 v[16]) {
   const __m512 y0 = _mm512_add_ps(_mm512_unpacklo_ps(q[0], q[1]), _mm512_unpackhi_ps(q[0], q[1]));
   const __m512 y1 = _mm512_add_ps(_mm512_unpacklo_ps(q[2], q[3]), _mm512_unpackhi_ps(q[2], q[3]));
   const __m512d a = _mm512_castps_pd(y0), b = _mm512_castps_pd(y1);
-  return _mm512_castpd_ps(_mm512_add_pd(_mm512_unpacklo_pd(a, b), _mm512_unpackhi_pd(a, b)));
+  return _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)),
+                       _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
 }
 
 // Decode path, d_state == 16 and few steps: one zmm per channel holds that channel's 16
@@ -155,10 +156,9 @@ void ScanBlockRows16(const ScanArgs& a, int64_t c0) {
         float* hp = a.state + (c0 + i) * N;
         // Same rounding as the transposed path: dt * float(A log2 e).
         const __m512 at = _mm512_mul_ps(_mm512_loadu_ps(a.A + (c0 + i) * N), log2e);
-        const __m512 da =
-            Exp2NonPositive(_mm512_mul_ps(_mm512_set1_ps(ch.dt[j * kW + i]), at));
-        const __m512 h = _mm512_fmadd_ps(
-            da, _mm512_loadu_ps(hp), _mm512_mul_ps(_mm512_set1_ps(ch.dtu[j * kW + i]), b));
+        const __m512 da = Exp2NonPositive(_mm512_mul_ps(_mm512_set1_ps(ch.dt[j * kW + i]), at));
+        const __m512 h = _mm512_fmadd_ps(da, _mm512_loadu_ps(hp),
+                                         _mm512_mul_ps(_mm512_set1_ps(ch.dtu[j * kW + i]), b));
         _mm512_storeu_ps(hp, h);
         v[i] = _mm512_mul_ps(h, c);
       }
@@ -168,8 +168,8 @@ void ScanBlockRows16(const ScanArgs& a, int64_t c0) {
   }
 }
 
-// Any d_state: the transposed block state ht (N, 16) and (A log2 e)^T (N, 16) live in scratch (L1 for
-// the usual sizes). Loads/stores move 16-state chunks through the register transpose.
+// Any d_state: the transposed block state ht (N, 16) and (A log2 e)^T (N, 16) live in scratch (L1
+// for the usual sizes). Loads/stores move 16-state chunks through the register transpose.
 void ScanBlockAnyState(const ScanArgs& a, int64_t c0, float* ht, float* at) {
   const int64_t N = a.d_state;
   for (int64_t n0 = 0; n0 < N; n0 += 16) {
