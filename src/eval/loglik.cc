@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
+#include <memory>
 
 namespace quamba {
 namespace {
@@ -88,6 +90,8 @@ void EngineScorer::ScoreFromScratch(std::span<const std::vector<LoglikRequest>> 
                                     const EvalProgressFn& progress) {
   const int64_t vocab = engine_->vocab_size();
   std::vector<float> logits(kLogitChunk * vocab);
+  std::vector<double> row_lp(kLogitChunk);
+  std::unique_ptr<bool[]> row_greedy(new bool[kLogitChunk]);
   for (size_t g = 0; g < groups.size(); ++g) {
     for (size_t i = 0; i < groups[g].size(); ++i) {
       int64_t n = 0;
@@ -102,8 +106,16 @@ void EngineScorer::ScoreFromScratch(std::span<const std::vector<LoglikRequest>> 
       for (int64_t start = n; start < len - 1; start += kLogitChunk) {
         const int64_t T = std::min(kLogitChunk, len - 1 - start);
         engine_->Prefill(&state, s.subspan(start, T), logits.data(), /*all_logits=*/true);
-        for (int64_t t = 0; t < T; ++t)
-          Accumulate(logits.data() + t * vocab, vocab, seq[start + t + 1], &r);
+        pool_.ParallelRange(T, 1, [&](int64_t b, int64_t e) {
+          for (int64_t t = b; t < e; ++t) {
+            row_lp[t] =
+                LogSoftmaxAt(logits.data() + t * vocab, vocab, seq[start + t + 1], &row_greedy[t]);
+          }
+        });
+        for (int64_t t = 0; t < T; ++t) {  // in token order, as the forked path sums
+          r.logprob += row_lp[t];
+          r.is_greedy = r.is_greedy && row_greedy[t];
+        }
       }
       tokens_run_ += len - 1;
     }
@@ -134,7 +146,8 @@ void EngineScorer::ScoreForked(std::span<const std::vector<LoglikRequest>> group
   };
 
   std::vector<float> prefix_logits(vocab), row_logits(vocab), step_logits(batch_ * vocab);
-  std::vector<Row> active, waiting;
+  std::vector<Row> active;
+  std::deque<Row> waiting;  // forked rows waiting for a batch slot, oldest first
   active.reserve(batch_);
 
   // Runs group g's shared prefix once; each request gets a copy of that state, prefills its
@@ -181,8 +194,8 @@ void EngineScorer::ScoreForked(std::span<const std::vector<LoglikRequest>> group
     while (next_group < n_groups && static_cast<int64_t>(active.size() + waiting.size()) < batch_)
       admit(next_group++);
     while (static_cast<int64_t>(active.size()) < batch_ && !waiting.empty()) {
-      active.push_back(std::move(waiting.back()));
-      waiting.pop_back();
+      active.push_back(std::move(waiting.front()));
+      waiting.pop_front();
     }
     if (active.empty()) break;
 

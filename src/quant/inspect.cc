@@ -1,11 +1,8 @@
 // The outlier inspector (see inspect.h).
 #include "quant/inspect.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -356,6 +353,7 @@ StatusOr<InspectReport> InspectActivations(const MambaModel& model,
   double need = 0;
   std::vector<int64_t> widths;
   for (int p = 0; p < kP; ++p) {
+    if (p == (int)InspectPoint::kOutProjInHad && !r.hadamard) continue;
     const int64_t w = PointWidth(c, static_cast<InspectPoint>(p));
     widths.push_back(w);
     need += 8.0 * (double)TopNeeded(r.tokens * w, kInspectPercentiles[0]) * (double)c.n_layer;
@@ -591,6 +589,11 @@ const char* kGreen = "#2ca02c";
 const char* kOrange = "#ff7f0e";
 const char* kPurple = "#9467bd";
 
+// "p99.999" for the percentile observer's alpha.
+std::string PctName(const InspectReport& r) {
+  return StrFormat("p%.10g", 100 * r.percentile_alpha);
+}
+
 std::string BaseName(const std::string& dir) {
   std::string d = dir;
   while (d.size() > 1 && d.back() == '/') d.pop_back();
@@ -636,7 +639,8 @@ std::string RangesSvg(const InspectReport& r) {
     pn.series.push_back(series("p99", kGreen, true,
                                [&](size_t l) { return r.layers[l][p].pct[0]; }));
     if (p == (int)InspectPoint::kXProjIn)
-      pn.series.push_back(series("quamba clip (p99.999 EMA)", kOrange, false,
+      pn.series.push_back(series(StrFormat("quamba clip (%s EMA)", PctName(r).c_str()), kOrange,
+                                 false,
                                  [&](size_t l) { return (double)r.pct_ema[l]; }));
     pn.legend = svg::LegendPos::kTopRight;
     f.panels.push_back(std::move(pn));
@@ -688,7 +692,8 @@ std::string SsmInputSvg(const InspectReport& r) {
     p.markers.push_back({-v, "", color, true});
   };
   mark(x.pct[2], StrFormat("p99.99 of |x| = %.4g", x.pct[2]), kGreen);
-  mark(r.pct_ema[l], StrFormat("quamba clip (p99.999 EMA) = %.4g", r.pct_ema[l]), kOrange);
+  mark(r.pct_ema[l], StrFormat("quamba clip (%s EMA) = %.4g", PctName(r).c_str(), r.pct_ema[l]),
+       kOrange);
   mark(x.absmax, StrFormat("minmax clip (max |x|) = %.4g", x.absmax), kRed);
   f.panels.push_back(std::move(p));
   return svg::RenderSvg(f);

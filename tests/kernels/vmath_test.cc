@@ -37,6 +37,7 @@ constexpr double kSiluAbsTol = 1e-36;
 struct VmathIsa {
   Isa isa;
   void (*exp_row)(const float*, int64_t, float*);
+  void (*exp2_row)(const float*, int64_t, float*);
   void (*softplus_row)(const float*, int64_t, float*);
   void (*silu_row)(const float*, int64_t, float*);
 };
@@ -44,11 +45,12 @@ struct VmathIsa {
 std::vector<VmathIsa> SimdIsas() {
   std::vector<VmathIsa> v;
   if (IsaSupported(Isa::kAvx2)) {
-    v.push_back({Isa::kAvx2, x86::avx2::ExpRow, x86::avx2::SoftplusRow, x86::avx2::SiluRow});
+    v.push_back({Isa::kAvx2, x86::avx2::ExpRow, x86::avx2::Exp2NonPositiveRow,
+                 x86::avx2::SoftplusRow, x86::avx2::SiluRow});
   }
   if (IsaSupported(Isa::kAvx512)) {
-    v.push_back(
-        {Isa::kAvx512, x86::avx512::ExpRow, x86::avx512::SoftplusRow, x86::avx512::SiluRow});
+    v.push_back({Isa::kAvx512, x86::avx512::ExpRow, x86::avx512::Exp2NonPositiveRow,
+                 x86::avx512::SoftplusRow, x86::avx512::SiluRow});
   }
   return v;
 }
@@ -100,6 +102,26 @@ TEST(VmathTest, ExpUnderflowAndSpecials) {
     EXPECT_TRUE(std::isnan(out[0])) << IsaName(s.isa);
     EXPECT_EQ(out[1], 0.0f) << IsaName(s.isa);
     EXPECT_EQ(out[2], 0.0f) << IsaName(s.isa);
+  }
+}
+
+// 2^t on t <= 0, the scan's exp(dt * A) (log2 e folded into A): same 2-ulp bound over the
+// normal range; below 2^-125.5 avx2 flushes to 0 and avx512 rounds into the subnormals.
+TEST(VmathTest, Exp2NonPositiveWithinTwoUlps) {
+  for (const VmathIsa& s : SimdIsas()) {
+    std::vector<float> x = Sweep(-150.0, 0.0, 600001);
+    for (float v : {-0.0f, -1e-30f, -1e-7f, -0.5f, -0.49999997f, -0.50000006f, -1e30f}) {
+      x.push_back(v);
+    }
+    std::vector<float> y(x.size());
+    s.exp2_row(x.data(), static_cast<int64_t>(x.size()), y.data());
+    std::vector<double> expect(x.size()), tol(x.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+      expect[i] = std::exp2(static_cast<double>(x[i]));
+      const double floor_abs = s.isa == Isa::kAvx2 ? kExpAvx2FlushAbs : kExpSubnormalAbs;
+      tol[i] = kExpUlps * UlpAt(expect[i]) + (x[i] <= -125.5f ? floor_abs : 0.0);
+    }
+    ASSERT_TRUE(AssertClose("exp2", s.isa, y, expect, tol));
   }
 }
 

@@ -59,6 +59,10 @@ int CmdGenerate(int argc, char** argv) {
   if (simulate && !model.quantized())
     return Fail(Status::Error(StrFormat("%s: --simulate: expected a quantized model, found a "
                                         "float one", model_dir.c_str())));
+  if (simulate && !model.qweights().qc.static_acts)
+    return Fail(Status::Error(StrFormat("%s: --simulate: expected a static recipe (quamba, minmax, "
+                                        "smoothquant), found %s", model_dir.c_str(),
+                                        model.recipe().c_str())));
   Engine engine(model, threads, k, 256, 16, simulate);
   const double t_load = NowSeconds() - t0;
   if (verbose)

@@ -29,6 +29,8 @@ int CmdInspect(int argc, char** argv) {
   flags.Add("--calib-len", &calib_len, "tokens per sample (default 512)", 2, 1 << 16);
   flags.Add("-o,--out", &out_dir, "with --calib: write outliers.json, ranges.svg, "
             "ssm_input.svg and hadamard.svg into this directory (created if missing)");
+  flags.Add("--percentile", &opt.percentile_alpha, "percentile of |x| behind the quamba scale of "
+            "the SSM input (as quantize; default 0.99999)", 0.5, 1.0);
   flags.Add("--max-memory", &max_memory_mb, "MiB for exact percentiles; beyond it values are "
             "subsampled (default 1024)", 1, 1 << 24);
   flags.Add("-t,--threads", &opt.threads, "threads (default: all cores)", 1, 1024);

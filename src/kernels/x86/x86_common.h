@@ -20,11 +20,13 @@ float* Scratch(ScratchSlot slot, int64_t n_floats);
 // y (n) = f(x (n)). Only call the ones whose ISA IsaSupported() reports.
 namespace avx2 {
 void ExpRow(const float* x, int64_t n, float* y);
+void Exp2NonPositiveRow(const float* x, int64_t n, float* y);  // 2^x, the scan's exp
 void SoftplusRow(const float* x, int64_t n, float* y);
 void SiluRow(const float* x, int64_t n, float* y);
 }  // namespace avx2
 namespace avx512 {
 void ExpRow(const float* x, int64_t n, float* y);
+void Exp2NonPositiveRow(const float* x, int64_t n, float* y);  // 2^x, the scan's exp
 void SoftplusRow(const float* x, int64_t n, float* y);
 void SiluRow(const float* x, int64_t n, float* y);
 }  // namespace avx512

@@ -7,8 +7,9 @@
 
 namespace quamba::kernels::x86::avx2 {
 
-// M <= 4: GEMV streaming each W row once for all M rows of x. M >= 5: packed GEMM with a 6x16
-// register tile, W panels widened to f32 in per-thread scratch.
+// M <= 4: GEMV streaming each W row once for all M rows of x; M <= 15: that GEMV per chunk of
+// 3 rows; M >= 16: packed GEMM with a 6x16 register tile, W panels widened to f32 in
+// per-thread scratch.
 void MatMulF32(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w, int64_t n_begin,
                int64_t n_end, float* y, int64_t ldy);
 void MatMulF16(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w, int64_t n_begin,

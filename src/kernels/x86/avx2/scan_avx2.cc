@@ -3,9 +3,10 @@
 // The block's (8, d_state) state slice is transposed into ht (d_state, 8) so that vector n holds
 // h[c0..c0+7, n]. With 16 ymm registers the 16 state vectors of Mamba's d_state = 16 cannot all
 // stay in registers next to exp's temporaries, so ht lives in an L1-resident buffer (a load and
-// a store per state per step, cheap next to the ~20 vector ops of exp and the update). The
-// per-(t, channel) softplus / D skip / SiLU(z) gate are vectorised the same way. Channels that
-// do not fill a block of 8 go to the generic kernel.
+// a store per state per step, cheap next to the ~17 vector ops of exp and the update).
+// exp(dt * A) = 2^(dt * A log2 e) with A log2(e) formed once per block (vmath's
+// Exp2NonPositive). The per-(t, channel) softplus / D skip / SiLU(z) gate are vectorised the
+// same way. Channels that do not fill a block of 8 go to the generic kernel.
 #include <immintrin.h>
 
 #include <cstdint>

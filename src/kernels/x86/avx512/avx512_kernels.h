@@ -7,8 +7,9 @@
 
 namespace quamba::kernels::x86::avx512 {
 
-// M <= 4: GEMV that streams each W row once and reuses it for all M rows of x.
-// M >= 5: packed GEMM, 12x32 register tile, W panels widened to f32 in per-thread scratch.
+// M <= 4: GEMV that streams each W row once and reuses it for all M rows of x; M <= 16: that
+// GEMV per chunk of 4 rows; M >= 17: packed GEMM, 12x32 register tile, W panels widened to f32
+// in per-thread scratch.
 void MatMulF32(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w, int64_t n_begin,
                int64_t n_end, float* y, int64_t ldy);
 void MatMulF16(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w, int64_t n_begin,
@@ -21,8 +22,10 @@ void AddRmsNorm(float* residual, const float* h, const float* w, int64_t n, floa
 void CausalConv1dSilu(const float* x, int64_t L, int64_t C, int64_t ldx, const float* w,
                       const float* b, int d_conv, float* state, float* y, int64_t ldy,
                       int64_t c_begin, int64_t c_end);
-// 16 channels per vector with the (16 x d_state) block state in registers for d_state == 16
-// (in an L1 scratch otherwise); channel tail (< 16) via generic.
+// 16 channels per vector: the transposed (d_state, 16) block state carried across all L steps
+// (registers for d_state == 16, an L1 scratch otherwise); for L <= 4 and d_state == 16 one zmm
+// per channel's untransposed state row instead. exp(dt A) as 2^(dt A log2 e). Channel tail
+// (< 16) via generic.
 void SelectiveScan(const ScanArgs& a, int64_t c_begin, int64_t c_end);
 void ConvertF16(const void* src, int64_t n, float* dst);
 void ConvertBF16(const void* src, int64_t n, float* dst);

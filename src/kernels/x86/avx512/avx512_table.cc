@@ -25,6 +25,7 @@ void ApplyRow(const float* x, int64_t n, float* y) {
 }  // namespace
 
 void ExpRow(const float* x, int64_t n, float* y) { ApplyRow<Exp>(x, n, y); }
+void Exp2NonPositiveRow(const float* x, int64_t n, float* y) { ApplyRow<Exp2NonPositive>(x, n, y); }
 void SoftplusRow(const float* x, int64_t n, float* y) { ApplyRow<Softplus>(x, n, y); }
 void SiluRow(const float* x, int64_t n, float* y) { ApplyRow<Silu>(x, n, y); }
 

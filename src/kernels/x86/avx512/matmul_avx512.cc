@@ -2,9 +2,10 @@
 //
 // Two regimes:
 //  * decode, M <= 4 (GEMV): W is streamed once from memory, R rows at a time; every 64-byte
-//    slice of a W row is loaded once and used for all M rows of x. R*M independent accumulators
+//    slice of a W row is loaded once and used for all M rows of x. Up to M = 16 the GEMV runs
+//    once per chunk of 4 rows (cheaper than packing W, see MatMul). R*M independent accumulators
 //    and a software prefetch a few cache lines ahead on each W row keep the loads in flight.
-//  * prefill, M >= 5 (GEMM): Goto/BLIS loop nest. A (KC x NC) block of W is transposed and
+//  * prefill, M >= 17 (GEMM): Goto/BLIS loop nest. A (KC x NC) block of W is transposed and
 //    widened into per-thread scratch as 32-column micro-panels (k-major), x is packed into
 //    12-row micro-panels, and a 12x32 register tile (24 zmm accumulators) does 24 FMAs per
 //    2 panel loads + 12 broadcasts. Loop order pc > ic > jc > jr > ir: x is packed once per
@@ -120,36 +121,53 @@ void Gemv(const float* x, int64_t K, int64_t ldx, const typename W::T* w, int64_
 }
 
 // ---------------------------------------------------------------------------------------------
-// GEMM (M >= 5)
+// GEMM (M > kGemvMaxM)
 
 constexpr int kMR = 12;          // rows of the register tile
-constexpr int kNR = 32;          // columns of the register tile (2 zmm)
+constexpr int kNV = 2;           // zmm vectors per tile row
+constexpr int kNR = 16 * kNV;    // columns of the register tile
 constexpr int64_t kKC = 512;     // k block: a W micro-panel is kKC*kNR*4 = 64 KiB (L2)
 constexpr int64_t kMCMax = 528;  // x block rows: kMCMax*kKC*4 = 1 MiB packed (L2/L3)
 constexpr int64_t kNCMax = 512;  // W block columns: kKC*kNCMax*4 = 1 MiB packed (L2)
+static_assert(kMCMax % kMR == 0 && kNCMax % kNR == 0, "blocks are whole tiles");
+constexpr int64_t kPackPf = 128;  // W prefetch distance of PackW, in elements
 
-// Packs W rows [n0, n0+nc) x columns [k0, k0+kc) into ceil(nc/32) micro-panels, each (kc, 32)
-// floats, k-major: bp[p*kc*32 + k*32 + j] = W[n0 + 32p + j, k0 + k] (0 for rows >= n0+nc).
-// 16x16 blocks are loaded along k (contiguous in W), widened and transposed in registers.
+// Packs W rows [n0, n0+nc) x columns [k0, k0+kc) into ceil(nc/kNR) micro-panels, each
+// (kc, kNR) floats, k-major: bp[p*kc*kNR + k*kNR + j] = W[n0 + kNR p + j, k0 + k] (0 for rows
+// >= n0+nc). 16x16 blocks are loaded along k (contiguous in W), widened and transposed in
+// registers.
 template <typename W>
 void PackW(const typename W::T* w, int64_t K, int64_t n0, int64_t nc, int64_t k0, int64_t kc,
            float* bp) {
   const int64_t panels = (nc + kNR - 1) / kNR;
   for (int64_t p = 0; p < panels; ++p) {
     float* dst_panel = bp + p * kc * kNR;
-    for (int half = 0; half < 2; ++half) {
-      const int64_t row0 = n0 + p * kNR + 16 * half;
-      const int64_t valid_rows = MinI(16, nc - (p * kNR + 16 * half));
+    for (int q = 0; q < kNV; ++q) {
+      const int64_t row0 = n0 + p * kNR + 16 * q;
+      const int64_t valid_rows = MinI(16, nc - (p * kNR + 16 * q));
       for (int64_t kk = 0; kk < kc; kk += 16) {
         const int64_t kn = MinI(16, kc - kk);
         const __mmask16 mask = Lanes(kn);
+        // W comes from memory, 16 rows at a time with stride K: prefetch each row kPackPf
+        // elements ahead, running on into the next 16 rows near the end of the k block, so
+        // the 16 streams never wait on DRAM latency.
+        int64_t pf_k = kk + kPackPf, pf_row = row0;
+        if (pf_k >= kc) {
+          pf_k -= kc;
+          pf_row += 16;
+        }
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; ++i) {
+          _mm_prefetch(reinterpret_cast<const char*>(w + (pf_row + i) * K + k0 + pf_k),
+                       _MM_HINT_T0);
+        }
         __m512 r[16];
 #pragma GCC unroll 16
         for (int i = 0; i < 16; ++i) {
           r[i] = i < valid_rows ? W::Load(w + (row0 + i) * K + k0 + kk, mask) : _mm512_setzero_ps();
         }
         Transpose16x16(r);
-        float* dst = dst_panel + kk * kNR + 16 * half;
+        float* dst = dst_panel + kk * kNR + 16 * q;
         if (kn == 16) {
 #pragma GCC unroll 16
           for (int c = 0; c < 16; ++c) _mm512_store_ps(dst + c * kNR, r[c]);
@@ -161,8 +179,8 @@ void PackW(const typename W::T* w, int64_t K, int64_t n0, int64_t nc, int64_t k0
   }
 }
 
-// Packs x rows [m0, m0+mc) x columns [k0, k0+kc) into ceil(mc/12) micro-panels, each (kc, 12),
-// k-major: ap[q*kc*12 + k*12 + i] = x[m0 + 12q + i, k0 + k] (0 for rows >= m0+mc).
+// Packs x rows [m0, m0+mc) x columns [k0, k0+kc) into ceil(mc/kMR) micro-panels, each
+// (kc, kMR), k-major: ap[q*kc*kMR + k*kMR + i] = x[m0 + kMR q + i, k0 + k] (0 for rows >= m0+mc).
 void PackX(const float* x, int64_t ldx, int64_t m0, int64_t mc, int64_t k0, int64_t kc, float* ap) {
   const int64_t panels = (mc + kMR - 1) / kMR;
   for (int64_t q = 0; q < panels; ++q) {
@@ -179,53 +197,58 @@ void PackX(const float* x, int64_t ldx, int64_t m0, int64_t mc, int64_t k0, int6
   }
 }
 
-// c (mr x nr, row stride ldc) (+)= ap (kc, 12) panel  x  bp (kc, 32) panel, the full 12x32
-// tile computed in registers; only the valid mr x nr corner is stored.
+// c (mr x nr, row stride ldc) (+)= ap (kc, kMR) panel  x  bp (kc, kNR) panel, the full tile
+// computed in kMR*kNV zmm accumulators; only the valid mr x nr corner is stored.
 inline void MicroKernel(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
                         bool accumulate, int64_t mr, int64_t nr) {
-#pragma GCC unroll 12
+#pragma GCC unroll 16
   for (int i = 0; i < kMR; ++i) {
-    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16), _MM_HINT_T0);
+#pragma GCC unroll 4
+    for (int v = 0; v < kNV; ++v) {
+      _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16 * v), _MM_HINT_T0);
+    }
   }
-  __m512 c0[kMR], c1[kMR];
-#pragma GCC unroll 12
-  for (int i = 0; i < kMR; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
+  __m512 acc[kMR][kNV];
+#pragma GCC unroll 16
+  for (int i = 0; i < kMR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < kNV; ++v) acc[i][v] = _mm512_setzero_ps();
   for (int64_t k = 0; k < kc; ++k) {
-    const __m512 b0 = _mm512_load_ps(bp);
-    const __m512 b1 = _mm512_load_ps(bp + 16);
-#pragma GCC unroll 12
+    __m512 b[kNV];
+#pragma GCC unroll 4
+    for (int v = 0; v < kNV; ++v) b[v] = _mm512_load_ps(bp + 16 * v);
+#pragma GCC unroll 16
     for (int i = 0; i < kMR; ++i) {
       const __m512 a = _mm512_set1_ps(ap[i]);
-      c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
-      c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
+#pragma GCC unroll 4
+      for (int v = 0; v < kNV; ++v) acc[i][v] = _mm512_fmadd_ps(a, b[v], acc[i][v]);
     }
     ap += kMR;
     bp += kNR;
   }
   if (mr == kMR && nr == kNR) {
-#pragma GCC unroll 12
+#pragma GCC unroll 16
     for (int i = 0; i < kMR; ++i) {
-      float* ci = c + i * ldc;
-      if (accumulate) {
-        c0[i] = _mm512_add_ps(c0[i], _mm512_loadu_ps(ci));
-        c1[i] = _mm512_add_ps(c1[i], _mm512_loadu_ps(ci + 16));
+#pragma GCC unroll 4
+      for (int v = 0; v < kNV; ++v) {
+        float* ci = c + i * ldc + 16 * v;
+        if (accumulate) acc[i][v] = _mm512_add_ps(acc[i][v], _mm512_loadu_ps(ci));
+        _mm512_storeu_ps(ci, acc[i][v]);
       }
-      _mm512_storeu_ps(ci, c0[i]);
-      _mm512_storeu_ps(ci + 16, c1[i]);
     }
   } else {
-    const __mmask16 m0 = Lanes(nr), m1 = Lanes(nr - 16);
-#pragma GCC unroll 12
+    __mmask16 m[kNV];
+#pragma GCC unroll 4
+    for (int v = 0; v < kNV; ++v) m[v] = Lanes(nr - 16 * v);
+#pragma GCC unroll 16
     for (int i = 0; i < kMR; ++i) {
       if (i >= mr) break;
-      float* ci = c + i * ldc;
-      if (accumulate) {
-        c0[i] = _mm512_add_ps(c0[i], _mm512_maskz_loadu_ps(m0, ci));
-        c1[i] = _mm512_add_ps(c1[i], _mm512_maskz_loadu_ps(m1, ci + 16));
+#pragma GCC unroll 4
+      for (int v = 0; v < kNV; ++v) {
+        float* ci = c + i * ldc + 16 * v;
+        if (accumulate) acc[i][v] = _mm512_add_ps(acc[i][v], _mm512_maskz_loadu_ps(m[v], ci));
+        _mm512_mask_storeu_ps(ci, m[v], acc[i][v]);
       }
-      _mm512_mask_storeu_ps(ci, m0, c0[i]);
-      _mm512_mask_storeu_ps(ci + 16, m1, c1[i]);
     }
   }
 }
@@ -264,22 +287,37 @@ void Gemm(const float* x, int64_t M, int64_t K, int64_t ldx, const typename W::T
   }
 }
 
-template <typename W>
-void MatMul(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w_raw, int64_t n_begin,
-            int64_t n_end, float* y, int64_t ldy) {
-  const auto* w = static_cast<const typename W::T*>(w_raw);
-  if (M <= 0 || n_end <= n_begin) return;
-  switch (M) {
+// Up to kGemvMaxM rows, W is streamed by the GEMV once per chunk of 4 rows of x instead of
+// being packed: for W in memory, a 4-row GEMV pass runs at the read bandwidth (~1.3 ms for a
+// bf16 8192x2048 W on Zen 5) while packing alone costs ~3 ms plus the compute, so chunked GEMV
+// wins up to ~20 rows (measured crossover; 16 keeps a margin for slower-memory machines).
+constexpr int64_t kGemvMaxM = 16;
+constexpr int64_t kGemvChunk = 4;
+
+template <int M, typename W>
+void GemvRows(const float* x, int64_t K, int64_t ldx, const typename W::T* w, int64_t n_begin,
+              int64_t n_end, float* y, int64_t ldy, int64_t rows) {
+  switch (rows) {
     case 1:
       return Gemv<1, W>(x, K, ldx, w, n_begin, n_end, y, ldy);
     case 2:
       return Gemv<2, W>(x, K, ldx, w, n_begin, n_end, y, ldy);
     case 3:
       return Gemv<3, W>(x, K, ldx, w, n_begin, n_end, y, ldy);
-    case 4:
-      return Gemv<4, W>(x, K, ldx, w, n_begin, n_end, y, ldy);
     default:
-      return Gemm<W>(x, M, K, ldx, w, n_begin, n_end, y, ldy);
+      return Gemv<M, W>(x, K, ldx, w, n_begin, n_end, y, ldy);
+  }
+}
+
+template <typename W>
+void MatMul(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w_raw, int64_t n_begin,
+            int64_t n_end, float* y, int64_t ldy) {
+  const auto* w = static_cast<const typename W::T*>(w_raw);
+  if (M <= 0 || n_end <= n_begin) return;
+  if (M > kGemvMaxM) return Gemm<W>(x, M, K, ldx, w, n_begin, n_end, y, ldy);
+  for (int64_t m0 = 0; m0 < M; m0 += kGemvChunk) {
+    const int64_t rows = MinI(kGemvChunk, M - m0);
+    GemvRows<kGemvChunk, W>(x + m0 * ldx, K, ldx, w, n_begin, n_end, y + m0 * ldy, ldy, rows);
   }
 }
 

@@ -1,13 +1,16 @@
 // AVX-512 Mamba-1 selective scan: one zmm lane per channel, 16 channels per block.
 //
-// For a block of 16 channels the (16, d_state) slice of the state is transposed so that vector
-// n holds h[c0..c0+15, n]; with d_state == 16 those 16 vectors stay in registers for all L
-// steps and are transposed back at the end. The per-(t, channel) work (softplus of delta, the
-// D skip, the SiLU(z) gate) is vectorised the same way. exp(dt * A) = 2^(dt * A log2 e) with
-// A log2(e) formed once per block, so each state costs one multiply and vmath's
-// Exp2NonPositive.
-// Other d_state values keep the transposed state in an L1-resident scratch instead; channels
-// that do not fill a block of 16 go to the generic kernel.
+// Prefill (L > 4): for a block of 16 channels the (16, d_state) slice of the state is
+// transposed so that vector n holds h[c0..c0+15, n]; with d_state == 16 those 16 vectors are
+// carried across all L steps (in registers, with whatever the compiler spills staying in L1)
+// and transposed back at the end. exp(dt * A) = 2^(dt * A log2 e) with A log2(e) formed once
+// per block, so each state and step costs one multiply, vmath's Exp2NonPositive and two FMAs.
+// softplus(delta), D*u and the SiLU(z) gate are vectorised over the same 16 channels in
+// separate passes per chunk of steps (Prologue / Epilogue), off the recurrence's critical path.
+// Decode (L <= 4, d_state == 16): one zmm per channel holds its 16 states untransposed, which
+// saves the three 16x16 transposes that dominate a single step (ScanBlockRows16).
+// Other d_state values keep the transposed state in an L1-resident scratch; channels that do
+// not fill a block of 16 go to the generic kernel.
 // GCC 12 warns about the deliberately undefined lanes inside its own AVX-512 intrinsics
 // (GCC bug 105593); the warning is about the header, not this code.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
