@@ -18,7 +18,8 @@ project's own safetensors reader, run in float64):
       "argmax_first": int, "argmax_last": int,
       "greedy_ids": [64 ints],               # greedy continuation (new ids only)
       "greedy_text": str,                    # decoded greedy continuation
-      "greedy_min_margin": float             # min over steps of top1 - top2 logit
+      "greedy_min_margin": float,            # min over steps of top1 - top2 logit
+      "greedy_margins": [64 floats]          # top1 - top2 logit gap at each greedy step
   }, ... ]
 }
 Greedy decoding recomputes the full sequence each step (no EOS stop).
@@ -154,7 +155,8 @@ def main():
              "logits_last": [fmt(v) for v in logits[-1].tolist()],
              "argmax_first": int(logits[0].argmax()), "argmax_last": int(logits[-1].argmax()),
              "greedy_ids": new, "greedy_text": tok.decode(new),
-             "greedy_min_margin": fmt(min(margins))}
+             "greedy_min_margin": fmt(min(margins)),
+             "greedy_margins": [fmt(m) for m in margins]}
         print("%-13s %3d ids  argmax_last %4d  min margin %.4f\n   %r -> %r"
               % (name, len(ids), c["argmax_last"], min(margins), prompt, c["greedy_text"]))
         cases.append(c)

@@ -10,7 +10,9 @@ constexpr int kSpinIterations = 1 << 14;
 inline void CpuRelax() { __builtin_ia32_pause(); }
 }  // namespace
 
-ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
+ThreadPool::ThreadPool(int n_threads)
+    : n_threads_(std::max(1, n_threads)), claimed_(new std::atomic<int>[n_threads_]) {
+  for (int p = 0; p < n_threads_; ++p) claimed_[p].store(1, std::memory_order_relaxed);
   for (int t = 1; t < n_threads_; ++t) workers_.emplace_back([this, t] { WorkerLoop(t); });
 }
 
@@ -31,15 +33,26 @@ void ThreadPool::SplitRange(int64_t n, int64_t align, int tid, int nt, int64_t* 
   *e = std::min(n, ue * align);
 }
 
+bool ThreadPool::TryRunPart(int part) {
+  int expected = 0;
+  if (!claimed_[part].compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) return false;
+  // fn_/ctx_ were written before the part was reset to 0 (release), so they are this Run's.
+  fn_(ctx_, part, n_threads_);
+  done_.fetch_add(1, std::memory_order_acq_rel);
+  return true;
+}
+
 void ThreadPool::RunRaw(RawFn fn, void* ctx) {
   fn_ = fn;
   ctx_ = ctx;
-  pending_.store(n_threads_ - 1, std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_acq_rel);  // publishes fn_/ctx_
+  done_.store(0, std::memory_order_relaxed);
+  for (int p = 0; p < n_threads_; ++p) claimed_[p].store(0, std::memory_order_release);
+  generation_.fetch_add(1, std::memory_order_acq_rel);
   generation_.notify_all();
-  fn(ctx, 0, n_threads_);
+  // The caller runs part 0, then any part no worker has started yet.
+  for (int p = 0; p < n_threads_; ++p) TryRunPart(p);
   int spins = 0;
-  while (pending_.load(std::memory_order_acquire) != 0) {
+  while (done_.load(std::memory_order_acquire) != n_threads_) {
     if (++spins < kSpinIterations) {
       CpuRelax();
     } else {
@@ -62,8 +75,7 @@ void ThreadPool::WorkerLoop(int tid) {
     }
     seen = g;
     if (stop_.load(std::memory_order_acquire)) return;
-    fn_(ctx_, tid, n_threads_);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    TryRunPart(tid);
   }
 }
 

@@ -1,11 +1,14 @@
-// A fork-join pool for the forward pass: Run(fn) calls fn(thread_id, n_threads) once on each of
-// n_threads threads (the caller is thread 0) and returns when all are done. Workers spin briefly
-// and then sleep (futex via std::atomic::wait), so a per-op fork costs ~1 us and idle costs 0.
-// No allocation per Run: the job is a (function pointer, context) pair.
+// A fork-join pool for the forward pass: Run(fn) calls fn(part, n_parts) once for each part
+// 0..n_threads-1 and returns when all are done. Part p normally runs on worker p (the caller
+// runs part 0), but a part whose worker has not started it by the time the caller finishes its
+// own is run by the caller: on an oversubscribed machine (ctest -j, other jobs) a descheduled
+// worker then costs nothing instead of stalling every op. Workers spin briefly, then sleep
+// (futex via std::atomic::wait), so a fork costs ~1 us and idle costs 0. No allocation per Run.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -52,8 +55,11 @@ class ThreadPool {
   std::vector<std::thread> workers_;
   RawFn fn_ = nullptr;
   void* ctx_ = nullptr;
+  bool TryRunPart(int part);
+
   std::atomic<uint32_t> generation_{0};
-  std::atomic<int> pending_{0};
+  std::unique_ptr<std::atomic<int>[]> claimed_;  // (n_threads) 1 once a thread took the part
+  std::atomic<int> done_{0};                      // parts finished in the current Run
   std::atomic<bool> stop_{false};
 };
 

@@ -340,7 +340,9 @@ std::string Delimited(std::string_view s) {
   return out;
 }
 
-double Stderr(double p, int64_t n) { return n > 1 ? std::sqrt(p * (1 - p) / (n - 1)) : 0; }
+// lm-eval's mean_stderr of 0/1 scores: sample stddev / sqrt(n) = sqrt(p (1 - p) / (n - 1));
+// undefined for one example (lm-eval prints "N/A").
+double Stderr(double p, int64_t n) { return n > 1 ? std::sqrt(p * (1 - p) / (n - 1)) : NAN; }
 
 // np.argmax: the first index of the maximum.
 int ArgMax(const std::vector<double>& v) {
@@ -520,7 +522,7 @@ TaskResult AggregateTask(const TaskData& task,
     r.has_ppl = true;
     const double mean = sum / r.n;
     r.ppl = std::exp(-mean);
-    const double var = r.n > 1 ? std::max(0.0, (sum_sq - r.n * mean * mean) / (r.n - 1)) : 0;
+    const double var = r.n > 1 ? std::max(0.0, (sum_sq - r.n * mean * mean) / (r.n - 1)) : NAN;
     r.ppl_stderr = r.ppl * std::sqrt(var / r.n);
     return r;
   }

@@ -42,7 +42,8 @@ struct TaskData {
 struct TaskResult {
   std::string task;
   int64_t n = 0;
-  double acc = 0, acc_stderr = 0;  // stderr = sqrt(acc (1 - acc) / (n - 1)), lm-eval's
+  double acc = 0,
+         acc_stderr = 0;  // stderr = sqrt(acc (1 - acc) / (n - 1)), lm-eval's; NaN if n < 2
   bool has_acc_norm = false;
   double acc_norm = 0, acc_norm_stderr = 0;
   bool has_ppl = false;               // LAMBADA: exp(-mean over docs of the target's logprob)

@@ -153,7 +153,7 @@ class PanelWriter {
     }
     // Room above the data for the legend box: its height as a share of the plot's.
     double headroom = 0.04;
-    if (entries > 0 && p_.legend != LegendPos::kNone) {
+    if (entries > 0 && p_.legend != LegendPos::kNone && p_.legend_headroom) {
       const double f = std::min(0.6, (kLegendRow * entries + 14) / (bottom_ - top_));
       headroom = f / (1 - f);
     }

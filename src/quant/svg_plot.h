@@ -47,6 +47,9 @@ struct Panel {
   std::vector<Series> series;
   std::vector<Marker> markers;
   LegendPos legend = LegendPos::kTopRight;
+  // Widen the y axis so that the legend box sits above the data; off where the data is low
+  // under the legend anyway (the tail of a histogram).
+  bool legend_headroom = true;
 };
 
 struct Figure {

@@ -58,7 +58,9 @@ double CpuSeconds() {
   return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
+// A stderr is undefined for n < 2 (NaN): null in JSON, "N/A" in the table, as lm-eval prints.
 nlohmann::json NumOrNull(double x) { return std::isfinite(x) ? nlohmann::json(x) : nullptr; }
+std::string Pm(double x) { return std::isfinite(x) ? StrFormat("± %.4f", x) : std::string("N/A"); }
 
 }  // namespace
 
@@ -68,37 +70,27 @@ int CmdEval(int argc, char** argv) {
   int threads = DefaultThreadCount();
   bool json = false, no_fork = false;
   Flags flags("eval", "-m DIR [--ppl FILE] [--tasks LIST --data DIR] [options]");
-  flags.Add("-m,--model", &model_dir,
-            "model directory (config.json, model.safetensors, "
-            "tokenizer.json)",
-            true);
+  flags.Add("-m,--model", &model_dir, "model directory (with tokenizer.json)", true);
   flags.Add("--ppl", &ppl_file, "text file for perplexity (e.g. wikitext-2-raw/wiki.test.raw)");
-  flags.Add(
-      "--ppl-format", &ppl_format,
-      "auto | wikitext | raw: wikitext joins the file's lines "
-      "as HF datasets rows with \"\\n\\n\" (Quamba's protocol); auto = wikitext for wiki.*.raw "
-      "(default auto)");
+  flags.Add("--ppl-format", &ppl_format,
+            "auto | wikitext | raw (default auto: wikitext for wiki.*.raw, i.e. lines as HF "
+            "rows joined with \"\\n\\n\", Quamba's protocol)");
   flags.Add("-c,--ctx", &ctx, "perplexity window in tokens (default 2048)", 2, 1 << 20);
   flags.Add("--kld-ref", &ref_dir, "reference model for KL divergence on the perplexity windows");
   flags.Add("--tasks", &tasks_arg,
-            "comma-separated: lambada_openai, hellaswag, piqa, arc_easy, "
-            "arc_challenge, winogrande");
+            "comma-separated: lambada_openai, hellaswag, piqa, arc_easy, arc_challenge, "
+            "winogrande");
   flags.Add("--data", &data_dir, "task data directory, laid out as docs/eval.md says");
-  flags.Add("--limit", &limit,
-            "first N examples per task, first N windows for --ppl (default: "
-            "all)",
-            0, int64_t{1} << 40);
+  flags.Add("--limit", &limit, "first N examples per task, N windows for --ppl (default: all)", 0,
+            int64_t{1} << 40);
   flags.Add("-b,--batch", &batch,
-            "continuations decoded together; 0 = auto: 64, fewer when 64 "
-            "recurrent states would pass 1 GiB (default 0)",
-            0, 256);
+            "requests decoded together; 0 = auto: 64, fewer if 64 states pass 1 GiB (default 0)", 0,
+            256);
   flags.Add("--max-length", &max_length,
-            "lm-eval max_length: longer requests are left-truncated "
-            "(default 2048)",
-            1, 1 << 30);
+            "lm-eval max_length: longer requests lose their first tokens (default 2048)", 1,
+            1 << 30);
   flags.AddBool("--no-fork", &no_fork,
-                "score every choice from scratch instead of forking the "
-                "context's state (slower; for comparison)");
+                "score every choice from scratch, not from the context's forked state (slower)");
   flags.AddBool("--json", &json, "print results as JSON on stdout");
   flags.Add("-t,--threads", &threads, "threads (default: all cores)", 1, 1024);
   if (Status s = flags.Parse(argc, argv, 2); !s.ok()) return UsageError(s);
@@ -219,9 +211,9 @@ int CmdEval(int argc, char** argv) {
     out["ppl_file"] = ppl_file;
     out["ppl_format"] = wikitext_rows ? "wikitext" : "raw";
     out["ppl_seconds"] = secs;
-    table += StrFormat("| %s (ctx %lld) | %lld windows | ppl | %.4f | ± %.4f |\n",
+    table += StrFormat("| %s (ctx %lld) | %lld windows | ppl | %.4f | %s |\n",
                        Basename(ppl_file).c_str(), (long long)p.ctx, (long long)p.windows, p.ppl,
-                       p.ppl_stderr);
+                       Pm(p.ppl_stderr).c_str());
     if (p.has_ref) {
       out["ref_model"] = ref_dir;
       out["ref_ppl"] = p.ref_ppl;
@@ -257,17 +249,18 @@ int CmdEval(int argc, char** argv) {
       const double secs = NowSeconds() - t0, cpu = CpuSeconds() - c0;
       nlohmann::json j = {
           {"task", r.task}, {"n", r.n}, {"acc", r.acc}, {"stderr", NumOrNull(r.acc_stderr)}};
-      table += StrFormat("| %s | %lld | acc | %.4f | ± %.4f |\n", r.task.c_str(), (long long)r.n,
-                         r.acc, r.acc_stderr);
+      table += StrFormat("| %s | %lld | acc | %.4f | %s |\n", r.task.c_str(), (long long)r.n, r.acc,
+                         Pm(r.acc_stderr).c_str());
       if (r.has_acc_norm) {
         j["acc_norm"] = r.acc_norm;
         j["acc_norm_stderr"] = NumOrNull(r.acc_norm_stderr);
-        table += StrFormat("| | | acc_norm | %.4f | ± %.4f |\n", r.acc_norm, r.acc_norm_stderr);
+        table +=
+            StrFormat("| | | acc_norm | %.4f | %s |\n", r.acc_norm, Pm(r.acc_norm_stderr).c_str());
       }
       if (r.has_ppl) {
         j["ppl"] = r.ppl;
         j["ppl_stderr"] = NumOrNull(r.ppl_stderr);
-        table += StrFormat("| | | ppl | %.4f | ± %.4f |\n", r.ppl, r.ppl_stderr);
+        table += StrFormat("| | | ppl | %.4f | %s |\n", r.ppl, Pm(r.ppl_stderr).c_str());
       }
       j["seconds"] = secs;
       j["cpu_seconds"] = cpu;

@@ -48,6 +48,9 @@ inline __m256 LoadPartial(const typename W::T* p, int64_t n) {
 // ---------------------------------------------------------------------------------------------
 // GEMV (M <= 4)
 
+// Software prefetch distance on each streamed W row (T0). 1 KiB measured best among
+// 512..2048 B on Zen 5; together with the next-tile continuation in GemvTile it brought the
+// 16-bit-weight GEMV from ~88% to ~100% of a plain streaming read of the same bytes.
 constexpr int64_t kPrefetchBytes = 1024;
 
 template <int M, int R, typename W>

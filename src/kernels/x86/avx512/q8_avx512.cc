@@ -148,13 +148,23 @@ struct OutF32 {
   }
 };
 
+// Sum of the 16 lanes modulo 2^32, in vector adds only (_mm512_reduce_add_epi32 finishes with
+// signed scalar adds, undefined behaviour for the wrapped u8 x s8 sums).
+inline int32_t HSum(__m512i v) {
+  const __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+
 // xsum[m] = sum_k x[m, k] via vpdpbusd with u8 ones.
 int32_t RowSumS8(const int8_t* x, int64_t K) {
   const __m512i ones = _mm512_set1_epi8(1);
   __m512i acc = _mm512_setzero_si512();
   for (int64_t k = 0; k < K; k += 64)
     acc = _mm512_dpbusd_epi32(acc, ones, _mm512_maskz_loadu_epi8(FirstBytes(K - k), x + k));
-  return _mm512_reduce_add_epi32(acc);
+  return HSum(acc);
 }
 
 // a - b modulo 2^32: the wrapped u8 x s8 sum minus the offset term is the exact accumulator.
@@ -216,7 +226,7 @@ inline void GemvRows(const GemmS8Args& g, const int32_t* xsum, int64_t n, const 
                       ReduceAdd4(acc[0][m], acc[1][m], acc[2][m], acc[3][m]));
       for (int r = 0; r < 4; ++r) out.One(m, n + r, WrapSub(s[r], 128 * xsum[m]));
     } else {
-      out.One(m, n, WrapSub(_mm512_reduce_add_epi32(acc[0][m]), 128 * xsum[m]));
+      out.One(m, n, WrapSub(HSum(acc[0][m]), 128 * xsum[m]));
     }
   }
 }
