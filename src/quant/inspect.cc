@@ -445,19 +445,26 @@ StatusOr<InspectReport> InspectActivations(const MambaModel& model,
     const PointStats& x = r.layers[r.ssm_layer][(int)InspectPoint::kXProjIn];
     // Asymmetric (SiLU output >= -0.28): the data's own range, padded by a bin.
     double lo = std::min(x.min, 0.0), hi = std::max(x.max, 0.0);
-    const double pad = (hi - lo) / bins;
+    const double pad = std::max(hi - lo, 1e-6) / bins;
     r.ssm_hist = MakeHistogram(obs.hist(r.ssm_layer, 0), r.ssm_layer, InspectPoint::kXProjIn,
                                lo - pad, hi + pad, bins);
   }
   {
-    double a = r.layers[r.kurt_layer][(int)InspectPoint::kOutProjIn].absmax;
-    if (r.hadamard) a = std::max(a, r.layers[r.kurt_layer][(int)InspectPoint::kOutProjInHad].absmax);
-    a = std::max(a, 1e-6) * (1 + 1.0 / bins);
+    // One axis for both: the union of their ranges (often lopsided: y * SiLU(z) has a long
+    // positive tail), padded by a bin.
+    const PointStats& o = r.layers[r.kurt_layer][(int)InspectPoint::kOutProjIn];
+    const PointStats& h = r.layers[r.kurt_layer][(int)InspectPoint::kOutProjInHad];
+    double lo = std::min(o.min, 0.0), hi = std::max(o.max, 0.0);
+    if (r.hadamard) {
+      lo = std::min(lo, h.min);
+      hi = std::max(hi, h.max);
+    }
+    const double pad = std::max(hi - lo, 1e-6) / bins;
     r.out_hist = MakeHistogram(obs.hist(r.kurt_layer, 1), r.kurt_layer, InspectPoint::kOutProjIn,
-                               -a, a, bins);
+                               lo - pad, hi + pad, bins);
     if (r.hadamard)
       r.had_hist = MakeHistogram(obs.hist(r.kurt_layer, 2), r.kurt_layer,
-                                 InspectPoint::kOutProjInHad, -a, a, bins);
+                                 InspectPoint::kOutProjInHad, lo - pad, hi + pad, bins);
   }
   return r;
 }

@@ -18,7 +18,7 @@ constexpr double kLeft = 66, kRight = 14, kTop = 30, kBottom = 48;
 constexpr double kFigureTitle = 30;
 constexpr double kLegendRow = 15;
 
-std::string Num(double v) { return StrFormat("%.2f", v); }
+std::string Num(double v) { return StrFormat("%.1f", v); }  // 0.1 px is plenty
 
 // Approximate width of `s` in a sans-serif font of size `px` (no font metrics at hand).
 double TextWidth(const std::string& s, double px) {
@@ -163,9 +163,9 @@ class PanelWriter {
 
   void Text(double x, double y, const std::string& s, const char* anchor, double px,
             const char* extra = "") {
-    out_ += StrFormat("<text x=\"%s\" y=\"%s\" font-family=\"%s\" font-size=\"%g\" "
+    out_ += StrFormat("<text x=\"%s\" y=\"%s\" font-size=\"%g\" "
                       "text-anchor=\"%s\" fill=\"#222222\" %s>%s</text>\n",
-                      Num(x).c_str(), Num(y).c_str(), kFont, px, anchor, extra,
+                      Num(x).c_str(), Num(y).c_str(), px, anchor, extra,
                       Escape(s).c_str());
   }
 
@@ -195,18 +195,18 @@ class PanelWriter {
       out_ += StrFormat("<line x1=\"%s\" y1=\"%s\" x2=\"%s\" y2=\"%s\" stroke=\"#333333\"/>\n",
                         Num(X(t)).c_str(), Num(bottom_).c_str(), Num(X(t)).c_str(),
                         Num(bottom_ + 4).c_str());
-      out_ += StrFormat("<text x=\"%s\" y=\"%s\" font-family=\"%s\" font-size=\"10\" "
+      out_ += StrFormat("<text x=\"%s\" y=\"%s\" font-size=\"10\" "
                         "text-anchor=\"middle\" fill=\"#222222\">%s</text>\n",
-                        Num(X(t)).c_str(), Num(bottom_ + 16).c_str(), kFont,
+                        Num(X(t)).c_str(), Num(bottom_ + 16).c_str(),
                         LabelMarkup(t, p_.x.log).c_str());
     }
     for (double t : Ticks(ylo_, yhi_, p_.y.log, p_.y.integer_ticks)) {
       out_ += StrFormat("<line x1=\"%s\" y1=\"%s\" x2=\"%s\" y2=\"%s\" stroke=\"#333333\"/>\n",
                         Num(left_ - 4).c_str(), Num(Y(t)).c_str(), Num(left_).c_str(),
                         Num(Y(t)).c_str());
-      out_ += StrFormat("<text x=\"%s\" y=\"%s\" font-family=\"%s\" font-size=\"10\" "
+      out_ += StrFormat("<text x=\"%s\" y=\"%s\" font-size=\"10\" "
                         "text-anchor=\"end\" fill=\"#222222\">%s</text>\n",
-                        Num(left_ - 6).c_str(), Num(Y(t) + 3.5).c_str(), kFont,
+                        Num(left_ - 6).c_str(), Num(Y(t) + 3.5).c_str(),
                         LabelMarkup(t, p_.y.log).c_str());
     }
     // Unlabelled minor ticks at 2..9 x 10^k on log axes with few decades.
@@ -222,10 +222,10 @@ class PanelWriter {
     if (!p_.x.title.empty()) Text((left_ + right_) / 2, bottom_ + 36, p_.x.title, "middle", 11.5);
     if (!p_.y.title.empty()) {
       const double x = ox_ + 15, y = (top_ + bottom_) / 2;
-      out_ += StrFormat("<text x=\"%s\" y=\"%s\" font-family=\"%s\" font-size=\"11.5\" "
+      out_ += StrFormat("<text x=\"%s\" y=\"%s\" font-size=\"11.5\" "
                         "text-anchor=\"middle\" fill=\"#222222\" "
                         "transform=\"rotate(-90 %s %s)\">%s</text>\n",
-                        Num(x).c_str(), Num(y).c_str(), kFont, Num(x).c_str(), Num(y).c_str(),
+                        Num(x).c_str(), Num(y).c_str(), Num(x).c_str(), Num(y).c_str(),
                         Escape(p_.y.title).c_str());
     }
   }
@@ -414,12 +414,13 @@ std::string RenderSvg(const Figure& fig) {
   std::string out = StrFormat(
       "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
       "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"%d\" height=\"%d\" "
-      "viewBox=\"0 0 %d %d\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"#fafafa\"/>\n",
-      (int)width, (int)height, (int)width, (int)height);
+      "viewBox=\"0 0 %d %d\" font-family=\"%s\">\n"
+      "<rect width=\"100%%\" height=\"100%%\" fill=\"#fafafa\"/>\n",
+      (int)width, (int)height, (int)width, (int)height, kFont);
   if (!fig.title.empty())
-    out += StrFormat("<text x=\"%s\" y=\"21\" font-family=\"%s\" font-size=\"15\" "
+    out += StrFormat("<text x=\"%s\" y=\"21\" font-size=\"15\" "
                      "font-weight=\"bold\" text-anchor=\"middle\" fill=\"#111111\">%s</text>\n",
-                     Num(width / 2).c_str(), kFont, Escape(fig.title).c_str());
+                     Num(width / 2).c_str(), Escape(fig.title).c_str());
   for (int i = 0; i < n; ++i) {
     PanelWriter w(fig.panels[i], (double)(i % cols) * fig.panel_width,
                   top + (double)(i / cols) * fig.panel_height, fig.panel_width,

@@ -358,6 +358,7 @@ TEST(SharedData, TaskSizesAndFirstExamples) {
   const std::map<std::string, size_t> sizes = {{"lambada_openai", 5153}, {"hellaswag", 10042},
                                                {"piqa", 1838},           {"arc_easy", 2376},
                                                {"arc_challenge", 1172},  {"winogrande", 1267}};
+  std::map<std::string, TaskData> tasks;
   for (const auto& [name, n] : sizes) {
     auto t = LoadTask(name, dir, 0);
     ASSERT_TRUE(t.ok()) << t.status().message();
@@ -366,27 +367,28 @@ TEST(SharedData, TaskSizesAndFirstExamples) {
       ASSERT_FALSE(doc.requests.empty()) << name;
       ASSERT_LT(doc.gold, static_cast<int>(doc.requests.size())) << name;
     }
+    tasks[name] = std::move(t).value();
   }
-  auto hs = LoadTask("hellaswag", dir, 1);
-  EXPECT_EQ(hs->docs[0].requests[3],
+  const TaskDoc& hs = tasks["hellaswag"].docs[0];
+  EXPECT_EQ(hs.requests[3],
             std::make_pair(std::string("Roof shingle removal: A man is sitting on a roof. he"),
                            std::string(" starts pulling up roofing on a roof.")));
-  EXPECT_EQ(hs->docs[0].gold, 3);
-  auto wg = LoadTask("winogrande", dir, 1);
-  EXPECT_THAT(wg->docs[0].requests,
-              ElementsAre(Pair("Sarah was a much better surgeon than Maria so Sarah",
-                               " always got the easier cases."),
-                          Pair("Sarah was a much better surgeon than Maria so Maria",
-                               " always got the easier cases.")));
-  EXPECT_EQ(wg->docs[0].gold, 1);
-  auto ae = LoadTask("arc_easy", dir, 1);
-  EXPECT_EQ(ae->docs[0].requests[0].first,
+  EXPECT_EQ(hs.gold, 3);
+  const TaskDoc& wg = tasks["winogrande"].docs[0];
+  EXPECT_THAT(wg.requests, ElementsAre(Pair("Sarah was a much better surgeon than Maria so Sarah",
+                                            " always got the easier cases."),
+                                       Pair("Sarah was a much better surgeon than Maria so Maria",
+                                            " always got the easier cases.")));
+  EXPECT_EQ(wg.gold, 1);
+  const TaskDoc& ae = tasks["arc_easy"].docs[0];
+  EXPECT_EQ(ae.requests[0].first,
             "Question: Which statement best explains why photosynthesis is the foundation of most "
             "food webs?\nAnswer:");
-  EXPECT_EQ(ae->docs[0].gold, 0);
-  auto pq = LoadTask("piqa", dir, 2);
-  EXPECT_EQ(pq->docs[1].requests[1].second, " finish, woodgrain with  bobby pin ");
-  EXPECT_EQ(pq->docs[1].gold, 1);
+  EXPECT_EQ(ae.gold, 0);
+  const TaskDoc& pq = tasks["piqa"].docs[1];
+  EXPECT_EQ(pq.requests[1].second, " finish, woodgrain with  bobby pin ");
+  EXPECT_EQ(pq.gold, 1);
+  EXPECT_EQ(LoadTask("piqa", dir, 3)->docs.size(), 3u);  // --limit
 }
 
 }  // namespace

@@ -52,10 +52,13 @@ struct WBF16 {
 // ---------------------------------------------------------------------------------------------
 // GEMV (M <= 4)
 
-// Software prefetch distance on each streamed W row (T0). 1 KiB measured best among
-// 512..2048 B on Zen 5; together with the next-tile continuation in GemvTile it brought the
-// 16-bit-weight GEMV from ~88% to ~100% of a plain streaming read of the same bytes.
+// Software prefetch distances (T0). Tiles of R rows (M >= 3): 1 KiB ahead on each row, which
+// measured best among 512..2048 B on Zen 5 and, with the next-tile continuation in GemvTile,
+// brought 16-bit weights from ~88% to ~100% of a plain read of the same bytes. Single-row
+// streaming (M <= 2): 4 KiB ahead (3..6 KiB measured equal, 0.5..2 KiB up to 15% slower for
+// 16-bit weights, whose extra conversion work shrinks the out-of-order window in bytes).
 constexpr int64_t kPrefetchBytes = 1024;
+constexpr int64_t kStreamPrefetchBytes = 4096;
 
 // y[m*ldy + r] = dot(x[m, :], W row r) for m < M, r < R; w points at row 0 of the R rows.
 template <int M, int R, typename W>
@@ -111,11 +114,71 @@ inline void GemvTile(const float* x, int64_t ldx, int64_t K, const typename W::T
     for (int r = 0; r < R; ++r) y[m * ldy + r] = _mm512_reduce_add_ps(acc[m][r]);
 }
 
+// y[m*ldy + n] = dot(x[m, :], W row n) for n in [n_begin, n_end), m < M, reading W strictly in
+// memory order (one row after the other) so that the whole slice is a single forward stream,
+// which the prefetchers follow at the full read bandwidth; the software prefetch runs on from
+// one row into the next. U vectors per step give M*U
+// independent accumulators; each W vector is used for all M rows of x (x stays in L1).
+template <int M, int U, typename W>
+void GemvStream(const float* x, int64_t K, int64_t ldx, const typename W::T* w, int64_t n_begin,
+                int64_t n_end, float* y, int64_t ldy) {
+  using T = typename W::T;
+  constexpr int64_t kStep = 16 * U;
+  // One prefetch per 64-byte line, kPrefetchBytes ahead; past a row's end it runs into the
+  // next row, which is what is read next.
+  constexpr int64_t kLineElems = 64 / static_cast<int64_t>(sizeof(T));
+  constexpr int64_t kPfElems = kStreamPrefetchBytes / static_cast<int64_t>(sizeof(T));
+  for (int64_t n = n_begin; n < n_end; ++n) {
+    const T* row = w + n * K;
+    __m512 acc[M][U];
+#pragma GCC unroll 16
+    for (int m = 0; m < M; ++m)
+#pragma GCC unroll 16
+      for (int u = 0; u < U; ++u) acc[m][u] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + kStep <= K; k += kStep) {
+#pragma GCC unroll 16
+      for (int64_t l = 0; l < kStep; l += kLineElems) {
+        _mm_prefetch(reinterpret_cast<const char*>(row + k + l + kPfElems), _MM_HINT_T0);
+      }
+#pragma GCC unroll 16
+      for (int u = 0; u < U; ++u) {
+        const __m512 wv = W::Load(row + k + 16 * u);
+#pragma GCC unroll 16
+        for (int m = 0; m < M; ++m) {
+          acc[m][u] = _mm512_fmadd_ps(_mm512_loadu_ps(x + m * ldx + k + 16 * u), wv, acc[m][u]);
+        }
+      }
+    }
+    for (; k < K; k += 16) {  // remaining vectors (< U), the last one masked
+      const __mmask16 mask = Lanes(K - k);
+      const __m512 wv = W::Load(row + k, mask);
+#pragma GCC unroll 16
+      for (int m = 0; m < M; ++m) {
+        acc[m][0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, x + m * ldx + k), wv, acc[m][0]);
+      }
+    }
+#pragma GCC unroll 16
+    for (int m = 0; m < M; ++m) {
+#pragma GCC unroll 16
+      for (int u = 1; u < U; ++u) acc[m][0] = _mm512_add_ps(acc[m][0], acc[m][u]);
+      y[m * ldy + n] = _mm512_reduce_add_ps(acc[m][0]);
+    }
+  }
+}
+
 template <int M, typename W>
 void Gemv(const float* x, int64_t K, int64_t ldx, const typename W::T* w, int64_t n_begin,
           int64_t n_end, float* y, int64_t ldy) {
-  // R W rows per tile: R*M accumulators (8..16) + M x vectors + 1 W vector fit in 32 zmm.
-  constexpr int R = M == 1 ? 8 : 4;
+  // M <= 2: one row at a time (x reloads from L1 are cheap next to the W stream), which makes W
+  // a single forward stream: measured 85-95% of the probe's read bandwidth vs 68-75% for tiles.
+  if constexpr (M <= 2) {
+    constexpr int U = M == 1 ? 8 : 4;
+    return GemvStream<M, U, W>(x, K, ldx, w, n_begin, n_end, y, ldy);
+  }
+  // M = 3, 4: tiles of R = 4 rows share each x load (M*R = 12..16 accumulators + M x vectors +
+  // 1 W vector fit in 32 zmm), which keeps the loads per FMA low enough to stay memory-bound.
+  constexpr int R = 4;
   int64_t n = n_begin;
   for (; n + R <= n_end; n += R) GemvTile<M, R, W>(x, ldx, K, w + n * K, y + n, ldy);
   for (; n < n_end; ++n) GemvTile<M, 1, W>(x, ldx, K, w + n * K, y + n, ldy);
