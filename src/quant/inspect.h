@@ -116,7 +116,9 @@ struct PointStats {
   int64_t pct_count = 0;        // values the percentiles were computed from (count, or subsample)
   float scale_minmax = 0;       // absmax / 127 (ScaleFromAbsMax)
   float scale_quamba = 0;       // what the quamba recipe uses to quantize this tensor
-  double clipped_quamba = 0;    // fraction of |x| beyond 127 * scale_quamba (NaN: not known)
+  // x_proj:input only: share of |x| beyond Quamba's percentile bound (NaN elsewhere, or when
+  // the bound lies below the kept tail of a subsampled run).
+  double clipped_quamba = 0;
 };
 
 struct Histogram {
@@ -133,14 +135,14 @@ struct InspectOptions {
   int64_t max_memory_bytes = int64_t{1} << 30;
   double percentile_alpha = 0.99999;  // Quamba's x_proj:input observer (spec §2.2)
   double percentile_sigma = 0.01;
-  int hist_bins = 201;  // bins of the plotted histograms (odd: one bin centred on 0)
+  int hist_bins = 201;  // bins of the plotted histograms (over the data's own range)
 };
 
 struct InspectReport {
   std::string model_dir;
   MambaConfig config;
   std::vector<std::string> calib_files;
-  int64_t samples = 0, calib_len = 0, tokens = 0;
+  int64_t samples = 0, calib_len = 0, tokens = 0;  // calib_len: the longest sample
   int64_t subsample_stride = 1;  // 1: exact percentiles; s: every s-th value
   bool hadamard = false;         // d_inner admits Quamba's Hadamard transform
   double percentile_alpha = 0, percentile_sigma = 0;

@@ -1,10 +1,11 @@
 // AVX2+FMA+F16C y = x @ W^T for f32 / f16 / bf16 weights (fp32 accumulation, exact widening).
 //
 // Same two regimes as the avx512 file, sized for 16 ymm registers:
-//  * decode, M <= 4 (GEMV): R W rows streamed at once, each 64-byte slice of a row loaded once
-//    and used for all M rows of x (M <= 15: one such pass per chunk of 3 rows, see MatMul); (M, R)
-//    = (1, 8), (2, 4), (3, 3), (4, 2) so that the M*R accumulators, M x vectors and a W vector fit
-//    in 16 ymm.
+//  * decode, M <= 4 (GEMV): for M <= 2 W is read row after row as one forward stream; for
+//    M = 3, 4 tiles of R = 3, 2 rows are read at once so that each x load serves R rows (the
+//    M*R accumulators, M x vectors and a W vector fit in 16 ymm). Every 64-byte slice of W is
+//    loaded once and used for all M rows of x. Up to M = 15 this runs once per chunk of 3 rows
+//    (see MatMul).
 //  * prefill, M >= 16 (GEMM): packed W micro-panels of 16 columns (k-major, widened to f32),
 //    packed x micro-panels of 6 rows, a 6x16 register tile (12 accumulators), loop order
 //    pc > ic > jc > jr > ir as in the avx512 file (KC 256, NC 512 measured best, ~87% of the
@@ -48,10 +49,10 @@ inline __m256 LoadPartial(const typename W::T* p, int64_t n) {
 // ---------------------------------------------------------------------------------------------
 // GEMV (M <= 4)
 
-// Software prefetch distance on each streamed W row (T0). 1 KiB measured best among
-// 512..2048 B on Zen 5; together with the next-tile continuation in GemvTile it brought the
-// 16-bit-weight GEMV from ~88% to ~100% of a plain streaming read of the same bytes.
+// Software prefetch distances (T0), as in the avx512 file: 1 KiB ahead on each row of an R-row
+// tile (M >= 3), 4 KiB ahead for the single-row stream (M <= 2).
 constexpr int64_t kPrefetchBytes = 1024;
+constexpr int64_t kStreamPrefetchBytes = 4096;
 
 template <int M, int R, typename W>
 inline void GemvTile(const float* x, int64_t ldx, int64_t K, const typename W::T* w, float* y,
@@ -119,10 +120,70 @@ inline void GemvTile(const float* x, int64_t ldx, int64_t K, const typename W::T
   }
 }
 
+// y[m*ldy + n] = dot(x[m, :], W row n) for n in [n_begin, n_end), m < M, reading W strictly in
+// memory order (one row after the other) so that the whole slice is a single forward stream;
+// the software prefetch runs on from one row into the next. U vectors per step give M*U
+// independent accumulators (x is reloaded from L1 for each W vector).
+template <int M, int U, typename W>
+void GemvStream(const float* x, int64_t K, int64_t ldx, const typename W::T* w, int64_t n_begin,
+                int64_t n_end, float* y, int64_t ldy) {
+  using T = typename W::T;
+  constexpr int64_t kStep = 8 * U;
+  constexpr int64_t kLineElems = 64 / static_cast<int64_t>(sizeof(T));
+  constexpr int64_t kPfElems = kStreamPrefetchBytes / static_cast<int64_t>(sizeof(T));
+  for (int64_t n = n_begin; n < n_end; ++n) {
+    const T* row = w + n * K;
+    __m256 acc[M][U];
+#pragma GCC unroll 8
+    for (int m = 0; m < M; ++m)
+#pragma GCC unroll 8
+      for (int u = 0; u < U; ++u) acc[m][u] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + kStep <= K; k += kStep) {
+#pragma GCC unroll 8
+      for (int64_t l = 0; l < kStep; l += kLineElems) {
+        _mm_prefetch(reinterpret_cast<const char*>(row + k + l + kPfElems), _MM_HINT_T0);
+      }
+#pragma GCC unroll 8
+      for (int u = 0; u < U; ++u) {
+        const __m256 wv = W::Load(row + k + 8 * u);
+#pragma GCC unroll 4
+        for (int m = 0; m < M; ++m) {
+          acc[m][u] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * ldx + k + 8 * u), wv, acc[m][u]);
+        }
+      }
+    }
+    for (; k < K; k += 8) {  // remaining vectors (< U), the last one partial
+      const int64_t kn = K - k;
+      const __m256 wv = kn >= 8 ? W::Load(row + k) : LoadPartial<W>(row + k, kn);
+      const __m256i mask = FirstLanes(kn);
+#pragma GCC unroll 4
+      for (int m = 0; m < M; ++m) {
+        acc[m][0] = _mm256_fmadd_ps(_mm256_maskload_ps(x + m * ldx + k, mask), wv, acc[m][0]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int m = 0; m < M; ++m) {
+#pragma GCC unroll 8
+      for (int u = 1; u < U; ++u) acc[m][0] = _mm256_add_ps(acc[m][0], acc[m][u]);
+      const __m128 s4 =
+          _mm_add_ps(_mm256_castps256_ps128(acc[m][0]), _mm256_extractf128_ps(acc[m][0], 1));
+      const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+      y[m * ldy + n] = _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
+    }
+  }
+}
+
 template <int M, typename W>
 void Gemv(const float* x, int64_t K, int64_t ldx, const typename W::T* w, int64_t n_begin,
           int64_t n_end, float* y, int64_t ldy) {
-  constexpr int R = M == 1 ? 8 : M == 2 ? 4 : M == 3 ? 3 : 2;
+  // M <= 2: one row at a time, W as a single forward stream (see the avx512 file).
+  if constexpr (M <= 2) {
+    constexpr int U = M == 1 ? 8 : 4;
+    return GemvStream<M, U, W>(x, K, ldx, w, n_begin, n_end, y, ldy);
+  }
+  // M = 3, 4: tiles of R rows share each x load, within 16 ymm registers.
+  constexpr int R = M == 3 ? 3 : 2;
   int64_t n = n_begin;
   for (; n + R <= n_end; n += R) GemvTile<M, R, W>(x, ldx, K, w + n * K, y + n, ldy);
   for (; n < n_end; ++n) GemvTile<M, 1, W>(x, ldx, K, w + n * K, y + n, ldy);

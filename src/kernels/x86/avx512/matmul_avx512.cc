@@ -1,10 +1,11 @@
 // AVX-512 y = x @ W^T for f32 / f16 / bf16 weights (fp32 accumulation, weights widened exactly).
 //
 // Two regimes:
-//  * decode, M <= 4 (GEMV): W is streamed once from memory, R rows at a time; every 64-byte
-//    slice of a W row is loaded once and used for all M rows of x. Up to M = 16 the GEMV runs
-//    once per chunk of 4 rows (cheaper than packing W, see MatMul). R*M independent accumulators
-//    and a software prefetch a few cache lines ahead on each W row keep the loads in flight.
+//  * decode, M <= 4 (GEMV): every 64-byte slice of W is loaded once and used for all M rows of
+//    x. For M <= 2 W is read row after row as one forward stream (M*8 or M*4 accumulators);
+//    for M = 3, 4 tiles of 4 rows are read at once so that each x load serves 4 rows. Software
+//    prefetch keeps the loads in flight. Up to M = 16 this runs once per chunk of 4 rows
+//    (cheaper than packing W, see MatMul).
 //  * prefill, M >= 17 (GEMM): Goto/BLIS loop nest. A (KC x NC) block of W is transposed and
 //    widened into per-thread scratch as 32-column micro-panels (k-major), x is packed into
 //    12-row micro-panels, and a 12x32 register tile (24 zmm accumulators) does 24 FMAs per
