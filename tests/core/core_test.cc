@@ -64,8 +64,12 @@ TEST(DTypeTest, F32ToF16RoundsToNearestEven) {
     // Neighbours of the result must not be strictly closer.
     const double up = F16ToF32(h + 1), down = F16ToF32(h - 1);
     const double err = std::fabs(got - x);
-    if (std::isfinite(up)) ASSERT_LE(err, std::fabs(up - x)) << x;
-    if ((h & 0x7fff) != 0 && std::isfinite(down)) ASSERT_LE(err, std::fabs(down - x)) << x;
+    if (std::isfinite(up)) {
+      ASSERT_LE(err, std::fabs(up - x)) << x;
+    }
+    if ((h & 0x7fff) != 0 && std::isfinite(down)) {
+      ASSERT_LE(err, std::fabs(down - x)) << x;
+    }
   }
   EXPECT_EQ(F32ToF16(65520.0f), 0x7c00);  // halfway past max half rounds to inf
   EXPECT_EQ(F32ToF16(65519.0f), 0x7bff);
@@ -95,7 +99,9 @@ TEST(ThreadPoolTest, SplitRangeCoversEverythingOnce) {
           ThreadPool::SplitRange(n, align, t, nt, &b, &e);
           ASSERT_EQ(b, next);
           ASSERT_LE(b, e);
-          if (e < n) ASSERT_EQ(e % align, 0);
+          if (e < n) {
+            ASSERT_EQ(e % align, 0);
+          }
           next = e;
         }
         ASSERT_EQ(next, n);
