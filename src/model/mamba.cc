@@ -203,20 +203,7 @@ void Engine::Layer(int layer, int64_t T, SequenceState* const* states, bool per_
   if (obs) observer_->Observe(layer, ActPoint::kInProjOut, xz_.data(), T, 2 * di, 2 * di);
 
   // x = self.act(self.conv1d(x)[..., :seqlen])  xc_: (T, d_inner); conv_state carried
-  const int64_t conv_stride = (c_.d_conv - 1) * di;
-  pool_.ParallelRange(di, 16, [&](int64_t b, int64_t e) {
-    if (per_row_states) {
-      for (int64_t t = 0; t < T; ++t)
-        k_.causal_conv1d_silu(xz_.data() + t * 2 * di, 1, di, 2 * di, L.conv_w, L.conv_b,
-                              static_cast<int>(c_.d_conv),
-                              states[t]->conv.data() + layer * conv_stride, xc_.data() + t * di,
-                              di, b, e);
-    } else {
-      k_.causal_conv1d_silu(xz_.data(), T, di, 2 * di, L.conv_w, L.conv_b,
-                            static_cast<int>(c_.d_conv),
-                            states[0]->conv.data() + layer * conv_stride, xc_.data(), di, b, e);
-    }
-  });
+  ConvF32(layer, T, states, per_row_states, L.conv_w, L.conv_b);
 
   if (obs) observer_->Observe(layer, ActPoint::kXProjIn, xc_.data(), T, di, di);
 
@@ -228,39 +215,58 @@ void Engine::Layer(int layer, int64_t T, SequenceState* const* states, bool per_
   if (obs) observer_->Observe(layer, ActPoint::kDtProjOut, dt_.data(), T, di, di);
 
   // y = selective_scan_fn(x, dt, A, B, C, D, z, delta_bias=dt_proj.bias, delta_softplus=True)
-  const int64_t ssm_stride = di * ds;
-  pool_.ParallelRange(di, 16, [&](int64_t b, int64_t e) {
-    kernels::ScanArgs a;
-    a.d_inner = di;
-    a.d_state = ds;
-    a.ldu = di;
-    a.ld_delta = di;
-    a.delta_bias = L.dt_bias;
-    a.A = L.A;
-    a.ld_bc = n_dbl;
-    a.D = L.D;
-    a.ldz = 2 * di;
-    a.ldy = di;
-    const int64_t n_seq = per_row_states ? T : 1;
-    for (int64_t s = 0; s < n_seq; ++s) {
-      const int64_t t0 = per_row_states ? s : 0;
-      a.L = per_row_states ? 1 : T;
-      a.u = xc_.data() + t0 * di;
-      a.delta = dt_.data() + t0 * di;
-      a.B = x_dbl_.data() + t0 * n_dbl + R;
-      a.C = x_dbl_.data() + t0 * n_dbl + R + ds;
-      a.z = xz_.data() + t0 * 2 * di + di;
-      a.state = states[s]->ssm.data() + layer * ssm_stride;
-      a.y = y_.data() + t0 * di;
-      k_.selective_scan(a, b, e);
-    }
-  });
+  ScanF32(layer, T, states, per_row_states, L.dt_bias, L.A, L.D);
 
   if (obs) observer_->Observe(layer, ActPoint::kOutProjIn, y_.data(), T, di, di);
 
   // out = self.out_proj(y)                      h_: (T, d_model)
   MatMul(y_.data(), T, di, L.out_proj, h_.data(), dm);
   if (obs) observer_->Observe(layer, ActPoint::kOutProjOut, h_.data(), T, dm, dm);
+}
+
+// xc_ = SiLU(conv1d(xz_[:, :d_inner])) with float weights; conv states carried.
+void Engine::ConvF32(int layer, int64_t T, SequenceState* const* states, bool per_row_states,
+                     const float* w, const float* b) {
+  const int64_t di = c_.d_inner, conv_stride = (c_.d_conv - 1) * di;
+  pool_.ParallelRange(di, 16, [&](int64_t cb, int64_t ce) {
+    const int64_t n_seq = per_row_states ? T : 1;  // decode: row t is sequence t
+    for (int64_t s = 0; s < n_seq; ++s)
+      k_.causal_conv1d_silu(xz_.data() + s * 2 * di, per_row_states ? 1 : T, di, 2 * di, w, b,
+                            static_cast<int>(c_.d_conv),
+                            states[s]->conv.data() + layer * conv_stride, xc_.data() + s * di, di,
+                            cb, ce);
+  });
+}
+
+// y_ = selective_scan(u = xc_, delta = dt_, B, C from x_dbl_, z from xz_) with float inputs.
+void Engine::ScanF32(int layer, int64_t T, SequenceState* const* states, bool per_row_states,
+                     const float* dt_bias, const float* A, const float* D) {
+  const int64_t di = c_.d_inner, ds = c_.d_state, R = c_.dt_rank, n_dbl = R + 2 * ds;
+  pool_.ParallelRange(di, 16, [&](int64_t cb, int64_t ce) {
+    kernels::ScanArgs a;
+    a.d_inner = di;
+    a.d_state = ds;
+    a.ldu = di;
+    a.ld_delta = di;
+    a.delta_bias = dt_bias;
+    a.A = A;
+    a.ld_bc = n_dbl;
+    a.D = D;
+    a.ldz = 2 * di;
+    a.ldy = di;
+    a.L = per_row_states ? 1 : T;
+    const int64_t n_seq = per_row_states ? T : 1;
+    for (int64_t s = 0; s < n_seq; ++s) {
+      a.u = xc_.data() + s * di;
+      a.delta = dt_.data() + s * di;
+      a.B = x_dbl_.data() + s * n_dbl + R;
+      a.C = x_dbl_.data() + s * n_dbl + R + ds;
+      a.z = xz_.data() + s * 2 * di + di;
+      a.state = states[s]->ssm.data() + layer * di * ds;
+      a.y = y_.data() + s * di;
+      k_.selective_scan(a, cb, ce);
+    }
+  });
 }
 
 void Engine::Logits(int64_t T, const int64_t* rows, int64_t n_rows, float* logits) {

@@ -114,6 +114,11 @@ class Engine {
   void LayerDynamic(int layer, int64_t T, SequenceState* const* states, bool per_row_states);
   // Fake-quant simulation of LayerQ8 in float (mamba_q8.cc).
   void LayerSim(int layer, int64_t T, SequenceState* const* states, bool per_row_states);
+  // Float conv (xz_ -> xc_) and scan (-> y_) shared by the float, dynamic and simulated layers.
+  void ConvF32(int layer, int64_t T, SequenceState* const* states, bool per_row_states,
+               const float* w, const float* b);
+  void ScanF32(int layer, int64_t T, SequenceState* const* states, bool per_row_states,
+               const float* dt_bias, const float* A, const float* D);
   // Quantizes rows of x dynamically (per token) into q, scales into row_scale_.
   void QuantizeRowsDynamic(const float* x, int64_t T, int64_t C, int64_t ldx, int8_t* q);
   void GemmS8(const int8_t* x, int64_t M, int64_t K, int64_t ldx, const QMatrix& w,

@@ -169,47 +169,14 @@ void Engine::LayerDynamic(int layer, int64_t T, SequenceState* const* states,
                                            L.norm, dm, eps, 0.0f, hn_q_.data() + t * dm);
   GemmS8(hn_q_.data(), T, dm, dm, L.in_proj, row_scale_.data(), 1, L.in_proj.scale, nullptr,
          xz_.data(), 2 * di);
-  const int64_t conv_stride = (c_.d_conv - 1) * di;
-  pool_.ParallelRange(di, 16, [&](int64_t b, int64_t e) {
-    const int64_t n_seq = per_row_states ? T : 1;
-    for (int64_t s = 0; s < n_seq; ++s)
-      k_.causal_conv1d_silu(xz_.data() + s * 2 * di, per_row_states ? 1 : T, di, 2 * di,
-                            L.conv_w_f, L.conv_b_f, static_cast<int>(c_.d_conv),
-                            states[s]->conv.data() + layer * conv_stride, xc_.data() + s * di, di,
-                            b, e);
-  });
+  ConvF32(layer, T, states, per_row_states, L.conv_w_f, L.conv_b_f);
   QuantizeRowsDynamic(xc_.data(), T, di, di, u_q_.data());
   GemmS8(u_q_.data(), T, di, di, L.x_proj, row_scale_.data(), 1, L.x_proj.scale, nullptr,
          x_dbl_.data(), n_dbl);
   QuantizeRowsDynamic(x_dbl_.data(), T, R, n_dbl, dt_q_.data());  // dt_low, packed (T, R)
   GemmS8(dt_q_.data(), T, R, R, L.dt_proj, row_scale_.data(), 1, L.dt_proj.scale, nullptr,
          dt_.data(), di);
-  const int64_t ssm_stride = di * ds;
-  pool_.ParallelRange(di, 16, [&](int64_t b, int64_t e) {
-    kernels::ScanArgs a;
-    a.d_inner = di;
-    a.d_state = ds;
-    a.ldu = di;
-    a.ld_delta = di;
-    a.delta_bias = L.dt_bias;
-    a.A = L.A;
-    a.ld_bc = n_dbl;
-    a.D = L.D;
-    a.ldz = 2 * di;
-    a.ldy = di;
-    const int64_t n_seq = per_row_states ? T : 1;
-    for (int64_t s = 0; s < n_seq; ++s) {
-      a.L = per_row_states ? 1 : T;
-      a.u = xc_.data() + s * di;
-      a.delta = dt_.data() + s * di;
-      a.B = x_dbl_.data() + s * n_dbl + R;
-      a.C = x_dbl_.data() + s * n_dbl + R + ds;
-      a.z = xz_.data() + s * 2 * di + di;
-      a.state = states[s]->ssm.data() + layer * ssm_stride;
-      a.y = y_.data() + s * di;
-      k_.selective_scan(a, b, e);
-    }
-  });
+  ScanF32(layer, T, states, per_row_states, L.dt_bias, L.A, L.D);
   QuantizeRowsDynamic(y_.data(), T, di, di, y_q_.data());
   GemmS8(y_q_.data(), T, di, di, L.out_proj, row_scale_.data(), 1, L.out_proj.scale, nullptr,
          h_.data(), dm);
@@ -235,13 +202,7 @@ void Engine::LayerSim(int layer, int64_t T, SequenceState* const* states, bool p
   FakeQuantRows(hn_.data(), T, dm, dm, L.s_in);                          // [1]
   matmul(hn_.data(), dm, dm, S.in_proj, 2 * di, xz_.data(), 2 * di);     // [2]
   FakeQuantRows(xz_.data(), T, 2 * di, 2 * di, L.s_xz);                   // [3][11]
-  const int64_t conv_stride = (c_.d_conv - 1) * di;
-  const int64_t n_seq = per_row_states ? T : 1;
-  for (int64_t s = 0; s < n_seq; ++s)                                     // [4]
-    k_.causal_conv1d_silu(xz_.data() + s * 2 * di, per_row_states ? 1 : T, di, 2 * di,
-                          L.conv_w_f, L.conv_b_f, static_cast<int>(c_.d_conv),
-                          states[s]->conv.data() + layer * conv_stride, xc_.data() + s * di, di,
-                          0, di);
+  ConvF32(layer, T, states, per_row_states, L.conv_w_f, L.conv_b_f);  // [4]
   // x_proj input: smoothed copy for SmoothQuant, else u itself.
   std::vector<float>& xin = y_;  // y_ is free until the scan; reuse it as scratch
   for (int64_t t = 0; t < T; ++t)
@@ -257,28 +218,7 @@ void Engine::LayerSim(int layer, int64_t T, SequenceState* const* states, bool p
   FakeQuantRows(x_dbl_.data(), T, n_dbl, n_dbl, L.s_xdbl);                // [7]
   matmul(x_dbl_.data(), R, n_dbl, S.dt_proj, di, dt_.data(), di);         // [8]
   FakeQuantRows(dt_.data(), T, di, di, L.s_dt);                           // [9]
-  kernels::ScanArgs a;
-  a.d_inner = di;
-  a.d_state = ds;
-  a.ldu = di;
-  a.ld_delta = di;
-  a.delta_bias = L.dt_bias;
-  a.A = L.A;
-  a.ld_bc = n_dbl;
-  a.D = L.D;
-  a.ldz = 2 * di;
-  a.ldy = di;
-  for (int64_t s = 0; s < n_seq; ++s) {                                  // [10-12]
-    a.L = per_row_states ? 1 : T;
-    a.u = xc_.data() + s * di;
-    a.delta = dt_.data() + s * di;
-    a.B = x_dbl_.data() + s * n_dbl + R;
-    a.C = x_dbl_.data() + s * n_dbl + R + ds;
-    a.z = xz_.data() + s * 2 * di + di;
-    a.state = states[s]->ssm.data() + layer * di * ds;
-    a.y = y_.data() + s * di;
-    k_.selective_scan(a, 0, di);
-  }
+  ScanF32(layer, T, states, per_row_states, L.dt_bias, L.A, L.D);      // [10-12]
   if (qw_->qc.hadamard) q8_.hadamard_f32(y_.data(), T, di, di);          // [13]
   if (L.out_proj_smooth_inv)
     for (int64_t t = 0; t < T; ++t)
