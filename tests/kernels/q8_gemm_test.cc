@@ -109,6 +109,21 @@ TEST_P(Q8GemmTest, ShapeSweep) {
   }
 }
 
+// Long rows, where the decode GEMV streams one W row at a time (K >= 1024 on AVX-512): every
+// remainder class of its 256-byte step and 64-byte vector around the switch-over K.
+TEST_P(Q8GemmTest, LongRowSweep) {
+  SCOPED_TRACE(testing::ReplayHint());
+  const int64_t Ks[] = {1023, 1024, 1025, 1031, 1087, 1088, 1151, 1216, 1279, 1280, 1281, 2047,
+                        2111, 4099};
+  for (int64_t M : {1, 2, 3}) {
+    for (int64_t K : Ks) {
+      RunGemmCase(GetParam(), {.M = M, .N = 19, .K = K, .n_begin = 2, .n_end = 2 + K % 17,
+                               .ldx_pad = K % 3, .ldy_pad = 2, .a_stride = K % 2});
+      if (HasFatalFailure()) return;
+    }
+  }
+}
+
 // Every column count 0..70 from odd starts (GEMV row groups and GEMM panel tails).
 TEST_P(Q8GemmTest, ColumnRangeSweep) {
   SCOPED_TRACE(testing::ReplayHint());
