@@ -77,6 +77,12 @@ using SelectiveScanFn = void (*)(const ScanArgs& a, int64_t c_begin, int64_t c_e
 // dst (n) = float(src (n)) for a row of an f32 / f16 / bf16 tensor (embedding lookup).
 using ConvertRowFn = void (*)(const void* src, int64_t n, float* dst);
 
+// Sum of the n / 8 little-endian uint64 words at p, plus the last n % 8 bytes as one
+// zero-extended word, modulo 2^64. Its job is to read every byte as fast as the memory system
+// allows: it is the read-bandwidth ceiling that `quamba bench` measures decode against. p needs
+// no alignment.
+using SumU64Fn = uint64_t (*)(const uint8_t* p, int64_t n);
+
 struct KernelTable {
   Isa isa = Isa::kGeneric;
   MatMulFn matmul_f32 = nullptr;   // W float32
@@ -87,6 +93,7 @@ struct KernelTable {
   SelectiveScanFn selective_scan = nullptr;
   ConvertRowFn convert_f16 = nullptr;
   ConvertRowFn convert_bf16 = nullptr;
+  SumU64Fn sum_u64 = nullptr;
 
   MatMulFn MatMulFor(DType w) const;    // QM_CHECKs that w is F32/F16/BF16
   ConvertRowFn ConvertFor(DType w) const;  // F32 -> memcpy-based row copy

@@ -93,10 +93,50 @@ const TensorStore& MambaModel::store() const {
 uint64_t MambaModel::file_bytes() const {
   return quantized() ? qweights_->file_bytes : weights_->file_bytes;
 }
+
+namespace {
+bool EmbeddingIsLmHead(const MatrixRef& emb, const MatrixRef& head) {
+  return head.data != nullptr && head.data == emb.data;
+}
+}  // namespace
+
+uint64_t MambaModel::DecodeWeightBytes() const {
+  const MatrixRef& emb = quantized() ? qweights_->embedding : weights_->embedding;
+  const MatrixRef& head = quantized() ? qweights_->lm_head : weights_->lm_head;
+  const uint64_t emb_bytes = static_cast<uint64_t>(emb.rows * emb.cols) * DTypeSize(emb.dtype);
+  return file_bytes() - (EmbeddingIsLmHead(emb, head) ? 0 : emb_bytes);
+}
+
+uint64_t MambaModel::StateBytes() const {
+  const MambaConfig& c = config_;
+  const int64_t conv_n = c.n_layer * (c.d_conv - 1) * c.d_inner;
+  return static_cast<uint64_t>(c.n_layer * c.d_inner * c.d_state) * sizeof(float) +
+         static_cast<uint64_t>(conv_n) * (quantized() ? sizeof(int8_t) : sizeof(float));
+}
+
+std::vector<std::span<const uint8_t>> MambaModel::DecodeWeightSpans() const {
+  const MatrixRef& emb = quantized() ? qweights_->embedding : weights_->embedding;
+  const MatrixRef& head = quantized() ? qweights_->lm_head : weights_->lm_head;
+  const bool skip_emb = !EmbeddingIsLmHead(emb, head);
+  std::vector<std::span<const uint8_t>> spans;
+  uint64_t left = DecodeWeightBytes();
+  for (const auto& [name, t] : store().tensors()) {
+    if (left == 0) break;
+    if (skip_emb && t.data == emb.data) continue;
+    const uint64_t n = std::min<uint64_t>(left, t.nbytes);
+    spans.emplace_back(t.data, n);
+    left -= n;
+  }
+  return spans;
+}
 std::string MambaModel::recipe() const { return quantized() ? qweights_->qc.recipe : "fp"; }
 std::string MambaModel::weight_type() const {
-  if (quantized()) return std::string("I8 (") + (qweights_->qc.static_acts ? "W8A8 static" :
-                                                 "W8A8 dynamic") + ")";
+  if (quantized()) {
+    const QuantizedWeights& q = *qweights_;
+    const std::string head = q.qc.lm_head == "int8" ? "I8" : DTypeName(q.lm_head.dtype);
+    return std::string("I8 (") + (q.qc.static_acts ? "W8A8 static" : "W8A8 dynamic") +
+           ", lm_head " + head + ")";
+  }
   return DTypeName(weights_->in_proj_dtype());
 }
 
@@ -132,6 +172,7 @@ Engine::Engine(const MambaModel& model, int n_threads, const kernels::KernelTabl
       };
       for (const QLayerWeights& L : qw_->layers)
         sim_.push_back({deq(L.in_proj), deq(L.x_proj), deq(L.dt_proj), deq(L.out_proj), {}, {}});
+      if (qw_->qc.lm_head == "int8") sim_lm_head_ = deq(qw_->lm_head_q);
     }
   } else {
     w_ = &model.weights();
@@ -269,7 +310,21 @@ void Engine::ScanF32(int layer, int64_t T, SequenceState* const* states, bool pe
   });
 }
 
+// norm_f(residual + h) of rows [0, T) for the observer, leaving residual_ untouched (Logits
+// adds h to it later): the sum goes through xz_ (T x 2*d_inner >= T x d_model) as scratch.
+void Engine::ObserveLmHeadIn(int64_t T) {
+  const int64_t dm = c_.d_model;
+  const float eps = static_cast<float>(c_.norm_eps);
+  for (int64_t t = 0; t < T; ++t) {
+    float* sum = xz_.data() + t * dm;
+    for (int64_t i = 0; i < dm; ++i) sum[i] = residual_[t * dm + i] + h_[t * dm + i];
+    k_.add_rms_norm(sum, nullptr, norm_f_, dm, eps, hn_.data() + t * dm);
+  }
+  observer_->ObserveLmHeadIn(hn_.data(), T, dm, dm);
+}
+
 void Engine::Logits(int64_t T, const int64_t* rows, int64_t n_rows, float* logits) {
+  if (qw_ != nullptr && qw_->qc.lm_head == "int8") return LogitsQ8(rows, n_rows, logits);
   // residual = hidden_states + residual; hidden_states = self.norm_f(residual)
   const int64_t dm = c_.d_model;
   const float eps = static_cast<float>(c_.norm_eps);
@@ -292,6 +347,7 @@ void Engine::Prefill(SequenceState* s, std::span<const int32_t> ids, float* logi
     std::memcpy(residual_.data(), h_.data(), T * c_.d_model * sizeof(float));
     for (int l = 0; l < c_.n_layer; ++l) Layer(l, T, &s, /*per_row_states=*/false);
     s->n_tokens += T;
+    if (observer_ != nullptr && observer_->WantsLmHeadIn()) ObserveLmHeadIn(T);
     if (logits == nullptr) continue;
     if (all_logits) {
       Logits(T, nullptr, T, logits + start * c_.vocab_size);

@@ -42,6 +42,14 @@ class MambaModel {
   const QuantizedWeights& qweights() const;
   const TensorStore& store() const;
   uint64_t file_bytes() const;       // bytes of the tensors the model uses, as stored
+  // What one decode step (batch 1) must stream from memory: every weight it uses except the
+  // embedding table (one row per token) unless that table is also lm_head (tied float head).
+  uint64_t DecodeWeightBytes() const;
+  // Recurrent state of one sequence (conv + SSM): a decode step reads and writes it.
+  uint64_t StateBytes() const;
+  // The stored tensors behind DecodeWeightBytes(), in name order (to measure how fast this
+  // machine reads exactly this kind of memory; see `quamba bench`).
+  std::vector<std::span<const uint8_t>> DecodeWeightSpans() const;
   std::string recipe() const;        // "fp" or the quantization recipe
   std::string weight_type() const;   // "F32", "BF16", "I8", ...
   const Tokenizer* tokenizer() const { return tokenizer_.get(); }
@@ -76,6 +84,11 @@ class ActivationObserver {
   // x: (rows, cols) with row stride ld, float32.
   virtual void Observe(int layer, ActPoint point, const float* x, int64_t rows, int64_t cols,
                        int64_t ld) = 0;
+  // The lm_head input norm_f(residual) (rows, d_model), when WantsLmHeadIn(): computed by
+  // Prefill after the last layer whether or not logits are asked for.
+  virtual bool WantsLmHeadIn() const { return false; }
+  virtual void ObserveLmHeadIn(const float* /*x*/, int64_t /*rows*/, int64_t /*cols*/,
+                               int64_t /*ld*/) {}
 };
 
 // Runs the forward pass with preallocated scratch buffers: no allocation per token.
@@ -124,6 +137,9 @@ class Engine {
   void GemmS8(const int8_t* x, int64_t M, int64_t K, int64_t ldx, const QMatrix& w,
               const float* a, int64_t a_stride, float b, int8_t* y8, float* yf, int64_t ldy);
   void Logits(int64_t T, const int64_t* rows, int64_t n_rows, float* logits);
+  // Int8 lm_head (mamba_q8.cc): rows as Logits.
+  void LogitsQ8(const int64_t* rows, int64_t n_rows, float* logits);
+  void ObserveLmHeadIn(int64_t T);
 
   const MambaModel& model_;
   const MambaConfig& c_;
@@ -161,6 +177,7 @@ class Engine {
     std::vector<float> in_proj, x_proj, dt_proj, out_proj, conv_w, conv_b;
   };
   std::vector<SimLayer> sim_;
+  std::vector<float> sim_lm_head_;  // (vocab, d_model) dequantized int8 lm_head
 };
 
 }  // namespace quamba

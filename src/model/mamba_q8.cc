@@ -228,3 +228,39 @@ void Engine::LayerSim(int layer, int64_t T, SequenceState* const* states, bool p
 }
 
 }  // namespace quamba
+
+namespace quamba {
+
+// Quamba2's W8A8 lm_head (spec §3.5): norm_f = QRMSNorm(out = lm_head:input), then the int8
+// GEMM with fp32 logits. Dynamic recipe: per-token input scales. Simulation: float fake quant.
+void Engine::LogitsQ8(const int64_t* rows, int64_t n_rows, float* logits) {
+  const int64_t dm = c_.d_model, V = c_.vocab_size;
+  const float eps = static_cast<float>(c_.norm_eps);
+  const QMatrix& W = qw_->lm_head_q;
+  const bool st = qw_->qc.static_acts;
+  const float s_in = qw_->s_lm_head_in;
+  if (simulate_) {
+    // residual = hidden_states + residual; hidden_states = fq(self.norm_f(residual))
+    for (int64_t i = 0; i < n_rows; ++i) {
+      const int64_t t = rows ? rows[i] : i;
+      k_.add_rms_norm(residual_.data() + t * dm, h_.data() + t * dm, norm_f_, dm, eps,
+                      hn_.data() + i * dm);
+    }
+    FakeQuantRows(hn_.data(), n_rows, dm, dm, s_in);
+    const MatrixRef w{sim_lm_head_.data(), DType::kF32, V, dm};
+    MatMul(hn_.data(), n_rows, dm, w, logits, V);
+    return;
+  }
+  // hn_q = RoundS8(norm_f(residual + h) / s_in)                         (n_rows, d_model)
+  for (int64_t i = 0; i < n_rows; ++i) {
+    const int64_t t = rows ? rows[i] : i;
+    row_scale_[i] = q8_.add_rms_norm_quant(residual_.data() + t * dm, h_.data() + t * dm, norm_f_,
+                                           dm, eps, st ? 1.0f / s_in : 0.0f,
+                                           hn_q_.data() + i * dm);
+  }
+  // logits = s_in * s_w * (hn_q @ W_lm^T)                               (n_rows, vocab)
+  GemmS8(hn_q_.data(), n_rows, dm, dm, W, st ? &s_in : row_scale_.data(), st ? 0 : 1, W.scale,
+         nullptr, logits, V);
+}
+
+}  // namespace quamba

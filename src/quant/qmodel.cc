@@ -11,6 +11,10 @@ using json = nlohmann::json;
 constexpr const char* kFormatName = "quamba.cpp";
 }  // namespace
 
+bool LmHeadModeOk(const std::string& mode) {
+  return mode == "keep" || mode == "f16" || mode == "bf16" || mode == "int8";
+}
+
 std::string QuantConfig::ToJson() const {
   json j = {{"format", kFormatName},
             {"format_version", kQuantFormatVersion},
@@ -27,7 +31,9 @@ std::string QuantConfig::ToJson() const {
             {"hadamard_out_proj", hadamard},
             {"smoothquant", smooth},
             {"smoothquant_alpha", smooth_alpha},
-            {"float_tensors", "embedding, norm_f, lm_head (as in Quamba v1)"},
+            {"lm_head", lm_head},
+            {"float_tensors", lm_head == "int8" ? "embedding, norm_f"
+                                                : "embedding, norm_f, lm_head (as in Quamba v1)"},
             {"source_model", source_model},
             {"calibration",
              {{"files", calib_files},
@@ -85,6 +91,14 @@ StatusOr<QuantConfig> QuantConfig::FromJson(const std::string& text, const std::
   QM_RETURN_IF_ERROR(num("percentile_alpha", &c.percentile_alpha));
   QM_RETURN_IF_ERROR(num("percentile_sigma", &c.percentile_sigma));
   QM_RETURN_IF_ERROR(num("smoothquant_alpha", &c.smooth_alpha));
+  // Files written before lm_head was a choice kept the source precision.
+  c.lm_head = "keep";
+  if (j.contains("lm_head")) {
+    if (!j["lm_head"].is_string() || !LmHeadModeOk(j["lm_head"].get<std::string>()))
+      return Status::Error(StrFormat("%s: lm_head: expected \"keep\", \"f16\", \"bf16\" or "
+                                     "\"int8\", found %s", fn, j["lm_head"].dump().c_str()));
+    c.lm_head = j["lm_head"].get<std::string>();
+  }
   c.source_model = j.value("source_model", "");
   if (j.contains("calibration") && j["calibration"].is_object()) {
     const json& cal = j["calibration"];
@@ -139,7 +153,13 @@ void ForEachQuantTensor(const MambaConfig& c, const QuantConfig& qc, DType embed
     f({m + "out_proj.weight_scale", DType::kF32, scalar, false});
   }
   f({"backbone.norm_f.weight", DType::kF32, {dm}, false});
-  f({"lm_head.weight", embedding_dtype, {c.vocab_size, dm}, c.tie_embeddings});
+  if (qc.lm_head == "int8") {
+    if (st) f({"lm_head.input_scale", DType::kF32, scalar, false});
+    f({"lm_head.weight", DType::kI8, {c.vocab_size, dm}, false});
+    f({"lm_head.weight_scale", DType::kF32, scalar, false});
+  } else {
+    f({"lm_head.weight", embedding_dtype, {c.vocab_size, dm}, c.tie_embeddings});
+  }
 }
 
 StatusOr<std::unique_ptr<QuantizedWeights>> BindQuantizedWeights(
@@ -226,8 +246,13 @@ StatusOr<std::unique_ptr<QuantizedWeights>> BindQuantizedWeights(
   }
 
   w->embedding = matrix_ref(emb);
-  const TensorView* head = store->Find("lm_head.weight");
-  w->lm_head = head ? matrix_ref(head) : w->embedding;
+  if (qc.lm_head == "int8") {
+    w->lm_head_q = qmat("lm_head");
+    w->s_lm_head_in = scalar("lm_head.input_scale");
+  } else {
+    const TensorView* head = store->Find("lm_head.weight");
+    w->lm_head = head ? matrix_ref(head) : w->embedding;
+  }
   w->norm_f = floats("backbone.norm_f.weight");
   w->layers.resize(c.n_layer);
   for (int i = 0; i < c.n_layer; ++i) {

@@ -30,6 +30,14 @@ struct QuantConfig {
   bool hadamard = false;         // rotate the out_proj input, H folded into W_out
   bool smooth = false;           // SmoothQuant per-channel smoothing
   double smooth_alpha = 0.5;
+  // Precision of lm_head (and of the embedding table that feeds the first block):
+  //   keep  both as in the source checkpoint (Quamba v1 on an fp32 model: fp32)
+  //   f16   both float16, as the fp16 models Quamba v1 runs (default; halves lm_head's bytes)
+  //   bf16  both bfloat16
+  //   int8  lm_head W8A8 as Quamba2's --quantize_lm_head (spec §3.5): per-tensor int8 weight,
+  //         static per-tensor int8 input (the norm_f output, abs-max calibrated), fp32 logits;
+  //         per-token dynamic input for the dynamic recipe. Embedding float16.
+  std::string lm_head = "f16";
   // Calibration provenance.
   std::vector<std::string> calib_files;
   int64_t calib_samples = 0, calib_len = 0, calib_tokens = 0;
@@ -47,6 +55,9 @@ struct QMatrix {
   int64_t rows = 0, cols = 0;
   float scale = 0;
 };
+
+// The --lm-head values, and whether one is valid.
+bool LmHeadModeOk(const std::string& mode);
 
 // Per-layer int8 weights and static activation scales (spec §2.3 numbering in brackets).
 struct QLayerWeights {
@@ -77,7 +88,10 @@ struct QLayerWeights {
 
 struct QuantizedWeights {
   QuantConfig qc;
-  MatrixRef embedding, lm_head;  // stay float (Quamba v1)
+  MatrixRef embedding;  // float (F32/F16/BF16)
+  MatrixRef lm_head;    // float lm_head (qc.lm_head != "int8"); == embedding when tied
+  QMatrix lm_head_q;    // int8 lm_head (qc.lm_head == "int8")
+  float s_lm_head_in = 0;  // its static input scale (static recipes)
   const float* norm_f = nullptr;
   std::vector<QLayerWeights> layers;
   uint64_t file_bytes = 0;

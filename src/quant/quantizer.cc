@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "core/dtype.h"
 #include "core/progress.h"
 #include "io/mapped_file.h"
 #include "kernels/q8.h"
@@ -62,13 +63,18 @@ class CalibObserver : public ActivationObserver {
       case ActPoint::kOutProjOut: break;
     }
   }
-  std::vector<LayerActStats> Take() {
+  // Quamba2 calibrates lm_head:input with the same running abs-max (spec §3.3).
+  bool WantsLmHeadIn() const override { return qc_.lm_head == "int8"; }
+  void ObserveLmHeadIn(const float* x, int64_t rows, int64_t cols, int64_t ld) override {
+    lm_head_in_ = std::max(lm_head_in_, TensorAbsMax(x, rows, cols, ld));
+  }
+  CalibStats Take() {
     for (size_t l = 0; l < st_.size(); ++l) {
       st_[l].in_proj_in_ch = ch_[3 * l].absmax();
       st_[l].x_proj_in_ch = ch_[3 * l + 1].absmax();
       st_[l].out_proj_in_ch = ch_[3 * l + 2].absmax();
     }
-    return std::move(st_);
+    return CalibStats{std::move(st_), lm_head_in_};
   }
 
  private:
@@ -77,6 +83,7 @@ class CalibObserver : public ActivationObserver {
   std::vector<PercentileObserver> pct_;
   std::vector<PerChannelAbsMaxObserver> ch_;  // (n_layer, 3): in_proj, x_proj, out_proj inputs
   std::vector<float> buf_;
+  float lm_head_in_ = 0;
 };
 
 // Symmetric per-tensor int8: scale = max(absmax, 1e-5) / 127, q = clamp(rne(w / scale)).
@@ -133,7 +140,7 @@ float SmoothedAbsMax(const std::vector<float>& act_ch, const std::vector<float>&
 
 }  // namespace
 
-StatusOr<std::vector<LayerActStats>> Calibrate(const MambaModel& model, const QuantConfig& qc,
+StatusOr<CalibStats> Calibrate(const MambaModel& model, const QuantConfig& qc,
                                                const std::vector<std::vector<int32_t>>& samples,
                                                int threads, bool progress) {
   int64_t max_len = 1;
@@ -163,6 +170,10 @@ Status QuantizeModel(const MambaModel& model, const QuantizeOptions& opt,
                                    "calibration text), found no such file", model.dir().c_str()));
   QM_ASSIGN_OR_RETURN(QuantConfig qc, QuantConfig::ForRecipe(opt.recipe));
   qc.percentile_alpha = opt.percentile_alpha;
+  if (!LmHeadModeOk(opt.lm_head))
+    return Status::Error(StrFormat("--lm-head: expected keep, f16, bf16 or int8, found \"%s\"",
+                                   opt.lm_head.c_str()));
+  qc.lm_head = opt.lm_head;
   qc.source_model = model.dir();
   const MambaConfig& c = model.config();
   if (qc.hadamard) {
@@ -175,7 +186,8 @@ Status QuantizeModel(const MambaModel& model, const QuantizeOptions& opt,
     return Status::Error(StrFormat("%s: expected a new output directory, found an existing one "
                                    "(use --force to replace it)", out_dir.c_str()));
 
-  std::vector<LayerActStats> stats(c.n_layer);
+  CalibStats calib;
+  calib.layers.resize(c.n_layer);
   if (qc.static_acts) {
     QM_ASSIGN_OR_RETURN(auto samples, LoadCalibrationSamples(opt.calib_files, *model.tokenizer(),
                                                              opt.calib_samples, opt.calib_len));
@@ -183,7 +195,7 @@ Status QuantizeModel(const MambaModel& model, const QuantizeOptions& opt,
     qc.calib_samples = (int64_t)samples.size();
     qc.calib_len = opt.calib_len;
     for (const auto& s : samples) qc.calib_tokens += (int64_t)s.size();
-    QM_ASSIGN_OR_RETURN(stats, Calibrate(model, qc, samples, opt.threads, opt.progress));
+    QM_ASSIGN_OR_RETURN(calib, Calibrate(model, qc, samples, opt.threads, opt.progress));
   }
 
   // Build every output tensor; names/shapes follow ForEachQuantTensor (checked at the end).
@@ -207,12 +219,43 @@ Status QuantizeModel(const MambaModel& model, const QuantizeOptions& opt,
   keep_f.reserve(64 * c.n_layer + 8);  // data pointers must stay put
   keep_q.reserve(16 * c.n_layer + 8);
 
+  // Embedding and lm_head (--lm-head): as stored, converted to 16 bits, or lm_head int8.
   const TensorView* emb = src.Find("backbone.embeddings.weight");
   if (emb == nullptr) emb = src.Find("backbone.embedding.weight");
-  out.push_back({"backbone.embeddings.weight", emb->dtype, emb->shape, emb->data, nullptr});
-  if (!c.tie_embeddings) {
-    const TensorView* head = src.Find("lm_head.weight");
-    out.push_back({"lm_head.weight", head->dtype, head->shape, head->data, nullptr});
+  const TensorView* head = c.tie_embeddings ? nullptr : src.Find("lm_head.weight");
+  const DType emb_dtype = qc.lm_head == "keep" ? emb->dtype
+                          : qc.lm_head == "bf16" ? DType::kBF16 : DType::kF16;
+  std::vector<std::vector<uint16_t>> keep16;
+  keep16.reserve(2);
+  auto put_16 = [&](const std::string& name, const TensorView* t) -> Status {
+    const std::vector<float> v = ReadFloats(src, t->name);
+    std::vector<uint16_t> h(v.size());
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (emb_dtype == DType::kF16 && !(std::fabs(v[i]) <= 65504.0f))
+        return Status::Error(StrFormat("%s: tensor \"%s\": expected values within float16's "
+                                       "range for --lm-head f16, found %g (use bf16 or keep)",
+                                       t->file->c_str(), t->name.c_str(), v[i]));
+      h[i] = emb_dtype == DType::kF16 ? F32ToF16(v[i]) : F32ToBF16(v[i]);
+    }
+    keep16.push_back(std::move(h));
+    out.push_back({name, emb_dtype, t->shape, keep16.back().data(), nullptr});
+    return Status::Ok();
+  };
+  if (emb_dtype == emb->dtype) {
+    out.push_back({"backbone.embeddings.weight", emb->dtype, emb->shape, emb->data, nullptr});
+  } else {
+    QM_RETURN_IF_ERROR(put_16("backbone.embeddings.weight", emb));
+  }
+  if (qc.lm_head == "int8") {
+    put_q("lm_head.weight", ReadFloats(src, head ? head->name : emb->name),
+          {c.vocab_size, c.d_model}, "lm_head.weight_scale");
+    if (qc.static_acts) put_scalar("lm_head.input_scale", ScaleFromAbsMax(calib.lm_head_in));
+  } else if (head != nullptr) {
+    if (emb_dtype == head->dtype) {
+      out.push_back({"lm_head.weight", head->dtype, head->shape, head->data, nullptr});
+    } else {
+      QM_RETURN_IF_ERROR(put_16("lm_head.weight", head));
+    }
   }
   put_f("backbone.norm_f.weight", ReadFloats(src, "backbone.norm_f.weight"), {c.d_model});
 
@@ -220,7 +263,7 @@ Status QuantizeModel(const MambaModel& model, const QuantizeOptions& opt,
   for (int i = 0; i < c.n_layer; ++i) {
     const std::string p = "backbone.layers." + std::to_string(i) + ".";
     const std::string m = p + "mixer.";
-    const LayerActStats& s = stats[i];
+    const LayerActStats& s = calib.layers[i];
     std::vector<float> norm = ReadFloats(src, p + "norm.weight");
     std::vector<float> w_in = ReadFloats(src, m + "in_proj.weight");
     std::vector<float> w_x = ReadFloats(src, m + "x_proj.weight");
@@ -270,7 +313,7 @@ Status QuantizeModel(const MambaModel& model, const QuantizeOptions& opt,
 
   // Same list as the loader checks: a mismatch here is a bug, not bad input.
   size_t n_expected = 0;
-  ForEachQuantTensor(c, qc, emb->dtype, [&](const QTensorSpec& spec) {
+  ForEachQuantTensor(c, qc, emb_dtype, [&](const QTensorSpec& spec) {
     if (spec.optional) return;
     ++n_expected;
     const bool found = std::any_of(out.begin(), out.end(), [&](const TensorToWrite& t) {

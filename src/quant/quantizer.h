@@ -19,6 +19,7 @@ struct QuantizeOptions {
   int64_t calib_len = 512;
   int threads = 1;
   double percentile_alpha = 0.99999;
+  std::string lm_head = "f16";  // keep | f16 | bf16 | int8 (QuantConfig::lm_head)
   bool force = false;  // replace an existing output directory
   bool progress = true;
 };
@@ -32,8 +33,13 @@ struct LayerActStats {
   std::vector<float> in_proj_in_ch, x_proj_in_ch, out_proj_in_ch;
 };
 
-// Runs the float model over the samples and returns per-layer statistics.
-StatusOr<std::vector<LayerActStats>> Calibrate(const MambaModel& model, const QuantConfig& qc,
+struct CalibStats {
+  std::vector<LayerActStats> layers;
+  float lm_head_in = 0;  // abs-max of norm_f's output (observed when qc.lm_head == "int8")
+};
+
+// Runs the float model over the samples and returns the statistics.
+StatusOr<CalibStats> Calibrate(const MambaModel& model, const QuantConfig& qc,
                                                const std::vector<std::vector<int32_t>>& samples,
                                                int threads, bool progress);
 

@@ -24,6 +24,8 @@ int CmdQuantize(int argc, char** argv) {
   flags.Add("--calib-len", &opt.calib_len, "tokens per sample (default 512)", 2, 1 << 16);
   flags.Add("--percentile", &opt.percentile_alpha, "percentile of |x| for the SSM input scale "
             "(quamba; default 0.99999)", 0.5, 1.0);
+  flags.Add("--lm-head", &opt.lm_head, "embedding + lm_head precision: f16 (default, as "
+            "Quamba v1's fp16 models), bf16, keep (as the source), int8 (lm_head W8A8, Quamba2)");
   flags.Add("-t,--threads", &opt.threads, "threads (default: all cores)", 1, 1024);
   flags.AddBool("--force", &opt.force, "replace an existing output directory");
   flags.AddBool("-q,--quiet", &quiet, "no progress bar");

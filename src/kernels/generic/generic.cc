@@ -114,6 +114,27 @@ void ConvertBF16(const void* src, int64_t n, float* dst) {
   for (int64_t i = 0; i < n; ++i) dst[i] = BF16ToF32(s[i]);
 }
 
+uint64_t SumU64(const uint8_t* p, int64_t n) {
+  // Eight independent accumulators keep the loads, not the add chain, the limit.
+  uint64_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    for (int j = 0; j < 8; ++j) {
+      uint64_t v;
+      std::memcpy(&v, p + i + 8 * j, 8);
+      acc[j] += v;
+    }
+  }
+  for (; i + 8 <= n; i += 8) {
+    uint64_t v;
+    std::memcpy(&v, p + i, 8);
+    acc[0] += v;
+  }
+  uint64_t tail = 0;
+  if (n > i) std::memcpy(&tail, p + i, static_cast<size_t>(n - i));  // little-endian, zero-extended
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
+}
+
 void FillTable(KernelTable* t) {
   t->matmul_f32 = MatMulF32;
   t->matmul_f16 = MatMulF16;
@@ -123,6 +144,7 @@ void FillTable(KernelTable* t) {
   t->selective_scan = SelectiveScan;
   t->convert_f16 = ConvertF16;
   t->convert_bf16 = ConvertBF16;
+  t->sum_u64 = SumU64;
 }
 
 }  // namespace quamba::kernels::generic

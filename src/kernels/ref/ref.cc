@@ -141,4 +141,10 @@ void ConvertBF16(const uint16_t* src, int64_t n, double* dst) {
   for (int64_t i = 0; i < n; ++i) dst[i] = BF16ToDouble(src[i]);
 }
 
+uint64_t SumU64(const uint8_t* p, int64_t n) {
+  uint64_t s = 0;
+  for (int64_t i = 0; i < n; ++i) s += static_cast<uint64_t>(p[i]) << (8 * (i % 8));
+  return s;
+}
+
 }  // namespace quamba::kernels::ref

@@ -46,5 +46,7 @@ void SelectiveScan(const ScanArgs& a, int64_t c_begin, int64_t c_end, double* st
 // dst (n) = src (n) decoded exactly.
 void ConvertF16(const uint16_t* src, int64_t n, double* dst);
 void ConvertBF16(const uint16_t* src, int64_t n, double* dst);
+// SumU64Fn, one byte at a time: byte i adds byte << 8 (i % 8) (exact modulo 2^64).
+uint64_t SumU64(const uint8_t* p, int64_t n);
 
 }  // namespace quamba::kernels::ref

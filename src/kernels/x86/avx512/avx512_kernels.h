@@ -29,5 +29,6 @@ void CausalConv1dSilu(const float* x, int64_t L, int64_t C, int64_t ldx, const f
 void SelectiveScan(const ScanArgs& a, int64_t c_begin, int64_t c_end);
 void ConvertF16(const void* src, int64_t n, float* dst);
 void ConvertBF16(const void* src, int64_t n, float* dst);
+uint64_t SumU64(const uint8_t* p, int64_t n);
 
 }  // namespace quamba::kernels::x86::avx512

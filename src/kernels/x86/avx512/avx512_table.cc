@@ -38,6 +38,7 @@ void FillTable(KernelTable* t) {
   t->selective_scan = SelectiveScan;
   t->convert_f16 = ConvertF16;
   t->convert_bf16 = ConvertBF16;
+  t->sum_u64 = SumU64;
 }
 
 }  // namespace quamba::kernels::x86::avx512
