@@ -14,7 +14,7 @@ WIKI=${WIKI:-../shared/data/wikitext-2-raw/wiki.test.raw}
 VALID=${VALID:-out/corpus/valid.txt}
 OUT=out/results
 mkdir -p "$OUT"
-[ -x build/quamba ] || scripts/build.sh build
+scripts/build.sh build >/dev/null  # incremental: the figures are those of this checkout
 if [ ! -f "$VALID" ]; then
   echo "results: building the reference corpus (Debian text packages) for $VALID"
   scripts/setup_python.sh >/dev/null
@@ -23,9 +23,15 @@ fi
 LIMIT_ARGS=()
 [ -n "${LIMIT:-}" ] && LIMIT_ARGS=(--limit "$LIMIT")
 RECIPES=(minmax smoothquant dynamic quamba)
-for r in "${RECIPES[@]}"; do
+for r in "${RECIPES[@]}"; do  # default --lm-head f16
   build/quamba quantize -m "$MODEL" -o "$OUT/$r" --recipe "$r" --calib "$CALIB" \
     --calib-samples "$SAMPLES" -t "$THREADS" --force -q
+done
+# lm_head precision: as the source (fp32) and int8 (Quamba2's W8A8 head).
+HEADS=(keep int8)
+for h in "${HEADS[@]}"; do
+  build/quamba quantize -m "$MODEL" -o "$OUT/quamba-head-$h" --recipe quamba --lm-head "$h" \
+    --calib "$CALIB" --calib-samples "$SAMPLES" -t "$THREADS" --force -q
 done
 run_eval() {  # name dir textfile format
   build/quamba eval -m "$2" --ppl "$3" --ppl-format "$4" --ctx "$CTX" --kld-ref "$MODEL" \
@@ -35,6 +41,7 @@ for set in valid wiki; do
   if [ $set = valid ]; then f=$VALID; fmt=raw; else f=$WIKI; fmt=wikitext; fi
   run_eval "fp32-$set" "$MODEL" "$f" "$fmt"
   for r in "${RECIPES[@]}"; do run_eval "$r-$set" "$OUT/$r" "$f" "$fmt"; done
+  for h in "${HEADS[@]}"; do run_eval "quamba-head-$h-$set" "$OUT/quamba-head-$h" "$f" "$fmt"; done
 done
 /usr/bin/python3 - "$MODEL" "$CTX" "$SAMPLES" "$CALIB" <<'PY'
 import json, os, subprocess, sys
@@ -45,11 +52,14 @@ def load(n):
 def size(d):
     return os.path.getsize(os.path.join(d, "model.safetensors"))
 commit = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True).stdout.strip()
-rows = [("fp32", model)] + [(r, f"{out}/{r}") for r in ["minmax", "smoothquant", "dynamic", "quamba"]]
+rows = ([("fp32", model)] + [(r, f"{out}/{r}") for r in ["minmax", "smoothquant", "dynamic", "quamba"]]
+        + [(f"quamba-head-{h}", f"{out}/quamba-head-{h}") for h in ["keep", "int8"]])
+label = {"quamba-head-keep": "quamba, lm_head fp32 (keep)", "quamba-head-int8": "quamba, lm_head int8"}
 lines = ["# Results", "",
          f"Reference model `{model}`, perplexity over non-overlapping {ctx}-token windows, KL divergence "
          f"and same-top-token rate against the FP32 model on the same windows. Static recipes calibrated on "
-         f"{samples} samples of 512 tokens of `{os.path.basename(calib)}`. Regenerate with "
+         f"{samples} samples of 512 tokens of `{os.path.basename(calib)}`. Embedding and lm_head are "
+         f"float16 (`--lm-head f16`, the default) unless the row says otherwise. Regenerate with "
          f"`scripts/results.sh` (commit {commit}).", ""]
 for set_name, title in [("valid", "reference corpus validation text"), ("wiki", "WikiText-2 test")]:
     base = load(f"fp32-{set_name}")["ppl"]
@@ -59,7 +69,7 @@ for set_name, title in [("valid", "reference corpus validation text"), ("wiki", 
     for name, d in rows:
         j = load(f"{name}-{set_name}")
         kld = j.get("kld_mean", 0.0); p99 = j.get("kld_p99", 0.0); top = j.get("same_top", 1.0)
-        lines.append(f"| {name} | {j['ppl']:.3f} | {100*(j['ppl']/base-1):+.2f}% | {kld:.5f} | {p99:.5f} | "
+        lines.append(f"| {label.get(name, name)} | {j['ppl']:.3f} | {100*(j['ppl']/base-1):+.2f}% | {kld:.5f} | {p99:.5f} | "
                      f"{100*top:.2f}% | {size(d)/1e6:.1f} MB |")
     lines.append("")
 with open("docs/RESULTS.md", "w") as f: f.write("\n".join(lines) + "\n")

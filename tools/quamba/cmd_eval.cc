@@ -68,7 +68,7 @@ int CmdEval(int argc, char** argv) {
   std::string model_dir, ppl_file, ppl_format = "auto", ref_dir, tasks_arg, data_dir;
   int64_t ctx = 2048, limit = 0, batch = 0, max_length = 2048;
   int threads = DefaultThreadCount();
-  bool json = false, no_fork = false;
+  bool json = false, no_fork = false, simulate = false;
   Flags flags("eval", "-m DIR [--ppl FILE] [--tasks LIST --data DIR] [options]");
   flags.Add("-m,--model", &model_dir, "model directory (with tokenizer.json)", true);
   flags.Add("--ppl", &ppl_file, "text file for perplexity (e.g. wikitext-2-raw/wiki.test.raw)");
@@ -91,6 +91,9 @@ int CmdEval(int argc, char** argv) {
             1 << 30);
   flags.AddBool("--no-fork", &no_fork,
                 "score every choice from scratch, not from the context's forked state (slower)");
+  flags.AddBool("--simulate", &simulate,
+                "quantized -m model: float fake-quant at the same points (the --kld-ref model "
+                "runs as it is: -m Q --simulate --kld-ref Q compares simulation with int8)");
   flags.AddBool("--json", &json, "print results as JSON on stdout");
   flags.Add("-t,--threads", &threads, "threads (default: all cores)", 1, 1024);
   if (Status s = flags.Parse(argc, argv, 2); !s.ok()) return UsageError(s);
@@ -148,6 +151,9 @@ int CmdEval(int argc, char** argv) {
         Status::Error(StrFormat("%s/tokenizer.json: expected a tokenizer, found no such "
                                 "file",
                                 model_dir.c_str())));
+  if (simulate) {
+    if (Status s = CheckSimulate(model, model_dir); !s.ok()) return Fail(s);
+  }
   const Tokenizer& tok = *model.tokenizer();
   if (tok.vocab_size() > model.config().vocab_size)
     return Fail(Status::Error(
@@ -162,12 +168,12 @@ int CmdEval(int argc, char** argv) {
     batch = std::clamp<int64_t>(static_cast<int64_t>((1 << 30) / state_bytes), 4, 64);
   }
   const kernels::KernelTable& k = kernels::DefaultKernels();
-  Engine engine(model, threads, k, 256, batch);
-  std::fprintf(stderr, "eval: %s (%s, %s), isa %s, %d threads\n", model_dir.c_str(),
-               model.recipe().c_str(), model.weight_type().c_str(), kernels::IsaName(k.isa),
-               threads);
+  Engine engine(model, threads, k, 256, batch, simulate);
+  std::fprintf(stderr, "eval: %s (%s, %s%s), isa %s, %d threads\n", model_dir.c_str(),
+               model.recipe().c_str(), model.weight_type().c_str(),
+               simulate ? ", simulated in float" : "", kernels::IsaName(k.isa), threads);
 
-  nlohmann::json out = {{"model", model_dir}, {"recipe", model.recipe()},
+  nlohmann::json out = {{"model", model_dir}, {"recipe", model.recipe()}, {"simulate", simulate},
                         {"threads", threads}, {"isa", kernels::IsaName(k.isa)},
                         {"batch", batch},     {"commit", QM_GIT_COMMIT}};
   std::string table;

@@ -56,13 +56,9 @@ int CmdGenerate(int argc, char** argv) {
   const MambaModel& model = **loaded;
   const Tokenizer& tok = *model.tokenizer();
   const kernels::KernelTable& k = kernels::DefaultKernels();
-  if (simulate && !model.quantized())
-    return Fail(Status::Error(StrFormat("%s: --simulate: expected a quantized model, found a "
-                                        "float one", model_dir.c_str())));
-  if (simulate && !model.qweights().qc.static_acts)
-    return Fail(Status::Error(StrFormat("%s: --simulate: expected a static recipe (quamba, minmax, "
-                                        "smoothquant), found %s", model_dir.c_str(),
-                                        model.recipe().c_str())));
+  if (simulate) {
+    if (Status s = CheckSimulate(model, model_dir); !s.ok()) return Fail(s);
+  }
   Engine engine(model, threads, k, 256, 16, simulate);
   const double t_load = NowSeconds() - t0;
   if (verbose)

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/status.h"
+#include "model/mamba.h"
 
 namespace quamba::cli {
 
@@ -16,6 +17,9 @@ int CmdInspect(int argc, char** argv);
 int CmdBench(int argc, char** argv);
 int CmdQuantize(int argc, char** argv);
 int CmdEval(int argc, char** argv);
+
+// --simulate needs a static-recipe quantized model: the error naming `dir` otherwise.
+Status CheckSimulate(const MambaModel& model, const std::string& dir);
 
 // Prints "quamba: <message>" and returns 1.
 int Fail(const Status& s);

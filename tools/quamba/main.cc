@@ -8,6 +8,16 @@
 
 namespace quamba::cli {
 
+Status CheckSimulate(const MambaModel& model, const std::string& dir) {
+  if (!model.quantized())
+    return Status::Error(StrFormat("%s: --simulate: expected a quantized model, found a float "
+                                   "one", dir.c_str()));
+  if (!model.qweights().qc.static_acts)
+    return Status::Error(StrFormat("%s: --simulate: expected a static recipe (quamba, minmax, "
+                                   "smoothquant), found %s", dir.c_str(), model.recipe().c_str()));
+  return Status::Ok();
+}
+
 int Fail(const Status& s) {
   std::fprintf(stderr, "quamba: %s\n", s.message().c_str());
   return 1;
