@@ -165,14 +165,20 @@ Engine::Engine(const MambaModel& model, int n_threads, const kernels::KernelTabl
     row_scale_.resize(R);
     row_scale2_.resize(R);
     if (simulate_) {
-      auto deq = [](const QMatrix& m) {
-        std::vector<float> v(m.rows * m.cols);
-        for (size_t i = 0; i < v.size(); ++i) v[i] = m.scale * (float)m.q[i];
-        return v;
+      auto grid = [&](const QMatrix& m) {
+        std::vector<float>& v = sim_weights_[m.q];
+        v.resize(m.rows * m.cols);
+        for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(m.q[i]);
       };
-      for (const QLayerWeights& L : qw_->layers)
-        sim_.push_back({deq(L.in_proj), deq(L.x_proj), deq(L.dt_proj), deq(L.out_proj), {}, {}});
-      if (qw_->qc.lm_head == "int8") sim_lm_head_ = deq(qw_->lm_head_q);
+      for (const QLayerWeights& L : qw_->layers) {
+        grid(L.in_proj);
+        grid(L.x_proj);
+        grid(L.dt_proj);
+        grid(L.out_proj);
+      }
+      if (qw_->qc.lm_head == "int8") grid(qw_->lm_head_q);
+      sim_x_.resize(R * std::max(c_.d_model, c_.d_inner));
+      sim_acc_.resize(R * 2 * c_.d_inner);
     }
   } else {
     w_ = &model.weights();
@@ -214,7 +220,6 @@ void Engine::MatMul(const float* x, int64_t M, int64_t ldx, const MatrixRef& w, 
 // states[t] (decode); otherwise rows are T consecutive tokens of states[0] (prefill).
 void Engine::Layer(int layer, int64_t T, SequenceState* const* states, bool per_row_states) {
   if (qw_ != nullptr) {
-    if (simulate_) return LayerSim(layer, T, states, per_row_states);
     if (qw_->qc.static_acts) return LayerQ8(layer, T, states, per_row_states);
     return LayerDynamic(layer, T, states, per_row_states);
   }

@@ -6,6 +6,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/status.h"
@@ -125,8 +126,6 @@ class Engine {
   void LayerQ8(int layer, int64_t T, SequenceState* const* states, bool per_row_states);
   // Per-token dynamic W8A8: int8 GEMMs, float conv and scan (mamba_q8.cc).
   void LayerDynamic(int layer, int64_t T, SequenceState* const* states, bool per_row_states);
-  // Fake-quant simulation of LayerQ8 in float (mamba_q8.cc).
-  void LayerSim(int layer, int64_t T, SequenceState* const* states, bool per_row_states);
   // Float conv (xz_ -> xc_) and scan (-> y_) shared by the float, dynamic and simulated layers.
   void ConvF32(int layer, int64_t T, SequenceState* const* states, bool per_row_states,
                const float* w, const float* b);
@@ -136,6 +135,9 @@ class Engine {
   void QuantizeRowsDynamic(const float* x, int64_t T, int64_t C, int64_t ldx, int8_t* q);
   void GemmS8(const int8_t* x, int64_t M, int64_t K, int64_t ldx, const QMatrix& w,
               const float* a, int64_t a_stride, float b, int8_t* y8, float* yf, int64_t ldy);
+  // GemmS8 of the --simulate mode: a float GEMM over the integer grid (mamba_q8.cc).
+  void GemmSim(const int8_t* x, int64_t M, int64_t K, int64_t ldx, const QMatrix& w,
+               const float* a, int64_t a_stride, float b, int8_t* y8, float* yf, int64_t ldy);
   void Logits(int64_t T, const int64_t* rows, int64_t n_rows, float* logits);
   // Int8 lm_head (mamba_q8.cc): rows as Logits.
   void LogitsQ8(const int64_t* rows, int64_t n_rows, float* logits);
@@ -172,12 +174,10 @@ class Engine {
   std::vector<int8_t> y_q_;      // (T, d_inner) int8 out_proj input
   std::vector<float> row_scale_;  // (T) per-token scales (dynamic recipe)
   std::vector<float> row_scale2_;  // (T)
-  // Simulation only: dequantized weights (float copies).
-  struct SimLayer {
-    std::vector<float> in_proj, x_proj, dt_proj, out_proj, conv_w, conv_b;
-  };
-  std::vector<SimLayer> sim_;
-  std::vector<float> sim_lm_head_;  // (vocab, d_model) dequantized int8 lm_head
+  // --simulate only: every int8 weight as float grid values (q, not s*q), keyed by its int8
+  // data; x (max_rows, max K) and int8-output accumulators (max_rows, 2*d_inner) as floats.
+  std::unordered_map<const int8_t*, std::vector<float>> sim_weights_;
+  std::vector<float> sim_x_, sim_acc_;
 };
 
 }  // namespace quamba

@@ -1,6 +1,6 @@
 // Quantized Mamba-1 block forward: static W8A8 with integer kernels (Quamba spec §2.3, numbers
-// in brackets refer to its table), the per-token dynamic baseline, and a float fake-quant
-// simulation of the static path for ablations.
+// in brackets refer to its table), the per-token dynamic baseline, and the --simulate mode that
+// does their integer GEMMs in float.
 #include <algorithm>
 #include <cmath>
 
@@ -9,16 +9,11 @@
 namespace quamba {
 namespace {
 
-// Fake quantization with the int8 kernels' rounding: s * RoundS8(fl(x * fl(1/s))).
-inline float FakeQuant(float x, float inv_s, float s) {
-  float v = std::nearbyint(std::min(127.0f, std::max(-128.0f, x * inv_s)));
-  return s * v;
-}
-
-void FakeQuantRows(float* x, int64_t T, int64_t C, int64_t ld, float s) {
-  const float inv = 1.0f / s;
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t c = 0; c < C; ++c) x[t * ld + c] = FakeQuant(x[t * ld + c], inv, s);
+// RoundS8 as the int8 kernels define it (kernels/q8.h): clamp, then round half to even; NaN
+// gives -128 (std::max(-128, NaN) is -128).
+inline int8_t RoundS8(float v) {
+  v = std::min(127.0f, std::max(-128.0f, v));
+  return static_cast<int8_t>(std::nearbyint(v));
 }
 
 }  // namespace
@@ -26,6 +21,7 @@ void FakeQuantRows(float* x, int64_t T, int64_t C, int64_t ld, float s) {
 void Engine::GemmS8(const int8_t* x, int64_t M, int64_t K, int64_t ldx, const QMatrix& w,
                     const float* a, int64_t a_stride, float b, int8_t* y8, float* yf,
                     int64_t ldy) {
+  if (simulate_) return GemmSim(x, M, K, ldx, w, a, a_stride, b, y8, yf, ldy);
   kernels::GemmS8Args g;
   g.M = M;
   g.K = K;
@@ -182,49 +178,46 @@ void Engine::LayerDynamic(int layer, int64_t T, SequenceState* const* states,
          h_.data(), dm);
 }
 
-void Engine::LayerSim(int layer, int64_t T, SequenceState* const* states, bool per_row_states) {
-  const QLayerWeights& L = qw_->layers[layer];
-  const SimLayer& S = sim_[layer];
-  const int64_t dm = c_.d_model, di = c_.d_inner, ds = c_.d_state, R = c_.dt_rank;
-  const int64_t n_dbl = R + 2 * ds;
-  const float eps = static_cast<float>(c_.norm_eps);
-  QM_CHECK(qw_->qc.static_acts, "simulation of the dynamic recipe is not implemented");
-  auto matmul = [&](const float* x, int64_t K, int64_t ldx, const std::vector<float>& w,
-                    int64_t N, float* y, int64_t ldy) {
-    pool_.ParallelRange(N, 64, [&](int64_t b, int64_t e) {
-      k_.matmul_f32(x, T, K, ldx, w.data(), b, e, y, ldy);
-    });
-  };
-  const float* add = layer == 0 ? nullptr : h_.data();
-  for (int64_t t = 0; t < T; ++t)
-    k_.add_rms_norm(residual_.data() + t * dm, add ? add + t * dm : nullptr, L.norm, dm, eps,
-                    hn_.data() + t * dm);
-  FakeQuantRows(hn_.data(), T, dm, dm, L.s_in);                          // [1]
-  matmul(hn_.data(), dm, dm, S.in_proj, 2 * di, xz_.data(), 2 * di);     // [2]
-  FakeQuantRows(xz_.data(), T, 2 * di, 2 * di, L.s_xz);                   // [3][11]
-  ConvF32(layer, T, states, per_row_states, L.conv_w_f, L.conv_b_f);  // [4]
-  // x_proj input: smoothed copy for SmoothQuant, else u itself.
-  std::vector<float>& xin = y_;  // y_ is free until the scan; reuse it as scratch
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t c = 0; c < di; ++c) {
-      const float u = xc_[t * di + c];
-      xin[t * di + c] = L.x_proj_smooth_inv
-                            ? FakeQuant(u * L.x_proj_smooth_inv[c], 1.0f / L.s_u_smooth,
-                                        L.s_u_smooth)
-                            : FakeQuant(u, 1.0f / L.s_u, L.s_u);
+// --simulate: the int8 x int8 -> int32 product done in float32 instead, over the same
+// integer-grid values (x_q and W_q as floats) with the same epilogue (kernels/q8.h):
+//   acc = x_q @ W_q^T (float GEMM: exact while partial sums stay below 2^24, i.e. always for
+//   K * 128 * 128 < 2^24, K < 1024), y = fl(acc * fl(a[m] * b)), RoundS8 for an int8 output.
+// Every quantize point upstream and downstream is shared with the int8 engine, so the two agree
+// bit for bit where the float sums are exact: the mode checks the integer GEMM kernels (VNNI
+// offsets, wrap-around, requantizing epilogues) against plain float arithmetic end to end.
+void Engine::GemmSim(const int8_t* x, int64_t M, int64_t K, int64_t ldx, const QMatrix& w,
+                     const float* a, int64_t a_stride, float b, int8_t* y8, float* yf,
+                     int64_t ldy) {
+  auto it = sim_weights_.find(w.q);
+  QM_CHECK(it != sim_weights_.end(), "no float copy of a %lld x %lld weight", (long long)w.rows,
+           (long long)w.cols);
+  const float* wf = it->second.data();
+  const int64_t N = w.rows;
+  QM_CHECK(M * K <= static_cast<int64_t>(sim_x_.size()), "simulation x scratch too small");
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < K; ++k) sim_x_[m * K + k] = static_cast<float>(x[m * ldx + k]);
+  // acc: straight into yf (fp32 output), else into the scratch.
+  float* acc = yf;
+  int64_t ld_acc = ldy;
+  if (y8 != nullptr) {
+    QM_CHECK(M * N <= static_cast<int64_t>(sim_acc_.size()), "simulation acc scratch too small");
+    acc = sim_acc_.data();
+    ld_acc = N;
+  }
+  pool_.ParallelRange(N, 64, [&](int64_t nb, int64_t ne) {
+    k_.matmul_f32(sim_x_.data(), M, K, K, wf, nb, ne, acc, ld_acc);
+    for (int64_t m = 0; m < M; ++m) {
+      const float scale = a[m * a_stride] * b;
+      for (int64_t n = nb; n < ne; ++n) {
+        const float v = acc[m * ld_acc + n] * scale;
+        if (y8 != nullptr) {
+          y8[m * ldy + n] = RoundS8(v);
+        } else {
+          yf[m * ldy + n] = v;
+        }
+      }
     }
-  FakeQuantRows(xc_.data(), T, di, di, L.s_u);                            // [5]
-  matmul(xin.data(), di, di, S.x_proj, n_dbl, x_dbl_.data(), n_dbl);      // [6]
-  FakeQuantRows(x_dbl_.data(), T, n_dbl, n_dbl, L.s_xdbl);                // [7]
-  matmul(x_dbl_.data(), R, n_dbl, S.dt_proj, di, dt_.data(), di);         // [8]
-  FakeQuantRows(dt_.data(), T, di, di, L.s_dt);                           // [9]
-  ScanF32(layer, T, states, per_row_states, L.dt_bias, L.A, L.D);      // [10-12]
-  if (qw_->qc.hadamard) q8_.hadamard_f32(y_.data(), T, di, di);          // [13]
-  if (L.out_proj_smooth_inv)
-    for (int64_t t = 0; t < T; ++t)
-      for (int64_t c = 0; c < di; ++c) y_[t * di + c] *= L.out_proj_smooth_inv[c];
-  FakeQuantRows(y_.data(), T, di, di, L.s_o);
-  matmul(y_.data(), di, di, S.out_proj, dm, h_.data(), dm);               // [14]
+  });
 }
 
 }  // namespace quamba
@@ -232,25 +225,13 @@ void Engine::LayerSim(int layer, int64_t T, SequenceState* const* states, bool p
 namespace quamba {
 
 // Quamba2's W8A8 lm_head (spec §3.5): norm_f = QRMSNorm(out = lm_head:input), then the int8
-// GEMM with fp32 logits. Dynamic recipe: per-token input scales. Simulation: float fake quant.
+// GEMM with fp32 logits. Dynamic recipe: per-token input scales.
 void Engine::LogitsQ8(const int64_t* rows, int64_t n_rows, float* logits) {
   const int64_t dm = c_.d_model, V = c_.vocab_size;
   const float eps = static_cast<float>(c_.norm_eps);
   const QMatrix& W = qw_->lm_head_q;
   const bool st = qw_->qc.static_acts;
   const float s_in = qw_->s_lm_head_in;
-  if (simulate_) {
-    // residual = hidden_states + residual; hidden_states = fq(self.norm_f(residual))
-    for (int64_t i = 0; i < n_rows; ++i) {
-      const int64_t t = rows ? rows[i] : i;
-      k_.add_rms_norm(residual_.data() + t * dm, h_.data() + t * dm, norm_f_, dm, eps,
-                      hn_.data() + i * dm);
-    }
-    FakeQuantRows(hn_.data(), n_rows, dm, dm, s_in);
-    const MatrixRef w{sim_lm_head_.data(), DType::kF32, V, dm};
-    MatMul(hn_.data(), n_rows, dm, w, logits, V);
-    return;
-  }
   // hn_q = RoundS8(norm_f(residual + h) / s_in)                         (n_rows, d_model)
   for (int64_t i = 0; i < n_rows; ++i) {
     const int64_t t = rows ? rows[i] : i;

@@ -92,8 +92,8 @@ int CmdEval(int argc, char** argv) {
   flags.AddBool("--no-fork", &no_fork,
                 "score every choice from scratch, not from the context's forked state (slower)");
   flags.AddBool("--simulate", &simulate,
-                "quantized -m model: float fake-quant at the same points (the --kld-ref model "
-                "runs as it is: -m Q --simulate --kld-ref Q compares simulation with int8)");
+                "quantized -m model: its int8 GEMMs as float GEMMs over the same integer grid (the "
+                "--kld-ref model runs as it is: -m Q --simulate --kld-ref Q compares the two)");
   flags.AddBool("--json", &json, "print results as JSON on stdout");
   flags.Add("-t,--threads", &threads, "threads (default: all cores)", 1, 1024);
   if (Status s = flags.Parse(argc, argv, 2); !s.ok()) return UsageError(s);

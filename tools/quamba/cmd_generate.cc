@@ -42,8 +42,8 @@ int CmdGenerate(int argc, char** argv) {
   flags.Add("--seed", &so.seed, "random seed (default 0)");
   flags.Add("-t,--threads", &threads, "threads (default: all cores)", 1, 1024);
   flags.AddBool("-v,--verbose", &verbose, "print the kernel ISA and model details");
-  flags.AddBool("--simulate", &simulate, "quantized models: float fake-quant at the same points "
-                "instead of int8 kernels (ablations)");
+  flags.AddBool("--simulate", &simulate, "quantized models: the int8 GEMMs done as float GEMMs "
+                "over the same integer grid (checks the integer kernels)");
   if (Status s = flags.Parse(argc, argv, 2); !s.ok()) return UsageError(s);
   if (flags.help_requested()) {
     std::printf("%s", flags.Help().c_str());

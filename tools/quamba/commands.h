@@ -18,7 +18,7 @@ int CmdBench(int argc, char** argv);
 int CmdQuantize(int argc, char** argv);
 int CmdEval(int argc, char** argv);
 
-// --simulate needs a static-recipe quantized model: the error naming `dir` otherwise.
+// --simulate needs a quantized model: the error naming `dir` otherwise.
 Status CheckSimulate(const MambaModel& model, const std::string& dir);
 
 // Prints "quamba: <message>" and returns 1.

@@ -12,9 +12,6 @@ Status CheckSimulate(const MambaModel& model, const std::string& dir) {
   if (!model.quantized())
     return Status::Error(StrFormat("%s: --simulate: expected a quantized model, found a float "
                                    "one", dir.c_str()));
-  if (!model.qweights().qc.static_acts)
-    return Status::Error(StrFormat("%s: --simulate: expected a static recipe (quamba, minmax, "
-                                   "smoothquant), found %s", dir.c_str(), model.recipe().c_str()));
   return Status::Ok();
 }
 
