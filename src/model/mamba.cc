@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "io/mapped_file.h"
@@ -77,6 +78,42 @@ SequenceState MambaModel::NewState() const {
   if (quantized()) s.conv_q.assign(conv_n, 0);
   s.ssm.assign(config_.n_layer * config_.d_inner * config_.d_state, 0.0f);
   return s;
+}
+
+namespace {
+double Seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+double ReadDecodeBytesGBps(const MambaModel& model, ThreadPool& pool,
+                           const kernels::KernelTable& k, int passes) {
+  const std::vector<std::span<const uint8_t>> spans = model.DecodeWeightSpans();
+  uint64_t total = 0;
+  for (const auto& s : spans) total += s.size();
+  if (total == 0) return 0;
+  std::vector<uint64_t> sink(pool.size());
+  double best = 0;
+  for (int p = 0; p < passes; ++p) {
+    const double t0 = Seconds();
+    pool.Run([&](int tid, int nt) {
+      const uint64_t b = total * tid / nt, e = total * (tid + 1) / nt;
+      uint64_t off = 0, acc = 0;
+      for (const auto& s : spans) {  // the part of [b, e) inside this span
+        const uint64_t lo = std::max(b, off), hi = std::min<uint64_t>(e, off + s.size());
+        if (lo < hi) acc += k.sum_u64(s.data() + (lo - off), static_cast<int64_t>(hi - lo));
+        off += s.size();
+      }
+      sink[tid] += acc;
+    });
+    const double dt = Seconds() - t0;
+    best = std::max(best, static_cast<double>(total) / dt * 1e-9);
+  }
+  volatile uint64_t keep = 0;
+  for (uint64_t v : sink) keep = keep + v;
+  (void)keep;
+  return best;
 }
 
 const ModelWeights& MambaModel::weights() const {

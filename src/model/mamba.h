@@ -92,6 +92,12 @@ class ActivationObserver {
                                int64_t /*ld*/) {}
 };
 
+// How fast this machine reads what one decode step of `model` streams, in GB/s (1e9 bytes/s):
+// the best of `passes` reads of DecodeWeightSpans() with k.sum_u64, split into pool.size()
+// contiguous byte ranges (one per thread). The ceiling `quamba bench` measures decode against.
+double ReadDecodeBytesGBps(const MambaModel& model, ThreadPool& pool,
+                           const kernels::KernelTable& k, int passes);
+
 // Runs the forward pass with preallocated scratch buffers: no allocation per token.
 // Not thread-safe (one Engine per thread of control); uses its own pool of n_threads.
 class Engine {

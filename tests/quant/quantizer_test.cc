@@ -231,6 +231,9 @@ TEST_F(QuantizerTest, LmHeadPrecisions) {
       uint64_t span_bytes = 0;
       for (const auto& sp : q->DecodeWeightSpans()) span_bytes += sp.size();
       EXPECT_EQ(span_bytes, q->DecodeWeightBytes());
+      ThreadPool pool(2);
+      const double gbps = ReadDecodeBytesGBps(*q, pool, kernels::DefaultKernels(), 1);
+      EXPECT_TRUE(gbps > 0 && std::isfinite(gbps)) << gbps;
       if (h == "f16" && std::string(recipe) == "quamba") bytes_f16 = q->DecodeWeightBytes();
       if (h == "int8" && std::string(recipe) == "quamba") {
         // f16: table (2 V dm) + layers; int8: layers + head (V dm) + its two fp32 scales.

@@ -4,8 +4,8 @@
 //
 // Decode is memory-bound, so each repetition also measures its ceiling on the spot: the bytes a
 // decode step streams (model.DecodeWeightBytes() plus the recurrent state read and written)
-// are read with a plain summing loop (kernels' sum_u64) over the model's own mapped tensors on
-// the same threads, just before and right after the repetition (best of the three reads). The table reports decode GB/s and its
+// are read with a plain summing loop (ReadDecodeBytesGBps) over the model's own mapped tensors
+// on the same threads, just before and right after the repetition (best of the three reads). The table reports decode GB/s and its
 // ratio to that read; taking both in the same moment keeps the ratio meaningful on a shared VM
 // whose bandwidth moves by 2x within minutes.
 #include <sys/resource.h>
@@ -66,36 +66,6 @@ uint64_t PeakRssBytes() {
   return static_cast<uint64_t>(ru.ru_maxrss) * 1024;
 }
 
-// Best of `passes` reads of the spans (GB/s, 1e9 bytes/s), split into `pool.size()`
-// contiguous byte ranges, one per thread.
-double ReadCeilingGBps(ThreadPool& pool, const kernels::KernelTable& k,
-                       const std::vector<std::span<const uint8_t>>& spans, int passes) {
-  uint64_t total = 0;
-  for (const auto& s : spans) total += s.size();
-  if (total == 0) return 0;
-  std::vector<uint64_t> sink(pool.size());
-  double best = 0;
-  for (int p = 0; p < passes; ++p) {
-    const double t0 = NowSeconds();
-    pool.Run([&](int tid, int nt) {
-      const uint64_t b = total * tid / nt, e = total * (tid + 1) / nt;
-      uint64_t off = 0, acc = 0;
-      for (const auto& s : spans) {  // the part of [b, e) inside this span
-        const uint64_t lo = std::max(b, off), hi = std::min<uint64_t>(e, off + s.size());
-        if (lo < hi) acc += k.sum_u64(s.data() + (lo - off), static_cast<int64_t>(hi - lo));
-        off += s.size();
-      }
-      sink[tid] += acc;
-    });
-    const double dt = NowSeconds() - t0;
-    best = std::max(best, static_cast<double>(total) / dt * 1e-9);
-  }
-  volatile uint64_t keep = 0;
-  for (uint64_t v : sink) keep = keep + v;
-  (void)keep;
-  return best;
-}
-
 // One model under test: its engine, inputs and the per-repetition timings.
 struct Run {
   std::string dir, recipe, weight_type;
@@ -107,7 +77,6 @@ struct Run {
   std::vector<float> logits;
   std::mt19937 rng{42};
   std::uniform_int_distribution<int32_t> tok;
-  std::vector<std::span<const uint8_t>> spans;
   double step_bytes = 0;
   uint64_t file_bytes = 0, peak_rss = 0;
   std::vector<double> ttft, tpot, ceiling;  // ms, ms per step, GB/s; one per repetition
@@ -127,7 +96,6 @@ struct Run {
     for (auto& s : states) ptrs.push_back(&s);
     logits.resize(batch * c.vocab_size);
     next.resize(batch);
-    spans = model->DecodeWeightSpans();
     step_bytes = static_cast<double>(model->DecodeWeightBytes() + 2 * batch * model->StateBytes());
   }
   // Repetition r (0 = warm-up, not recorded): prefill, n_gen decode steps, then the ceiling.
@@ -136,7 +104,7 @@ struct Run {
     const bool want_logits = !prompt.empty();
     for (auto& s : states) s.Reset();
     // The ceiling: best of one read just before this repetition and two just after it.
-    const double before = r > 0 && n_gen > 0 ? ReadCeilingGBps(read_pool, k, spans, 1) : 0.0;
+    const double before = r > 0 && n_gen > 0 ? ReadDecodeBytesGBps(*model, read_pool, k, 1) : 0.0;
     const double t0 = NowSeconds();
     for (int64_t b = 0; b < batch; ++b)
       engine->Prefill(ptrs[b], prompt, want_logits ? logits.data() + b * V : nullptr, false);
@@ -151,11 +119,10 @@ struct Run {
     ttft.push_back((t1 - t0) * 1e3);
     if (n_gen) {
       tpot.push_back((t2 - t1) * 1e3 / n_gen);
-      ceiling.push_back(std::max(before, ReadCeilingGBps(read_pool, k, spans, 2)));
+      ceiling.push_back(std::max(before, ReadDecodeBytesGBps(*model, read_pool, k, 2)));
     }
   }
   void Release() {
-    spans.clear();
     engine.reset();
     model.reset();
   }
