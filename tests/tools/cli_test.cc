@@ -40,7 +40,7 @@ Result Quamba(const std::string& args) {
 int Lines(const std::string& s) { return (int)std::count(s.begin(), s.end(), '\n'); }
 
 TEST(CliTest, HelpOnEverySubcommand) {
-  for (const char* cmd : {"generate", "tokenize", "bench", "inspect", "synth"}) {
+  for (const char* cmd : {"generate", "tokenize", "bench", "inspect", "synth", "quantize", "eval"}) {
     const Result r = Quamba(std::string(cmd) + " --help");
     EXPECT_EQ(r.code, 0) << cmd;
     EXPECT_THAT(r.out, HasSubstr(std::string("usage: quamba ") + cmd)) << cmd;
@@ -106,6 +106,30 @@ TEST(CliTest, SynthGenerateTokenizeInspectBench) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("\"decode_tok_s\""));
   EXPECT_THAT(r.out, HasSubstr("\"peak_rss_bytes\""));
+  EXPECT_THAT(r.out, HasSubstr("\"decode_vs_ceiling\""));
+
+  // quantize: a bad --lm-head is a usage error before any work; a good one round-trips through
+  // eval --simulate (bit-identical to int8: same top token everywhere) and bench --interleave.
+  const std::string calib = testing::SharedData("calibration/pg1342-0.txt");
+  r = Quamba("quantize -m " + (d / "m") + " -o " + (d / "q") + " --calib " + calib +
+             " --lm-head int4");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(Lines(r.err), 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("--lm-head: expected keep, f16, bf16 or int8, found \"int4\""));
+  EXPECT_FALSE(std::filesystem::exists(d / "q"));
+  r = Quamba("quantize -m " + (d / "m") + " -o " + (d / "q") + " --calib " + calib +
+             " --calib-samples 2 --calib-len 32 --lm-head int8 -q");
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::ofstream(d / "text.txt") << "It is a truth universally acknowledged, that a single man in "
+                                   "possession of a good fortune, must be in want of a wife.";
+  r = Quamba("eval -m " + (d / "q") + " --simulate --kld-ref " + (d / "q") + " --ppl " +
+             (d / "text.txt") + " --ctx 16 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"same_top\": 1.0"));
+  r = Quamba("bench -m " + (d / "m") + " -m " + (d / "q") + " -p 8 -n 4 -r 1 --interleave");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("lm_head I8"));
+  EXPECT_THAT(r.out, HasSubstr("(interleaved)"));
 }
 
 }  // namespace
