@@ -4,8 +4,9 @@
 // for every int8 input (no saturation, unlike vpmaddubsw's u8 x s8 pair sums), at the same 8
 // MACs per instruction pair (madd + add) as the vpmaddubsw sign trick, with no precondition on
 // the weights.
-//   M <= 4 (decode): GEMV over 4 (M <= 2) or 2 consecutive W rows at a time, 16 k per step,
-//   x widened once into per-thread scratch.
+//   M <= 4 (decode): x widened once into per-thread scratch; M <= 2 with K >= 1024 streams one
+//   W row at a time with software prefetch, otherwise 4 (M <= 2) or 2 consecutive W rows at a
+//   time, 16 k per step.
 //   M >= 5 (prefill): W strips of 16 columns packed into scratch as int16 k-pairs
 //   panel[k/2][16][2], x widened to int16, a 6 x 16 register tile (12 ymm accumulators).
 #include <immintrin.h>
@@ -243,11 +244,69 @@ inline void GemvRows(const GemmS8Args& g, const int16_t* xw, int64_t Kp, int64_t
     for (int m = 0; m < M; ++m) out.One(m, n + r, HSum(acc[r][m]));
 }
 
+// Software prefetch distance of the single-row GEMV, and the shortest row it is used for
+// (shorter rows, e.g. dt_proj's K = dt_rank, keep the row tiles: one reduction per row would
+// cost more than the stream).
+constexpr int64_t kStreamPrefetchBytes = 4096;
+constexpr int64_t kStreamMinK = 1024;
+
+// GEMV for M (1, 2) rows of x, one W row at a time with software prefetch: W is one forward
+// stream per thread. The row tiles below keep 4 streams in flight without prefetch and were
+// latency-bound from DRAM (14 GB/s at 1 thread against 43 GB/s from L3).
+template <int M, typename Out>
+void GemvStream(const GemmS8Args& g, const int16_t* xw, int64_t Kp, int64_t n_begin,
+                int64_t n_end, const Out& out) {
+  constexpr int U = 4;  // 64 bytes of W per step
+  const int64_t K = g.K;
+  for (int64_t n = n_begin; n < n_end; ++n) {
+    const int8_t* wr = g.w + n * K;
+    __m256i acc[M][U];
+#pragma GCC unroll 8
+    for (int m = 0; m < M; ++m)
+#pragma GCC unroll 8
+      for (int u = 0; u < U; ++u) acc[m][u] = _mm256_setzero_si256();
+    int64_t k = 0;
+    for (; k + 16 * U <= K; k += 16 * U) {
+      _mm_prefetch(reinterpret_cast<const char*>(wr + k + kStreamPrefetchBytes), _MM_HINT_T0);
+#pragma GCC unroll 8
+      for (int u = 0; u < U; ++u) {
+        const __m256i wv = _mm256_cvtepi8_epi16(
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(wr + k + 16 * u)));
+#pragma GCC unroll 8
+        for (int m = 0; m < M; ++m) {
+          const __m256i xv =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xw + m * Kp + k + 16 * u));
+          acc[m][u] = _mm256_add_epi32(acc[m][u], _mm256_madd_epi16(wv, xv));
+        }
+      }
+    }
+    for (; k < K; k += 16) {  // < U remaining steps; the last through a zero-padded copy
+      alignas(16) int8_t t[16] = {};
+      std::memcpy(t, wr + k, static_cast<size_t>(K - k < 16 ? K - k : 16));
+      const __m256i wv = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(t)));
+#pragma GCC unroll 8
+      for (int m = 0; m < M; ++m) {
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xw + m * Kp + k));
+        acc[m][0] = _mm256_add_epi32(acc[m][0], _mm256_madd_epi16(wv, xv));
+      }
+    }
+#pragma GCC unroll 8
+    for (int m = 0; m < M; ++m) {
+      const __m256i s = _mm256_add_epi32(_mm256_add_epi32(acc[m][0], acc[m][1]),
+                                         _mm256_add_epi32(acc[m][2], acc[m][3]));
+      out.One(m, n, HSum(s));
+    }
+  }
+}
+
 template <int M, typename Out>
 void Gemv(const GemmS8Args& g, int64_t n_begin, int64_t n_end, const Out& out) {
   const int64_t Kp = (g.K + 15) / 16 * 16;
   int16_t* xw = static_cast<int16_t*>(q8::Scratch(Q8Slot::kB, M * Kp * sizeof(int16_t)));
   WidenX(g, Kp, xw);
+  if constexpr (M <= 2) {
+    if (g.K >= kStreamMinK) return GemvStream<M>(g, xw, Kp, n_begin, n_end, out);
+  }
   constexpr int R = M <= 2 ? 4 : 2;
   int64_t n = n_begin;
   for (; n + R <= n_end; n += R) GemvRows<M, R>(g, xw, Kp, n, out);
