@@ -135,17 +135,12 @@ void GemmArgs(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_GemmS8S8)->Apply(GemmArgs);
 
 // The read-bandwidth ceiling inside this harness: the same weight copies, thread split and
-// pool as BM_GemmS8S8, but the kernel only sums the bytes (8 independent 64-bit lanes). GEMV
-// efficiency = GemmS8S8 GB/s / this GB/s on the same machine and moment.
+// pool as BM_GemmS8S8, but the kernel only sums the bytes (KernelTable::sum_u64, the ceiling
+// `quamba bench` uses). GEMV efficiency = GemmS8S8 GB/s / this GB/s on the same machine and
+// moment.
 uint64_t SumRows(const int8_t* w, int64_t K, int64_t n_begin, int64_t n_end) {
-  const uint64_t* p = reinterpret_cast<const uint64_t*>(w + n_begin * K);
-  const int64_t words = (n_end - n_begin) * K / 8;
-  uint64_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= words; i += 8)
-    for (int j = 0; j < 8; ++j) acc[j] += p[i + j];
-  for (; i < words; ++i) acc[0] += p[i];
-  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  return DefaultKernels().sum_u64(reinterpret_cast<const uint8_t*>(w + n_begin * K),
+                                  (n_end - n_begin) * K);
 }
 
 // Args: N, K, threads.
