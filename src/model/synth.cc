@@ -61,14 +61,13 @@ bool SynthShape(const std::string& name, MambaConfig* c) {
 Status WriteSynthCheckpoint(MambaConfig c, DType dt, uint64_t seed, const std::string& dir) {
   if (c.d_inner == 0) c.d_inner = c.expand * c.d_model;
   if (c.dt_rank == 0) c.dt_rank = (c.d_model + 15) / 16;
-  c.tie_embeddings = true;
   if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
     return Status::Error(StrFormat("%s: cannot create directory: %s", dir.c_str(),
                                    std::strerror(errno)));
   std::vector<TensorToWrite> tensors;
   int index = 0;
   ForEachTensor(c, [&](const TensorSpec& s) {
-    if (s.optional && s.role == TensorRole::kLmHead) return;  // tied
+    if (s.role == TensorRole::kLmHead && c.tie_embeddings) return;  // tied: the table is the head
     int64_t numel = 1;
     for (int64_t d : s.shape) numel *= d;
     const uint64_t tseed = seed * 1000003ull + index++;

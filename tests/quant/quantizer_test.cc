@@ -263,6 +263,57 @@ TEST_F(QuantizerTest, LmHeadPrecisions) {
   EXPECT_THAT((*old)->weight_type(), HasSubstr("lm_head F32"));
 }
 
+// An untied checkpoint (its own lm_head.weight): every --lm-head writes and binds the head it
+// asks for, and a decode step reads the head, not the embedding table.
+TEST(QuantizerUntiedTest, EveryLmHeadMode) {
+  TempDir dir;
+  MambaConfig c;
+  c.n_layer = 2;
+  c.d_model = 64;
+  c.vocab_size = 50280;
+  c.tie_embeddings = false;
+  ASSERT_TRUE(WriteSynthCheckpoint(c, DType::kF32, 11, dir / "fp").ok());
+  std::filesystem::copy_file(testing::SharedData("tokenizer/gpt-neox-20b/tokenizer.json"),
+                             dir / "fp/tokenizer.json");
+  auto fp = std::move(MambaModel::Load(dir / "fp")).value();
+  ASSERT_FALSE(fp->config().tie_embeddings);
+  const int64_t table = c.vocab_size * c.d_model;
+  EXPECT_EQ(fp->DecodeWeightBytes(), fp->file_bytes() - 4 * table);  // table not streamed
+  const std::vector<int32_t> ids = fp->tokenizer()->Encode("It is a truth universally");
+  std::vector<float> ref(c.vocab_size);
+  {
+    Engine e(*fp, 2, kernels::DefaultKernels());
+    SequenceState s = fp->NewState();
+    e.Prefill(&s, ids, ref.data(), false);
+  }
+  for (const char* head : {"keep", "f16", "bf16", "int8"}) {
+    SCOPED_TRACE(head);
+    QuantizeOptions o;
+    o.calib_files = {testing::SharedData("calibration/pg1342-0.txt")};
+    o.calib_samples = 4;
+    o.calib_len = 64;
+    o.threads = 2;
+    o.progress = false;
+    o.lm_head = head;
+    const std::string out = dir / (std::string("q-") + head);
+    Status st = QuantizeModel(*fp, o, out);
+    ASSERT_TRUE(st.ok()) << st.message();
+    auto q = std::move(MambaModel::Load(out)).value();
+    const TensorView* lm = q->store().Find("lm_head.weight");
+    ASSERT_NE(lm, nullptr);
+    const std::string h = head;
+    EXPECT_STREQ(DTypeName(lm->dtype),
+                 h == "keep" ? "F32" : h == "bf16" ? "BF16" : h == "int8" ? "I8" : "F16");
+    const TensorView* emb = q->store().Find("backbone.embeddings.weight");
+    EXPECT_EQ(q->DecodeWeightBytes(), q->file_bytes() - emb->nbytes);
+    Engine e(*q, 2, kernels::DefaultKernels());
+    SequenceState s = q->NewState();
+    std::vector<float> got(c.vocab_size);
+    e.Prefill(&s, ids, got.data(), false);
+    EXPECT_LT(KlDivergence(ref, got), 1e-3);
+  }
+}
+
 TEST_F(QuantizerTest, BadInputIsRefused) {
   Status s = QuantizeModel(*model_, Options("gptq"), *dir_ / "x");
   EXPECT_THAT(s.message(), HasSubstr("--recipe: expected quamba, minmax, smoothquant or dynamic"));
