@@ -25,6 +25,20 @@ std::string ReadAll(const std::string& p) {
   return std::string(std::istreambuf_iterator<char>(f), {});
 }
 
+// Quantize options for the tests: calibration on the shared Gutenberg text, 2 threads, quiet.
+QuantizeOptions TestOptions(const std::string& recipe, int64_t samples, int64_t len,
+                            const std::string& lm_head = "f16") {
+  QuantizeOptions o;
+  o.recipe = recipe;
+  o.calib_files = {testing::SharedData("calibration/pg1342-0.txt")};
+  o.calib_samples = samples;
+  o.calib_len = len;
+  o.threads = 2;
+  o.progress = false;
+  o.lm_head = lm_head;
+  return o;
+}
+
 class QuantizerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -42,16 +56,7 @@ class QuantizerTest : public ::testing::Test {
     delete model_;
     delete dir_;
   }
-  static QuantizeOptions Options(const std::string& recipe) {
-    QuantizeOptions o;
-    o.recipe = recipe;
-    o.calib_files = {testing::SharedData("calibration/pg1342-0.txt")};
-    o.calib_samples = 6;
-    o.calib_len = 64;
-    o.threads = 2;
-    o.progress = false;
-    return o;
-  }
+  static QuantizeOptions Options(const std::string& recipe) { return TestOptions(recipe, 6, 64); }
   // Decode steps after a prefill give the logits of a longer prefill, row for row.
   static void ExpectPrefillEqualsDecode(const MambaModel& q, const std::vector<int32_t>& ids) {
     Engine e(q, 2, kernels::DefaultKernels());
@@ -156,13 +161,7 @@ TEST(QuantizerRefModelTest, SimulationAgreesOnGreedyTokens) {
   TempDir dir;
   auto fp = MambaModel::Load(testing::SourcePath("models/mamba-ref-d256-l6"));
   ASSERT_TRUE(fp.ok()) << fp.status().message();
-  QuantizeOptions o;
-  o.calib_files = {testing::SharedData("calibration/pg1342-0.txt")};
-  o.calib_samples = 8;
-  o.calib_len = 256;
-  o.threads = 2;
-  o.progress = false;
-  ASSERT_TRUE(QuantizeModel(**fp, o, dir / "q").ok());
+  ASSERT_TRUE(QuantizeModel(**fp, TestOptions("quamba", 8, 256), dir / "q").ok());
   auto q = std::move(MambaModel::Load(dir / "q")).value();
   std::ifstream f(testing::SharedData("wikitext-2-raw/wiki.test.raw"));
   std::string text(16384, '\0');
@@ -288,15 +287,8 @@ TEST(QuantizerUntiedTest, EveryLmHeadMode) {
   }
   for (const char* head : {"keep", "f16", "bf16", "int8"}) {
     SCOPED_TRACE(head);
-    QuantizeOptions o;
-    o.calib_files = {testing::SharedData("calibration/pg1342-0.txt")};
-    o.calib_samples = 4;
-    o.calib_len = 64;
-    o.threads = 2;
-    o.progress = false;
-    o.lm_head = head;
     const std::string out = dir / (std::string("q-") + head);
-    Status st = QuantizeModel(*fp, o, out);
+    Status st = QuantizeModel(*fp, TestOptions("quamba", 4, 64, head), out);
     ASSERT_TRUE(st.ok()) << st.message();
     auto q = std::move(MambaModel::Load(out)).value();
     const TensorView* lm = q->store().Find("lm_head.weight");
