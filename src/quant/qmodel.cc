@@ -70,9 +70,10 @@ StatusOr<QuantConfig> QuantConfig::FromJson(const std::string& text, const std::
     return Status::Error(StrFormat("%s: format: expected \"%s\", found %s", fn, kFormatName,
                                    j.contains("format") ? j["format"].dump().c_str() : "nothing"));
   if (!j.contains("format_version") || !j["format_version"].is_number_integer() ||
-      j["format_version"].get<int>() != kQuantFormatVersion)
-    return Status::Error(StrFormat("%s: format_version: expected %d, found %s", fn,
-                                   kQuantFormatVersion,
+      j["format_version"].get<int>() < kQuantFormatMinVersion ||
+      j["format_version"].get<int>() > kQuantFormatVersion)
+    return Status::Error(StrFormat("%s: format_version: expected %d..%d, found %s", fn,
+                                   kQuantFormatMinVersion, kQuantFormatVersion,
                                    j.contains("format_version")
                                        ? j["format_version"].dump().c_str() : "nothing"));
   if (!j.contains("recipe") || !j["recipe"].is_string())
@@ -91,7 +92,7 @@ StatusOr<QuantConfig> QuantConfig::FromJson(const std::string& text, const std::
   QM_RETURN_IF_ERROR(num("percentile_alpha", &c.percentile_alpha));
   QM_RETURN_IF_ERROR(num("percentile_sigma", &c.percentile_sigma));
   QM_RETURN_IF_ERROR(num("smoothquant_alpha", &c.smooth_alpha));
-  // Files written before lm_head was a choice kept the source precision.
+  // Version 1 files, written before lm_head was a choice, kept the source precision.
   c.lm_head = "keep";
   if (j.contains("lm_head")) {
     if (!j["lm_head"].is_string() || !LmHeadModeOk(j["lm_head"].get<std::string>()))

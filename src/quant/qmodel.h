@@ -19,7 +19,10 @@
 
 namespace quamba {
 
-constexpr int kQuantFormatVersion = 1;
+// 2 added `lm_head` (an int8 lm_head a version-1 reader cannot load); version-1 files are read
+// as lm_head "keep".
+constexpr int kQuantFormatVersion = 2;
+constexpr int kQuantFormatMinVersion = 1;
 
 struct QuantConfig {
   std::string recipe;            // quamba | minmax | smoothquant | dynamic
