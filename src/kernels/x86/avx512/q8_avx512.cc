@@ -70,21 +70,8 @@ void QuantizeF32ToS8(const float* x, int64_t L, int64_t C, int64_t ldx, float in
 
 float AddRmsNormQuant(float* residual, const float* h, const float* w, int64_t n, float eps,
                       float inv_scale, int8_t* q) {
-  // residual += h; sum of squares in double (two accumulators over the 8-lane halves).
-  __m512d ss0 = _mm512_setzero_pd(), ss1 = _mm512_setzero_pd();
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = FirstLanes(n - i);
-    __m512 r = _mm512_maskz_loadu_ps(m, residual + i);
-    if (h != nullptr) {
-      r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, h + i));
-      _mm512_mask_storeu_ps(residual + i, m, r);
-    }
-    const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(r));
-    const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(r), 1)));
-    ss0 = _mm512_fmadd_pd(lo, lo, ss0);
-    ss1 = _mm512_fmadd_pd(hi, hi, ss1);
-  }
-  const double ss = _mm512_reduce_add_pd(_mm512_add_pd(ss0, ss1));
+  // residual += h; sum of squares in double.
+  const double ss = AddResidualSumSquares(residual, h, n);
   const float inv = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n > 0 ? n : 1) + eps));
   const __m512 vinv = _mm512_set1_ps(inv);
   float scale;
