@@ -1,10 +1,15 @@
-// Shared helpers for tests: temporary directories, data paths.
+// Shared helpers for tests: temporary directories, data paths, file contents, and running the
+// `quamba` CLI as a user would.
 #pragma once
 
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 namespace quamba::testing {
@@ -32,6 +37,29 @@ inline std::string SharedData(const std::string& rel) {
 }
 inline std::string SourcePath(const std::string& rel) {
   return std::string(QM_SOURCE_DIR) + "/" + rel;
+}
+
+// The whole file as bytes ("" if it cannot be read).
+inline std::string ReadAll(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+inline int Lines(const std::string& s) {
+  return static_cast<int>(std::count(s.begin(), s.end(), '\n'));
+}
+
+// `quamba <args>` through the shell with stdin from /dev/null: exit code, stdout, stderr.
+struct CliResult {
+  int code;
+  std::string out, err;
+};
+inline CliResult RunQuamba(const std::string& args) {
+  TempDir d;
+  const std::string cmd = std::string(QM_CLI_PATH) + " " + args + " </dev/null >" + (d / "out") +
+                          " 2>" + (d / "err");
+  const int st = std::system(cmd.c_str());
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, ReadAll(d / "out"), ReadAll(d / "err")};
 }
 
 }  // namespace quamba::testing

@@ -18,25 +18,9 @@ namespace {
 using ::testing::HasSubstr;
 using testing::TempDir;
 
-struct Result {
-  int code;
-  std::string out, err;
-};
-
-Result Quamba(const std::string& args) {
-  TempDir d;
-  const std::string cmd =
-      std::string(QM_CLI_PATH) + " " + args + " </dev/null >" + (d / "out") + " 2>" + (d / "err");
-  const int st = std::system(cmd.c_str());
-  Result r;
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  std::ifstream o(d / "out"), e(d / "err");
-  r.out.assign(std::istreambuf_iterator<char>(o), {});
-  r.err.assign(std::istreambuf_iterator<char>(e), {});
-  return r;
-}
-
-int Lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+using testing::CliResult;
+using testing::Lines;
+using testing::RunQuamba;
 
 void Write(const std::string& path, const std::string& text) {
   std::filesystem::create_directories(std::filesystem::path(path).parent_path());
@@ -89,38 +73,38 @@ class EvalCliTest : public ::testing::Test {
 TempDir* EvalCliTest::dir_ = nullptr;
 
 TEST_F(EvalCliTest, UsageErrorsExitTwoWithOneLine) {
-  Result r = Quamba("eval --help");
+  CliResult r = RunQuamba("eval --help");
   EXPECT_EQ(r.code, 0);
   EXPECT_THAT(r.out, HasSubstr("usage: quamba eval"));
-  r = Quamba("eval -m " + M());
+  r = RunQuamba("eval -m " + M());
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.err, HasSubstr("expected --ppl FILE and/or --tasks LIST, found neither"));
-  r = Quamba("eval -m " + M() + " --tasks piqa,mmlu --data " + Data());
+  r = RunQuamba("eval -m " + M() + " --tasks piqa,mmlu --data " + Data());
   EXPECT_EQ(r.code, 2);
   EXPECT_EQ(Lines(r.err), 1) << r.err;
   EXPECT_THAT(r.err, HasSubstr("eval --tasks: expected one of lambada_openai, hellaswag, piqa, "
                                "arc_easy, arc_challenge, winogrande, found \"mmlu\""));
-  r = Quamba("eval -m " + M() + " --tasks piqa");
+  r = RunQuamba("eval -m " + M() + " --tasks piqa");
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.err, HasSubstr("eval --data: expected the task data directory"));
 }
 
 TEST_F(EvalCliTest, BadInputExitsOneNamingFileAndLine) {
   TempDir d;
-  Result r = Quamba("eval -m " + M() + " --tasks winogrande --data " + d.path());
+  CliResult r = RunQuamba("eval -m " + M() + " --tasks winogrande --data " + d.path());
   EXPECT_EQ(r.code, 1);
   EXPECT_EQ(Lines(r.err), 1) << r.err;
   EXPECT_THAT(r.err, HasSubstr(d / "winogrande/dev.jsonl" + ": expected the winogrande data "
                                                             "file, found no such file"));
   Write(d / "piqa/valid.jsonl", "{\"goal\": \"g\", \"sol1\": \"a\", \"sol2\": \"b\"}\n[1, 2]\n");
-  r = Quamba("eval -m " + M() + " --tasks piqa --data " + d.path());
+  r = RunQuamba("eval -m " + M() + " --tasks piqa --data " + d.path());
   EXPECT_EQ(r.code, 1);
   EXPECT_EQ(Lines(r.err), 1) << r.err;
   EXPECT_THAT(r.err, HasSubstr("piqa/valid.jsonl: line 2: expected a JSON object, found array"));
-  r = Quamba("eval -m " + M() + " --ppl " + (d / "none.txt"));
+  r = RunQuamba("eval -m " + M() + " --ppl " + (d / "none.txt"));
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("none.txt: cannot open"));
-  r = Quamba("eval -m " + M() + " --ppl " + (*dir_ / "text.txt") + " --ctx 100000");
+  r = RunQuamba("eval -m " + M() + " --ppl " + (*dir_ / "text.txt") + " --ctx 100000");
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("expected at least 100000 tokens (one window of --ctx)"));
 }
@@ -131,7 +115,7 @@ TEST_F(EvalCliTest, PerplexityKldAndAllTasksAsJson) {
   const std::string args = "eval -m " + M() + " --ppl " + (*dir_ / "text.txt") +
                            " --ctx 32 --kld-ref " + M() + " --tasks " + kTasks + " --data " +
                            Data() + " -t 1 --json";
-  const Result r = Quamba(args);
+  const CliResult r = RunQuamba(args);
   ASSERT_EQ(r.code, 0) << r.err;
   const nlohmann::json j = nlohmann::json::parse(r.out);
   EXPECT_GT(j["ppl"].get<double>(), 1.0);
@@ -151,7 +135,7 @@ TEST_F(EvalCliTest, PerplexityKldAndAllTasksAsJson) {
   }
 
   // The same tasks scored from scratch (tasks only, markdown output): the same figures.
-  const Result s = Quamba("eval -m " + M() + " --tasks " + kTasks + " --data " + Data() +
+  const CliResult s = RunQuamba("eval -m " + M() + " --tasks " + kTasks + " --data " + Data() +
                           " -t 1 --no-fork --json");
   ASSERT_EQ(s.code, 0) << s.err;
   const nlohmann::json k = nlohmann::json::parse(s.out);
@@ -168,7 +152,7 @@ TEST_F(EvalCliTest, PerplexityKldAndAllTasksAsJson) {
     }
   }
 
-  const Result md = Quamba("eval -m " + M() + " --tasks piqa --data " + Data() + " -t 1");
+  const CliResult md = RunQuamba("eval -m " + M() + " --tasks piqa --data " + Data() + " -t 1");
   ASSERT_EQ(md.code, 0) << md.err;
   EXPECT_THAT(md.out, HasSubstr("| piqa | 2 | acc |"));
 }

@@ -18,6 +18,7 @@ namespace quamba {
 namespace {
 
 using testing::MambaRef;
+using testing::ReadAll;
 using testing::TempDir;
 
 MambaConfig TinyConfig() {
@@ -228,10 +229,6 @@ TEST_F(LoaderTest, UnsupportedDtypeIsNamed) {
 }
 
 // Raw header surgery: the header is untrusted input.
-std::string ReadAll(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
 void WriteAll(const std::string& p, const std::string& s) {
   std::ofstream(p, std::ios::binary) << s;
 }

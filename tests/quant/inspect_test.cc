@@ -30,10 +30,7 @@ namespace {
 using ::testing::HasSubstr;
 using testing::TempDir;
 
-std::string ReadAll(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
+using testing::ReadAll;
 
 // Minimal XML well-formedness: balanced tags, quoted attributes, only known entities, one root
 // element named `root`. Returns "" or what is wrong.
@@ -528,24 +525,14 @@ TEST_F(InspectTest, NoHadamardSizeStillReports) {
 // ---------------------------------------------------------------------------------------------
 // The CLI.
 
-struct Result {
-  int code;
-  std::string out, err;
-};
-
-Result Quamba(const std::string& args) {
-  TempDir d;
-  const std::string cmd = std::string(QM_CLI_PATH) + " " + args + " </dev/null >" + (d / "out") +
-                          " 2>" + (d / "err");
-  const int st = std::system(cmd.c_str());
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, ReadAll(d / "out"), ReadAll(d / "err")};
-}
+using testing::CliResult;
+using testing::RunQuamba;
 
 TEST_F(InspectTest, CliEndToEnd) {
   const std::string out = *dir_ / "report/nested";
   const std::string base = "inspect -m " + (*dir_ / "fp") + " --calib " + CalibFile() +
                            " --calib-samples 4 --calib-len 32 -t 1 -q";
-  Result r = Quamba(base + " -o " + out);
+  CliResult r = RunQuamba(base + " -o " + out);
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("n_layer 3, d_model 64"));  // the config part is kept
   EXPECT_THAT(r.out, HasSubstr("activation outliers over 4 samples, 128 tokens"));
@@ -564,7 +551,7 @@ TEST_F(InspectTest, CliEndToEnd) {
   EXPECT_EQ(j["calibration"]["tokens"], 128);
   EXPECT_EQ(XmlProblem(ReadAll(out + "/ranges.svg"), "svg"), "");
   // Without -o: the table only.
-  r = Quamba(base);
+  r = RunQuamba(base);
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("max/p99.99"));
   EXPECT_THAT(r.err, HasSubstr("no -o"));
@@ -572,14 +559,14 @@ TEST_F(InspectTest, CliEndToEnd) {
 
 TEST_F(InspectTest, CliRefusesBadInput) {
   const std::string m = " -m " + (*dir_ / "fp");
-  Result r = Quamba("inspect" + m + " -o " + (*dir_ / "x"));
+  CliResult r = RunQuamba("inspect" + m + " -o " + (*dir_ / "x"));
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.err, HasSubstr("expected --calib"));
-  r = Quamba("inspect" + m + " --calib " + (*dir_ / "missing.txt") + " -q");
+  r = RunQuamba("inspect" + m + " --calib " + (*dir_ / "missing.txt") + " -q");
   EXPECT_EQ(r.code, 1);
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   EXPECT_THAT(r.err, HasSubstr("missing.txt"));
-  r = Quamba("inspect" + m + " --calib " + CalibFile() + " --calib-len 1");
+  r = RunQuamba("inspect" + m + " --calib " + CalibFile() + " --calib-len 1");
   EXPECT_EQ(r.code, 2);
 }
 

@@ -20,10 +20,7 @@ namespace {
 using ::testing::HasSubstr;
 using testing::TempDir;
 
-std::string ReadAll(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
+using testing::ReadAll;
 
 // Quantize options for the tests: calibration on the shared Gutenberg text, 2 threads, quiet.
 QuantizeOptions TestOptions(const std::string& recipe, int64_t samples, int64_t len,

@@ -18,60 +18,43 @@ namespace {
 using ::testing::HasSubstr;
 using testing::TempDir;
 
-struct Result {
-  int code;
-  std::string out, err;
-};
-
-// Runs `quamba <args>` with stdin from /dev/null, capturing stdout and stderr.
-Result Quamba(const std::string& args) {
-  TempDir d;
-  const std::string cmd = std::string(QM_CLI_PATH) + " " + args + " </dev/null >" + (d / "out") +
-                          " 2>" + (d / "err");
-  const int st = std::system(cmd.c_str());
-  Result r;
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  std::ifstream o(d / "out"), e(d / "err");
-  r.out.assign(std::istreambuf_iterator<char>(o), {});
-  r.err.assign(std::istreambuf_iterator<char>(e), {});
-  return r;
-}
-
-int Lines(const std::string& s) { return (int)std::count(s.begin(), s.end(), '\n'); }
+using testing::CliResult;
+using testing::Lines;
+using testing::RunQuamba;
 
 TEST(CliTest, HelpOnEverySubcommand) {
   for (const char* cmd : {"generate", "tokenize", "bench", "inspect", "synth", "quantize", "eval"}) {
-    const Result r = Quamba(std::string(cmd) + " --help");
+    const CliResult r = RunQuamba(std::string(cmd) + " --help");
     EXPECT_EQ(r.code, 0) << cmd;
     EXPECT_THAT(r.out, HasSubstr(std::string("usage: quamba ") + cmd)) << cmd;
   }
-  EXPECT_EQ(Quamba("").code, 2);
-  EXPECT_EQ(Quamba("frobnicate").code, 2);
+  EXPECT_EQ(RunQuamba("").code, 2);
+  EXPECT_EQ(RunQuamba("frobnicate").code, 2);
 }
 
 TEST(CliTest, BadInputIsOneLineAndNonZero) {
   TempDir d;
-  Result r = Quamba("generate -m " + (d / "missing") + " -p hi");
+  CliResult r = RunQuamba("generate -m " + (d / "missing") + " -p hi");
   EXPECT_EQ(r.code, 1);
   EXPECT_EQ(Lines(r.err), 1) << r.err;
   EXPECT_THAT(r.err, HasSubstr("expected a model directory"));
-  r = Quamba("generate -m x -p hi --temp abc");
+  r = RunQuamba("generate -m x -p hi --temp abc");
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.err, HasSubstr("--temp: expected a number, found \"abc\""));
-  r = Quamba("generate -p hi");
+  r = RunQuamba("generate -p hi");
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.err, HasSubstr("--model: expected a value"));
-  r = Quamba("synth --shape mamba-9b -o " + (d / "m"));
+  r = RunQuamba("synth --shape mamba-9b -o " + (d / "m"));
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.err, HasSubstr("--shape: expected mamba-130m"));
   EXPECT_FALSE(std::filesystem::exists(d / "m"));
-  r = Quamba("generate -m x -p hi -n");
+  r = RunQuamba("generate -m x -p hi -n");
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.err, HasSubstr("found the end of the command line"));
 }
 
 TEST(CliTest, UnsupportedIsaOverrideIsRefused) {
-  const Result r = Quamba("tokenize -m x -p y");  // sanity: runs without the override
+  const CliResult r = RunQuamba("tokenize -m x -p y");  // sanity: runs without the override
   EXPECT_NE(r.code, 0);
   const std::string cmd = "QUAMBA_ISA=sse9 " + std::string(QM_CLI_PATH) + " inspect -m x 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
@@ -85,24 +68,24 @@ TEST(CliTest, UnsupportedIsaOverrideIsRefused) {
 TEST(CliTest, SynthGenerateTokenizeInspectBench) {
   TempDir d;
   const std::string tok = testing::SharedData("tokenizer/gpt-neox-20b/tokenizer.json");
-  Result r = Quamba("synth --shape custom --n-layer 2 --d-model 64 -o " + (d / "m") +
+  CliResult r = RunQuamba("synth --shape custom --n-layer 2 --d-model 64 -o " + (d / "m") +
                  " --tokenizer " + tok);
   ASSERT_EQ(r.code, 0) << r.err;
-  r = Quamba("generate -m " + (d / "m") + " -p \"Hello world\" -n 8 --temp 0");
+  r = RunQuamba("generate -m " + (d / "m") + " -p \"Hello world\" -n 8 --temp 0");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, ::testing::StartsWith("Hello world"));
   EXPECT_THAT(r.err, HasSubstr("generation: 8 tokens"));
   // Greedy decoding is deterministic; sampling with a seed too.
-  EXPECT_EQ(Quamba("generate -m " + (d / "m") + " -p \"Hello world\" -n 8 --temp 0").out, r.out);
-  const Result s1 = Quamba("generate -m " + (d / "m") + " -p Hi -n 8 --seed 5");
-  EXPECT_EQ(Quamba("generate -m " + (d / "m") + " -p Hi -n 8 --seed 5").out, s1.out);
-  r = Quamba("tokenize -m " + (d / "m") + " -p \"Hello world\" --json");
+  EXPECT_EQ(RunQuamba("generate -m " + (d / "m") + " -p \"Hello world\" -n 8 --temp 0").out, r.out);
+  const CliResult s1 = RunQuamba("generate -m " + (d / "m") + " -p Hi -n 8 --seed 5");
+  EXPECT_EQ(RunQuamba("generate -m " + (d / "m") + " -p Hi -n 8 --seed 5").out, s1.out);
+  r = RunQuamba("tokenize -m " + (d / "m") + " -p \"Hello world\" --json");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "[12092, 1533]\n");  // "Hello", "Ġworld" in GPT-NeoX's vocabulary
-  r = Quamba("inspect -m " + (d / "m") + " --tensors");
+  r = RunQuamba("inspect -m " + (d / "m") + " --tensors");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("backbone.layers.1.mixer.A_log"));
-  r = Quamba("bench -m " + (d / "m") + " -p 8 -n 4 -r 2 -o json");
+  r = RunQuamba("bench -m " + (d / "m") + " -p 8 -n 4 -r 2 -o json");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("\"decode_tok_s\""));
   EXPECT_THAT(r.out, HasSubstr("\"peak_rss_bytes\""));
@@ -111,22 +94,22 @@ TEST(CliTest, SynthGenerateTokenizeInspectBench) {
   // quantize: a bad --lm-head is a usage error before any work; a good one round-trips through
   // eval --simulate (bit-identical to int8: same top token everywhere) and bench --interleave.
   const std::string calib = testing::SharedData("calibration/pg1342-0.txt");
-  r = Quamba("quantize -m " + (d / "m") + " -o " + (d / "q") + " --calib " + calib +
+  r = RunQuamba("quantize -m " + (d / "m") + " -o " + (d / "q") + " --calib " + calib +
              " --lm-head int4");
   EXPECT_EQ(r.code, 2);
   EXPECT_EQ(Lines(r.err), 1) << r.err;
   EXPECT_THAT(r.err, HasSubstr("--lm-head: expected keep, f16, bf16 or int8, found \"int4\""));
   EXPECT_FALSE(std::filesystem::exists(d / "q"));
-  r = Quamba("quantize -m " + (d / "m") + " -o " + (d / "q") + " --calib " + calib +
+  r = RunQuamba("quantize -m " + (d / "m") + " -o " + (d / "q") + " --calib " + calib +
              " --calib-samples 2 --calib-len 32 --lm-head int8 -q");
   ASSERT_EQ(r.code, 0) << r.err;
   std::ofstream(d / "text.txt") << "It is a truth universally acknowledged, that a single man in "
                                    "possession of a good fortune, must be in want of a wife.";
-  r = Quamba("eval -m " + (d / "q") + " --simulate --kld-ref " + (d / "q") + " --ppl " +
+  r = RunQuamba("eval -m " + (d / "q") + " --simulate --kld-ref " + (d / "q") + " --ppl " +
              (d / "text.txt") + " --ctx 16 --json");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("\"same_top\": 1.0"));
-  r = Quamba("bench -m " + (d / "m") + " -m " + (d / "q") + " -p 8 -n 4 -r 1 --interleave");
+  r = RunQuamba("bench -m " + (d / "m") + " -m " + (d / "q") + " -p 8 -n 4 -r 1 --interleave");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("lm_head I8"));
   EXPECT_THAT(r.out, HasSubstr("(interleaved)"));
