@@ -3,19 +3,12 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 
+#include "core/clock.h"
 #include "core/status.h"
 
 namespace quamba {
-namespace {
-double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-}  // namespace
-
 std::string FormatDuration(double s) {
   if (s < 60) return StrFormat("%.1fs", s);
   if (s < 3600) return StrFormat("%dm%02ds", (int)(s / 60), (int)s % 60);
@@ -23,7 +16,7 @@ std::string FormatDuration(double s) {
 }
 
 Progress::Progress(std::string what, int64_t total, std::string unit)
-    : what_(std::move(what)), unit_(std::move(unit)), total_(total), start_(Now()),
+    : what_(std::move(what)), unit_(std::move(unit)), total_(total), start_(NowSeconds()),
       tty_(::isatty(STDERR_FILENO) == 1) {}
 
 Progress::~Progress() {
@@ -32,7 +25,7 @@ Progress::~Progress() {
 
 void Progress::Update(int64_t done) {
   done_ = done;
-  const double now = Now();
+  const double now = NowSeconds();
   if (tty_) {
     if (now - last_draw_ < 0.1 && done < total_) return;
     last_draw_ = now;
@@ -47,7 +40,7 @@ void Progress::Update(int64_t done) {
 }
 
 void Progress::Draw(bool final) {
-  const double el = Now() - start_;
+  const double el = NowSeconds() - start_;
   const double frac = total_ > 0 ? std::min(1.0, (double)done_ / total_) : 1.0;
   std::string eta = final ? "done in " + FormatDuration(el)
                           : (done_ > 0 ? "ETA " + FormatDuration(el / frac - el) : "ETA ?");

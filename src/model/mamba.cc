@@ -6,9 +6,9 @@
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstring>
 
+#include "core/clock.h"
 #include "io/mapped_file.h"
 
 namespace quamba {
@@ -80,13 +80,6 @@ SequenceState MambaModel::NewState() const {
   return s;
 }
 
-namespace {
-double Seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-}  // namespace
-
 double ReadDecodeBytesGBps(const MambaModel& model, ThreadPool& pool,
                            const kernels::KernelTable& k, int passes) {
   const std::vector<std::span<const uint8_t>> spans = model.DecodeWeightSpans();
@@ -96,7 +89,7 @@ double ReadDecodeBytesGBps(const MambaModel& model, ThreadPool& pool,
   std::vector<uint64_t> sink(pool.size());
   double best = 0;
   for (int p = 0; p < passes; ++p) {
-    const double t0 = Seconds();
+    const double t0 = NowSeconds();
     pool.Run([&](int tid, int nt) {
       const uint64_t b = total * tid / nt, e = total * (tid + 1) / nt;
       uint64_t off = 0, acc = 0;
@@ -107,7 +100,7 @@ double ReadDecodeBytesGBps(const MambaModel& model, ThreadPool& pool,
       }
       sink[tid] += acc;
     });
-    const double dt = Seconds() - t0;
+    const double dt = NowSeconds() - t0;
     best = std::max(best, static_cast<double>(total) / dt * 1e-9);
   }
   volatile uint64_t keep = 0;
@@ -131,17 +124,19 @@ uint64_t MambaModel::file_bytes() const {
   return quantized() ? qweights_->file_bytes : weights_->file_bytes;
 }
 
-namespace {
-bool EmbeddingIsLmHead(const MatrixRef& emb, const MatrixRef& head) {
-  return head.data != nullptr && head.data == emb.data;
+const MatrixRef& MambaModel::embedding_table() const {
+  return quantized() ? qweights_->embedding : weights_->embedding;
 }
-}  // namespace
+
+bool MambaModel::embedding_is_lm_head() const {
+  const MatrixRef& head = quantized() ? qweights_->lm_head : weights_->lm_head;
+  return head.data != nullptr && head.data == embedding_table().data;
+}
 
 uint64_t MambaModel::DecodeWeightBytes() const {
-  const MatrixRef& emb = quantized() ? qweights_->embedding : weights_->embedding;
-  const MatrixRef& head = quantized() ? qweights_->lm_head : weights_->lm_head;
+  const MatrixRef& emb = embedding_table();
   const uint64_t emb_bytes = static_cast<uint64_t>(emb.rows * emb.cols) * DTypeSize(emb.dtype);
-  return file_bytes() - (EmbeddingIsLmHead(emb, head) ? 0 : emb_bytes);
+  return file_bytes() - (embedding_is_lm_head() ? 0 : emb_bytes);
 }
 
 uint64_t MambaModel::StateBytes() const {
@@ -152,14 +147,13 @@ uint64_t MambaModel::StateBytes() const {
 }
 
 std::vector<std::span<const uint8_t>> MambaModel::DecodeWeightSpans() const {
-  const MatrixRef& emb = quantized() ? qweights_->embedding : weights_->embedding;
-  const MatrixRef& head = quantized() ? qweights_->lm_head : weights_->lm_head;
-  const bool skip_emb = !EmbeddingIsLmHead(emb, head);
+  const void* table = embedding_table().data;
+  const bool skip_emb = !embedding_is_lm_head();
   std::vector<std::span<const uint8_t>> spans;
   uint64_t left = DecodeWeightBytes();
   for (const auto& [name, t] : store().tensors()) {
     if (left == 0) break;
-    if (skip_emb && t.data == emb.data) continue;
+    if (skip_emb && t.data == table) continue;
     const uint64_t n = std::min<uint64_t>(left, t.nbytes);
     spans.emplace_back(t.data, n);
     left -= n;

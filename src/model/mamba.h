@@ -58,6 +58,10 @@ class MambaModel {
   SequenceState NewState() const;
 
  private:
+  // The embedding table, and whether decode streams it whole (it is also the float lm_head).
+  const MatrixRef& embedding_table() const;
+  bool embedding_is_lm_head() const;
+
   std::string dir_;
   MambaConfig config_;
   std::unique_ptr<ModelWeights> weights_;

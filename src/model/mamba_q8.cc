@@ -7,17 +7,6 @@
 #include "model/mamba.h"
 
 namespace quamba {
-namespace {
-
-// RoundS8 as the int8 kernels define it (kernels/q8.h): clamp, then round half to even; NaN
-// gives -128 (std::max(-128, NaN) is -128).
-inline int8_t RoundS8(float v) {
-  v = std::min(127.0f, std::max(-128.0f, v));
-  return static_cast<int8_t>(std::nearbyint(v));
-}
-
-}  // namespace
-
 void Engine::GemmS8(const int8_t* x, int64_t M, int64_t K, int64_t ldx, const QMatrix& w,
                     const float* a, int64_t a_stride, float b, int8_t* y8, float* yf,
                     int64_t ldy) {
@@ -208,21 +197,16 @@ void Engine::GemmSim(const int8_t* x, int64_t M, int64_t K, int64_t ldx, const Q
     k_.matmul_f32(sim_x_.data(), M, K, K, wf, nb, ne, acc, ld_acc);
     for (int64_t m = 0; m < M; ++m) {
       const float scale = a[m * a_stride] * b;
-      for (int64_t n = nb; n < ne; ++n) {
-        const float v = acc[m * ld_acc + n] * scale;
-        if (y8 != nullptr) {
-          y8[m * ldy + n] = RoundS8(v);
-        } else {
-          yf[m * ldy + n] = v;
-        }
+      if (y8 != nullptr) {
+        // The kernels' own quantize op: RoundS8(fl(acc * scale)), the ToS8 epilogue's rounding.
+        q8_.quantize_f32_s8(acc + m * ld_acc + nb, 1, ne - nb, ld_acc, scale, nullptr,
+                            y8 + m * ldy + nb, ldy);
+      } else {
+        for (int64_t n = nb; n < ne; ++n) yf[m * ldy + n] = acc[m * ld_acc + n] * scale;
       }
     }
   });
 }
-
-}  // namespace quamba
-
-namespace quamba {
 
 // Quamba2's W8A8 lm_head (spec §3.5): norm_f = QRMSNorm(out = lm_head:input), then the int8
 // GEMM with fp32 logits. Dynamic recipe: per-token input scales.

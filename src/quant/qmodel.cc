@@ -11,8 +11,10 @@ using json = nlohmann::json;
 constexpr const char* kFormatName = "quamba.cpp";
 }  // namespace
 
-bool LmHeadModeOk(const std::string& mode) {
-  return mode == "keep" || mode == "f16" || mode == "bf16" || mode == "int8";
+Status CheckLmHeadMode(const std::string& field, const std::string& mode) {
+  if (mode == "keep" || mode == "f16" || mode == "bf16" || mode == "int8") return Status::Ok();
+  return Status::Error(StrFormat("%s: expected keep, f16, bf16 or int8, found \"%s\"",
+                                 field.c_str(), mode.c_str()));
 }
 
 std::string QuantConfig::ToJson() const {
@@ -95,10 +97,10 @@ StatusOr<QuantConfig> QuantConfig::FromJson(const std::string& text, const std::
   // Version 1 files, written before lm_head was a choice, kept the source precision.
   c.lm_head = "keep";
   if (j.contains("lm_head")) {
-    if (!j["lm_head"].is_string() || !LmHeadModeOk(j["lm_head"].get<std::string>()))
-      return Status::Error(StrFormat("%s: lm_head: expected \"keep\", \"f16\", \"bf16\" or "
-                                     "\"int8\", found %s", fn, j["lm_head"].dump().c_str()));
-    c.lm_head = j["lm_head"].get<std::string>();
+    const json& v = j["lm_head"];
+    const std::string mode = v.is_string() ? v.get<std::string>() : v.dump();
+    QM_RETURN_IF_ERROR(CheckLmHeadMode(StrFormat("%s: lm_head", fn), mode));
+    c.lm_head = mode;
   }
   c.source_model = j.value("source_model", "");
   if (j.contains("calibration") && j["calibration"].is_object()) {

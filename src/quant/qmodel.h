@@ -59,8 +59,9 @@ struct QMatrix {
   float scale = 0;
 };
 
-// The --lm-head values, and whether one is valid.
-bool LmHeadModeOk(const std::string& mode);
+// OK for an lm_head mode (keep, f16, bf16, int8); else the error "<field>: expected keep, f16,
+// bf16 or int8, found "<mode>"".
+Status CheckLmHeadMode(const std::string& field, const std::string& mode);
 
 // Per-layer int8 weights and static activation scales (spec §2.3 numbering in brackets).
 struct QLayerWeights {

@@ -170,9 +170,7 @@ Status QuantizeModel(const MambaModel& model, const QuantizeOptions& opt,
                                    "calibration text), found no such file", model.dir().c_str()));
   QM_ASSIGN_OR_RETURN(QuantConfig qc, QuantConfig::ForRecipe(opt.recipe));
   qc.percentile_alpha = opt.percentile_alpha;
-  if (!LmHeadModeOk(opt.lm_head))
-    return Status::Error(StrFormat("--lm-head: expected keep, f16, bf16 or int8, found \"%s\"",
-                                   opt.lm_head.c_str()));
+  QM_RETURN_IF_ERROR(CheckLmHeadMode("--lm-head", opt.lm_head));
   qc.lm_head = opt.lm_head;
   qc.source_model = model.dir();
   const MambaConfig& c = model.config();

@@ -35,9 +35,8 @@ int CmdQuantize(int argc, char** argv) {
     return 0;
   }
   opt.progress = !quiet;
-  if (!LmHeadModeOk(opt.lm_head))
-    return UsageError(Status::Error(StrFormat("quantize --lm-head: expected keep, f16, bf16 or "
-                                              "int8, found \"%s\"", opt.lm_head.c_str())));
+  if (Status s = CheckLmHeadMode("quantize --lm-head", opt.lm_head); !s.ok())
+    return UsageError(s);
   if (opt.recipe != "dynamic" && opt.calib_files.empty())
     return UsageError(Status::Error(StrFormat("quantize --calib: expected calibration text for "
                                               "recipe %s, found none", opt.recipe.c_str())));

@@ -2,9 +2,9 @@
 // with one line on stderr, 2 bad command line.
 #pragma once
 
-#include <chrono>
 #include <string>
 
+#include "core/clock.h"
 #include "core/status.h"
 #include "model/mamba.h"
 
@@ -25,10 +25,5 @@ Status CheckSimulate(const MambaModel& model, const std::string& dir);
 int Fail(const Status& s);
 // Prints the usage error and returns 2.
 int UsageError(const Status& s);
-
-inline double NowSeconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 }  // namespace quamba::cli
