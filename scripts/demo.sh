@@ -14,6 +14,7 @@ echo "== float32: $MODEL"
 build/quamba generate -m "$MODEL" -p "$PROMPT" -n 48 --temp 0
 if [ -f "$CALIB" ]; then
   echo "== quantize (recipe quamba, calibration $CALIB)"
+  mkdir -p out
   build/quamba quantize -m "$MODEL" -o out/demo-w8a8 --recipe quamba --calib "$CALIB" \
     --calib-samples 64 --force
   echo "== W8A8: out/demo-w8a8"
