@@ -14,7 +14,7 @@
 #include <span>
 #include <vector>
 
-#include "model/mamba.h"
+#include "model/runtime.h"
 
 namespace quamba {
 

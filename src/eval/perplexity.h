@@ -16,7 +16,7 @@
 
 #include "core/status.h"
 #include "eval/loglik.h"
-#include "model/mamba.h"
+#include "model/runtime.h"
 
 namespace quamba {
 

@@ -8,7 +8,7 @@
 
 #include "io/mapped_file.h"
 #include "io/safetensors.h"
-#include "model/weights.h"
+#include "format/tensors.h"
 
 namespace quamba {
 namespace {

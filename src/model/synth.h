@@ -7,7 +7,7 @@
 
 #include "core/dtype.h"
 #include "core/status.h"
-#include "model/config.h"
+#include "format/config.h"
 
 namespace quamba {
 

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "core/status.h"
-#include "model/mamba.h"
+#include "model/runtime.h"
 
 namespace quamba {
 

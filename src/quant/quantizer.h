@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "core/status.h"
-#include "model/mamba.h"
-#include "quant/qmodel.h"
+#include "model/runtime.h"
+#include "format/quant_config.h"
 
 namespace quamba {
 

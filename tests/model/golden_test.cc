@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/kernels.h"
-#include "model/mamba.h"
+#include "model/runtime.h"
 #include "model/sampler.h"
 #include "test_util.h"
 

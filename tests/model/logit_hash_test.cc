@@ -14,7 +14,7 @@
 #include <map>
 #include <sstream>
 
-#include "model/mamba.h"
+#include "model/runtime.h"
 #include "test_util.h"
 
 namespace quamba {

@@ -9,7 +9,7 @@
 
 #include "core/dtype.h"
 #include "io/safetensors.h"
-#include "model/config.h"
+#include "format/config.h"
 
 namespace quamba::testing {
 

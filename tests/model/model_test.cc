@@ -9,7 +9,7 @@
 #include <random>
 
 #include "kernels/kernels.h"
-#include "model/mamba.h"
+#include "model/runtime.h"
 #include "model/synth.h"
 #include "model/mamba_ref.h"
 #include "test_util.h"

@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "model/mamba.h"
+#include "model/runtime.h"
 #include "model/synth.h"
 #include "quant/quantizer.h"
 #include "test_util.h"

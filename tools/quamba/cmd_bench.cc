@@ -23,7 +23,7 @@
 #include "args.h"
 #include "commands.h"
 #include "core/thread_pool.h"
-#include "model/mamba.h"
+#include "model/runtime.h"
 
 namespace quamba::cli {
 namespace {

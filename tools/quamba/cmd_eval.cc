@@ -17,7 +17,7 @@
 #include "eval/perplexity.h"
 #include "eval/tasks.h"
 #include "io/mapped_file.h"
-#include "model/mamba.h"
+#include "model/runtime.h"
 
 namespace quamba::cli {
 namespace {

@@ -6,7 +6,7 @@
 #include "args.h"
 #include "commands.h"
 #include "core/thread_pool.h"
-#include "model/mamba.h"
+#include "model/runtime.h"
 #include "quant/calib_data.h"
 #include "quant/inspect.h"
 

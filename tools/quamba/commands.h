@@ -6,7 +6,7 @@
 
 #include "core/clock.h"
 #include "core/status.h"
-#include "model/mamba.h"
+#include "model/runtime.h"
 
 namespace quamba::cli {
 

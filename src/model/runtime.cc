@@ -1,7 +1,7 @@
 // Float32 Mamba-1 forward. Each step quotes the upstream line it implements
 // (transformers/models/mamba/modeling_mamba.py MambaMixer.slow_forward and
 // mamba_ssm/modules/mamba_simple.py Mamba.forward / Mamba.step).
-#include "model/mamba.h"
+#include "model/runtime.h"
 
 #include <sys/stat.h>
 

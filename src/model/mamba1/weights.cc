@@ -1,4 +1,4 @@
-#include "model/weights.h"
+#include "format/tensors.h"
 
 #include <cmath>
 #include <cstring>

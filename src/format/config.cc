@@ -1,4 +1,4 @@
-#include "model/config.h"
+#include "format/config.h"
 
 #include <nlohmann/json.hpp>
 

@@ -1,4 +1,4 @@
-#include "quant/qmodel.h"
+#include "format/quant_config.h"
 
 #include <cmath>
 #include <cstring>

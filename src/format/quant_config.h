@@ -14,8 +14,8 @@
 
 #include "core/status.h"
 #include "io/safetensors.h"
-#include "model/config.h"
-#include "model/weights.h"
+#include "format/config.h"
+#include "format/tensors.h"
 
 namespace quamba {
 

@@ -10,7 +10,7 @@
 #include "core/dtype.h"
 #include "core/status.h"
 #include "io/safetensors.h"
-#include "model/config.h"
+#include "format/config.h"
 
 namespace quamba {
 

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "model/mamba.h"
+#include "model/runtime.h"
 
 namespace quamba {
 void Engine::GemmS8(const int8_t* x, int64_t M, int64_t K, int64_t ldx, const QMatrix& w,

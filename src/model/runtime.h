@@ -14,9 +14,9 @@
 #include "io/tokenizer.h"
 #include "kernels/kernels.h"
 #include "kernels/q8.h"
-#include "model/config.h"
-#include "model/weights.h"
-#include "quant/qmodel.h"
+#include "format/config.h"
+#include "format/tensors.h"
+#include "format/quant_config.h"
 
 namespace quamba {
 
