@@ -57,7 +57,7 @@ struct EngineScorer::Row {
   LoglikResult result;
 };
 
-EngineScorer::EngineScorer(Engine* engine, const MambaModel& model, int64_t engine_max_batch,
+EngineScorer::EngineScorer(Runtime* engine, const Model& model, int64_t engine_max_batch,
                            EngineScorerOptions opts)
     : engine_(engine),
       model_(model),

@@ -2,10 +2,10 @@
 // of lm-evaluation-harness reduces to: sum over continuation tokens of log p(token | all tokens
 // before it), and whether each continuation token is the model's argmax ("is_greedy").
 //
-// Scorers see requests in groups (one example's choices). The Engine scorer uses the SSM's
+// Scorers see requests in groups (one example's choices). The Runtime scorer uses the SSM's
 // constant-size state: a group's common token prefix is run once and the SequenceState copied
 // for each request; the requests' remaining tokens then advance together through
-// Engine::DecodeStep, one token per request per step, batched with the requests of following
+// Runtime::DecodeStep, one token per request per step, batched with the requests of following
 // groups up to the engine's batch size.
 #pragma once
 
@@ -48,14 +48,14 @@ struct EngineScorerOptions {
   // lm-eval's max_length: context+continuation is left-truncated to max_length + 1 tokens
   // (the last token is only a target). 0 = no limit.
   int64_t max_length = 2048;
-  // Requests decoded together per DecodeStep; <= the Engine's max batch. 0 = the Engine's.
+  // Requests decoded together per DecodeStep; <= the Runtime's max batch. 0 = the Runtime's.
   int64_t batch = 0;
 };
 
 class EngineScorer : public LoglikScorer {
  public:
-  // `engine` must outlive the scorer; `max_batch` is what the Engine was built with.
-  EngineScorer(Engine* engine, const MambaModel& model, int64_t engine_max_batch,
+  // `engine` must outlive the scorer; `max_batch` is what the Runtime was built with.
+  EngineScorer(Runtime* engine, const Model& model, int64_t engine_max_batch,
                EngineScorerOptions opts);
   std::vector<std::vector<LoglikResult>> Score(std::span<const std::vector<LoglikRequest>> groups,
                                                const EvalProgressFn& progress) override;
@@ -71,8 +71,8 @@ class EngineScorer : public LoglikScorer {
   void ScoreForked(std::span<const std::vector<LoglikRequest>> groups,
                    std::vector<std::vector<LoglikResult>>* out, const EvalProgressFn& progress);
 
-  Engine* engine_;
-  const MambaModel& model_;
+  Runtime* engine_;
+  const Model& model_;
   EngineScorerOptions opts_;
   int64_t batch_;
   int64_t tokens_run_ = 0;

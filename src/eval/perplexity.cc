@@ -84,8 +84,8 @@ StatusOr<PerplexityResult> EvaluatePerplexity(EvalModel m, EvalModel r,
                                               std::span<const int32_t> tokens,
                                               const PerplexityOptions& opts,
                                               const EvalProgressFn& progress) {
-  Engine* engine = m.engine;
-  Engine* ref = r.model != nullptr ? r.engine : nullptr;
+  Runtime* engine = m.engine;
+  Runtime* ref = r.model != nullptr ? r.engine : nullptr;
   const int64_t ctx = opts.ctx;
   QM_CHECK(ctx >= 2, "ctx %lld", (long long)ctx);
   const int64_t n_tok = static_cast<int64_t>(tokens.size());

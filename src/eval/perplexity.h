@@ -38,10 +38,10 @@ struct PerplexityResult {
   double same_top = 0, same_top_stderr = 0;  // fraction of tokens whose argmax agrees
 };
 
-// A model and the Engine that runs it.
+// A model and the Runtime that runs it.
 struct EvalModel {
-  const MambaModel* model = nullptr;
-  Engine* engine = nullptr;
+  const Model* model = nullptr;
+  Runtime* engine = nullptr;
 };
 
 // `tokens`: the whole evaluation stream. `ref.model` (may be null) must have the vocabulary size

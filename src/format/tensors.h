@@ -1,20 +1,21 @@
-// The tensors of a Mamba-1 LM: one list (ForEachTensor) serves loading, checking, `synth` and
-// writing, as gemma.cpp's ForEachTensor does.
+// The checkpoint tensors of each architecture: ONE list per architecture (ForEachTensor, in the
+// spirit of gemma.cpp's weights.h). Each entry says a tensor's Hugging Face name, its shape, what
+// it is (TensorRole) and how a quantized checkpoint stores it (QuantKind, ActScales). Everything
+// that walks tensors derives from it: checking and binding float checkpoints
+// (model/mamba1/weights.cc), `synth`, the quantized format's list (ForEachQuantTensor in
+// format/quantized.h) that the quantizer writes and the quantized loader checks, and
+// `inspect --tensors`.
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <string>
 #include <vector>
 
-#include "core/dtype.h"
-#include "core/status.h"
-#include "io/safetensors.h"
 #include "format/config.h"
 
 namespace quamba {
 
-// What a checkpoint tensor is, for whoever walks the list.
+// What a checkpoint tensor is, for whoever walks the list (Mamba-1 names in the comments).
 enum class TensorRole : uint8_t {
   kEmbedding,  // backbone.embeddings.weight (vocab, d_model)
   kNormF,      // backbone.norm_f.weight (d_model)
@@ -30,79 +31,74 @@ enum class TensorRole : uint8_t {
   kD,          // mixer.D (d_inner)
   kOutProj,    // mixer.out_proj.weight (d_model, d_inner)
 };
+const char* TensorRoleName(TensorRole r);  // "embedding", "in_proj", ...
 
-struct TensorSpec {
-  std::string name;  // HF transformers name
-  std::vector<int64_t> shape;
-  TensorRole role;
-  int layer;       // -1 for non-layer tensors
-  bool matrix;     // a linear-layer weight (used in its stored dtype by the matmul kernels)
-  bool optional;   // may be absent from a checkpoint
+// How a quantized checkpoint stores the tensor (docs/quantization.md "On-disk format").
+enum class QuantKind : uint8_t {
+  kFloat32,    // stays float32 (norms)
+  kHead,       // embedding / lm_head: per --lm-head (16-bit float, as the source, or int8 head)
+  kLinear,     // a linear layer's weight: int8 `.weight` + `.weight_scale`, plus ActScales
+  kInt8Param,  // int8 + `<name>_scale`, dequantised at load (Quamba v1 stores conv1d weight and
+               // bias, dt_proj.bias, A_log and D this way)
 };
 
-// Calls f(const TensorSpec&) for every tensor of the model, in a fixed order.
+// Static activation scales stored beside a tensor, as bit flags (static recipes only).
+enum ActScales : uint8_t {
+  kActNone = 0,
+  kActInput = 1,   // `<base>.input_scale`: scale of the layer's input
+  kActOutput = 2,  // `<base>.output_scale`: scale of its output (of the conv: the SSM input x)
+  kActSmooth = 4,  // SmoothQuant: `<base>.smooth` (K) per-channel factors, and an input scale
+};
+
+struct TensorSpec {
+  std::string name;            // Hugging Face transformers name
+  std::vector<int64_t> shape;
+  TensorRole role;
+  int layer;                   // -1 for non-layer tensors
+  QuantKind quant;
+  uint8_t act_scales;          // ActScales
+  bool matrix;                 // a linear weight, used in its stored dtype by the matmul kernels
+  bool optional;               // may be absent from a float checkpoint
+};
+
+// Calls f(const TensorSpec&) for every tensor of a Mamba-1 model, in a fixed order.
 template <typename F>
 void ForEachTensor(const MambaConfig& c, F&& f) {
   const int64_t dm = c.d_model, di = c.d_inner, ds = c.d_state, r = c.dt_rank;
-  f(TensorSpec{"backbone.embeddings.weight", {c.vocab_size, dm}, TensorRole::kEmbedding, -1,
-               true, false});
+  using R = TensorRole;
+  using Q = QuantKind;
+  f(TensorSpec{"backbone.embeddings.weight", {c.vocab_size, dm}, R::kEmbedding, -1, Q::kHead,
+               kActNone, true, false});
   for (int i = 0; i < c.n_layer; ++i) {
     const std::string p = "backbone.layers." + std::to_string(i) + ".";
-    f(TensorSpec{p + "norm.weight", {dm}, TensorRole::kNorm, i, false, false});
-    f(TensorSpec{p + "mixer.in_proj.weight", {2 * di, dm}, TensorRole::kInProj, i, true, false});
-    f(TensorSpec{p + "mixer.conv1d.weight", {di, 1, c.d_conv}, TensorRole::kConvW, i, false,
-                 false});
-    f(TensorSpec{p + "mixer.conv1d.bias", {di}, TensorRole::kConvB, i, false,
+    const std::string m = p + "mixer.";
+    f(TensorSpec{p + "norm.weight", {dm}, R::kNorm, i, Q::kFloat32, kActNone, false, false});
+    f(TensorSpec{m + "in_proj.weight", {2 * di, dm}, R::kInProj, i, Q::kLinear,
+                 kActInput | kActOutput, true, false});
+    f(TensorSpec{m + "conv1d.weight", {di, 1, c.d_conv}, R::kConvW, i, Q::kInt8Param, kActOutput,
+                 false, false});
+    f(TensorSpec{m + "conv1d.bias", {di}, R::kConvB, i, Q::kInt8Param, kActNone, false,
                  !c.use_conv_bias});
-    f(TensorSpec{p + "mixer.x_proj.weight", {r + 2 * ds, di}, TensorRole::kXProj, i, true, false});
-    f(TensorSpec{p + "mixer.dt_proj.weight", {di, r}, TensorRole::kDtProjW, i, true, false});
-    f(TensorSpec{p + "mixer.dt_proj.bias", {di}, TensorRole::kDtProjB, i, false, false});
-    f(TensorSpec{p + "mixer.A_log", {di, ds}, TensorRole::kALog, i, false, false});
-    f(TensorSpec{p + "mixer.D", {di}, TensorRole::kD, i, false, false});
-    f(TensorSpec{p + "mixer.out_proj.weight", {dm, di}, TensorRole::kOutProj, i, true, false});
+    f(TensorSpec{m + "x_proj.weight", {r + 2 * ds, di}, R::kXProj, i, Q::kLinear,
+                 kActOutput | kActSmooth, true, false});
+    f(TensorSpec{m + "dt_proj.weight", {di, r}, R::kDtProjW, i, Q::kLinear, kActOutput, true,
+                 false});
+    f(TensorSpec{m + "dt_proj.bias", {di}, R::kDtProjB, i, Q::kInt8Param, kActNone, false, false});
+    f(TensorSpec{m + "A_log", {di, ds}, R::kALog, i, Q::kInt8Param, kActNone, false, false});
+    f(TensorSpec{m + "D", {di}, R::kD, i, Q::kInt8Param, kActNone, false, false});
+    f(TensorSpec{m + "out_proj.weight", {dm, di}, R::kOutProj, i, Q::kLinear,
+                 kActInput | kActSmooth, true, false});
   }
-  f(TensorSpec{"backbone.norm_f.weight", {dm}, TensorRole::kNormF, -1, false, false});
-  f(TensorSpec{"lm_head.weight", {c.vocab_size, dm}, TensorRole::kLmHead, -1, true,
+  f(TensorSpec{"backbone.norm_f.weight", {dm}, R::kNormF, -1, Q::kFloat32, kActNone, false,
+               false});
+  f(TensorSpec{"lm_head.weight", {c.vocab_size, dm}, R::kLmHead, -1, Q::kHead, kActInput, true,
                c.tie_embeddings});
 }
 
-// A matrix used in place: stored dtype, row-major (N, K).
-struct MatrixRef {
-  const void* data = nullptr;
-  DType dtype = DType::kF32;
-  int64_t rows = 0, cols = 0;
-};
+// Other names a float checkpoint may use for a spec's tensor (mamba_ssm: backbone.embedding).
+std::vector<std::string> AlternativeNames(const TensorSpec& s);
 
-struct LayerWeights {
-  const float* norm = nullptr;     // (d_model)
-  MatrixRef in_proj;               // (2*d_inner, d_model)
-  const float* conv_w = nullptr;   // (d_conv, d_inner): transposed from (d_inner, 1, d_conv)
-  const float* conv_b = nullptr;   // (d_inner); zeros when the model has no conv bias
-  MatrixRef x_proj;                // (dt_rank + 2*d_state, d_inner)
-  MatrixRef dt_proj;               // (d_inner, dt_rank)
-  const float* dt_bias = nullptr;  // (d_inner)
-  const float* A = nullptr;        // (d_inner, d_state) = -exp(A_log), computed at load in fp32
-  const float* D = nullptr;        // (d_inner)
-  MatrixRef out_proj;              // (d_model, d_inner)
-};
-
-struct ModelWeights {
-  MatrixRef embedding;  // (vocab, d_model)
-  MatrixRef lm_head;    // (vocab, d_model); == embedding when tied
-  const float* norm_f = nullptr;  // (d_model)
-  std::vector<LayerWeights> layers;
-  uint64_t file_bytes = 0;  // bytes of the tensors the model uses, as stored
-
-  DType in_proj_dtype() const { return layers.empty() ? embedding.dtype : layers[0].in_proj.dtype; }
-
-  std::unique_ptr<TensorStore> store;            // keeps the mapping alive
-  std::vector<std::vector<float>> owned_floats;  // converted / derived small tensors
-  std::vector<std::unique_ptr<uint8_t[]>> owned_bytes;  // realigned matrices (rare)
-};
-
-// Binds every tensor of `store` to `c`, checking presence, dtype (F32/F16/BF16) and shape.
-// Accepts mamba_ssm names (backbone.embedding.weight) as well as HF ones.
-StatusOr<std::unique_ptr<ModelWeights>> BindWeights(const MambaConfig& c,
-                                                    std::unique_ptr<TensorStore> store);
+// "<base>" of a linear or conv weight "<base>.weight" (activation scale names hang off it).
+std::string WeightBase(const std::string& weight_name);
 
 }  // namespace quamba

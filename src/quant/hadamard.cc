@@ -13,19 +13,20 @@ Status CheckHadamardSize(int64_t n) {
       static_cast<long long>(n)));
 }
 
-Status HadamardTransformRows(float* x, int64_t rows, int64_t n, int64_t ld) {
+Status HadamardTransformRows(const kernels::KernelTable& k, float* x, int64_t rows, int64_t n,
+                             int64_t ld) {
   QM_RETURN_IF_ERROR(CheckHadamardSize(n));
   if (ld < n) {
     return Status::Error(StrFormat("failed to apply the Hadamard transform with row stride %lld: "
                                    "must be at least n = %lld",
                                    static_cast<long long>(ld), static_cast<long long>(n)));
   }
-  kernels::DefaultQ8Kernels().hadamard_f32(x, rows, n, ld);
+  kernels::Q8KernelsFor(k.isa).hadamard_f32(x, rows, n, ld);
   return Status::Ok();
 }
 
-Status FoldHadamardIntoWeight(float* W, int64_t N, int64_t n) {
-  return HadamardTransformRows(W, N, n, n);
+Status FoldHadamardIntoWeight(const kernels::KernelTable& k, float* W, int64_t N, int64_t n) {
+  return HadamardTransformRows(k, W, N, n, n);
 }
 
 }  // namespace quamba

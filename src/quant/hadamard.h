@@ -7,17 +7,19 @@
 #include <cstdint>
 
 #include "core/status.h"
+#include "kernels/kernels.h"
 
 namespace quamba {
 
 // OK when n is 2^k, 12 * 2^k or 40 * 2^k (k >= 0); else a one-line error naming n.
 Status CheckHadamardSize(int64_t n);
 
-// x (rows, n), row stride ld: each row x_r <- H_n x_r, in place.
-Status HadamardTransformRows(float* x, int64_t rows, int64_t n, int64_t ld);
+// x (rows, n), row stride ld: each row x_r <- H_n x_r, in place, with the kernels of `k`.
+Status HadamardTransformRows(const kernels::KernelTable& k, float* x, int64_t rows, int64_t n,
+                             int64_t ld);
 
 // W (N, n) row-major, in place: W <- W H_n^T, so that W' (H_n x) = W x for every x. (Row r of
 // W H^T is H w_r: the transform applied to each row.)
-Status FoldHadamardIntoWeight(float* W, int64_t N, int64_t n);
+Status FoldHadamardIntoWeight(const kernels::KernelTable& k, float* W, int64_t N, int64_t n);
 
 }  // namespace quamba

@@ -12,6 +12,7 @@
 #include "core/progress.h"
 #include "core/thread_pool.h"
 #include "io/mapped_file.h"
+#include "model/runtime.h"
 #include "quant/hadamard.h"
 #include "quant/observers.h"
 #include "quant/svg_plot.h"
@@ -72,8 +73,9 @@ struct PointAcc {
 class InspectObserver : public ActivationObserver {
  public:
   InspectObserver(const MambaConfig& c, int64_t tokens, int64_t stride, bool hadamard,
-                  const InspectOptions& opt)
-      : stride_(stride), hadamard_(hadamard), acc_(c.n_layer * kP), hist_(c.n_layer * 3),
+                  const InspectOptions& opt, const kernels::KernelTable& k)
+      : k_(k),
+        stride_(stride), hadamard_(hadamard), acc_(c.n_layer * kP), hist_(c.n_layer * 3),
         pool_(std::max(1, opt.threads)) {
     for (int l = 0; l < c.n_layer; ++l) {
       pct_.emplace_back(opt.percentile_alpha, opt.percentile_sigma);
@@ -84,16 +86,16 @@ class InspectObserver : public ActivationObserver {
     }
   }
 
-  void Observe(int layer, ActPoint p, const float* x, int64_t rows, int64_t cols,
+  void Observe(int layer, int tap, const float* x, int64_t rows, int64_t cols,
                int64_t ld) override {
     InspectPoint ip;
-    switch (p) {
-      case ActPoint::kInProjIn: ip = InspectPoint::kInProjIn; break;
-      case ActPoint::kInProjOut: ip = InspectPoint::kInProjOut; break;
-      case ActPoint::kXProjIn: ip = InspectPoint::kXProjIn; break;
-      case ActPoint::kXProjOut: ip = InspectPoint::kXProjOut; break;
-      case ActPoint::kDtProjOut: ip = InspectPoint::kDtProjOut; break;
-      case ActPoint::kOutProjIn: ip = InspectPoint::kOutProjIn; break;
+    switch (static_cast<mamba1::Tap>(tap)) {
+      case mamba1::Tap::kInProjIn: ip = InspectPoint::kInProjIn; break;
+      case mamba1::Tap::kInProjOut: ip = InspectPoint::kInProjOut; break;
+      case mamba1::Tap::kXProjIn: ip = InspectPoint::kXProjIn; break;
+      case mamba1::Tap::kXProjOut: ip = InspectPoint::kXProjOut; break;
+      case mamba1::Tap::kDtProjOut: ip = InspectPoint::kDtProjOut; break;
+      case mamba1::Tap::kOutProjIn: ip = InspectPoint::kOutProjIn; break;
       default: return;  // out_proj:output is not quantized
     }
     tasks_.clear();
@@ -105,7 +107,7 @@ class InspectObserver : public ActivationObserver {
       buf_.resize(rows * cols);
       for (int64_t r = 0; r < rows; ++r)
         std::memcpy(buf_.data() + r * cols, x + r * ld, cols * sizeof(float));
-      QM_CHECK(HadamardTransformRows(buf_.data(), rows, cols, cols).ok(),
+      QM_CHECK(HadamardTransformRows(k_, buf_.data(), rows, cols, cols).ok(),
                "d_inner %lld was checked", (long long)cols);
       AddTasks(layer, InspectPoint::kOutProjInHad, buf_.data(), rows, cols, cols);
     }
@@ -146,6 +148,7 @@ class InspectObserver : public ActivationObserver {
     }
   }
 
+  const kernels::KernelTable& k_;
   int64_t stride_;
   bool hadamard_;
   std::vector<PointAcc> acc_;         // (n_layer, kP)
@@ -327,7 +330,7 @@ std::vector<double> FloatHistogram::Rebin(double lo, double hi, int bins) const 
   return out;
 }
 
-StatusOr<InspectReport> InspectActivations(const MambaModel& model,
+StatusOr<InspectReport> InspectActivations(const Model& model,
                                            const std::vector<std::vector<int32_t>>& samples,
                                            const InspectOptions& opt) {
   if (model.quantized())
@@ -372,8 +375,9 @@ StatusOr<InspectReport> InspectActivations(const MambaModel& model,
   }
   r.subsample_stride = stride;
 
-  InspectObserver obs(c, r.tokens, stride, r.hadamard, opt);
-  Engine engine(model, opt.threads, kernels::DefaultKernels(), max_len, 1);
+  const kernels::KernelTable& k = opt.kernels ? *opt.kernels : kernels::DefaultKernels();
+  InspectObserver obs(c, r.tokens, stride, r.hadamard, opt, k);
+  Runtime engine(model, opt.threads, k, max_len, 1);
   engine.set_observer(&obs);
   SequenceState state = model.NewState();
   std::optional<Progress> bar;

@@ -17,7 +17,8 @@
 #include <vector>
 
 #include "core/status.h"
-#include "model/runtime.h"
+#include "kernels/kernels.h"
+#include "model/model.h"
 
 namespace quamba {
 
@@ -130,6 +131,7 @@ struct Histogram {
 
 struct InspectOptions {
   int threads = 1;
+  const kernels::KernelTable* kernels = nullptr;  // null: kernels::DefaultKernels()
   bool progress = false;
   // Memory for the |x| tails that make percentiles exact; beyond it values are subsampled.
   int64_t max_memory_bytes = int64_t{1} << 30;
@@ -155,7 +157,7 @@ struct InspectReport {
 };
 
 // Runs the float model over `samples` (one Prefill each, as calibration does) and measures.
-StatusOr<InspectReport> InspectActivations(const MambaModel& model,
+StatusOr<InspectReport> InspectActivations(const Model& model,
                                            const std::vector<std::vector<int32_t>>& samples,
                                            const InspectOptions& opt);
 

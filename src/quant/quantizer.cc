@@ -14,6 +14,7 @@
 #include "kernels/q8.h"
 #include "quant/calib_data.h"
 #include "quant/hadamard.h"
+#include "model/runtime.h"
 #include "quant/observers.h"
 
 namespace quamba {
@@ -22,20 +23,21 @@ namespace {
 // Collects the statistics of spec §2.2 at every quantization point of every layer.
 class CalibObserver : public ActivationObserver {
  public:
-  CalibObserver(const QuantConfig& qc, int n_layer) : qc_(qc), st_(n_layer), ch_(3 * n_layer) {
+  CalibObserver(const QuantConfig& qc, int n_layer, const kernels::KernelTable& k)
+      : qc_(qc), k_(k), st_(n_layer), ch_(3 * n_layer) {
     for (int l = 0; l < n_layer; ++l) pct_.emplace_back(qc.percentile_alpha, qc.percentile_sigma);
   }
-  void Observe(int layer, ActPoint p, const float* x, int64_t rows, int64_t cols,
+  void Observe(int layer, int tap, const float* x, int64_t rows, int64_t cols,
                int64_t ld) override {
     LayerActStats& s = st_[layer];
     const float am = TensorAbsMax(x, rows, cols, ld);
-    switch (p) {
-      case ActPoint::kInProjIn:
+    switch (static_cast<mamba1::Tap>(tap)) {
+      case mamba1::Tap::kInProjIn:
         s.in_proj_in = std::max(s.in_proj_in, am);
         if (qc_.smooth) ch_[3 * layer].Observe(x, rows, cols, ld);
         break;
-      case ActPoint::kInProjOut: s.in_proj_out = std::max(s.in_proj_out, am); break;
-      case ActPoint::kXProjIn:
+      case mamba1::Tap::kInProjOut: s.in_proj_out = std::max(s.in_proj_out, am); break;
+      case mamba1::Tap::kXProjIn:
         s.x_proj_in = std::max(s.x_proj_in, am);
         if (qc_.percentile_u) {
           // One Observe call = one calibration sample (the engine's chunk is calib_len).
@@ -45,22 +47,22 @@ class CalibObserver : public ActivationObserver {
         }
         if (qc_.smooth) ch_[3 * layer + 1].Observe(x, rows, cols, ld);
         break;
-      case ActPoint::kXProjOut: s.x_proj_out = std::max(s.x_proj_out, am); break;
-      case ActPoint::kDtProjOut: s.dt_proj_out = std::max(s.dt_proj_out, am); break;
-      case ActPoint::kOutProjIn:
+      case mamba1::Tap::kXProjOut: s.x_proj_out = std::max(s.x_proj_out, am); break;
+      case mamba1::Tap::kDtProjOut: s.dt_proj_out = std::max(s.dt_proj_out, am); break;
+      case mamba1::Tap::kOutProjIn:
         s.out_proj_in = std::max(s.out_proj_in, am);
         if (qc_.hadamard) {
           // Quamba measures out_proj:input after the rotation (QHadamard then quantize).
           buf_.resize(rows * cols);
           for (int64_t r = 0; r < rows; ++r)
             std::memcpy(buf_.data() + r * cols, x + r * ld, cols * sizeof(float));
-          kernels::DefaultQ8Kernels().hadamard_f32(buf_.data(), rows, cols, cols);
+          kernels::Q8KernelsFor(k_.isa).hadamard_f32(buf_.data(), rows, cols, cols);
           s.out_proj_in_had =
               std::max(s.out_proj_in_had, TensorAbsMax(buf_.data(), rows, cols, cols));
         }
         if (qc_.smooth) ch_[3 * layer + 2].Observe(x, rows, cols, ld);
         break;
-      case ActPoint::kOutProjOut: break;
+      case mamba1::Tap::kOutProjOut: break;
     }
   }
   // Quamba2 calibrates lm_head:input with the same running abs-max (spec §3.3).
@@ -79,6 +81,7 @@ class CalibObserver : public ActivationObserver {
 
  private:
   const QuantConfig& qc_;
+  const kernels::KernelTable& k_;
   std::vector<LayerActStats> st_;
   std::vector<PercentileObserver> pct_;
   std::vector<PerChannelAbsMaxObserver> ch_;  // (n_layer, 3): in_proj, x_proj, out_proj inputs
@@ -140,14 +143,14 @@ float SmoothedAbsMax(const std::vector<float>& act_ch, const std::vector<float>&
 
 }  // namespace
 
-StatusOr<CalibStats> Calibrate(const MambaModel& model, const QuantConfig& qc,
-                                               const std::vector<std::vector<int32_t>>& samples,
-                                               int threads, bool progress) {
+StatusOr<CalibStats> Calibrate(const Model& model, const QuantConfig& qc,
+                               const std::vector<std::vector<int32_t>>& samples,
+                               const kernels::KernelTable& k, int threads, bool progress) {
   int64_t max_len = 1;
   for (const auto& s : samples) max_len = std::max<int64_t>(max_len, s.size());
   // One chunk per sample: the percentile observer sees each sample whole, as upstream.
-  Engine engine(model, threads, kernels::DefaultKernels(), max_len, 1);
-  CalibObserver obs(qc, (int)model.config().n_layer);
+  Runtime engine(model, threads, k, max_len, 1);
+  CalibObserver obs(qc, (int)model.config().n_layer, k);
   engine.set_observer(&obs);
   SequenceState state = model.NewState();
   Progress bar("calibrating", (int64_t)samples.size(), "samples");
@@ -160,7 +163,7 @@ StatusOr<CalibStats> Calibrate(const MambaModel& model, const QuantConfig& qc,
   return obs.Take();
 }
 
-Status QuantizeModel(const MambaModel& model, const QuantizeOptions& opt,
+Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
                      const std::string& out_dir) {
   if (model.quantized())
     return Status::Error(StrFormat("%s: expected a float model, found a quantized one",
@@ -174,6 +177,7 @@ Status QuantizeModel(const MambaModel& model, const QuantizeOptions& opt,
   qc.lm_head = opt.lm_head;
   qc.source_model = model.dir();
   const MambaConfig& c = model.config();
+  const kernels::KernelTable& k = opt.kernels ? *opt.kernels : kernels::DefaultKernels();
   if (qc.hadamard) {
     if (Status s = CheckHadamardSize(c.d_inner); !s.ok())
       return Status::Error(StrFormat("%s/config.json: intermediate_size: %s", model.dir().c_str(),
@@ -193,13 +197,15 @@ Status QuantizeModel(const MambaModel& model, const QuantizeOptions& opt,
     qc.calib_samples = (int64_t)samples.size();
     qc.calib_len = opt.calib_len;
     for (const auto& s : samples) qc.calib_tokens += (int64_t)s.size();
-    QM_ASSIGN_OR_RETURN(calib, Calibrate(model, qc, samples, opt.threads, opt.progress));
+    QM_ASSIGN_OR_RETURN(calib, Calibrate(model, qc, samples, k, opt.threads, opt.progress));
   }
 
-  // Build every output tensor; names/shapes follow ForEachQuantTensor (checked at the end).
-  const TensorStore& src = *model.weights().store;
+  // Every output tensor, walking the model's tensor list (format/tensors.h); names, dtypes and
+  // shapes are those of ForEachQuantTensor (checked at the end).
+  const TensorStore& src = model.store();
   std::vector<std::vector<float>> keep_f;  // storage of tensors being written
   std::vector<std::vector<int8_t>> keep_q;
+  std::vector<std::vector<uint16_t>> keep16;
   std::vector<TensorToWrite> out;
   auto put_f = [&](const std::string& name, std::vector<float> v, std::vector<int64_t> shape) {
     keep_f.push_back(std::move(v));
@@ -216,6 +222,7 @@ Status QuantizeModel(const MambaModel& model, const QuantizeOptions& opt,
   };
   keep_f.reserve(64 * c.n_layer + 8);  // data pointers must stay put
   keep_q.reserve(16 * c.n_layer + 8);
+  keep16.reserve(2);
 
   // Embedding and lm_head (--lm-head): as stored, converted to 16 bits, or lm_head int8.
   const TensorView* emb = src.Find("backbone.embeddings.weight");
@@ -223,8 +230,6 @@ Status QuantizeModel(const MambaModel& model, const QuantizeOptions& opt,
   const TensorView* head = c.tie_embeddings ? nullptr : src.Find("lm_head.weight");
   const DType emb_dtype = qc.lm_head == "keep" ? emb->dtype
                           : qc.lm_head == "bf16" ? DType::kBF16 : DType::kF16;
-  std::vector<std::vector<uint16_t>> keep16;
-  keep16.reserve(2);
   auto put_16 = [&](const std::string& name, const TensorView* t) -> Status {
     const std::vector<float> v = ReadFloats(src, t->name);
     std::vector<uint16_t> h(v.size());
@@ -239,75 +244,127 @@ Status QuantizeModel(const MambaModel& model, const QuantizeOptions& opt,
     out.push_back({name, emb_dtype, t->shape, keep16.back().data(), nullptr});
     return Status::Ok();
   };
-  if (emb_dtype == emb->dtype) {
-    out.push_back({"backbone.embeddings.weight", emb->dtype, emb->shape, emb->data, nullptr});
-  } else {
-    QM_RETURN_IF_ERROR(put_16("backbone.embeddings.weight", emb));
-  }
-  if (qc.lm_head == "int8") {
-    put_q("lm_head.weight", ReadFloats(src, head ? head->name : emb->name),
-          {c.vocab_size, c.d_model}, "lm_head.weight_scale");
-    if (qc.static_acts) put_scalar("lm_head.input_scale", ScaleFromAbsMax(calib.lm_head_in));
-  } else if (head != nullptr) {
-    if (emb_dtype == head->dtype) {
-      out.push_back({"lm_head.weight", head->dtype, head->shape, head->data, nullptr});
-    } else {
-      QM_RETURN_IF_ERROR(put_16("lm_head.weight", head));
-    }
-  }
-  put_f("backbone.norm_f.weight", ReadFloats(src, "backbone.norm_f.weight"), {c.d_model});
 
-  const int64_t dm = c.d_model, di = c.d_inner, ds = c.d_state, r = c.dt_rank;
-  for (int i = 0; i < c.n_layer; ++i) {
+  // Per layer: the float tensors after the recipe's transforms (SmoothQuant's factors folded
+  // into the norm and weight columns, the Hadamard folded into W_out), and the abs-max behind
+  // each static activation scale.
+  struct LayerPlan {
+    std::vector<float> norm, w_in, w_x, w_out, s_x, s_o;
+    float in_absmax = 0, u_absmax = 0, o_absmax = 0, x_in_absmax = 0;
+  };
+  auto plan_layer = [&](int i) {
     const std::string p = "backbone.layers." + std::to_string(i) + ".";
     const std::string m = p + "mixer.";
     const LayerActStats& s = calib.layers[i];
-    std::vector<float> norm = ReadFloats(src, p + "norm.weight");
-    std::vector<float> w_in = ReadFloats(src, m + "in_proj.weight");
-    std::vector<float> w_x = ReadFloats(src, m + "x_proj.weight");
-    std::vector<float> w_out = ReadFloats(src, m + "out_proj.weight");
-    float in_absmax = s.in_proj_in, u_absmax = qc.percentile_u ? s.x_proj_in_pct : s.x_proj_in;
-    float o_absmax = qc.hadamard ? s.out_proj_in_had : s.out_proj_in;
+    LayerPlan L;
+    L.norm = ReadFloats(src, p + "norm.weight");
+    L.w_in = ReadFloats(src, m + "in_proj.weight");
+    L.w_x = ReadFloats(src, m + "x_proj.weight");
+    L.w_out = ReadFloats(src, m + "out_proj.weight");
+    L.in_absmax = s.in_proj_in;
+    L.u_absmax = qc.percentile_u ? s.x_proj_in_pct : s.x_proj_in;
+    L.o_absmax = qc.hadamard ? s.out_proj_in_had : s.out_proj_in;
+    const int64_t dm = c.d_model, di = c.d_inner, n_dbl = c.dt_rank + 2 * c.d_state;
     if (qc.smooth) {
       // in_proj: x/s is folded into the norm weight, s into W_in's columns (free at run time).
-      const std::vector<float> s_in = SmoothFactors(s.in_proj_in_ch, w_in, 2 * di, dm, qc.smooth_alpha);
-      for (int64_t k = 0; k < dm; ++k) norm[k] /= s_in[k];
-      ScaleColumns(&w_in, 2 * di, dm, s_in);
-      in_absmax = SmoothedAbsMax(s.in_proj_in_ch, s_in);
+      const std::vector<float> s_in =
+          SmoothFactors(s.in_proj_in_ch, L.w_in, 2 * di, dm, qc.smooth_alpha);
+      for (int64_t k = 0; k < dm; ++k) L.norm[k] /= s_in[k];
+      ScaleColumns(&L.w_in, 2 * di, dm, s_in);
+      L.in_absmax = SmoothedAbsMax(s.in_proj_in_ch, s_in);
       // x_proj and out_proj: their inputs are divided per channel when quantized.
-      const std::vector<float> s_x = SmoothFactors(s.x_proj_in_ch, w_x, r + 2 * ds, di, qc.smooth_alpha);
-      ScaleColumns(&w_x, r + 2 * ds, di, s_x);
-      put_f(m + "x_proj.smooth", s_x, {di});
-      put_scalar(m + "x_proj.input_scale", ScaleFromAbsMax(SmoothedAbsMax(s.x_proj_in_ch, s_x)));
-      const std::vector<float> s_o = SmoothFactors(s.out_proj_in_ch, w_out, dm, di, qc.smooth_alpha);
-      ScaleColumns(&w_out, dm, di, s_o);
-      put_f(m + "out_proj.smooth", s_o, {di});
-      o_absmax = SmoothedAbsMax(s.out_proj_in_ch, s_o);
+      L.s_x = SmoothFactors(s.x_proj_in_ch, L.w_x, n_dbl, di, qc.smooth_alpha);
+      ScaleColumns(&L.w_x, n_dbl, di, L.s_x);
+      L.x_in_absmax = SmoothedAbsMax(s.x_proj_in_ch, L.s_x);
+      L.s_o = SmoothFactors(s.out_proj_in_ch, L.w_out, dm, di, qc.smooth_alpha);
+      ScaleColumns(&L.w_out, dm, di, L.s_o);
+      L.o_absmax = SmoothedAbsMax(s.out_proj_in_ch, L.s_o);
     }
-    if (qc.hadamard) QM_CHECK(FoldHadamardIntoWeight(w_out.data(), dm, di).ok());  // W_out H^T
-    put_f(p + "norm.weight", norm, {dm});
-    put_q(m + "in_proj.weight", w_in, {2 * di, dm}, m + "in_proj.weight_scale");
-    put_q(m + "conv1d.weight", ReadFloats(src, m + "conv1d.weight"), {di, 1, c.d_conv},
-          m + "conv1d.weight_scale");
-    std::vector<float> conv_b = src.Find(m + "conv1d.bias") ? ReadFloats(src, m + "conv1d.bias")
-                                                             : std::vector<float>(di, 0.0f);
-    put_q(m + "conv1d.bias", conv_b, {di}, m + "conv1d.bias_scale");
-    put_q(m + "x_proj.weight", w_x, {r + 2 * ds, di}, m + "x_proj.weight_scale");
-    put_q(m + "dt_proj.weight", ReadFloats(src, m + "dt_proj.weight"), {di, r},
-          m + "dt_proj.weight_scale");
-    put_q(m + "dt_proj.bias", ReadFloats(src, m + "dt_proj.bias"), {di}, m + "dt_proj.bias_scale");
-    put_q(m + "A_log", ReadFloats(src, m + "A_log"), {di, ds}, m + "A_log_scale");
-    put_q(m + "D", ReadFloats(src, m + "D"), {di}, m + "D_scale");
-    put_q(m + "out_proj.weight", w_out, {dm, di}, m + "out_proj.weight_scale");
-    if (qc.static_acts) {
-      put_scalar(m + "in_proj.input_scale", ScaleFromAbsMax(in_absmax));
-      put_scalar(m + "in_proj.output_scale", ScaleFromAbsMax(s.in_proj_out));
-      put_scalar(m + "conv1d.output_scale", ScaleFromAbsMax(u_absmax));
-      put_scalar(m + "x_proj.output_scale", ScaleFromAbsMax(s.x_proj_out));
-      put_scalar(m + "dt_proj.output_scale", ScaleFromAbsMax(s.dt_proj_out));
-      put_scalar(m + "out_proj.input_scale", ScaleFromAbsMax(o_absmax));
+    if (qc.hadamard) QM_CHECK(FoldHadamardIntoWeight(k, L.w_out.data(), dm, di).ok());  // W_out H^T
+    return L;
+  };
+
+  int planned = -1;
+  LayerPlan plan;
+  Status status;
+  ForEachTensor(c, [&](const TensorSpec& spec) {
+    if (!status.ok()) return;
+    if (spec.layer >= 0 && spec.layer != planned) {
+      plan = plan_layer(spec.layer);
+      planned = spec.layer;
     }
-  }
+    const std::string base = WeightBase(spec.name);
+    // The float values of the tensor after the recipe's transforms.
+    auto values = [&]() -> std::vector<float> {
+      switch (spec.role) {
+        case TensorRole::kNorm: return plan.norm;
+        case TensorRole::kInProj: return plan.w_in;
+        case TensorRole::kXProj: return plan.w_x;
+        case TensorRole::kOutProj: return plan.w_out;
+        case TensorRole::kConvB:
+          if (src.Find(spec.name) == nullptr) return std::vector<float>(c.d_inner, 0.0f);
+          return ReadFloats(src, spec.name);
+        default: return ReadFloats(src, spec.name);
+      }
+    };
+    // The abs-max behind `<base>.<input|output>_scale`.
+    auto act_absmax = [&](ActScales which) -> float {
+      const LayerActStats* s = spec.layer >= 0 ? &calib.layers[spec.layer] : nullptr;
+      switch (spec.role) {
+        case TensorRole::kInProj: return which == kActInput ? plan.in_absmax : s->in_proj_out;
+        case TensorRole::kConvW: return plan.u_absmax;
+        case TensorRole::kXProj: return which == kActInput ? plan.x_in_absmax : s->x_proj_out;
+        case TensorRole::kDtProjW: return s->dt_proj_out;
+        case TensorRole::kOutProj: return plan.o_absmax;
+        case TensorRole::kLmHead: return calib.lm_head_in;
+        default: break;
+      }
+      QM_CHECK(false, "no activation scale for %s", spec.name.c_str());
+      return 0;
+    };
+    switch (spec.quant) {
+      case QuantKind::kFloat32: put_f(spec.name, values(), spec.shape); break;
+      case QuantKind::kHead:
+        if (spec.role == TensorRole::kEmbedding) {
+          if (emb_dtype == emb->dtype) {
+            out.push_back({spec.name, emb->dtype, emb->shape, emb->data, nullptr});
+          } else {
+            status = put_16(spec.name, emb);
+          }
+        } else if (qc.lm_head == "int8") {
+          put_q(spec.name, ReadFloats(src, head ? head->name : emb->name), spec.shape,
+                base + ".weight_scale");
+          if (qc.static_acts && (spec.act_scales & kActInput))
+            put_scalar(base + ".input_scale", ScaleFromAbsMax(act_absmax(kActInput)));
+        } else if (head != nullptr) {
+          if (emb_dtype == head->dtype) {
+            out.push_back({spec.name, head->dtype, head->shape, head->data, nullptr});
+          } else {
+            status = put_16(spec.name, head);
+          }
+        }
+        break;
+      case QuantKind::kLinear:
+        put_q(spec.name, values(), spec.shape, base + ".weight_scale");
+        if (qc.static_acts && (spec.act_scales & kActInput))
+          put_scalar(base + ".input_scale", ScaleFromAbsMax(act_absmax(kActInput)));
+        if (qc.static_acts && (spec.act_scales & kActOutput))
+          put_scalar(base + ".output_scale", ScaleFromAbsMax(act_absmax(kActOutput)));
+        if (qc.smooth && (spec.act_scales & kActSmooth)) {
+          put_f(base + ".smooth", spec.role == TensorRole::kXProj ? plan.s_x : plan.s_o,
+                {spec.shape[1]});
+          if (!(spec.act_scales & kActInput))
+            put_scalar(base + ".input_scale", ScaleFromAbsMax(act_absmax(kActInput)));
+        }
+        break;
+      case QuantKind::kInt8Param:
+        put_q(spec.name, values(), spec.shape, spec.name + "_scale");
+        if (qc.static_acts && (spec.act_scales & kActOutput))
+          put_scalar(base + ".output_scale", ScaleFromAbsMax(act_absmax(kActOutput)));
+        break;
+    }
+  });
+  QM_RETURN_IF_ERROR(status);
 
   // Same list as the loader checks: a mismatch here is a bug, not bad input.
   size_t n_expected = 0;

@@ -7,8 +7,9 @@
 #include <vector>
 
 #include "core/status.h"
-#include "model/runtime.h"
-#include "format/quant_config.h"
+#include "format/quantized.h"
+#include "kernels/kernels.h"
+#include "model/model.h"
 
 namespace quamba {
 
@@ -18,6 +19,8 @@ struct QuantizeOptions {
   int64_t calib_samples = 512;
   int64_t calib_len = 512;
   int threads = 1;
+  // Kernels for calibration and the Hadamard fold; null: kernels::DefaultKernels().
+  const kernels::KernelTable* kernels = nullptr;
   double percentile_alpha = 0.99999;
   std::string lm_head = "f16";  // keep | f16 | bf16 | int8 (QuantConfig::lm_head)
   bool force = false;  // replace an existing output directory
@@ -39,12 +42,12 @@ struct CalibStats {
 };
 
 // Runs the float model over the samples and returns the statistics.
-StatusOr<CalibStats> Calibrate(const MambaModel& model, const QuantConfig& qc,
-                                               const std::vector<std::vector<int32_t>>& samples,
-                                               int threads, bool progress);
+StatusOr<CalibStats> Calibrate(const Model& model, const QuantConfig& qc,
+                               const std::vector<std::vector<int32_t>>& samples,
+                               const kernels::KernelTable& k, int threads, bool progress);
 
 // Quantizes `model` into `out_dir` (written to a temporary directory, then renamed).
-Status QuantizeModel(const MambaModel& model, const QuantizeOptions& opt,
+Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
                      const std::string& out_dir);
 
 }  // namespace quamba

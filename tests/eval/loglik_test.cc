@@ -1,4 +1,4 @@
-// The Engine scorer on a tiny synthetic model: forked states + batched decode give the scores
+// The Runtime scorer on a tiny synthetic model: forked states + batched decode give the scores
 // of scoring every request from scratch, and both equal a direct float64 log-softmax over the
 // all-position logits of one prefill of context + continuation.
 #include "eval/loglik.h"
@@ -26,7 +26,7 @@ class ScorerTest : public ::testing::Test {
     c.d_model = 64;
     c.vocab_size = 384;
     QM_CHECK(WriteSynthCheckpoint(c, DType::kF32, 7, dir_->path()).ok(), "synth");
-    model_ = std::move(MambaModel::Load(dir_->path())).value().release();
+    model_ = std::move(Model::Load(dir_->path())).value().release();
   }
   static void TearDownTestSuite() {
     delete model_;
@@ -46,7 +46,7 @@ class ScorerTest : public ::testing::Test {
 
   // sum_t log_softmax(logits[t])[seq[t+1]] over the continuation, in float64, from one prefill.
   LoglikResult Direct(const LoglikRequest& r) {
-    Engine e(*model_, 1, kernels::DefaultKernels());
+    Runtime e(*model_, 1, kernels::DefaultKernels());
     const std::vector<int32_t> seq = Cat(r.context, r.continuation);
     std::vector<float> logits(seq.size() * 384);
     SequenceState s = model_->NewState();
@@ -68,7 +68,7 @@ class ScorerTest : public ::testing::Test {
 
   std::vector<std::vector<LoglikResult>> Run(const std::vector<std::vector<LoglikRequest>>& g,
                                              bool fork, int64_t batch, int64_t max_length = 2048) {
-    Engine e(*model_, 1, kernels::DefaultKernels(), 256, 16);
+    Runtime e(*model_, 1, kernels::DefaultKernels(), 256, 16);
     EngineScorerOptions o;
     o.fork_state = fork;
     o.batch = batch;
@@ -109,10 +109,10 @@ class ScorerTest : public ::testing::Test {
   }
 
   static TempDir* dir_;
-  static MambaModel* model_;
+  static Model* model_;
 };
 TempDir* ScorerTest::dir_ = nullptr;
-MambaModel* ScorerTest::model_ = nullptr;
+Model* ScorerTest::model_ = nullptr;
 
 // Relative tolerance between two float32 forward paths (chunked prefill vs batched decode):
 // logits differ by float32 rounding (rel ~1e-6), log-probs summed over <= 10 tokens.
@@ -158,7 +158,7 @@ TEST_F(ScorerTest, BatchSizeDoesNotChangeScores) {
 
 TEST_F(ScorerTest, GreedyContinuationIsRecognised) {
   // Build a continuation out of the model's own argmax tokens: is_greedy must be true.
-  Engine e(*model_, 1, kernels::DefaultKernels());
+  Runtime e(*model_, 1, kernels::DefaultKernels());
   std::vector<int32_t> seq = Ids(10, 99);
   const size_t n_ctx = seq.size();
   std::vector<float> logits(384);

@@ -21,13 +21,13 @@ using testing::TempDir;
 
 constexpr int64_t kVocab = 256;
 
-std::unique_ptr<MambaModel> Synth(const TempDir& d, uint64_t seed) {
+std::unique_ptr<Model> Synth(const TempDir& d, uint64_t seed) {
   MambaConfig c;
   c.n_layer = 2;
   c.d_model = 32;
   c.vocab_size = kVocab;
   QM_CHECK(WriteSynthCheckpoint(c, DType::kF32, seed, d.path()).ok(), "synth");
-  return std::move(MambaModel::Load(d.path())).value();
+  return std::move(Model::Load(d.path())).value();
 }
 
 std::vector<int32_t> Ids(int64_t n, uint32_t seed) {
@@ -48,8 +48,8 @@ std::vector<double> LogSoftmax(const float* x) {
 }
 
 // All-position logits of one window from a fresh state.
-std::vector<float> WindowLogits(const MambaModel& m, std::span<const int32_t> win) {
-  Engine e(m, 1, kernels::DefaultKernels());
+std::vector<float> WindowLogits(const Model& m, std::span<const int32_t> win) {
+  Runtime e(m, 1, kernels::DefaultKernels());
   SequenceState s = m.NewState();
   std::vector<float> logits(win.size() * kVocab);
   e.Prefill(&s, win, logits.data(), true);
@@ -59,7 +59,7 @@ std::vector<float> WindowLogits(const MambaModel& m, std::span<const int32_t> wi
 TEST(Perplexity, WindowsTokensAndValueMatchDirectComputation) {
   TempDir d;
   auto m = Synth(d, 3);
-  Engine e(*m, 2, kernels::DefaultKernels());
+  Runtime e(*m, 2, kernels::DefaultKernels());
   const int64_t ctx = 300;  // > the 256-token logits chunk: a window spans two chunks
   const std::vector<int32_t> ids = Ids(3 * ctx + 57, 1);  // 3 windows; 57 tokens dropped
   int64_t last = -1;
@@ -98,12 +98,12 @@ TEST(Perplexity, KlDivergenceAgainstAReference) {
   TempDir d1, d2;
   auto m = Synth(d1, 3);
   auto ref = Synth(d2, 4);
-  Engine e(*m, 2, kernels::DefaultKernels()), er(*ref, 2, kernels::DefaultKernels());
+  Runtime e(*m, 2, kernels::DefaultKernels()), er(*ref, 2, kernels::DefaultKernels());
   const int64_t ctx = 64;
   const std::vector<int32_t> ids = Ids(2 * ctx, 5);
 
   // Against itself: KL 0, the same top token everywhere, ref_ppl == ppl.
-  Engine e2(*m, 1, kernels::DefaultKernels());
+  Runtime e2(*m, 1, kernels::DefaultKernels());
   auto self = EvaluatePerplexity({m.get(), &e}, {m.get(), &e2}, ids, {ctx, 0}, nullptr);
   ASSERT_TRUE(self.ok()) << self.status().message();
   EXPECT_NEAR(self->kld_mean, 0, 1e-9);

@@ -33,16 +33,16 @@ class GoldenTest : public ::testing::TestWithParam<kernels::Isa> {
  protected:
   void SetUp() override {
     if (!kernels::IsaSupported(GetParam())) GTEST_SKIP() << "ISA not supported here";
-    auto m = MambaModel::Load(testing::SourcePath(Golden()["model_dir"].get<std::string>()));
+    auto m = Model::Load(testing::SourcePath(Golden()["model_dir"].get<std::string>()));
     ASSERT_TRUE(m.ok()) << m.status().message();
     model_ = std::move(m).value();
   }
-  std::unique_ptr<MambaModel> model_;
+  std::unique_ptr<Model> model_;
 };
 
 TEST_P(GoldenTest, LogitsAndGreedyMatchPyTorch) {
   const kernels::KernelTable& k = kernels::KernelsFor(GetParam());
-  Engine engine(*model_, 2, k);
+  Runtime engine(*model_, 2, k);
   const int64_t V = model_->config().vocab_size;
   for (const auto& c : Golden()["cases"]) {
     const std::string name = c["name"];

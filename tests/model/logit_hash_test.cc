@@ -37,10 +37,10 @@ std::string Hex(uint64_t h) {
 // The fixed workload: a 300-token prefill with every position's logits, in chunks of 128 (so
 // the state is carried across chunk boundaries), then 6 decode steps of two sequences at once
 // (the second one fresh: its state starts at zero). All logits are hashed in order.
-std::string LogitHash(const MambaModel& m, kernels::Isa isa, const std::vector<int32_t>& ids,
+std::string LogitHash(const Model& m, kernels::Isa isa, const std::vector<int32_t>& ids,
                       bool simulate) {
   const int64_t V = m.config().vocab_size;
-  Engine e(m, 2, kernels::KernelsFor(isa), /*max_chunk=*/128, /*max_batch=*/2, simulate);
+  Runtime e(m, 2, kernels::KernelsFor(isa), /*max_chunk=*/128, /*max_batch=*/2, simulate);
   SequenceState a = m.NewState(), b = m.NewState();
   std::vector<float> logits(ids.size() * V);
   e.Prefill(&a, ids, logits.data(), true);
@@ -96,7 +96,7 @@ TEST(LogitHashTest, ReferenceModelIsBitIdenticalToRecordedHashes) {
   }
 
   const std::string ref = testing::SourcePath("models/mamba-ref-d256-l6");
-  auto fp = MambaModel::Load(ref);
+  auto fp = Model::Load(ref);
   ASSERT_TRUE(fp.ok()) << fp.status().message();
   std::ifstream text_file(testing::SharedData("wikitext-2-raw/wiki.test.raw"));
   std::string text(4096, '\0');
@@ -110,8 +110,8 @@ TEST(LogitHashTest, ReferenceModelIsBitIdenticalToRecordedHashes) {
   int n_compared = 0;
   const std::string calib = testing::SharedData("calibration/pg1342-0.txt");
   for (const Variant& v : kVariants) {
-    std::unique_ptr<MambaModel> owned;
-    const MambaModel* m = fp->get();
+    std::unique_ptr<Model> owned;
+    const Model* m = fp->get();
     if (*v.quantize_args != '\0') {
       const std::string out = dir / v.name;
       ::setenv("QUAMBA_ISA", "generic", 1);
@@ -122,7 +122,7 @@ TEST(LogitHashTest, ReferenceModelIsBitIdenticalToRecordedHashes) {
       ASSERT_EQ(r.code, 0) << v.name << ": " << r.err;
       const std::string bytes = testing::ReadAll(out + "/model.safetensors");
       got[std::string(v.name) + ".file"] = Hex(Fnv1a(bytes.data(), bytes.size()));
-      auto q = MambaModel::Load(out);
+      auto q = Model::Load(out);
       ASSERT_TRUE(q.ok()) << q.status().message();
       owned = std::move(q).value();
       m = owned.get();

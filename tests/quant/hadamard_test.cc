@@ -69,9 +69,9 @@ TEST(HadamardTest, SupportedSizes) {
     EXPECT_NE(s.message().find("n = " + std::to_string(n)), std::string::npos) << s.message();
   }
   std::vector<float> x(100, 1.0f);
-  EXPECT_FALSE(HadamardTransformRows(x.data(), 1, 100, 100).ok());
-  EXPECT_FALSE(HadamardTransformRows(x.data(), 1, 64, 32).ok());  // stride shorter than a row
-  EXPECT_FALSE(FoldHadamardIntoWeight(x.data(), 1, 20).ok());
+  EXPECT_FALSE(HadamardTransformRows(kernels::DefaultKernels(), x.data(), 1, 100, 100).ok());
+  EXPECT_FALSE(HadamardTransformRows(kernels::DefaultKernels(), x.data(), 1, 64, 32).ok());  // stride shorter than a row
+  EXPECT_FALSE(FoldHadamardIntoWeight(kernels::DefaultKernels(), x.data(), 1, 20).ok());
 }
 
 // Fast vs dense float64: rel-L2 <= 2 log2(n) eps32 on all Mamba sizes and small ones.
@@ -85,7 +85,7 @@ TEST(HadamardTest, FastMatchesDense) {
     rng.Fill(x.data(), L * n, -1.0f, 1.0f);
     std::vector<double> dense(L * n);
     kernels::ref::HadamardDense(x.data(), L, n, n, dense.data());
-    ASSERT_TRUE(HadamardTransformRows(x.data(), L, n, n).ok());
+    ASSERT_TRUE(HadamardTransformRows(kernels::DefaultKernels(), x.data(), L, n, n).ok());
     double num = 0, den = 0;
     for (int64_t i = 0; i < L * n; ++i) {
       num += (x[i] - dense[i]) * (x[i] - dense[i]);
@@ -106,8 +106,8 @@ TEST(HadamardTest, FoldIntoWeightPreservesProducts) {
     rng.Fill(W.data(), N * n, -1.0f, 1.0f);
     rng.Fill(x.data(), n, -2.0f, 2.0f);
     std::vector<float> Wf = W, xh = x;
-    ASSERT_TRUE(FoldHadamardIntoWeight(Wf.data(), N, n).ok());
-    ASSERT_TRUE(HadamardTransformRows(xh.data(), 1, n, n).ok());
+    ASSERT_TRUE(FoldHadamardIntoWeight(kernels::DefaultKernels(), Wf.data(), N, n).ok());
+    ASSERT_TRUE(HadamardTransformRows(kernels::DefaultKernels(), xh.data(), 1, n, n).ok());
     for (int64_t r = 0; r < N; ++r) {
       double y = 0, y2 = 0, scale = 0;
       for (int64_t i = 0; i < n; ++i) {

@@ -4,6 +4,8 @@
 // --calib` end to end.
 #include "quant/inspect.h"
 
+#include "model/runtime.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -283,14 +285,15 @@ TEST(SvgPlotTest, DocumentIsWellFormedAndHasItsParts) {
 class RecordingObserver : public ActivationObserver {
  public:
   explicit RecordingObserver(int n_layer) : v_(n_layer * kNumInspectPoints) {}
-  void Observe(int layer, ActPoint p, const float* x, int64_t rows, int64_t cols,
+  void Observe(int layer, int tap, const float* x, int64_t rows, int64_t cols,
                int64_t ld) override {
-    if (p == ActPoint::kOutProjOut) return;
+    const mamba1::Tap p = static_cast<mamba1::Tap>(tap);
+    if (p == mamba1::Tap::kOutProjOut) return;
     std::vector<float> block(rows * cols);
     for (int64_t r = 0; r < rows; ++r)
       std::memcpy(block.data() + r * cols, x + r * ld, cols * sizeof(float));
     Put(layer, (int)p, block);
-    if (p == ActPoint::kOutProjIn && HadamardTransformRows(block.data(), rows, cols, cols).ok())
+    if (p == mamba1::Tap::kOutProjIn && HadamardTransformRows(kernels::DefaultKernels(), block.data(), rows, cols, cols).ok())
       Put(layer, (int)InspectPoint::kOutProjInHad, block);
   }
   const std::vector<float>& values(int layer, InspectPoint p) const {
@@ -311,7 +314,7 @@ class InspectTest : public ::testing::Test {
     dir_ = new TempDir();
     ASSERT_TRUE(MakeModel(64, *dir_ / "fp").ok());    // d_inner 128: Hadamard-able
     ASSERT_TRUE(MakeModel(36, *dir_ / "odd").ok());   // d_inner 72: not
-    model_ = std::move(MambaModel::Load(*dir_ / "fp")).value().release();
+    model_ = std::move(Model::Load(*dir_ / "fp")).value().release();
     auto s = LoadCalibrationSamples({CalibFile()}, *model_->tokenizer(), 5, 48);
     ASSERT_TRUE(s.ok()) << s.status().message();
     samples_ = new std::vector<std::vector<int32_t>>(std::move(s).value());
@@ -338,11 +341,11 @@ class InspectTest : public ::testing::Test {
     return o;
   }
   static TempDir* dir_;
-  static MambaModel* model_;
+  static Model* model_;
   static std::vector<std::vector<int32_t>>* samples_;
 };
 TempDir* InspectTest::dir_ = nullptr;
-MambaModel* InspectTest::model_ = nullptr;
+Model* InspectTest::model_ = nullptr;
 std::vector<std::vector<int32_t>>* InspectTest::samples_ = nullptr;
 
 TEST_F(InspectTest, StatisticsEqualABruteForceRecomputation) {
@@ -352,7 +355,7 @@ TEST_F(InspectTest, StatisticsEqualABruteForceRecomputation) {
   EXPECT_TRUE(r->hadamard);
   EXPECT_EQ(r->tokens, 5 * 48);
   RecordingObserver rec((int)model_->config().n_layer);
-  Engine e(*model_, 1, kernels::DefaultKernels(), 48, 1);
+  Runtime e(*model_, 1, kernels::DefaultKernels(), 48, 1);
   e.set_observer(&rec);
   for (const auto& s : *samples_) {
     SequenceState st = model_->NewState();
@@ -413,7 +416,7 @@ TEST_F(InspectTest, ScalesMatchTheQuantizer) {
     o.progress = false;
     const std::string out = *dir_ / (std::string("q-") + recipe);
     ASSERT_TRUE(QuantizeModel(*model_, o, out).ok());
-    auto q = std::move(MambaModel::Load(out)).value();
+    auto q = std::move(Model::Load(out)).value();
     const bool quamba = std::string(recipe) == "quamba";
     for (int l = 0; l < model_->config().n_layer; ++l) {
       auto scale = [&](const std::string& name) {
@@ -509,7 +512,7 @@ TEST_F(InspectTest, JsonHasEveryField) {
 }
 
 TEST_F(InspectTest, NoHadamardSizeStillReports) {
-  auto m = std::move(MambaModel::Load(*dir_ / "odd")).value();
+  auto m = std::move(Model::Load(*dir_ / "odd")).value();
   auto r = InspectActivations(*m, *samples_, Options());
   ASSERT_TRUE(r.ok()) << r.status().message();
   EXPECT_FALSE(r->hadamard);
@@ -576,7 +579,7 @@ TEST_F(InspectTest, QuantizedModelsAreRefused) {
   o.threads = 1;
   o.progress = false;
   ASSERT_TRUE(QuantizeModel(*model_, o, *dir_ / "q-dyn").ok());
-  auto q = std::move(MambaModel::Load(*dir_ / "q-dyn")).value();
+  auto q = std::move(Model::Load(*dir_ / "q-dyn")).value();
   auto r = InspectActivations(*q, *samples_, Options());
   ASSERT_FALSE(r.ok());
   EXPECT_THAT(r.status().message(), HasSubstr("expected a float model"));

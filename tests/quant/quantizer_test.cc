@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -47,7 +48,7 @@ class QuantizerTest : public ::testing::Test {
     ASSERT_TRUE(WriteSynthCheckpoint(c, DType::kF32, 7, *dir_ / "fp").ok());
     std::filesystem::copy_file(testing::SharedData("tokenizer/gpt-neox-20b/tokenizer.json"),
                                *dir_ / "fp/tokenizer.json");
-    model_ = std::move(MambaModel::Load(*dir_ / "fp")).value().release();
+    model_ = std::move(Model::Load(*dir_ / "fp")).value().release();
   }
   static void TearDownTestSuite() {
     delete model_;
@@ -55,8 +56,8 @@ class QuantizerTest : public ::testing::Test {
   }
   static QuantizeOptions Options(const std::string& recipe) { return TestOptions(recipe, 6, 64); }
   // Decode steps after a prefill give the logits of a longer prefill, row for row.
-  static void ExpectPrefillEqualsDecode(const MambaModel& q, const std::vector<int32_t>& ids) {
-    Engine e(q, 2, kernels::DefaultKernels());
+  static void ExpectPrefillEqualsDecode(const Model& q, const std::vector<int32_t>& ids) {
+    Runtime e(q, 2, kernels::DefaultKernels());
     SequenceState a = q.NewState(), b = q.NewState();
     const int64_t V = q.config().vocab_size;
     std::vector<float> all(ids.size() * V), one(V);
@@ -66,22 +67,27 @@ class QuantizerTest : public ::testing::Test {
       e.DecodeStep({&sp, 1}, {&ids[t], 1}, one.data());
       for (int64_t i = 0; i < V; ++i) ASSERT_NEAR(one[i], all[t * V + i], 1e-4) << t << " " << i;
     }
-    EXPECT_EQ(a.conv_q, b.conv_q);
+    // The int8 conv windows hold int8 inputs: equal exactly.
+    for (int l = 0; l < q.config().n_layer; ++l) {
+      const int64_t n = a.layout()->spec(l, mamba1::kConvState).elems;
+      EXPECT_EQ(0, std::memcmp(a.Get<int8_t>(l, mamba1::kConvState),
+                               b.Get<int8_t>(l, mamba1::kConvState), n)) << l;
+    }
   }
   // Last-position logits of a prompt.
-  static std::vector<float> Logits(const MambaModel& m, const std::vector<int32_t>& ids,
+  static std::vector<float> Logits(const Model& m, const std::vector<int32_t>& ids,
                                    bool simulate = false) {
-    Engine e(m, 2, kernels::DefaultKernels(), 256, 4, simulate);
+    Runtime e(m, 2, kernels::DefaultKernels(), 256, 4, simulate);
     SequenceState s = m.NewState();
     std::vector<float> out(m.config().vocab_size);
     e.Prefill(&s, ids, out.data(), false);
     return out;
   }
   static TempDir* dir_;
-  static MambaModel* model_;
+  static Model* model_;
 };
 TempDir* QuantizerTest::dir_ = nullptr;
-MambaModel* QuantizerTest::model_ = nullptr;
+Model* QuantizerTest::model_ = nullptr;
 
 double KlDivergence(const std::vector<float>& p_logits, const std::vector<float>& q_logits) {
   auto logsoftmax = [](const std::vector<float>& l) {
@@ -106,7 +112,7 @@ TEST_F(QuantizerTest, EveryRecipeQuantizesLoadsAndRuns) {
     const std::string out = *dir_ / (std::string("q-") + recipe);
     Status s = QuantizeModel(*model_, Options(recipe), out);
     ASSERT_TRUE(s.ok()) << recipe << ": " << s.message();
-    auto q = MambaModel::Load(out);
+    auto q = Model::Load(out);
     ASSERT_TRUE(q.ok()) << q.status().message();
     EXPECT_TRUE((*q)->quantized());
     EXPECT_EQ((*q)->recipe(), recipe);
@@ -141,7 +147,7 @@ TEST_F(QuantizerTest, RealInt8AgreesWithSimulation) {
       o.lm_head = head;
       const std::string out = *dir_ / (std::string("sim-") + recipe + "-" + head);
       ASSERT_TRUE(QuantizeModel(*model_, o, out).ok());
-      auto q = std::move(MambaModel::Load(out)).value();
+      auto q = std::move(Model::Load(out)).value();
       const std::vector<int32_t> ids = q->tokenizer()->Encode("Mr. Darcy walked in, and said");
       const std::vector<float> real = Logits(*q, ids), sim = Logits(*q, ids, true);
       ASSERT_EQ(real.size(), sim.size());
@@ -156,10 +162,10 @@ TEST_F(QuantizerTest, RealInt8AgreesWithSimulation) {
 // greedy (teacher-forced argmax) tokens over 512 tokens of WikiText-2; bit-identical in fact.
 TEST(QuantizerRefModelTest, SimulationAgreesOnGreedyTokens) {
   TempDir dir;
-  auto fp = MambaModel::Load(testing::SourcePath("models/mamba-ref-d256-l6"));
+  auto fp = Model::Load(testing::SourcePath("models/mamba-ref-d256-l6"));
   ASSERT_TRUE(fp.ok()) << fp.status().message();
   ASSERT_TRUE(QuantizeModel(**fp, TestOptions("quamba", 8, 256), dir / "q").ok());
-  auto q = std::move(MambaModel::Load(dir / "q")).value();
+  auto q = std::move(Model::Load(dir / "q")).value();
   std::ifstream f(testing::SharedData("wikitext-2-raw/wiki.test.raw"));
   std::string text(16384, '\0');
   f.read(text.data(), static_cast<std::streamsize>(text.size()));
@@ -168,7 +174,7 @@ TEST(QuantizerRefModelTest, SimulationAgreesOnGreedyTokens) {
   ids.resize(512);
   const int64_t V = q->config().vocab_size;
   auto argmax_all = [&](bool simulate) {
-    Engine e(*q, 2, kernels::DefaultKernels(), 256, 1, simulate);
+    Runtime e(*q, 2, kernels::DefaultKernels(), 256, 1, simulate);
     SequenceState s = q->NewState();
     std::vector<float> logits(ids.size() * V);
     e.Prefill(&s, ids, logits.data(), true);
@@ -188,7 +194,7 @@ TEST(QuantizerRefModelTest, SimulationAgreesOnGreedyTokens) {
 TEST_F(QuantizerTest, Int8PrefillEqualsDecodeSteps) {
   const std::string out = *dir_ / "steps";
   ASSERT_TRUE(QuantizeModel(*model_, Options("quamba"), out).ok());
-  auto q = std::move(MambaModel::Load(out)).value();
+  auto q = std::move(Model::Load(out)).value();
   ExpectPrefillEqualsDecode(*q, q->tokenizer()->Encode("one two three four five six"));
 }
 
@@ -209,7 +215,7 @@ TEST_F(QuantizerTest, LmHeadPrecisions) {
       const std::string out = *dir_ / (std::string("head-") + head + "-" + recipe);
       Status st = QuantizeModel(*model_, o, out);
       ASSERT_TRUE(st.ok()) << st.message();
-      auto q = std::move(MambaModel::Load(out)).value();
+      auto q = std::move(Model::Load(out)).value();
       const TensorView* emb = q->store().Find("backbone.embeddings.weight");
       const TensorView* lm = q->store().Find("lm_head.weight");
       const std::string h = head;
@@ -257,7 +263,7 @@ TEST_F(QuantizerTest, LmHeadPrecisions) {
     cfg.replace(at, from.size(), from[1] == 'l' ? "" : "\"format_version\": 1");
   }
   std::ofstream(old_dir + "/quantization_config.json") << cfg;
-  auto old = MambaModel::Load(old_dir);
+  auto old = Model::Load(old_dir);
   ASSERT_TRUE(old.ok()) << old.status().message();
   EXPECT_THAT((*old)->weight_type(), HasSubstr("lm_head F32"));
 }
@@ -274,14 +280,14 @@ TEST(QuantizerUntiedTest, EveryLmHeadMode) {
   ASSERT_TRUE(WriteSynthCheckpoint(c, DType::kF32, 11, dir / "fp").ok());
   std::filesystem::copy_file(testing::SharedData("tokenizer/gpt-neox-20b/tokenizer.json"),
                              dir / "fp/tokenizer.json");
-  auto fp = std::move(MambaModel::Load(dir / "fp")).value();
+  auto fp = std::move(Model::Load(dir / "fp")).value();
   ASSERT_FALSE(fp->config().tie_embeddings);
   const int64_t table = c.vocab_size * c.d_model;
   EXPECT_EQ(fp->DecodeWeightBytes(), fp->file_bytes() - 4 * table);  // table not streamed
   const std::vector<int32_t> ids = fp->tokenizer()->Encode("It is a truth universally");
   std::vector<float> ref(c.vocab_size);
   {
-    Engine e(*fp, 2, kernels::DefaultKernels());
+    Runtime e(*fp, 2, kernels::DefaultKernels());
     SequenceState s = fp->NewState();
     e.Prefill(&s, ids, ref.data(), false);
   }
@@ -290,7 +296,7 @@ TEST(QuantizerUntiedTest, EveryLmHeadMode) {
     const std::string out = dir / (std::string("q-") + head);
     Status st = QuantizeModel(*fp, TestOptions("quamba", 4, 64, head), out);
     ASSERT_TRUE(st.ok()) << st.message();
-    auto q = std::move(MambaModel::Load(out)).value();
+    auto q = std::move(Model::Load(out)).value();
     const TensorView* lm = q->store().Find("lm_head.weight");
     ASSERT_NE(lm, nullptr);
     const std::string h = head;
@@ -298,7 +304,7 @@ TEST(QuantizerUntiedTest, EveryLmHeadMode) {
                  h == "keep" ? "F32" : h == "bf16" ? "BF16" : h == "int8" ? "I8" : "F16");
     const TensorView* emb = q->store().Find("backbone.embeddings.weight");
     EXPECT_EQ(q->DecodeWeightBytes(), q->file_bytes() - emb->nbytes);
-    Engine e(*q, 2, kernels::DefaultKernels());
+    Runtime e(*q, 2, kernels::DefaultKernels());
     SequenceState s = q->NewState();
     std::vector<float> got(c.vocab_size);
     e.Prefill(&s, ids, got.data(), false);
@@ -321,7 +327,7 @@ TEST_F(QuantizerTest, BadInputIsRefused) {
   const std::string out = *dir_ / "exists";
   std::string cfg = ReadAll(out + "/quantization_config.json");
   std::ofstream(out + "/quantization_config.json") << "{\"format\": \"quamba.cpp\"}";
-  auto m = MambaModel::Load(out);
+  auto m = Model::Load(out);
   ASSERT_FALSE(m.ok());
   EXPECT_THAT(m.status().message(), HasSubstr("format_version: expected 1..2, found nothing"));
 }

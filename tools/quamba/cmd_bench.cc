@@ -69,8 +69,8 @@ uint64_t PeakRssBytes() {
 // One model under test: its engine, inputs and the per-repetition timings.
 struct Run {
   std::string dir, recipe, weight_type;
-  std::unique_ptr<MambaModel> model;
-  std::unique_ptr<Engine> engine;
+  std::unique_ptr<Model> model;
+  std::unique_ptr<Runtime> engine;
   std::vector<SequenceState> states;
   std::vector<SequenceState*> ptrs;
   std::vector<int32_t> prompt, next;
@@ -86,7 +86,7 @@ struct Run {
     recipe = model->recipe();
     weight_type = model->weight_type();
     file_bytes = model->file_bytes();
-    engine = std::make_unique<Engine>(*model, threads, k, 256, batch);
+    engine = std::make_unique<Runtime>(*model, threads, k, 256, batch);
     // Random ids avoid the first 1000 (often special/rare) and stay inside the vocabulary.
     tok = std::uniform_int_distribution<int32_t>(std::min<int64_t>(1000, c.vocab_size - 1) / 2,
                                                  static_cast<int32_t>(c.vocab_size - 1));
@@ -163,7 +163,7 @@ int CmdBench(int argc, char** argv) {
     std::fprintf(stderr, "bench: loading %s\n", dir.c_str());
     auto run = std::make_unique<Run>();
     run->dir = dir;
-    QM_ASSIGN_OR_RETURN(run->model, MambaModel::Load(dir));
+    QM_ASSIGN_OR_RETURN(run->model, Model::Load(dir));
     run->Init(threads, k, batch, n_prompt);
     return run;
   };

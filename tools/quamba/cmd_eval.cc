@@ -143,9 +143,9 @@ int CmdEval(int argc, char** argv) {
     ppl_text = wikitext_rows ? WikiTextJoinRows(*text) : std::move(text).value();
   }
 
-  auto loaded = MambaModel::Load(model_dir);
+  auto loaded = Model::Load(model_dir);
   if (!loaded.ok()) return Fail(loaded.status());
-  const MambaModel& model = **loaded;
+  const Model& model = **loaded;
   if (model.tokenizer() == nullptr)
     return Fail(
         Status::Error(StrFormat("%s/tokenizer.json: expected a tokenizer, found no such "
@@ -163,12 +163,11 @@ int CmdEval(int argc, char** argv) {
   if (batch == 0) {
     // A decode step streams every weight once for all its rows, so wider steps amortise it
     // better (docs/eval.md); but each row holds a forked state.
-    const SequenceState s = model.NewState();
-    const double state_bytes = 4.0 * (s.conv.size() + s.ssm.size()) + s.conv_q.size();
+    const double state_bytes = static_cast<double>(model.StateBytes());
     batch = std::clamp<int64_t>(static_cast<int64_t>((1 << 30) / state_bytes), 4, 64);
   }
   const kernels::KernelTable& k = kernels::DefaultKernels();
-  Engine engine(model, threads, k, 256, batch, simulate);
+  Runtime engine(model, threads, k, 256, batch, simulate);
   std::fprintf(stderr, "eval: %s (%s, %s%s), isa %s, %d threads\n", model_dir.c_str(),
                model.recipe().c_str(), model.weight_type().c_str(),
                simulate ? ", simulated in float" : "", kernels::IsaName(k.isa), threads);
@@ -179,10 +178,10 @@ int CmdEval(int argc, char** argv) {
   std::string table;
 
   if (!ppl_file.empty()) {
-    std::unique_ptr<MambaModel> ref_model;
-    std::unique_ptr<Engine> ref_engine;
+    std::unique_ptr<Model> ref_model;
+    std::unique_ptr<Runtime> ref_engine;
     if (!ref_dir.empty()) {
-      auto r = MambaModel::Load(ref_dir);
+      auto r = Model::Load(ref_dir);
       if (!r.ok()) return Fail(r.status());
       ref_model = std::move(r).value();
       if (ref_model->config().vocab_size != model.config().vocab_size)
@@ -191,7 +190,7 @@ int CmdEval(int argc, char** argv) {
                                     "evaluated model), found %lld",
                                     ref_dir.c_str(), (long long)model.config().vocab_size,
                                     (long long)ref_model->config().vocab_size)));
-      ref_engine = std::make_unique<Engine>(*ref_model, threads, k, 256, batch);
+      ref_engine = std::make_unique<Runtime>(*ref_model, threads, k, 256, batch);
     }
     const double t0 = NowSeconds();
     const std::vector<int32_t> ids = tok.Encode(ppl_text);

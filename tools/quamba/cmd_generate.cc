@@ -12,8 +12,8 @@
 namespace quamba::cli {
 namespace {
 
-StatusOr<std::unique_ptr<MambaModel>> LoadWithTokenizer(const std::string& dir) {
-  QM_ASSIGN_OR_RETURN(std::unique_ptr<MambaModel> m, MambaModel::Load(dir));
+StatusOr<std::unique_ptr<Model>> LoadWithTokenizer(const std::string& dir) {
+  QM_ASSIGN_OR_RETURN(std::unique_ptr<Model> m, Model::Load(dir));
   if (m->tokenizer() == nullptr)
     return Status::Error(StrFormat("%s/tokenizer.json: expected a tokenizer, found no such file",
                                    dir.c_str()));
@@ -53,13 +53,13 @@ int CmdGenerate(int argc, char** argv) {
   const double t0 = NowSeconds();
   auto loaded = LoadWithTokenizer(model_dir);
   if (!loaded.ok()) return Fail(loaded.status());
-  const MambaModel& model = **loaded;
+  const Model& model = **loaded;
   const Tokenizer& tok = *model.tokenizer();
   const kernels::KernelTable& k = kernels::DefaultKernels();
   if (simulate) {
     if (Status s = CheckSimulate(model, model_dir); !s.ok()) return Fail(s);
   }
-  Engine engine(model, threads, k, 256, 16, simulate);
+  Runtime engine(model, threads, k, 256, 16, simulate);
   const double t_load = NowSeconds() - t0;
   if (verbose)
     std::fprintf(stderr, "model: %s, %lld layers, d_model %lld, vocab %lld; isa %s, %d threads\n",

@@ -43,9 +43,9 @@ int CmdInspect(int argc, char** argv) {
   if (!out_dir.empty() && calib_files.empty())
     return UsageError(Status::Error("inspect -o: expected --calib (the outlier report needs "
                                     "calibration text), found none"));
-  auto loaded = MambaModel::Load(model_dir);
+  auto loaded = Model::Load(model_dir);
   if (!loaded.ok()) return Fail(loaded.status());
-  const MambaModel& m = **loaded;
+  const Model& m = **loaded;
   const MambaConfig& c = m.config();
   std::printf("model: %s (config dialect: %s)\n", model_dir.c_str(), c.dialect.c_str());
   std::printf("  n_layer %lld, d_model %lld, d_inner %lld, d_state %lld, d_conv %lld, dt_rank "

@@ -41,7 +41,7 @@ int CmdQuantize(int argc, char** argv) {
     return UsageError(Status::Error(StrFormat("quantize --calib: expected calibration text for "
                                               "recipe %s, found none", opt.recipe.c_str())));
   const double t0 = NowSeconds();
-  auto loaded = MambaModel::Load(model_dir);
+  auto loaded = Model::Load(model_dir);
   if (!loaded.ok()) return Fail(loaded.status());
   if (Status s = QuantizeModel(**loaded, opt, out_dir); !s.ok()) return Fail(s);
   std::fprintf(stderr, "quantize: wrote %s (recipe %s) in %.1f s\n", out_dir.c_str(),

@@ -19,7 +19,7 @@ int CmdQuantize(int argc, char** argv);
 int CmdEval(int argc, char** argv);
 
 // --simulate needs a quantized model: the error naming `dir` otherwise.
-Status CheckSimulate(const MambaModel& model, const std::string& dir);
+Status CheckSimulate(const Model& model, const std::string& dir);
 
 // Prints "quamba: <message>" and returns 1.
 int Fail(const Status& s);

@@ -8,7 +8,7 @@
 
 namespace quamba::cli {
 
-Status CheckSimulate(const MambaModel& model, const std::string& dir) {
+Status CheckSimulate(const Model& model, const std::string& dir) {
   if (!model.quantized())
     return Status::Error(StrFormat("%s: --simulate: expected a quantized model, found a float "
                                    "one", dir.c_str()));

@@ -1,16 +1,19 @@
-#include "format/tensors.h"
+#include "model/mamba1/weights.h"
 
 #include <cmath>
 #include <cstring>
+#include <map>
+
+#include "format/tensors.h"
 
 namespace quamba {
 namespace {
 
-// Alternative names a checkpoint may use for a spec's tensor.
+// The names a checkpoint may use for a spec's tensor.
 std::vector<std::string> CandidateNames(const TensorSpec& s) {
-  if (s.role == TensorRole::kEmbedding)
-    return {s.name, "backbone.embedding.weight", "embedding.weight"};
-  return {s.name};
+  std::vector<std::string> names = {s.name};
+  for (std::string& n : AlternativeNames(s)) names.push_back(std::move(n));
+  return names;
 }
 
 bool ShapeMatches(const TensorView& t, const TensorSpec& s) {
@@ -47,8 +50,8 @@ float ElementAsFloat(const TensorView& t, int64_t i) {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<ModelWeights>> BindWeights(const MambaConfig& c,
-                                                    std::unique_ptr<TensorStore> store) {
+StatusOr<std::unique_ptr<ModelWeights>> BindFloatWeights(const MambaConfig& c,
+                                                         std::unique_ptr<TensorStore> store) {
   auto w = std::make_unique<ModelWeights>();
   w->layers.resize(c.n_layer);
   Status status;
@@ -142,6 +145,159 @@ StatusOr<std::unique_ptr<ModelWeights>> BindWeights(const MambaConfig& c,
   if (w->lm_head.data == nullptr) w->lm_head = w->embedding;
   for (LayerWeights& L : w->layers)
     if (L.conv_b == nullptr) L.conv_b = keep(std::vector<float>(c.d_inner, 0.0f));
+  w->store = std::move(store);
+  return w;
+}
+
+StatusOr<std::unique_ptr<ModelWeights>> BindQuantizedWeights(const MambaConfig& c,
+                                                             const QuantConfig& qc,
+                                                             std::unique_ptr<TensorStore> store) {
+  auto w = std::make_unique<ModelWeights>();
+  const TensorView* emb = store->Find("backbone.embeddings.weight");
+  if (emb == nullptr)
+    return Status::Error("tensor \"backbone.embeddings.weight\": expected a float tensor, found "
+                         "no such tensor");
+  if (emb->dtype != DType::kF32 && emb->dtype != DType::kF16 && emb->dtype != DType::kBF16)
+    return Status::Error(StrFormat("%s: tensor \"backbone.embeddings.weight\": dtype: expected "
+                                   "F32, F16 or BF16, found %s", emb->file->c_str(),
+                                   DTypeName(emb->dtype)));
+  // Check every tensor first, then bind.
+  Status status;
+  std::map<std::string, const TensorView*> t;
+  ForEachQuantTensor(c, qc, emb->dtype, [&](const QTensorSpec& s) {
+    if (!status.ok()) return;
+    const TensorView* v = store->Find(s.name);
+    if (v == nullptr) {
+      if (!s.optional)
+        status = Status::Error(StrFormat("tensor \"%s\": expected %s %s, found no such tensor",
+                                         s.name.c_str(), DTypeName(s.dtype),
+                                         ShapeString(s.shape).c_str()));
+      return;
+    }
+    if (v->dtype != s.dtype || v->shape != s.shape) {
+      status = Status::Error(StrFormat("%s: tensor \"%s\": expected %s %s, found %s %s",
+                                       v->file->c_str(), s.name.c_str(), DTypeName(s.dtype),
+                                       ShapeString(s.shape).c_str(), DTypeName(v->dtype),
+                                       ShapeString(v->shape).c_str()));
+      return;
+    }
+    w->file_bytes += v->nbytes;
+    t[s.name] = v;
+  });
+  if (!status.ok()) return status;
+
+  auto scalar = [&](const std::string& n) -> float {
+    auto it = t.find(n);
+    if (it == t.end()) return 0.0f;
+    float v;
+    std::memcpy(&v, it->second->data, 4);
+    return v;
+  };
+  auto floats = [&](const std::string& n) -> const float* {
+    const TensorView* v = t.at(n);
+    std::vector<float> f(v->numel());
+    std::memcpy(f.data(), v->data, v->nbytes);  // copy: alignment is not guaranteed
+    w->owned_floats.push_back(std::move(f));
+    return w->owned_floats.back().data();
+  };
+  auto dequant = [&](const std::string& n, float scale) {
+    const TensorView* v = t.at(n);
+    std::vector<float> f(v->numel());
+    for (int64_t i = 0; i < v->numel(); ++i) f[i] = scale * (float)(int8_t)v->data[i];
+    return f;
+  };
+  auto qmat = [&](const std::string& n) {
+    const TensorView* v = t.at(n + ".weight");
+    QMatrix m;
+    m.q = reinterpret_cast<const int8_t*>(v->data);
+    m.rows = v->shape[0];
+    m.cols = v->shape[1];
+    m.scale = scalar(n + ".weight_scale");
+    return m;
+  };
+  auto matrix_ref = [&](const TensorView* v) {
+    MatrixRef m;
+    m.data = v->data;
+    m.dtype = v->dtype;
+    m.rows = v->shape[0];
+    m.cols = v->shape[1];
+    return m;
+  };
+  // Scales must be positive and finite: a zero or NaN scale is a corrupt file, not a bug.
+  for (const auto& [name, v] : t) {
+    if (v->dtype != DType::kF32 || !v->shape.empty()) continue;
+    const float s = scalar(name);
+    if (!(s > 0.0f) || !std::isfinite(s))
+      return Status::Error(StrFormat("%s: tensor \"%s\": expected a positive finite scale, "
+                                     "found %g", v->file->c_str(), name.c_str(), s));
+  }
+
+  w->embedding = matrix_ref(emb);
+  if (qc.lm_head == "int8") {
+    w->lm_head_q = qmat("lm_head");
+    w->s_lm_head_in = scalar("lm_head.input_scale");
+  } else {
+    const TensorView* head = store->Find("lm_head.weight");
+    w->lm_head = head ? matrix_ref(head) : w->embedding;
+  }
+  w->norm_f = floats("backbone.norm_f.weight");
+  w->qlayers.resize(c.n_layer);
+  for (int i = 0; i < c.n_layer; ++i) {
+    const std::string p = "backbone.layers." + std::to_string(i) + ".";
+    const std::string m = p + "mixer.";
+    QLayerWeights& L = w->qlayers[i];
+    L.norm = floats(p + "norm.weight");
+    L.s_in = scalar(m + "in_proj.input_scale");
+    L.in_proj = qmat(m + "in_proj");
+    L.s_xz = scalar(m + "in_proj.output_scale");
+    {
+      const TensorView* v = t.at(m + "conv1d.weight");
+      std::vector<int8_t> tr(v->numel());
+      for (int64_t ch = 0; ch < c.d_inner; ++ch)
+        for (int64_t k = 0; k < c.d_conv; ++k)
+          tr[k * c.d_inner + ch] = (int8_t)v->data[ch * c.d_conv + k];
+      w->owned_int8.push_back(std::move(tr));
+      L.conv_w = w->owned_int8.back().data();
+    }
+    L.s_conv_w = scalar(m + "conv1d.weight_scale");
+    L.conv_b = reinterpret_cast<const int8_t*>(t.at(m + "conv1d.bias")->data);
+    L.s_conv_b = scalar(m + "conv1d.bias_scale");
+    L.s_u = scalar(m + "conv1d.output_scale");
+    {
+      std::vector<float> wf(c.d_conv * c.d_inner);
+      for (size_t k = 0; k < wf.size(); ++k) wf[k] = L.s_conv_w * (float)L.conv_w[k];
+      w->owned_floats.push_back(std::move(wf));
+      L.conv_w_f = w->owned_floats.back().data();
+      w->owned_floats.push_back(dequant(m + "conv1d.bias", L.s_conv_b));
+      L.conv_b_f = w->owned_floats.back().data();
+    }
+    if (qc.smooth) {
+      auto inverse = [&](const std::string& n) {
+        std::vector<float> v(c.d_inner);
+        const float* s = floats(n);
+        for (int64_t k = 0; k < c.d_inner; ++k) v[k] = 1.0f / s[k];
+        w->owned_floats.push_back(std::move(v));
+        return w->owned_floats.back().data();
+      };
+      L.x_proj_smooth_inv = inverse(m + "x_proj.smooth");
+      L.s_u_smooth = scalar(m + "x_proj.input_scale");
+      L.out_proj_smooth_inv = inverse(m + "out_proj.smooth");
+    }
+    L.x_proj = qmat(m + "x_proj");
+    L.s_xdbl = scalar(m + "x_proj.output_scale");
+    L.dt_proj = qmat(m + "dt_proj");
+    L.s_dt = scalar(m + "dt_proj.output_scale");
+    w->owned_floats.push_back(dequant(m + "dt_proj.bias", scalar(m + "dt_proj.bias_scale")));
+    L.dt_bias = w->owned_floats.back().data();
+    std::vector<float> A = dequant(m + "A_log", scalar(m + "A_log_scale"));
+    for (float& a : A) a = -std::exp(a);  // A = -exp(s_A * A_log_q), as the quantized scan does
+    w->owned_floats.push_back(std::move(A));
+    L.A = w->owned_floats.back().data();
+    w->owned_floats.push_back(dequant(m + "D", scalar(m + "D_scale")));
+    L.D = w->owned_floats.back().data();
+    L.s_o = scalar(m + "out_proj.input_scale");
+    L.out_proj = qmat(m + "out_proj");
+  }
   w->store = std::move(store);
   return w;
 }

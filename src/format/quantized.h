@@ -1,0 +1,74 @@
+// The quantized Mamba-1 checkpoint: what `quamba quantize` writes and every command loads.
+// A directory with config.json (unchanged MambaConfig), quantization_config.json (recipe,
+// parameters, calibration provenance, format version), model.safetensors (int8 weights as I8,
+// scales as F32 scalars, float tensors that stay float) and tokenizer.json.
+// Tensor names extend the HF ones: `<linear>.weight` (I8), `<linear>.weight_scale`,
+// `<linear>.input_scale`, `<linear>.output_scale`, ... (see ForEachQuantTensor).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/status.h"
+#include "format/config.h"
+#include "format/tensors.h"
+
+namespace quamba {
+
+// 2 added `lm_head` (an int8 lm_head a version-1 reader cannot load); version-1 files are read
+// as lm_head "keep".
+constexpr int kQuantFormatVersion = 2;
+constexpr int kQuantFormatMinVersion = 1;
+
+struct QuantConfig {
+  std::string recipe;            // quamba | minmax | smoothquant | dynamic
+  bool static_acts = true;       // static per-tensor activation scales (false: per-token dynamic)
+  bool percentile_u = false;     // percentile observer for the SSM input x (= x_proj input)
+  double percentile_alpha = 0.99999;
+  double percentile_sigma = 0.01;  // EMA weight across calibration samples
+  bool hadamard = false;         // rotate the out_proj input, H folded into W_out
+  bool smooth = false;           // SmoothQuant per-channel smoothing
+  double smooth_alpha = 0.5;
+  // Precision of lm_head (and of the embedding table that feeds the first block):
+  //   keep  both as in the source checkpoint (Quamba v1 on an fp32 model: fp32)
+  //   f16   both float16, as the fp16 models Quamba v1 runs (default; halves lm_head's bytes)
+  //   bf16  both bfloat16
+  //   int8  lm_head W8A8 as Quamba2's --quantize_lm_head (spec §3.5): per-tensor int8 weight,
+  //         static per-tensor int8 input (the norm_f output, abs-max calibrated), fp32 logits;
+  //         per-token dynamic input for the dynamic recipe. Embedding float16.
+  std::string lm_head = "f16";
+  // Calibration provenance.
+  std::vector<std::string> calib_files;
+  int64_t calib_samples = 0, calib_len = 0, calib_tokens = 0;
+  std::string source_model;
+
+  std::string ToJson() const;
+  static StatusOr<QuantConfig> FromJson(const std::string& text, const std::string& file);
+  // The settings a recipe name stands for; error for an unknown name.
+  static StatusOr<QuantConfig> ForRecipe(const std::string& recipe);
+};
+
+// OK for an lm_head mode (keep, f16, bf16, int8); else the error "<field>: expected keep, f16,
+// bf16 or int8, found "<mode>"".
+Status CheckLmHeadMode(const std::string& field, const std::string& mode);
+
+// One tensor of a quantized checkpoint: derived from a float TensorSpec (`source`) by its
+// QuantKind and ActScales under a QuantConfig.
+struct QTensorSpec {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;  // {} for a scalar scale
+  bool optional;               // may be absent (a tied lm_head)
+  const TensorSpec* source;    // the float tensor it comes from
+};
+
+// Calls f(const QTensorSpec&) for every tensor of the quantized checkpoint of `c` under `qc`,
+// derived from ForEachTensor(c): the list the quantizer writes and the loader checks.
+// embedding_dtype: the stored embedding (and float lm_head) dtype.
+void ForEachQuantTensor(const MambaConfig& c, const QuantConfig& qc, DType embedding_dtype,
+                        const std::function<void(const QTensorSpec&)>& f);
+
+}  // namespace quamba

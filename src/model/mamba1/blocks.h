@@ -1,0 +1,84 @@
+// The Mamba-1 block implementations (internal to model/mamba1/). Each step of the float forward
+// quotes the upstream line it implements (transformers/models/mamba/modeling_mamba.py
+// MambaMixer.slow_forward, mamba_ssm/modules/mamba_simple.py Mamba.forward / Mamba.step).
+#pragma once
+
+#include "model/mamba1/mamba1.h"
+
+namespace quamba::mamba1 {
+
+// Float scratch and the float conv / scan shared by the float, dynamic and static blocks.
+class BlockBase : public Block {
+ protected:
+  explicit BlockBase(const BlockEnv& env);
+  // xc_ = SiLU(conv1d(xz_[:, :d_inner])) with float weights; float conv states carried.
+  void ConvF32(int layer, const BlockIo& io, const float* w, const float* b);
+  // y_ = selective_scan(u = xc_, delta = dt_, B, C from x_dbl_, z from xz_), float inputs.
+  void ScanF32(int layer, const BlockIo& io, const float* dt_bias, const float* A,
+               const float* D);
+  int64_t n_seq(const BlockIo& io) const { return io.per_row_states ? io.T : 1; }
+  int64_t seq_len(const BlockIo& io) const { return io.per_row_states ? 1 : io.T; }
+
+  const MambaConfig& c_;
+  const ModelWeights& w_;
+  ThreadPool& pool_;
+  const kernels::KernelTable& k_;
+  const kernels::Q8KernelTable& q8_;
+  const int64_t dm_, di_, ds_, R_, n_dbl_;  // d_model, d_inner, d_state, dt_rank, R + 2 ds
+  const float eps_;
+  // Scratch, (max_rows, width) each.
+  float* hn_;     // (T, d_model) normalised mixer input
+  float* xz_;     // (T, 2*d_inner) in_proj output [x | z]
+  float* xc_;     // (T, d_inner) conv + SiLU output = SSM input u
+  float* x_dbl_;  // (T, dt_rank + 2*d_state) x_proj output [dt_low | B | C]
+  float* dt_;     // (T, d_inner) dt_proj output (bias added in the scan)
+  float* y_;      // (T, d_inner) gated scan output
+};
+
+class FloatBlock final : public BlockBase {
+ public:
+  explicit FloatBlock(const BlockEnv& env) : BlockBase(env) {}
+  void Forward(int layer, const BlockIo& io) override;
+
+ private:
+  void MatMul(const float* x, int64_t M, int64_t ldx, const MatrixRef& w, float* y, int64_t ldy);
+};
+
+// Int8 scratch shared by the static and dynamic int8 blocks.
+class Int8BlockBase : public BlockBase {
+ protected:
+  explicit Int8BlockBase(const BlockEnv& env);
+  Int8Gemm& gemm_;
+  int8_t* hn_q_;     // (T, d_model) int8 in_proj input
+  int8_t* xz_q_;     // (T, 2*d_inner) int8 [x | z]
+  int8_t* u_q_;      // (T, d_inner) int8 SSM input u
+  int8_t* u_qs_;     // (T, d_inner) int8 smoothed x_proj input (SmoothQuant)
+  int8_t* x_dbl_q_;  // (T, dt_rank + 2*d_state) int8 [dt_low | B | C]
+  int8_t* dt_q_;     // (T, d_inner) int8 dt
+  int8_t* y_q_;      // (T, d_inner) int8 out_proj input
+  float* row_scale_;  // (T) per-token scales (dynamic recipe)
+};
+
+// Static W8A8 (quamba, minmax, smoothquant) with int8 kernels (Quamba spec §2.3).
+class StaticInt8Block final : public Int8BlockBase {
+ public:
+  StaticInt8Block(const BlockEnv& env, bool smooth, bool hadamard)
+      : Int8BlockBase(env), smooth_(smooth), hadamard_(hadamard) {}
+  void Forward(int layer, const BlockIo& io) override;
+
+ private:
+  const bool smooth_, hadamard_;
+};
+
+// Per-token dynamic W8A8: int8 GEMMs, float conv and scan.
+class DynamicInt8Block final : public Int8BlockBase {
+ public:
+  explicit DynamicInt8Block(const BlockEnv& env) : Int8BlockBase(env) {}
+  void Forward(int layer, const BlockIo& io) override;
+
+ private:
+  // Quantizes rows of x dynamically (per token) into q, scales into row_scale_.
+  void QuantizeRowsDynamic(const float* x, int64_t T, int64_t C, int64_t ldx, int8_t* q);
+};
+
+}  // namespace quamba::mamba1

@@ -1,0 +1,122 @@
+// Float32 Mamba-1 block, and the float conv / scan the int8 blocks share.
+#include "model/mamba1/blocks.h"
+
+namespace quamba::mamba1 {
+
+BlockBase::BlockBase(const BlockEnv& env)
+    : c_(env.c),
+      w_(env.w),
+      pool_(env.pool),
+      k_(env.k),
+      q8_(env.q8),
+      dm_(env.c.d_model),
+      di_(env.c.d_inner),
+      ds_(env.c.d_state),
+      R_(env.c.dt_rank),
+      n_dbl_(env.c.dt_rank + 2 * env.c.d_state),
+      eps_(static_cast<float>(env.c.norm_eps)) {
+  const int64_t rows = env.max_rows;
+  hn_ = env.scratch.Alloc<float>(rows * dm_);
+  xz_ = env.scratch.Alloc<float>(rows * 2 * di_);
+  xc_ = env.scratch.Alloc<float>(rows * di_);
+  x_dbl_ = env.scratch.Alloc<float>(rows * n_dbl_);
+  dt_ = env.scratch.Alloc<float>(rows * di_);
+  y_ = env.scratch.Alloc<float>(rows * di_);
+}
+
+void FloatBlock::MatMul(const float* x, int64_t M, int64_t ldx, const MatrixRef& w, float* y,
+                        int64_t ldy) {
+  const kernels::MatMulFn f = k_.MatMulFor(w.dtype);
+  const int64_t N = w.rows, K = w.cols;
+  // Split output features across threads; 64 keeps slices aligned to any kernel's tile.
+  pool_.ParallelRange(N, 64, [&](int64_t b, int64_t e) { f(x, M, K, ldx, w.data, b, e, y, ldy); });
+}
+
+// One Mamba block on rows [0, T).
+void FloatBlock::Forward(int layer, const BlockIo& io) {
+  const LayerWeights& L = w_.layers[layer];
+  const int64_t T = io.T, dm = dm_, di = di_;
+
+  // residual = hidden_states + residual; hidden_states = self.norm(residual)   (Block, fused)
+  // The first layer starts the residual stream from the embedding (copied in by the runtime).
+  const float* add = layer == 0 ? nullptr : io.h;
+  if (T == 1) {
+    k_.add_rms_norm(io.residual, add, L.norm, dm, eps_, hn_);
+  } else {
+    pool_.ParallelRange(T, 1, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t)
+        k_.add_rms_norm(io.residual + t * dm, add ? add + t * dm : nullptr, L.norm, dm, eps_,
+                        hn_ + t * dm);
+    });
+  }
+  ActivationObserver* obs = io.per_row_states ? nullptr : io.observer;
+  auto tap = [&](Tap p, const float* x, int64_t cols) {
+    if (obs != nullptr) obs->Observe(layer, static_cast<int>(p), x, T, cols, cols);
+  };
+  tap(Tap::kInProjIn, hn_, dm);
+
+  // xz = self.in_proj(hidden_states)            xz_: (T, 2*d_inner) = [x | z]
+  MatMul(hn_, T, dm, L.in_proj, xz_, 2 * di);
+  tap(Tap::kInProjOut, xz_, 2 * di);
+
+  // x = self.act(self.conv1d(x)[..., :seqlen])  xc_: (T, d_inner); conv_state carried
+  ConvF32(layer, io, L.conv_w, L.conv_b);
+  tap(Tap::kXProjIn, xc_, di);
+
+  // x_dbl = self.x_proj(x); dt, B, C = torch.split(x_dbl, [dt_rank, d_state, d_state], dim=-1)
+  MatMul(xc_, T, di, L.x_proj, x_dbl_, n_dbl_);
+  tap(Tap::kXProjOut, x_dbl_, n_dbl_);
+  // dt = self.dt_proj.weight @ dt.t()           (bias is added inside the scan, as upstream)
+  MatMul(x_dbl_, T, n_dbl_, L.dt_proj, dt_, di);
+  tap(Tap::kDtProjOut, dt_, di);
+
+  // y = selective_scan_fn(x, dt, A, B, C, D, z, delta_bias=dt_proj.bias, delta_softplus=True)
+  ScanF32(layer, io, L.dt_bias, L.A, L.D);
+  tap(Tap::kOutProjIn, y_, di);
+
+  // out = self.out_proj(y)                      h: (T, d_model)
+  MatMul(y_, T, di, L.out_proj, io.h, dm);
+  tap(Tap::kOutProjOut, io.h, dm);
+}
+
+void BlockBase::ConvF32(int layer, const BlockIo& io, const float* w, const float* b) {
+  const int64_t di = di_;
+  pool_.ParallelRange(di, 16, [&](int64_t cb, int64_t ce) {
+    for (int64_t s = 0; s < n_seq(io); ++s)
+      k_.causal_conv1d_silu(xz_ + s * 2 * di, seq_len(io), di, 2 * di, w, b,
+                            static_cast<int>(c_.d_conv),
+                            io.states[s]->Get<float>(layer, kConvState), xc_ + s * di, di, cb,
+                            ce);
+  });
+}
+
+void BlockBase::ScanF32(int layer, const BlockIo& io, const float* dt_bias, const float* A,
+                        const float* D) {
+  const int64_t di = di_, ds = ds_, R = R_, n_dbl = n_dbl_;
+  pool_.ParallelRange(di, 16, [&](int64_t cb, int64_t ce) {
+    kernels::ScanArgs a;
+    a.d_inner = di;
+    a.d_state = ds;
+    a.ldu = di;
+    a.ld_delta = di;
+    a.delta_bias = dt_bias;
+    a.A = A;
+    a.ld_bc = n_dbl;
+    a.D = D;
+    a.ldz = 2 * di;
+    a.ldy = di;
+    a.L = seq_len(io);
+    for (int64_t s = 0; s < n_seq(io); ++s) {
+      a.u = xc_ + s * di;
+      a.delta = dt_ + s * di;
+      a.B = x_dbl_ + s * n_dbl + R;
+      a.C = x_dbl_ + s * n_dbl + R + ds;
+      a.z = xz_ + s * 2 * di + di;
+      a.state = io.states[s]->Get<float>(layer, kSsmState);
+      a.y = y_ + s * di;
+      k_.selective_scan(a, cb, ce);
+    }
+  });
+}
+
+}  // namespace quamba::mamba1

@@ -1,0 +1,87 @@
+// Mamba-1 weights as the blocks use them: views into the mapped checkpoint (matrices in their
+// stored dtype) plus small owned float tensors (converted or derived at load). Bound from a
+// checked TensorStore by walking the format's tensor lists (format/tensors.h for float
+// checkpoints, format/quantized.h for quantized ones).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/status.h"
+#include "format/config.h"
+#include "format/quantized.h"
+#include "io/safetensors.h"
+#include "model/matrix.h"
+
+namespace quamba {
+
+// Float Mamba-1 layer.
+struct LayerWeights {
+  const float* norm = nullptr;     // (d_model)
+  MatrixRef in_proj;               // (2*d_inner, d_model)
+  const float* conv_w = nullptr;   // (d_conv, d_inner): transposed from (d_inner, 1, d_conv)
+  const float* conv_b = nullptr;   // (d_inner); zeros when the model has no conv bias
+  MatrixRef x_proj;                // (dt_rank + 2*d_state, d_inner)
+  MatrixRef dt_proj;               // (d_inner, dt_rank)
+  const float* dt_bias = nullptr;  // (d_inner)
+  const float* A = nullptr;        // (d_inner, d_state) = -exp(A_log), computed at load in fp32
+  const float* D = nullptr;        // (d_inner)
+  MatrixRef out_proj;              // (d_model, d_inner)
+};
+
+// Per-layer int8 weights and static activation scales (spec §2.3 numbering in brackets).
+struct QLayerWeights {
+  const float* norm = nullptr;        // (d_model); SmoothQuant: divided by the in_proj smoothing
+  float s_in = 0;                     // [1] in_proj input scale
+  QMatrix in_proj;                    // [2] (2*d_inner, d_model)
+  float s_xz = 0;                     // [3][11] in_proj output scale, shared by x and z
+  const int8_t* conv_w = nullptr;     // [4] (d_conv, d_inner), transposed from (d_inner, 1, d_conv)
+  float s_conv_w = 0;
+  const int8_t* conv_b = nullptr;     // [4] (d_inner)
+  float s_conv_b = 0;
+  const float* conv_w_f = nullptr;    // (d_conv, d_inner) dequantised (dynamic recipe, simulation)
+  const float* conv_b_f = nullptr;    // (d_inner) dequantised
+  float s_u = 0;                      // [5] conv+SiLU output = SSM input u = x_proj input
+  const float* x_proj_smooth_inv = nullptr;  // (d_inner) SmoothQuant: 1/s, x_proj input * this
+  float s_u_smooth = 0;               // scale of u / x_proj_smooth (SmoothQuant only)
+  QMatrix x_proj;                     // [6] (dt_rank + 2*d_state, d_inner)
+  float s_xdbl = 0;                   // [7] x_proj output scale (dt_low, B, C)
+  QMatrix dt_proj;                    // [8] (d_inner, dt_rank)
+  float s_dt = 0;                     // [9] dt_proj output scale
+  const float* dt_bias = nullptr;     // [10] (d_inner), dequantised from int8
+  const float* A = nullptr;           // [10] (d_inner, d_state) = -exp(dequantised int8 A_log)
+  const float* D = nullptr;           // [10] (d_inner), dequantised from int8
+  const float* out_proj_smooth_inv = nullptr;  // (d_inner) SmoothQuant: 1/s, y * this
+  float s_o = 0;                      // [13] out_proj input scale (after the Hadamard rotation)
+  QMatrix out_proj;                   // [14] (d_model, d_inner) = quant(W_out H^T)
+};
+
+// Weights of the whole model, float or quantized (one of `layers` / `qlayers` is filled).
+struct ModelWeights {
+  MatrixRef embedding;            // (vocab, d_model), float
+  MatrixRef lm_head;              // (vocab, d_model) float head; == embedding when tied
+  QMatrix lm_head_q;              // int8 head (quantized models with lm_head "int8")
+  float s_lm_head_in = 0;         // its static input scale (static recipes)
+  const float* norm_f = nullptr;  // (d_model)
+  std::vector<LayerWeights> layers;    // float models
+  std::vector<QLayerWeights> qlayers;  // quantized models
+  uint64_t file_bytes = 0;  // bytes of the tensors the model uses, as stored
+
+  std::unique_ptr<TensorStore> store;            // keeps the mapping alive
+  std::vector<std::vector<float>> owned_floats;  // converted / derived small tensors
+  std::vector<std::vector<int8_t>> owned_int8;
+  std::vector<std::unique_ptr<uint8_t[]>> owned_bytes;  // realigned matrices (rare)
+};
+
+// Binds every tensor of a float checkpoint to `c`, checking presence, dtype (F32/F16/BF16) and
+// shape. Accepts mamba_ssm names (backbone.embedding.weight) as well as HF ones.
+StatusOr<std::unique_ptr<ModelWeights>> BindFloatWeights(const MambaConfig& c,
+                                                         std::unique_ptr<TensorStore> store);
+// Binds a quantized checkpoint (format/quantized.h) under `qc`; every tensor is checked first.
+StatusOr<std::unique_ptr<ModelWeights>> BindQuantizedWeights(const MambaConfig& c,
+                                                             const QuantConfig& qc,
+                                                             std::unique_ptr<TensorStore> store);
+
+}  // namespace quamba

@@ -1,0 +1,128 @@
+#include "model/model.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+
+#include "core/clock.h"
+#include "io/mapped_file.h"
+
+namespace quamba {
+
+StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir) {
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    return Status::Error(StrFormat("%s: expected a model directory (config.json, "
+                                   "model.safetensors, tokenizer.json), found %s", dir.c_str(),
+                                   ::stat(dir.c_str(), &st) != 0 ? "nothing" : "a file"));
+  std::unique_ptr<Model> m(new Model());
+  m->dir_ = dir;
+  QM_ASSIGN_OR_RETURN(m->config_, MambaConfig::Load(dir + "/config.json"));
+  QM_ASSIGN_OR_RETURN(std::unique_ptr<TensorStore> store, TensorStore::Open(dir));
+  // Binding errors name tensors; prefix the directory unless they already name a file.
+  auto with_dir = [&](const Status& s) {
+    return Status::Error(s.message().rfind(dir, 0) == 0 ? s.message() : dir + ": " + s.message());
+  };
+  const MambaConfig& c = m->config_;
+  const std::string qpath = dir + "/quantization_config.json";
+  mamba1::BlockKind kind = mamba1::BlockKind::kFloat;
+  if (::stat(qpath.c_str(), &st) == 0) {
+    QM_ASSIGN_OR_RETURN(std::string qtext, ReadFileToString(qpath));
+    QM_ASSIGN_OR_RETURN(QuantConfig qc, QuantConfig::FromJson(qtext, qpath));
+    auto bound = BindQuantizedWeights(c, qc, std::move(store));
+    if (!bound.ok()) return with_dir(bound.status());
+    m->weights_ = std::move(bound).value();
+    kind = qc.static_acts ? mamba1::BlockKind::kStaticInt8 : mamba1::BlockKind::kDynamicInt8;
+    m->qc_ = std::move(qc);
+  } else {
+    auto bound = BindFloatWeights(c, std::move(store));
+    if (!bound.ok()) return with_dir(bound.status());
+    m->weights_ = std::move(bound).value();
+  }
+  m->layer_kinds_.assign(c.n_layer, kind);
+  for (int l = 0; l < c.n_layer; ++l)
+    m->state_layout_.AddLayer(mamba1::StateBuffers(m->layer_kinds_[l], c));
+  if (::stat((dir + "/tokenizer.json").c_str(), &st) == 0) {
+    QM_ASSIGN_OR_RETURN(Tokenizer tok, Tokenizer::Load(dir + "/tokenizer.json"));
+    if (tok.vocab_size() > c.vocab_size)
+      return Status::Error(StrFormat("%s/tokenizer.json: vocabulary: expected at most %lld ids "
+                                     "(config vocab_size), found %d", dir.c_str(),
+                                     (long long)c.vocab_size, tok.vocab_size()));
+    m->tokenizer_ = std::make_unique<Tokenizer>(std::move(tok));
+  }
+  return m;
+}
+
+const QuantConfig& Model::quant_config() const {
+  QM_CHECK(qc_.has_value(), "quant_config() on a float model");
+  return *qc_;
+}
+
+bool Model::embedding_is_lm_head() const {
+  const MatrixRef& head = weights_->lm_head;
+  return head.data != nullptr && head.data == weights_->embedding.data;
+}
+
+uint64_t Model::DecodeWeightBytes() const {
+  const MatrixRef& emb = weights_->embedding;
+  const uint64_t emb_bytes = static_cast<uint64_t>(emb.rows * emb.cols) * DTypeSize(emb.dtype);
+  return file_bytes() - (embedding_is_lm_head() ? 0 : emb_bytes);
+}
+
+std::vector<std::span<const uint8_t>> Model::DecodeWeightSpans() const {
+  const void* table = weights_->embedding.data;
+  const bool skip_emb = !embedding_is_lm_head();
+  std::vector<std::span<const uint8_t>> spans;
+  uint64_t left = DecodeWeightBytes();
+  for (const auto& [name, t] : store().tensors()) {
+    if (left == 0) break;
+    if (skip_emb && t.data == table) continue;
+    const uint64_t n = std::min<uint64_t>(left, t.nbytes);
+    spans.emplace_back(t.data, n);
+    left -= n;
+  }
+  return spans;
+}
+
+std::string Model::recipe() const { return quantized() ? qc_->recipe : "fp"; }
+
+std::string Model::weight_type() const {
+  if (quantized()) {
+    const std::string head = qc_->lm_head == "int8" ? "I8" : DTypeName(weights_->lm_head.dtype);
+    return std::string("I8 (") + (qc_->static_acts ? "W8A8 static" : "W8A8 dynamic") +
+           ", lm_head " + head + ")";
+  }
+  return DTypeName(weights_->layers.empty() ? weights_->embedding.dtype
+                                            : weights_->layers[0].in_proj.dtype);
+}
+
+double ReadDecodeBytesGBps(const Model& model, ThreadPool& pool, const kernels::KernelTable& k,
+                           int passes) {
+  const std::vector<std::span<const uint8_t>> spans = model.DecodeWeightSpans();
+  uint64_t total = 0;
+  for (const auto& s : spans) total += s.size();
+  if (total == 0) return 0;
+  std::vector<uint64_t> sink(pool.size());
+  double best = 0;
+  for (int p = 0; p < passes; ++p) {
+    const double t0 = NowSeconds();
+    pool.Run([&](int tid, int nt) {
+      const uint64_t b = total * tid / nt, e = total * (tid + 1) / nt;
+      uint64_t off = 0, acc = 0;
+      for (const auto& s : spans) {  // the part of [b, e) inside this span
+        const uint64_t lo = std::max(b, off), hi = std::min<uint64_t>(e, off + s.size());
+        if (lo < hi) acc += k.sum_u64(s.data() + (lo - off), static_cast<int64_t>(hi - lo));
+        off += s.size();
+      }
+      sink[tid] += acc;
+    });
+    const double dt = NowSeconds() - t0;
+    best = std::max(best, static_cast<double>(total) / dt * 1e-9);
+  }
+  volatile uint64_t keep = 0;
+  for (uint64_t v : sink) keep = keep + v;
+  (void)keep;
+  return best;
+}
+
+}  // namespace quamba

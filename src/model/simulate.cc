@@ -1,0 +1,54 @@
+#include "model/simulate.h"
+
+#include "core/check.h"
+
+namespace quamba {
+
+SimulatedInt8Gemm::SimulatedInt8Gemm(ThreadPool& pool, const kernels::KernelTable& k,
+                                     const kernels::Q8KernelTable& q8,
+                                     const std::vector<QMatrix>& matrices, int64_t max_rows,
+                                     int64_t max_k, int64_t max_n_int8_out)
+    : pool_(pool), k_(k), q8_(q8), x_(max_rows * max_k), acc_(max_rows * max_n_int8_out) {
+  for (const QMatrix& m : matrices) {
+    if (m.q == nullptr) continue;
+    std::vector<float>& v = grid_[m.q];
+    v.resize(m.rows * m.cols);
+    for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(m.q[i]);
+  }
+}
+
+void SimulatedInt8Gemm::Run(const int8_t* x, int64_t M, int64_t K, int64_t ldx, const QMatrix& w,
+                            const float* a, int64_t a_stride, float b, int8_t* y8, float* yf,
+                            int64_t ldy) {
+  auto it = grid_.find(w.q);
+  QM_CHECK(it != grid_.end(), "no float copy of a %lld x %lld weight", (long long)w.rows,
+           (long long)w.cols);
+  const float* wf = it->second.data();
+  const int64_t N = w.rows;
+  QM_CHECK(M * K <= static_cast<int64_t>(x_.size()), "simulation x scratch too small");
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < K; ++k) x_[m * K + k] = static_cast<float>(x[m * ldx + k]);
+  // acc: straight into yf (fp32 output), else into the scratch.
+  float* acc = yf;
+  int64_t ld_acc = ldy;
+  if (y8 != nullptr) {
+    QM_CHECK(M * N <= static_cast<int64_t>(acc_.size()), "simulation acc scratch too small");
+    acc = acc_.data();
+    ld_acc = N;
+  }
+  pool_.ParallelRange(N, 64, [&](int64_t nb, int64_t ne) {
+    k_.matmul_f32(x_.data(), M, K, K, wf, nb, ne, acc, ld_acc);
+    for (int64_t m = 0; m < M; ++m) {
+      const float scale = a[m * a_stride] * b;
+      if (y8 != nullptr) {
+        // The kernels' own quantize op: RoundS8(fl(acc * scale)), the ToS8 epilogue's rounding.
+        q8_.quantize_f32_s8(acc + m * ld_acc + nb, 1, ne - nb, ld_acc, scale, nullptr,
+                            y8 + m * ldy + nb, ldy);
+      } else {
+        for (int64_t n = nb; n < ne; ++n) yf[m * ldy + n] = acc[m * ld_acc + n] * scale;
+      }
+    }
+  });
+}
+
+}  // namespace quamba
