@@ -90,6 +90,22 @@ StatusOr<QuantConfig> QuantConfig::FromJson(const std::string& text, const std::
     *v = j[k].get<double>();
     return Status::Ok();
   };
+  // Ablations of a recipe (quamba --no-hadamard / --no-clip) switch these off; files always
+  // record them, and a switch may only turn off what the recipe has.
+  auto ablate = [&](const char* k, bool* v) -> Status {
+    if (!j.contains(k)) return Status::Ok();
+    if (!j[k].is_boolean())
+      return Status::Error(StrFormat("%s: %s: expected true or false, found %s", fn, k,
+                                     j[k].is_string() ? "a string" : "another type"));
+    const bool b = j[k].get<bool>();
+    if (b && !*v)
+      return Status::Error(StrFormat("%s: %s: expected false for recipe %s, found true", fn, k,
+                                     c.recipe.c_str()));
+    *v = b;
+    return Status::Ok();
+  };
+  QM_RETURN_IF_ERROR(ablate("hadamard_out_proj", &c.hadamard));
+  QM_RETURN_IF_ERROR(ablate("percentile_u", &c.percentile_u));
   QM_RETURN_IF_ERROR(num("percentile_alpha", &c.percentile_alpha));
   QM_RETURN_IF_ERROR(num("percentile_sigma", &c.percentile_sigma));
   QM_RETURN_IF_ERROR(num("smoothquant_alpha", &c.smooth_alpha));

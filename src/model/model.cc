@@ -89,8 +89,11 @@ std::string Model::recipe() const { return quantized() ? qc_->recipe : "fp"; }
 std::string Model::weight_type() const {
   if (quantized()) {
     const std::string head = qc_->lm_head == "int8" ? "I8" : DTypeName(weights_->lm_head.dtype);
+    std::string ablations;
+    if (qc_->recipe == "quamba" && !qc_->hadamard) ablations += ", no Hadamard";
+    if (qc_->recipe == "quamba" && !qc_->percentile_u) ablations += ", no clip";
     return std::string("I8 (") + (qc_->static_acts ? "W8A8 static" : "W8A8 dynamic") +
-           ", lm_head " + head + ")";
+           ablations + ", lm_head " + head + ")";
   }
   return DTypeName(weights_->layers.empty() ? weights_->embedding.dtype
                                             : weights_->layers[0].in_proj.dtype);

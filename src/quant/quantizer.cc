@@ -173,6 +173,12 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
                                    "calibration text), found no such file", model.dir().c_str()));
   QM_ASSIGN_OR_RETURN(QuantConfig qc, QuantConfig::ForRecipe(opt.recipe));
   qc.percentile_alpha = opt.percentile_alpha;
+  if ((opt.no_hadamard || opt.no_clip) && opt.recipe != "quamba")
+    return Status::Error(StrFormat("--no-hadamard/--no-clip: expected recipe quamba (the "
+                                   "switches ablate its parts), found \"%s\"",
+                                   opt.recipe.c_str()));
+  if (opt.no_hadamard) qc.hadamard = false;
+  if (opt.no_clip) qc.percentile_u = false;
   QM_RETURN_IF_ERROR(CheckLmHeadMode("--lm-head", opt.lm_head));
   qc.lm_head = opt.lm_head;
   qc.source_model = model.dir();

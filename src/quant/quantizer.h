@@ -22,6 +22,10 @@ struct QuantizeOptions {
   // Kernels for calibration and the Hadamard fold; null: kernels::DefaultKernels().
   const kernels::KernelTable* kernels = nullptr;
   double percentile_alpha = 0.99999;
+  // Ablations of the quamba recipe (the paper's ablation table): no out_proj-input Hadamard
+  // rotation; abs-max instead of the percentile clip for the SSM input x.
+  bool no_hadamard = false;
+  bool no_clip = false;
   std::string lm_head = "f16";  // keep | f16 | bf16 | int8 (QuantConfig::lm_head)
   bool force = false;  // replace an existing output directory
   bool progress = true;

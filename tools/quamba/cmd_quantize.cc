@@ -24,6 +24,10 @@ int CmdQuantize(int argc, char** argv) {
   flags.Add("--calib-len", &opt.calib_len, "tokens per sample (default 512)", 2, 1 << 16);
   flags.Add("--percentile", &opt.percentile_alpha, "percentile of |x| for the SSM input scale "
             "(quamba; default 0.99999)", 0.5, 1.0);
+  flags.AddBool("--no-hadamard", &opt.no_hadamard, "ablation (quamba): no Hadamard rotation "
+                "of the out_proj input");
+  flags.AddBool("--no-clip", &opt.no_clip, "ablation (quamba): abs-max instead of the "
+                "percentile clip for the SSM input x");
   flags.Add("--lm-head", &opt.lm_head, "embedding + lm_head precision: f16 (default, as "
             "Quamba v1's fp16 models), bf16, keep (as the source), int8 (lm_head W8A8, Quamba2)");
   flags.Add("-t,--threads", &opt.threads, "threads (default: all cores)", 1, 1024);
@@ -37,6 +41,9 @@ int CmdQuantize(int argc, char** argv) {
   opt.progress = !quiet;
   if (Status s = CheckLmHeadMode("quantize --lm-head", opt.lm_head); !s.ok())
     return UsageError(s);
+  if ((opt.no_hadamard || opt.no_clip) && opt.recipe != "quamba")
+    return UsageError(Status::Error(StrFormat("quantize --no-hadamard/--no-clip: expected "
+                                              "--recipe quamba, found %s", opt.recipe.c_str())));
   if (opt.recipe != "dynamic" && opt.calib_files.empty())
     return UsageError(Status::Error(StrFormat("quantize --calib: expected calibration text for "
                                               "recipe %s, found none", opt.recipe.c_str())));
