@@ -5,7 +5,8 @@ set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 PKGS=(g++ cmake ninja-build git pkg-config libgtest-dev libgmock-dev libbenchmark-dev
-      nlohmann-json3-dev libutf8proc-dev libbz2-dev)
+      nlohmann-json3-dev libutf8proc-dev libbz2-dev
+      python3 bible-kjv-text fortunes dict-gcide)  # the last three: the reference corpus
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

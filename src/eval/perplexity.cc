@@ -96,11 +96,13 @@ StatusOr<PerplexityResult> EvaluatePerplexity(EvalModel m, EvalModel r,
                   (long long)ctx, (long long)n_tok));
   const int64_t vocab = engine->vocab_size();
   QM_CHECK(ref == nullptr || ref->vocab_size() == vocab, "reference vocab differs");
-  int64_t windows = n_tok / ctx;
+  const int64_t stride = opts.stride > 0 ? opts.stride : ctx;
+  int64_t windows = (n_tok - ctx) / stride + 1;
   if (opts.max_windows > 0) windows = std::min(windows, opts.max_windows);
 
   PerplexityResult res;
   res.ctx = ctx;
+  res.stride = stride;
   res.windows = windows;
   res.has_ref = ref != nullptr;
   ThreadPool pool(engine->n_threads());
@@ -111,7 +113,7 @@ StatusOr<PerplexityResult> EvaluatePerplexity(EvalModel m, EvalModel r,
   double nll_sum = 0, nll_sq = 0, ref_nll_sum = 0, kld_sum = 0, kld_sq = 0;
   int64_t same = 0, count = 0;
   for (int64_t w = 0; w < windows; ++w) {
-    const std::span<const int32_t> win = tokens.subspan(w * ctx, ctx);
+    const std::span<const int32_t> win = tokens.subspan(w * stride, ctx);
     SequenceState s = m.model->NewState();
     SequenceState rs = ref ? r.model->NewState() : SequenceState{};
     // Feed tokens [0, ctx-1): the logits at position j predict win[j + 1].

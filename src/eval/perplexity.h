@@ -1,5 +1,6 @@
 // Perplexity over non-overlapping windows, as Quamba's ppl_eval.py (after GPTQ/Atom): the token
-// stream is cut into floor(N / ctx) windows of ctx tokens (the partial last window is dropped),
+// stream is cut into floor(N / ctx) windows of ctx tokens (the partial last window is dropped;
+// with a stride, floor((N - ctx) / stride) + 1 windows starting every stride tokens),
 // each window starts from a fresh state, and every token but the window's first is predicted.
 // ppl = exp(mean NLL over all predicted tokens) — the same number as Quamba's
 // exp(sum(window_mean_loss * ctx) / (windows * ctx)), since all windows are equally long.
@@ -22,11 +23,16 @@ namespace quamba {
 
 struct PerplexityOptions {
   int64_t ctx = 2048;
+  // A window starts every `stride` tokens (0: ctx, non-overlapping windows); each scores its
+  // ctx - 1 predictions from a fresh state. stride = ctx - 1 scores every token after the first
+  // exactly once, as the reference model's training script does (ctx 257, stride 256).
+  int64_t stride = 0;
   int64_t max_windows = 0;  // 0 = all windows
 };
 
 struct PerplexityResult {
   int64_t ctx = 0;
+  int64_t stride = 0;
   int64_t windows = 0;
   int64_t tokens = 0;     // predicted tokens: windows * (ctx - 1)
   double nll = 0;         // mean negative log-likelihood, nats per token

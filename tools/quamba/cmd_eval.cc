@@ -66,7 +66,7 @@ std::string Pm(double x) { return std::isfinite(x) ? StrFormat("± %.4f", x) : s
 
 int CmdEval(int argc, char** argv) {
   std::string model_dir, ppl_file, ppl_format = "auto", ref_dir, tasks_arg, data_dir;
-  int64_t ctx = 2048, limit = 0, batch = 0, max_length = 2048;
+  int64_t ctx = 2048, stride = 0, limit = 0, batch = 0, max_length = 2048;
   int threads = DefaultThreadCount();
   bool json = false, no_fork = false, simulate = false;
   Flags flags("eval", "-m DIR [--ppl FILE] [--tasks LIST --data DIR] [options]");
@@ -76,6 +76,9 @@ int CmdEval(int argc, char** argv) {
             "auto | wikitext | raw (default auto: wikitext for wiki.*.raw, i.e. lines as HF "
             "rows joined with \"\\n\\n\", Quamba's protocol)");
   flags.Add("-c,--ctx", &ctx, "perplexity window in tokens (default 2048)", 2, 1 << 20);
+  flags.Add("--ppl-stride", &stride, "start a perplexity window every N tokens (default: ctx, "
+            "non-overlapping; ctx - 1 scores each token once, as the reference model's training "
+            "script: -c 257 --ppl-stride 256)", 1, 1 << 20);
   flags.Add("--kld-ref", &ref_dir, "reference model for KL divergence on the perplexity windows");
   flags.Add("--tasks", &tasks_arg,
             "comma-separated: lambada_openai, hellaswag, piqa, arc_easy, arc_challenge, "
@@ -199,6 +202,7 @@ int CmdEval(int argc, char** argv) {
                  NowSeconds() - t0);
     PerplexityOptions po;
     po.ctx = ctx;
+    po.stride = stride;
     po.max_windows = limit;
     std::unique_ptr<Progress> bar;
     const double t1 = NowSeconds();
@@ -213,6 +217,8 @@ int CmdEval(int argc, char** argv) {
     out["tokens"] = p.tokens;
     out["windows"] = p.windows;
     out["ctx"] = p.ctx;
+    out["ppl_stride"] = p.stride;
+    out["nll"] = p.nll;
     out["ppl_file"] = ppl_file;
     out["ppl_format"] = wikitext_rows ? "wikitext" : "raw";
     out["ppl_seconds"] = secs;
