@@ -5,16 +5,16 @@
 #include <cmath>
 #include <filesystem>
 #include <functional>
-#include <nlohmann/json.hpp>
 
 #include "eval/bzip2.h"
 #include "eval/pystr.h"
+#include "io/json_util.h"
 #include "io/mapped_file.h"
 
 namespace quamba {
 namespace {
 
-using nlohmann::json;
+using json = Json;
 
 // ---- reading files -----------------------------------------------------------------------
 
@@ -64,12 +64,12 @@ Status ForEachJsonl(const std::string& path, std::string_view text, int64_t limi
     ++line_no;
     if (pystr::Strip(line).empty()) continue;
     if (limit > 0 && records >= limit) break;
-    const json obj = json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (obj.is_discarded() || !obj.is_object())
-      return Status::Error(StrFormat(
-          "%s: line %lld: expected a JSON object, found %s", path.c_str(), (long long)line_no,
-          obj.is_discarded() ? ("malformed JSON " + Quote(line)).c_str() : Found(obj).c_str()));
-    QM_RETURN_IF_ERROR(fn(line_no, obj));
+    auto obj = ParseJson(line, StrFormat("%s: line %lld", path.c_str(), (long long)line_no));
+    if (!obj.ok()) return obj.status();
+    if (!obj->is_object())
+      return Status::Error(StrFormat("%s: line %lld: expected a JSON object, found %s",
+                                     path.c_str(), (long long)line_no, Found(*obj).c_str()));
+    QM_RETURN_IF_ERROR(fn(line_no, *obj));
     ++records;
   }
   return Status::Ok();

@@ -1,13 +1,12 @@
 #include "model/config.h"
 
-#include <nlohmann/json.hpp>
-
+#include "io/json_util.h"
 #include "io/mapped_file.h"
 
 namespace quamba {
 namespace {
 
-using json = nlohmann::json;
+using json = Json;
 
 // Reads an integer field; `found` is set when present.
 Status GetInt(const json& j, const char* key, const std::string& file, int64_t* out,
@@ -17,7 +16,7 @@ Status GetInt(const json& j, const char* key, const std::string& file, int64_t* 
   const json& v = j[key];
   if (!v.is_number_integer())
     return Status::Error(StrFormat("%s: %s: expected an integer, found %s", file.c_str(), key,
-                                   v.dump().c_str()));
+                                   DescribeJson(v).c_str()));
   const int64_t x = v.get<int64_t>();
   if (x < min_value || x > (int64_t{1} << 24))
     return Status::Error(StrFormat("%s: %s: expected an integer in [%lld, %lld], found %lld",
@@ -32,7 +31,7 @@ Status GetBool(const json& j, const char* key, const std::string& file, bool* ou
   if (!j.contains(key) || j[key].is_null()) return Status::Ok();
   if (!j[key].is_boolean())
     return Status::Error(StrFormat("%s: %s: expected true or false, found %s", file.c_str(), key,
-                                   j[key].dump().c_str()));
+                                   DescribeJson(j[key]).c_str()));
   *out = j[key].get<bool>();
   return Status::Ok();
 }
@@ -41,9 +40,10 @@ Status GetBool(const json& j, const char* key, const std::string& file, bool* ou
 
 StatusOr<MambaConfig> MambaConfig::FromJson(const std::string& text, const std::string& file) {
   const char* fn = file.c_str();
-  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object())
-    return Status::Error(StrFormat("%s: expected a JSON object, found malformed JSON", fn));
+  QM_ASSIGN_OR_RETURN(json j, ParseJson(text, file));
+  if (!j.is_object())
+    return Status::Error(StrFormat("%s: expected a JSON object, found %s", fn,
+                                   DescribeJson(j).c_str()));
   MambaConfig c;
   bool f = false;
   // Mamba-2 is recognised so the message says what is missing rather than a shape mismatch.
@@ -57,7 +57,7 @@ StatusOr<MambaConfig> MambaConfig::FromJson(const std::string& text, const std::
   if (j.contains("ssm_cfg") && j["ssm_cfg"].is_object() && j["ssm_cfg"].contains("layer") &&
       j["ssm_cfg"]["layer"] != "Mamba1")
     return Status::Error(StrFormat("%s: ssm_cfg.layer: expected \"Mamba1\", found %s", fn,
-                                   j["ssm_cfg"]["layer"].dump().c_str()));
+                                   DescribeJson(j["ssm_cfg"]["layer"]).c_str()));
 
   if (j.contains("hidden_size")) {  // transformers MambaConfig
     c.dialect = "hf";
@@ -74,7 +74,7 @@ StatusOr<MambaConfig> MambaConfig::FromJson(const std::string& text, const std::
     if (j.contains("time_step_rank") && j["time_step_rank"].is_string()) {
       if (j["time_step_rank"] != "auto")
         return Status::Error(StrFormat("%s: time_step_rank: expected an integer or \"auto\", "
-                                       "found %s", fn, j["time_step_rank"].dump().c_str()));
+                                       "found %s", fn, DescribeJson(j["time_step_rank"]).c_str()));
     } else {
       QM_RETURN_IF_ERROR(GetInt(j, "time_step_rank", file, &c.dt_rank, &f, 1));
     }
@@ -83,7 +83,7 @@ StatusOr<MambaConfig> MambaConfig::FromJson(const std::string& text, const std::
     if (j.contains("layer_norm_epsilon")) {
       if (!j["layer_norm_epsilon"].is_number())
         return Status::Error(StrFormat("%s: layer_norm_epsilon: expected a number, found %s", fn,
-                                       j["layer_norm_epsilon"].dump().c_str()));
+                                       DescribeJson(j["layer_norm_epsilon"]).c_str()));
       c.norm_eps = j["layer_norm_epsilon"].get<double>();
     }
     QM_RETURN_IF_ERROR(GetBool(j, "use_bias", file, &c.use_bias));
@@ -111,7 +111,7 @@ StatusOr<MambaConfig> MambaConfig::FromJson(const std::string& text, const std::
     QM_RETURN_IF_ERROR(GetBool(j, "tie_embeddings", file, &c.tie_embeddings));
     if (j.contains("d_intermediate") && j["d_intermediate"] != 0)
       return Status::Error(StrFormat("%s: d_intermediate: expected 0 (no MLP), found %s", fn,
-                                     j["d_intermediate"].dump().c_str()));
+                                     DescribeJson(j["d_intermediate"]).c_str()));
     if (j.contains("ssm_cfg") && j["ssm_cfg"].is_object()) {
       const json& s = j["ssm_cfg"];
       const std::string sf = file + ": ssm_cfg";

@@ -1,7 +1,6 @@
 #include "quant/calib_data.h"
 
-#include <nlohmann/json.hpp>
-
+#include "io/json_util.h"
 #include "io/mapped_file.h"
 
 namespace quamba {
@@ -26,12 +25,12 @@ StatusOr<std::vector<std::vector<int32_t>>> LoadCalibrationSamples(
         const std::string_view line(text.data() + pos, end - pos);
         pos = end + 1;
         if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-        nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-        if (j.is_discarded() || !j.is_object() || !j.contains("text") || !j["text"].is_string())
-          return Status::Error(StrFormat("%s:%lld: expected a JSON object with a \"text\" "
-                                         "string, found %s", f.c_str(), (long long)line_no,
-                                         j.is_discarded() ? "malformed JSON" : "no text field"));
-        std::vector<int32_t> ids = tok.Encode(j["text"].get<std::string>());
+        const std::string where = StrFormat("%s:%lld", f.c_str(), (long long)line_no);
+        QM_ASSIGN_OR_RETURN(const Json j, ParseJson(line, where));
+        QM_ASSIGN_OR_RETURN(const JsonObject o, JsonObject::Of(j, where, ""));
+        std::string doc;
+        QM_RETURN_IF_ERROR(o.String("text", &doc));
+        std::vector<int32_t> ids = tok.Encode(doc);
         if (ids.size() < 2) continue;
         if ((int64_t)ids.size() > calib_len) ids.resize(calib_len);
         samples.push_back(std::move(ids));

@@ -273,7 +273,45 @@ TEST_F(LoaderTest, HeaderThatLies) {
   std::string broken = header;
   broken[0] = '[';
   WriteAll(d / "model.safetensors", bytes.substr(0, 8) + broken + bytes.substr(8 + hlen));
-  EXPECT_THAT(LoadError(d.path()), ::testing::HasSubstr("header: expected a JSON object"));
+  EXPECT_THAT(LoadError(d.path()), ::testing::HasSubstr("header: expected valid JSON, found"));
+}
+
+// The file's header as text, and a file made of another header and the same data section.
+std::string HeaderOf(const std::string& bytes) {
+  uint64_t hlen = 0;
+  for (int i = 0; i < 8; ++i) hlen |= (uint64_t)(uint8_t)bytes[i] << (8 * i);
+  return bytes.substr(8, hlen);
+}
+std::string WithHeader(const std::string& bytes, const std::string& header) {
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = (char)((uint64_t)header.size() >> (8 * i));
+  return out + header + bytes.substr(8 + HeaderOf(bytes).size());
+}
+
+// A value nested 80,000 levels deep where an error message would print it: a one-line error,
+// not a stack overflow in the JSON serializer.
+TEST_F(LoaderTest, DeeplyNestedValuesAreRefused) {
+  const std::string deep = std::string(80000, '[') + std::string(80000, ']');
+  TempDir d;
+  std::filesystem::copy_file(src_ / "model.safetensors", d / "model.safetensors");
+  std::string cfg = ReadAll(src_ / "config.json");
+  cfg.replace(cfg.find("\"hidden_size\": 64"), 17, "\"hidden_size\": " + deep);
+  WriteAll(d / "config.json", cfg);
+  std::string err = LoadError(d.path());
+  EXPECT_THAT(err, ::testing::HasSubstr("config.json: expected JSON nested at most 64 levels"));
+  EXPECT_LT(err.size(), 300u);
+
+  std::filesystem::copy_file(src_ / "config.json", d / "config.json",
+                             std::filesystem::copy_options::overwrite_existing);
+  const std::string bytes = ReadAll(src_ / "model.safetensors");
+  std::string header = HeaderOf(bytes);
+  const size_t at = header.find("\"dtype\":\"F32\"", header.find("backbone.norm_f.weight"));
+  ASSERT_NE(at, std::string::npos);
+  header.replace(at, 13, "\"dtype\":" + deep);
+  WriteAll(d / "model.safetensors", WithHeader(bytes, header));
+  err = LoadError(d.path());
+  EXPECT_THAT(err, ::testing::HasSubstr("model.safetensors: header: expected JSON nested at most"));
+  EXPECT_LT(err.size(), 300u);
 }
 
 // Random corruption of the header never crashes or reads out of bounds (run under ASan in CI):
@@ -316,7 +354,7 @@ TEST_F(LoaderTest, BadConfigValues) {
   EXPECT_THAT(with("\"hidden_size\": 64", "\"hidden_size\": 96"),
               ::testing::HasSubstr("shape: expected"));
   WriteAll(d / "config.json", "{ not json");
-  EXPECT_THAT(LoadError(d.path()), ::testing::HasSubstr("config.json: expected a JSON object"));
+  EXPECT_THAT(LoadError(d.path()), ::testing::HasSubstr("config.json: expected valid JSON, found"));
 }
 
 // mamba_ssm dialect: d_model/n_layer/ssm_cfg config, backbone.embedding (singular), an explicit
