@@ -234,6 +234,7 @@ Status WriteSafeTensors(const std::string& path, std::vector<TensorToWrite> tens
   QM_RETURN_IF_ERROR(w->Write(h.data(), h.size()));
   std::vector<uint8_t> buf;
   for (size_t i = 0; i < tensors.size(); ++i) {
+    if (sizes[i] == 0) continue;  // an empty tensor has no bytes (and may have no data pointer)
     if (tensors[i].data != nullptr) {
       QM_RETURN_IF_ERROR(w->Write(tensors[i].data, sizes[i]));
     } else {

@@ -357,6 +357,61 @@ TEST_F(LoaderTest, BadConfigValues) {
   EXPECT_THAT(LoadError(d.path()), ::testing::HasSubstr("config.json: expected valid JSON, found"));
 }
 
+// "hidden_size": null is not a size. It was read as absent, so a checkpoint of zero-width
+// tensors loaded as d_model 0 and every command ran on nothing: generate printed no tokens and
+// exited 0, quantize aborted in the writer and left its temporary folder (item 4).
+TEST_F(LoaderTest, NullSizeIsAnError) {
+  TempDir d;
+  MambaConfig c = TinyConfig();
+  c.d_model = 0;  // every tensor that has a d_model, d_inner or dt_rank side is empty
+  c.vocab_size = 50280;
+  ASSERT_TRUE(WriteSynthCheckpoint(c, DType::kF32, 3, d / "m").ok());
+  std::filesystem::copy_file(testing::SharedData("tokenizer/gpt-neox-20b/tokenizer.json"),
+                             d / "m/tokenizer.json");
+  std::string cfg = ReadAll(d / "m/config.json");
+  for (const auto& [from, to] : {std::pair<std::string, std::string>{"\"hidden_size\": 0",
+                                                                     "\"hidden_size\": null"},
+                                 {"\"intermediate_size\": 0", "\"intermediate_size\": null"},
+                                 {"\"time_step_rank\": 0", "\"time_step_rank\": \"auto\""}}) {
+    ASSERT_NE(cfg.find(from), std::string::npos) << from;
+    cfg.replace(cfg.find(from), from.size(), to);
+  }
+  WriteAll(d / "m/config.json", cfg);
+  EXPECT_THAT(LoadError(d / "m"),
+              ::testing::HasSubstr("config.json: hidden_size: expected an integer, found null"));
+  testing::CliResult r = testing::RunQuamba("generate -m " + (d / "m") + " -p hi -n 4");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(testing::Lines(r.err), 1) << r.err;
+  std::filesystem::create_directory(d / "out");
+  r = testing::RunQuamba("quantize -m " + (d / "m") + " -o " + (d / "out/q") +
+                         " --recipe minmax --calib-samples 2 --calib-len 16 -q --calib " +
+                         testing::SharedData("calibration/pg1342-0.txt"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(testing::Lines(r.err), 1) << r.err;
+  EXPECT_TRUE(std::filesystem::is_empty(d / "out"));  // no output, no temporary folder
+
+  cfg = "{\"d_model\": null, \"n_layer\": 2, \"vocab_size\": 50280}";  // mamba_ssm dialect
+  WriteAll(d / "m/config.json", cfg);
+  EXPECT_THAT(LoadError(d / "m"),
+              ::testing::HasSubstr("config.json: d_model: expected an integer, found null"));
+}
+
+// An empty tensor is written as no bytes, whether or not it has a data pointer (an empty
+// std::vector's data() may be null).
+TEST(SafeTensorsTest, EmptyTensorsWriteAndReadBack) {
+  TempDir d;
+  const float one = 1.0f;
+  ASSERT_TRUE(WriteSafeTensors(d / "t.safetensors",
+                               {{"empty", DType::kF32, {0, 64}, nullptr, nullptr},
+                                {"one", DType::kF32, {1}, &one, nullptr}},
+                               {})
+                  .ok());
+  auto st = TensorStore::Open(d / "t.safetensors");
+  ASSERT_TRUE(st.ok()) << st.status().message();
+  EXPECT_EQ((*st)->Find("empty")->nbytes, 0u);
+  EXPECT_EQ((*st)->Find("one")->nbytes, 4u);
+}
+
 // mamba_ssm dialect: d_model/n_layer/ssm_cfg config, backbone.embedding (singular), an explicit
 // lm_head.weight, and a sharded index: all load and give the HF layout's logits exactly.
 TEST_F(LoaderTest, MambaSsmDialectAndShardsGiveSameLogits) {
