@@ -65,6 +65,11 @@ StatusOr<MambaConfig> MambaConfig::FromJson(const std::string& text, const std::
     QM_RETURN_IF_ERROR(j.OptBool("residual_in_fp32", &c.residual_in_fp32));
     QM_RETURN_IF_ERROR(j.OptBool("tie_word_embeddings", &c.tie_embeddings));
     QM_RETURN_IF_ERROR(j.OptInt("eos_token_id", 0, kMaxDim, &c.eos_token_id));
+    // generate and eval start an empty prompt from it: it must be a row of the embedding.
+    if (c.eos_token_id >= c.vocab_size)
+      return j.Error("eos_token_id",
+                     StrFormat("an id below vocab_size (%lld)", (long long)c.vocab_size),
+                     std::to_string(c.eos_token_id));
   } else if (root.contains("d_model")) {  // mamba_ssm MambaConfig
     c.dialect = "mamba_ssm";
     QM_RETURN_IF_ERROR(j.Int("d_model", 1, kMaxDim, &c.d_model));
