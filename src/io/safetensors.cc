@@ -117,7 +117,15 @@ Status TensorStore::AddFile(const std::string& file) {
                                    DescribeJson(j).c_str()));
   const uint8_t* data = f->data() + 8 + hlen;
   const uint64_t data_size = f->size() - 8 - hlen;
-  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  struct Range {
+    uint64_t begin, end;
+    const std::string* name;
+    bool operator<(const Range& o) const {
+      return begin != o.begin ? begin < o.begin : end < o.end;
+    }
+  };
+  std::vector<Range> ranges;
+  std::map<std::string, TensorView> added;  // joins tensors_ once the whole file checks out
   for (const auto& [name, v] : j.items()) {
     if (name == "__metadata__") {
       if (!v.is_object())
@@ -179,21 +187,41 @@ Status TensorStore::AddFile(const std::string& file) {
                                      "%llu", fn, tn, (unsigned long long)want,
                                      DTypeName(t.dtype), ShapeString(t.shape).c_str(),
                                      (unsigned long long)(e - b)));
-    if (tensors_.count(name))
+    if (tensors_.count(name))  // in an earlier shard
       return Status::Error(StrFormat("%s: tensor %s: expected once, found twice (sharded?)",
                                      fn, tn));
     t.data = data + b;
     t.nbytes = want;
     t.file = &f->path();
-    if (want > 0) ranges.push_back({b, e});
-    tensors_.emplace(name, std::move(t));
+    const auto it = added.emplace(name, std::move(t)).first;
+    ranges.push_back({b, e, &it->first});
   }
+  // The tensors must tile the data section exactly, as the safetensors library requires: a gap,
+  // an overlap or spare bytes mean the header length or an offset is wrong, and tensors would be
+  // read from the wrong place (a header length one byte short still parses when the header ends
+  // in padding).
   std::sort(ranges.begin(), ranges.end());
-  for (size_t i = 1; i < ranges.size(); ++i)
-    if (ranges[i].first < ranges[i - 1].second)
+  uint64_t at = 0;
+  for (const Range& r : ranges) {
+    const std::string qn = QuoteForMessage(*r.name, kMaxNameBytes);
+    if (r.begin < at)
       return Status::Error(StrFormat("%s: data_offsets: expected non-overlapping tensors, found "
-                                     "overlap at byte %llu", fn,
-                                     (unsigned long long)ranges[i].first));
+                                     "overlap at byte %llu (tensor %s)", fn,
+                                     (unsigned long long)r.begin, qn.c_str()));
+    if (r.begin > at)
+      return Status::Error(StrFormat("%s: data_offsets: expected tensors that tile the data "
+                                     "section, found %llu unused byte(s) before tensor %s (header "
+                                     "length or offsets wrong?)", fn,
+                                     (unsigned long long)(r.begin - at), qn.c_str()));
+    at = r.end;
+  }
+  if (at != data_size)
+    return Status::Error(StrFormat("%s: data_offsets: expected tensors that tile the %llu-byte "
+                                   "data section, found %llu spare byte(s) after the last tensor "
+                                   "(header length or file size wrong?)", fn,
+                                   (unsigned long long)data_size,
+                                   (unsigned long long)(data_size - at)));
+  tensors_.merge(added);
   files_.push_back(std::move(f));
   return Status::Ok();
 }

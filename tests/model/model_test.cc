@@ -314,6 +314,25 @@ TEST_F(LoaderTest, DeeplyNestedValuesAreRefused) {
   EXPECT_LT(err.size(), 300u);
 }
 
+// A header length one byte short still parses when the header ends in padding, and then every
+// tensor is read one byte off; the tensors must tile the data section exactly (item 14).
+TEST_F(LoaderTest, TensorsMustTileTheDataSection) {
+  TempDir d;
+  std::filesystem::copy_file(src_ / "config.json", d / "config.json");
+  const std::string bytes = ReadAll(src_ / "model.safetensors");
+  const std::string header = HeaderOf(bytes) + " ";  // one more byte of padding
+  std::string f = WithHeader(bytes, header);
+  ASSERT_EQ(f[0], (char)header.size());
+  --f[0];  // the length says the header is one byte shorter: it still parses
+  WriteAll(d / "model.safetensors", f);
+  EXPECT_THAT(LoadError(d.path()),
+              ::testing::HasSubstr("model.safetensors: data_offsets: expected tensors that tile "
+                                   "the 360193-byte data section, found 1 spare byte(s) after "
+                                   "the last tensor"));
+  WriteAll(d / "model.safetensors", bytes + std::string(4, '\0'));  // spare bytes at the end
+  EXPECT_THAT(LoadError(d.path()), ::testing::HasSubstr("found 4 spare byte(s) after the last tensor"));
+}
+
 // Random corruption of the header never crashes or reads out of bounds (run under ASan in CI):
 // every mutation either loads or returns an error.
 TEST_F(LoaderTest, CorruptHeadersNeverCrash) {
