@@ -145,18 +145,20 @@ StatusOr<TaskData> LoadHellaswagJsonl(const std::string& path, int64_t limit) {
       if (!x.is_string()) return FieldError(path, line, "endings", "an array of strings", Found(x));
       endings.push_back(x.get<std::string>());
     }
+    // An integer or a one-digit string, checked in range before any narrowing (2^32 is not 0).
     const auto l = o.find("label");
-    int gold = -1;
-    if (l != o.end() && l->is_number_integer()) gold = l->get<int>();
+    const int64_t last = static_cast<int64_t>(endings.size()) - 1;
+    int64_t gold = -1;
+    if (l != o.end() && !JsonIntIn(*l, 0, last, &gold)) gold = -1;
     if (l != o.end() && l->is_string() && l->get<std::string>().size() == 1)
       gold = l->get<std::string>()[0] - '0';
-    if (gold < 0 || gold >= static_cast<int>(endings.size()))
+    if (gold < 0 || gold > last)
       return FieldError(path, line, "label",
                         StrFormat("an index into endings (0..%zu)", endings.size() - 1),
                         l == o.end() ? "no such field" : Found(*l));
     // utils.py process_docs: ctx = ctx_a + " " + ctx_b.capitalize().
     const std::string query = label + ": " + ctx_a + " " + pystr::Capitalize(ctx_b);
-    t.docs.push_back(HellaswagDoc(query, endings, gold));
+    t.docs.push_back(HellaswagDoc(query, endings, static_cast<int>(gold)));
     return Status::Ok();
   }));
   return t;

@@ -351,6 +351,24 @@ TEST(LoadTask, ErrorsNameFileLineFieldExpectedAndFound) {
   EXPECT_THAT(err("hellaswag"), HasSubstr("expected 6 lines per task"));
 }
 
+// A label of 2^32 is not label 0 (get<int>() truncated it): out of range is an error (item 16).
+TEST(LoadTask, HellaswagLabelOutOfRangeIsAnError) {
+  TempDir d;
+  const std::string line =
+      "{\"activity_label\": \"A\", \"ctx_a\": \"b.\", \"ctx_b\": \"c\", \"endings\": [\"1\", \"2\", "
+      "\"3\", \"4\"], \"label\": ";
+  Write(d / "hellaswag/hellaswag_val.jsonl", line + "4294967296}\n");
+  auto t = LoadTask("hellaswag", d.path(), 0);
+  ASSERT_FALSE(t.ok());
+  EXPECT_THAT(t.status().message(), HasSubstr("hellaswag_val.jsonl: line 1: label: expected an "
+                                              "index into endings (0..3), found number "
+                                              "4294967296"));
+  Write(d / "hellaswag/hellaswag_val.jsonl", line + "3}\n");
+  t = LoadTask("hellaswag", d.path(), 0);
+  ASSERT_TRUE(t.ok()) << t.status().message();
+  EXPECT_EQ(t->docs[0].gold, 3);
+}
+
 // A line whose value is nested 80,000 levels deep: a one-line error, not a stack overflow where
 // the message would print the value.
 TEST(LoadTask, DeeplyNestedLineIsAnError) {
