@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <unordered_set>
+#include <vector>
 
 namespace quamba {
 namespace {
@@ -31,6 +33,10 @@ size_t TooDeepAt(std::string_view s, int max_depth) {
   return std::string_view::npos;
 }
 
+struct DuplicateKey {
+  std::string key;
+};
+
 // nlohmann's message without its "[json.exception.parse_error.101] " tag, on one line, bounded
 // (its "last read: '...'" can quote an arbitrarily long token).
 std::string ParseErrorText(const char* what) {
@@ -51,11 +57,28 @@ StatusOr<Json> ParseJson(std::string_view text, const std::string& file) {
   if (const size_t at = TooDeepAt(text, kMaxJsonDepth); at != std::string_view::npos)
     return Status::Error(StrFormat("%s: expected JSON nested at most %d levels deep, found deeper "
                                    "nesting at byte %zu", file.c_str(), kMaxJsonDepth, at));
+  // One key set per open object, to refuse {"a": 1, "a": 2} (nlohmann keeps the last silently).
+  std::vector<std::unordered_set<std::string>> keys;
+  const Json::parser_callback_t on_event = [&](int, Json::parse_event_t event, Json& parsed) {
+    switch (event) {
+      case Json::parse_event_t::object_start: keys.emplace_back(); break;
+      case Json::parse_event_t::object_end: keys.pop_back(); break;
+      case Json::parse_event_t::key:
+        if (!keys.back().insert(parsed.get_ref<const std::string&>()).second)
+          throw DuplicateKey{parsed.get<std::string>()};
+        break;
+      default: break;
+    }
+    return true;
+  };
   try {
-    return Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/true);
+    return Json::parse(text.begin(), text.end(), on_event, /*allow_exceptions=*/true);
   } catch (const Json::exception& e) {  // parse_error, and out_of_range for 1e400
     return Status::Error(StrFormat("%s: expected valid JSON, found %s", file.c_str(),
                                    ParseErrorText(e.what()).c_str()));
+  } catch (const DuplicateKey& d) {
+    return Status::Error(StrFormat("%s: key %s: expected once per object, found it twice",
+                                   file.c_str(), QuoteForMessage(d.key).c_str()));
   }
 }
 

@@ -2,7 +2,8 @@
 // eval .jsonl lines): every read states the type and range it expects, and every error is one
 // line "file: field: expected X, found Y" whose Y is bounded in length whatever the input holds.
 // Parsing rejects nesting deeper than kMaxJsonDepth (nlohmann's serializer, copy and comparison
-// recurse, so a deep value would overflow the stack).
+// recurse, so a deep value would overflow the stack) and duplicate object keys (ambiguous: which
+// one did the writer mean?).
 #pragma once
 
 #include <cstdint>

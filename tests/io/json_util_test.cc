@@ -28,6 +28,13 @@ TEST(JsonUtil, DeepNestingIsAnErrorNotAStackOverflow) {
   EXPECT_EQ((*s)[0].get<std::string>().size(), 1001u);
 }
 
+TEST(JsonUtil, DuplicateKeysAreAnError) {
+  EXPECT_EQ(ParseJson("{\"a\": 1, \"b\": {\"a\": 2}, \"a\": 3}", "f.json").status().message(),
+            "f.json: key \"a\": expected once per object, found it twice");
+  // The same key in different objects is fine.
+  EXPECT_TRUE(ParseJson("[{\"a\": 1}, {\"a\": 2, \"b\": {\"a\": 3}}]", "f.json").ok());
+}
+
 TEST(JsonUtil, MessagesStayShortWhateverTheInput) {
   const std::string big(100000, 'x');
   // An unterminated 100 KB string: nlohmann's "last read: '...'" would quote all of it.

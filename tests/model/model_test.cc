@@ -333,6 +333,21 @@ TEST_F(LoaderTest, TensorsMustTileTheDataSection) {
   EXPECT_THAT(LoadError(d.path()), ::testing::HasSubstr("found 4 spare byte(s) after the last tensor"));
 }
 
+// A tensor named twice in one header: JSON parsers keep one of the two silently (item 17).
+TEST_F(LoaderTest, DuplicateTensorNameIsAnError) {
+  TempDir d;
+  std::filesystem::copy_file(src_ / "config.json", d / "config.json");
+  const std::string bytes = ReadAll(src_ / "model.safetensors");
+  std::string header = HeaderOf(bytes);
+  const size_t b = header.find("\"backbone.norm_f.weight\"");
+  const size_t e = header.find('}', b) + 1;
+  header.insert(e, "," + header.substr(b, e - b));  // the same entry again
+  WriteAll(d / "model.safetensors", WithHeader(bytes, header));
+  EXPECT_THAT(LoadError(d.path()),
+              ::testing::HasSubstr("model.safetensors: header: key \"backbone.norm_f.weight\": "
+                                   "expected once per object, found it twice"));
+}
+
 // Random corruption of the header never crashes or reads out of bounds (run under ASan in CI):
 // every mutation either loads or returns an error.
 TEST_F(LoaderTest, CorruptHeadersNeverCrash) {
