@@ -1,5 +1,10 @@
 #include "quant/calib_data.h"
 
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include "io/json_util.h"
 #include "io/mapped_file.h"
 
@@ -7,12 +12,24 @@ namespace quamba {
 
 StatusOr<std::vector<std::vector<int32_t>>> LoadCalibrationSamples(
     const std::vector<std::string>& files, const Tokenizer& tok, int64_t n_samples,
-    int64_t calib_len) {
+    int64_t calib_len, std::vector<std::string>* used_files) {
   std::vector<std::vector<int32_t>> samples;
   if (files.empty())
     return Status::Error("--calib: expected at least one calibration file, found none");
+  // Every named file must exist, even one the samples will not reach: a typo is an error, not a
+  // file silently recorded as used.
+  for (const std::string& f : files) {
+    struct stat st;
+    if (::stat(f.c_str(), &st) != 0)
+      return Status::Error(StrFormat("%s: cannot open: %s", f.c_str(), std::strerror(errno)));
+    if (!S_ISREG(st.st_mode))
+      return Status::Error(StrFormat("%s: expected a calibration text file, found %s", f.c_str(),
+                                     S_ISDIR(st.st_mode) ? "a directory" : "another kind of file"));
+  }
+  if (used_files) used_files->clear();
   for (const std::string& f : files) {
     if ((int64_t)samples.size() >= n_samples) break;
+    const size_t before = samples.size();
     QM_ASSIGN_OR_RETURN(std::string text, ReadFileToString(f));
     const bool jsonl = f.size() >= 6 && f.compare(f.size() - 6, 6, ".jsonl") == 0;
     if (jsonl) {
@@ -41,6 +58,7 @@ StatusOr<std::vector<std::vector<int32_t>>> LoadCalibrationSamples(
            s += calib_len)
         samples.emplace_back(ids.begin() + s, ids.begin() + s + calib_len);
     }
+    if (used_files && samples.size() > before) used_files->push_back(f);
   }
   if (samples.empty())
     return Status::Error(StrFormat("%s: expected calibration text of at least %lld tokens, "
