@@ -238,7 +238,8 @@ uint64_t TensorStore::total_bytes() const {
 }
 
 Status WriteSafeTensors(const std::string& path, std::vector<TensorToWrite> tensors,
-                        const std::map<std::string, std::string>& metadata) {
+                        const std::map<std::string, std::string>& metadata,
+                        uint64_t fill_chunk_bytes) {
   std::sort(tensors.begin(), tensors.end(),
             [](const TensorToWrite& a, const TensorToWrite& b) { return a.name < b.name; });
   Json header = Json::object();
@@ -260,17 +261,24 @@ Status WriteSafeTensors(const std::string& path, std::vector<TensorToWrite> tens
   for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>((uint64_t)h.size() >> (8 * i));
   QM_RETURN_IF_ERROR(w->Write(len, 8));
   QM_RETURN_IF_ERROR(w->Write(h.data(), h.size()));
+  // `fill` tensors go out in chunks of at most fill_chunk_bytes: memory stays bounded whatever
+  // their size.
   std::vector<uint8_t> buf;
   for (size_t i = 0; i < tensors.size(); ++i) {
     if (sizes[i] == 0) continue;  // an empty tensor has no bytes (and may have no data pointer)
     if (tensors[i].data != nullptr) {
       QM_RETURN_IF_ERROR(w->Write(tensors[i].data, sizes[i]));
-    } else {
-      QM_CHECK(tensors[i].fill != nullptr, "tensor %s has neither data nor fill",
-               tensors[i].name.c_str());
-      buf.resize(sizes[i]);
-      tensors[i].fill(buf.data());
-      QM_RETURN_IF_ERROR(w->Write(buf.data(), sizes[i]));
+      continue;
+    }
+    QM_CHECK(tensors[i].fill != nullptr, "tensor %s has neither data nor fill",
+             tensors[i].name.c_str());
+    const uint64_t esize = DTypeSize(tensors[i].dtype);
+    const uint64_t n = sizes[i] / esize, step = std::max<uint64_t>(1, fill_chunk_bytes / esize);
+    buf.resize(std::min(n, step) * esize);
+    for (uint64_t first = 0; first < n; first += step) {
+      const uint64_t count = std::min(step, n - first);
+      tensors[i].fill(buf.data(), static_cast<int64_t>(first), static_cast<int64_t>(count));
+      QM_RETURN_IF_ERROR(w->Write(buf.data(), count * esize));
     }
   }
   return w->Commit();

@@ -446,6 +446,24 @@ TEST(SafeTensorsTest, EmptyTensorsWriteAndReadBack) {
   EXPECT_EQ((*st)->Find("one")->nbytes, 4u);
 }
 
+// `fill` tensors are produced a chunk at a time, in order, and land where they belong.
+TEST(SafeTensorsTest, FillTensorsAreWrittenInChunks) {
+  TempDir d;
+  std::vector<int64_t> firsts;
+  TensorToWrite t{"x", DType::kF32, {1000}, nullptr,
+                  [&](void* dst, int64_t first, int64_t count) {
+                    firsts.push_back(first);
+                    for (int64_t i = 0; i < count; ++i) static_cast<float*>(dst)[i] = first + i;
+                  }};
+  ASSERT_TRUE(WriteSafeTensors(d / "t.safetensors", {t}, {}, /*fill_chunk_bytes=*/256).ok());
+  EXPECT_EQ(firsts.size(), 16u);  // 64 floats a chunk
+  EXPECT_EQ(firsts.back(), 960);
+  auto st = TensorStore::Open(d / "t.safetensors");
+  ASSERT_TRUE(st.ok()) << st.status().message();
+  const float* v = reinterpret_cast<const float*>((*st)->Find("x")->data);
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(v[i], i);
+}
+
 // mamba_ssm dialect: d_model/n_layer/ssm_cfg config, backbone.embedding (singular), an explicit
 // lm_head.weight, and a sharded index: all load and give the HF layout's logits exactly.
 TEST_F(LoaderTest, MambaSsmDialectAndShardsGiveSameLogits) {

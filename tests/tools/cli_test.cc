@@ -136,5 +136,21 @@ TEST(CliTest, EosBeyondTheVocabularyIsBadInput) {
                                "found 64"));
 }
 
+// A checkpoint bigger than the disk (or than memory, one tensor at a time) is refused before
+// anything is written: it was an uncaught std::bad_alloc, or a write until the disk was full
+// that left the temporary file behind (item 6).
+TEST(CliTest, SynthTooBigForTheDiskIsRefusedUpFront) {
+  TempDir d;
+  // One 16 TiB embedding table; then 512 layers of 2^16 width: ~68 TB.
+  for (const char* shape : {"--n-layer 1 --d-model 65536 --vocab 4194304",
+                            "--n-layer 512 --d-model 65536"}) {
+    const CliResult r = RunQuamba(std::string("synth --shape custom ") + shape + " -o " + (d / "m"));
+    EXPECT_EQ(r.code, 1) << shape;
+    EXPECT_THAT(r.err, HasSubstr("free on its filesystem")) << shape;
+    EXPECT_LE(Lines(r.err), 2) << r.err;  // the size estimate, then the error
+    EXPECT_TRUE(std::filesystem::is_empty(d.path())) << shape;  // nothing written, nothing left
+  }
+}
+
 }  // namespace
 }  // namespace quamba
