@@ -5,16 +5,16 @@
 #include <cmath>
 #include <filesystem>
 #include <functional>
-#include <nlohmann/json.hpp>
 
 #include "eval/bzip2.h"
 #include "eval/pystr.h"
+#include "io/json_util.h"
 #include "io/mapped_file.h"
 
 namespace quamba {
 namespace {
 
-using nlohmann::json;
+using json = Json;
 
 // ---- reading files -----------------------------------------------------------------------
 
@@ -64,12 +64,12 @@ Status ForEachJsonl(const std::string& path, std::string_view text, int64_t limi
     ++line_no;
     if (pystr::Strip(line).empty()) continue;
     if (limit > 0 && records >= limit) break;
-    const json obj = json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (obj.is_discarded() || !obj.is_object())
-      return Status::Error(StrFormat(
-          "%s: line %lld: expected a JSON object, found %s", path.c_str(), (long long)line_no,
-          obj.is_discarded() ? ("malformed JSON " + Quote(line)).c_str() : Found(obj).c_str()));
-    QM_RETURN_IF_ERROR(fn(line_no, obj));
+    auto obj = ParseJson(line, StrFormat("%s: line %lld", path.c_str(), (long long)line_no));
+    if (!obj.ok()) return obj.status();
+    if (!obj->is_object())
+      return Status::Error(StrFormat("%s: line %lld: expected a JSON object, found %s",
+                                     path.c_str(), (long long)line_no, Found(*obj).c_str()));
+    QM_RETURN_IF_ERROR(fn(line_no, *obj));
     ++records;
   }
   return Status::Ok();
@@ -145,18 +145,20 @@ StatusOr<TaskData> LoadHellaswagJsonl(const std::string& path, int64_t limit) {
       if (!x.is_string()) return FieldError(path, line, "endings", "an array of strings", Found(x));
       endings.push_back(x.get<std::string>());
     }
+    // An integer or a one-digit string, checked in range before any narrowing (2^32 is not 0).
     const auto l = o.find("label");
-    int gold = -1;
-    if (l != o.end() && l->is_number_integer()) gold = l->get<int>();
+    const int64_t last = static_cast<int64_t>(endings.size()) - 1;
+    int64_t gold = -1;
+    if (l != o.end() && !JsonIntIn(*l, 0, last, &gold)) gold = -1;
     if (l != o.end() && l->is_string() && l->get<std::string>().size() == 1)
       gold = l->get<std::string>()[0] - '0';
-    if (gold < 0 || gold >= static_cast<int>(endings.size()))
+    if (gold < 0 || gold > last)
       return FieldError(path, line, "label",
                         StrFormat("an index into endings (0..%zu)", endings.size() - 1),
                         l == o.end() ? "no such field" : Found(*l));
     // utils.py process_docs: ctx = ctx_a + " " + ctx_b.capitalize().
     const std::string query = label + ": " + ctx_a + " " + pystr::Capitalize(ctx_b);
-    t.docs.push_back(HellaswagDoc(query, endings, gold));
+    t.docs.push_back(HellaswagDoc(query, endings, static_cast<int>(gold)));
     return Status::Ok();
   }));
   return t;

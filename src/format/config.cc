@@ -1,132 +1,106 @@
 #include "format/config.h"
 
-#include <nlohmann/json.hpp>
+#include <cmath>
 
+#include "io/json_util.h"
 #include "io/mapped_file.h"
 
 namespace quamba {
 namespace {
 
-using json = nlohmann::json;
+// Every size field: at least `min`, at most 2^24 (far above real models; bounds the products the
+// tensor shapes are made of).
+constexpr int64_t kMaxDim = int64_t{1} << 24;
 
-// Reads an integer field; `found` is set when present.
-Status GetInt(const json& j, const char* key, const std::string& file, int64_t* out,
-              bool* found, int64_t min_value) {
-  *found = false;
-  if (!j.contains(key) || j[key].is_null()) return Status::Ok();
-  const json& v = j[key];
-  if (!v.is_number_integer())
-    return Status::Error(StrFormat("%s: %s: expected an integer, found %s", file.c_str(), key,
-                                   v.dump().c_str()));
-  const int64_t x = v.get<int64_t>();
-  if (x < min_value || x > (int64_t{1} << 24))
-    return Status::Error(StrFormat("%s: %s: expected an integer in [%lld, %lld], found %lld",
-                                   file.c_str(), key, (long long)min_value,
-                                   (long long)(int64_t{1} << 24), (long long)x));
-  *out = x;
-  *found = true;
-  return Status::Ok();
-}
-
-Status GetBool(const json& j, const char* key, const std::string& file, bool* out) {
-  if (!j.contains(key) || j[key].is_null()) return Status::Ok();
-  if (!j[key].is_boolean())
-    return Status::Error(StrFormat("%s: %s: expected true or false, found %s", file.c_str(), key,
-                                   j[key].dump().c_str()));
-  *out = j[key].get<bool>();
-  return Status::Ok();
+// time_step_rank / dt_rank: an integer or "auto" (ceil(d_model / 16), already in *out).
+Status GetRank(const JsonObject& o, const char* key, int64_t* out) {
+  const Json* v = o.Find(key);
+  if (v == nullptr) return Status::Ok();
+  if (v->is_string()) {
+    if (v->get_ref<const std::string&>() == "auto") return Status::Ok();
+    return o.Error(key, "an integer or \"auto\"", DescribeJson(*v));
+  }
+  return o.OptInt(key, 1, kMaxDim, out);
 }
 
 }  // namespace
 
 StatusOr<MambaConfig> MambaConfig::FromJson(const std::string& text, const std::string& file) {
   const char* fn = file.c_str();
-  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object())
-    return Status::Error(StrFormat("%s: expected a JSON object, found malformed JSON", fn));
+  QM_ASSIGN_OR_RETURN(const Json root, ParseJson(text, file));
+  // Hugging Face writes None as null: an optional field set to null takes its default. A required
+  // field (hidden_size, ...) must hold an integer.
+  QM_ASSIGN_OR_RETURN(const JsonObject j, JsonObject::Of(root, file, "", /*null_is_absent=*/true));
   MambaConfig c;
-  bool f = false;
   // Mamba-2 is recognised so the message says what is missing rather than a shape mismatch.
-  if (j.contains("model_type") && j["model_type"].is_string()) {
-    const std::string mt = j["model_type"].get<std::string>();
-    if (mt != "mamba")
-      return Status::Error(StrFormat("%s: model_type: expected \"mamba\" (Mamba-1), found \"%s\"%s",
-                                     fn, mt.c_str(),
-                                     mt == "mamba2" ? " (Mamba-2 is not supported yet)" : ""));
+  std::string model_type;
+  bool found = false;
+  QM_RETURN_IF_ERROR(j.OptString("model_type", &model_type, &found));
+  if (found && model_type != "mamba")
+    return j.Error("model_type", "\"mamba\" (Mamba-1)",
+                   QuoteForMessage(model_type) +
+                       (model_type == "mamba2" ? " (Mamba-2 is not supported yet)" : ""));
+  if (const Json* ssm = j.Find("ssm_cfg")) {
+    QM_ASSIGN_OR_RETURN(const JsonObject s, JsonObject::Of(*ssm, file, "ssm_cfg", true));
+    std::string layer = "Mamba1";
+    QM_RETURN_IF_ERROR(s.OptString("layer", &layer));
+    if (layer != "Mamba1") return s.Error("layer", "\"Mamba1\"", QuoteForMessage(layer));
   }
-  if (j.contains("ssm_cfg") && j["ssm_cfg"].is_object() && j["ssm_cfg"].contains("layer") &&
-      j["ssm_cfg"]["layer"] != "Mamba1")
-    return Status::Error(StrFormat("%s: ssm_cfg.layer: expected \"Mamba1\", found %s", fn,
-                                   j["ssm_cfg"]["layer"].dump().c_str()));
 
-  if (j.contains("hidden_size")) {  // transformers MambaConfig
+  if (root.contains("hidden_size")) {  // transformers MambaConfig
     c.dialect = "hf";
-    QM_RETURN_IF_ERROR(GetInt(j, "hidden_size", file, &c.d_model, &f, 1));
-    QM_RETURN_IF_ERROR(GetInt(j, "num_hidden_layers", file, &c.n_layer, &f, 1));
-    if (!f) return Status::Error(StrFormat("%s: num_hidden_layers: expected an integer, found "
-                                           "nothing", fn));
-    QM_RETURN_IF_ERROR(GetInt(j, "state_size", file, &c.d_state, &f, 1));
-    QM_RETURN_IF_ERROR(GetInt(j, "conv_kernel", file, &c.d_conv, &f, 1));
-    QM_RETURN_IF_ERROR(GetInt(j, "expand", file, &c.expand, &f, 1));
+    QM_RETURN_IF_ERROR(j.Int("hidden_size", 1, kMaxDim, &c.d_model));
+    QM_RETURN_IF_ERROR(j.Int("num_hidden_layers", 1, kMaxDim, &c.n_layer));
+    QM_RETURN_IF_ERROR(j.OptInt("state_size", 1, kMaxDim, &c.d_state));
+    QM_RETURN_IF_ERROR(j.OptInt("conv_kernel", 1, kMaxDim, &c.d_conv));
+    QM_RETURN_IF_ERROR(j.OptInt("expand", 1, kMaxDim, &c.expand));
     c.d_inner = c.expand * c.d_model;
-    QM_RETURN_IF_ERROR(GetInt(j, "intermediate_size", file, &c.d_inner, &f, 1));
+    QM_RETURN_IF_ERROR(j.OptInt("intermediate_size", 1, kMaxDim, &c.d_inner));
     c.dt_rank = (c.d_model + 15) / 16;
-    if (j.contains("time_step_rank") && j["time_step_rank"].is_string()) {
-      if (j["time_step_rank"] != "auto")
-        return Status::Error(StrFormat("%s: time_step_rank: expected an integer or \"auto\", "
-                                       "found %s", fn, j["time_step_rank"].dump().c_str()));
-    } else {
-      QM_RETURN_IF_ERROR(GetInt(j, "time_step_rank", file, &c.dt_rank, &f, 1));
-    }
-    QM_RETURN_IF_ERROR(GetInt(j, "vocab_size", file, &c.vocab_size, &f, 1));
-    if (!f) return Status::Error(StrFormat("%s: vocab_size: expected an integer, found nothing", fn));
-    if (j.contains("layer_norm_epsilon")) {
-      if (!j["layer_norm_epsilon"].is_number())
-        return Status::Error(StrFormat("%s: layer_norm_epsilon: expected a number, found %s", fn,
-                                       j["layer_norm_epsilon"].dump().c_str()));
-      c.norm_eps = j["layer_norm_epsilon"].get<double>();
-    }
-    QM_RETURN_IF_ERROR(GetBool(j, "use_bias", file, &c.use_bias));
-    QM_RETURN_IF_ERROR(GetBool(j, "use_conv_bias", file, &c.use_conv_bias));
-    QM_RETURN_IF_ERROR(GetBool(j, "residual_in_fp32", file, &c.residual_in_fp32));
-    QM_RETURN_IF_ERROR(GetBool(j, "tie_word_embeddings", file, &c.tie_embeddings));
-    QM_RETURN_IF_ERROR(GetInt(j, "eos_token_id", file, &c.eos_token_id, &f, 0));
-  } else if (j.contains("d_model")) {  // mamba_ssm MambaConfig
+    QM_RETURN_IF_ERROR(GetRank(j, "time_step_rank", &c.dt_rank));
+    QM_RETURN_IF_ERROR(j.Int("vocab_size", 1, kMaxDim, &c.vocab_size));
+    QM_RETURN_IF_ERROR(j.OptNumber("layer_norm_epsilon", -HUGE_VAL, HUGE_VAL, &c.norm_eps));
+    QM_RETURN_IF_ERROR(j.OptBool("use_bias", &c.use_bias));
+    QM_RETURN_IF_ERROR(j.OptBool("use_conv_bias", &c.use_conv_bias));
+    QM_RETURN_IF_ERROR(j.OptBool("residual_in_fp32", &c.residual_in_fp32));
+    QM_RETURN_IF_ERROR(j.OptBool("tie_word_embeddings", &c.tie_embeddings));
+    QM_RETURN_IF_ERROR(j.OptInt("eos_token_id", 0, kMaxDim, &c.eos_token_id));
+    // generate and eval start an empty prompt from it: it must be a row of the embedding.
+    if (c.eos_token_id >= c.vocab_size)
+      return j.Error("eos_token_id",
+                     StrFormat("an id below vocab_size (%lld)", (long long)c.vocab_size),
+                     std::to_string(c.eos_token_id));
+  } else if (root.contains("d_model")) {  // mamba_ssm MambaConfig
     c.dialect = "mamba_ssm";
-    QM_RETURN_IF_ERROR(GetInt(j, "d_model", file, &c.d_model, &f, 1));
-    QM_RETURN_IF_ERROR(GetInt(j, "n_layer", file, &c.n_layer, &f, 1));
-    if (!f) return Status::Error(StrFormat("%s: n_layer: expected an integer, found nothing", fn));
+    QM_RETURN_IF_ERROR(j.Int("d_model", 1, kMaxDim, &c.d_model));
+    QM_RETURN_IF_ERROR(j.Int("n_layer", 1, kMaxDim, &c.n_layer));
     int64_t vocab = 0;
-    QM_RETURN_IF_ERROR(GetInt(j, "vocab_size", file, &vocab, &f, 1));
-    if (!f) return Status::Error(StrFormat("%s: vocab_size: expected an integer, found nothing", fn));
+    QM_RETURN_IF_ERROR(j.Int("vocab_size", 1, kMaxDim, &vocab));
     c.pad_vocab_size_multiple = 8;  // mamba_ssm default
-    QM_RETURN_IF_ERROR(GetInt(j, "pad_vocab_size_multiple", file, &c.pad_vocab_size_multiple, &f, 1));
+    QM_RETURN_IF_ERROR(j.OptInt("pad_vocab_size_multiple", 1, kMaxDim, &c.pad_vocab_size_multiple));
     const int64_t m = c.pad_vocab_size_multiple;
     c.vocab_size = vocab % m ? vocab + m - vocab % m : vocab;
-    QM_RETURN_IF_ERROR(GetBool(j, "rms_norm", file, &c.rms_norm));
+    QM_RETURN_IF_ERROR(j.OptBool("rms_norm", &c.rms_norm));
     if (!c.rms_norm)
       return Status::Error(StrFormat("%s: rms_norm: expected true, found false (LayerNorm "
                                      "Mamba is not supported)", fn));
-    QM_RETURN_IF_ERROR(GetBool(j, "residual_in_fp32", file, &c.residual_in_fp32));
-    QM_RETURN_IF_ERROR(GetBool(j, "tie_embeddings", file, &c.tie_embeddings));
-    if (j.contains("d_intermediate") && j["d_intermediate"] != 0)
-      return Status::Error(StrFormat("%s: d_intermediate: expected 0 (no MLP), found %s", fn,
-                                     j["d_intermediate"].dump().c_str()));
-    if (j.contains("ssm_cfg") && j["ssm_cfg"].is_object()) {
-      const json& s = j["ssm_cfg"];
-      const std::string sf = file + ": ssm_cfg";
-      QM_RETURN_IF_ERROR(GetInt(s, "d_state", sf, &c.d_state, &f, 1));
-      QM_RETURN_IF_ERROR(GetInt(s, "d_conv", sf, &c.d_conv, &f, 1));
-      QM_RETURN_IF_ERROR(GetInt(s, "expand", sf, &c.expand, &f, 1));
+    QM_RETURN_IF_ERROR(j.OptBool("residual_in_fp32", &c.residual_in_fp32));
+    QM_RETURN_IF_ERROR(j.OptBool("tie_embeddings", &c.tie_embeddings));
+    int64_t d_intermediate = 0;
+    QM_RETURN_IF_ERROR(j.OptInt("d_intermediate", 0, kMaxDim, &d_intermediate));
+    if (d_intermediate != 0)
+      return j.Error("d_intermediate", "0 (no MLP)", std::to_string(d_intermediate));
+    c.d_inner = c.expand * c.d_model;
+    c.dt_rank = (c.d_model + 15) / 16;
+    if (const Json* ssm = j.Find("ssm_cfg")) {
+      QM_ASSIGN_OR_RETURN(const JsonObject s, JsonObject::Of(*ssm, file, "ssm_cfg", true));
+      QM_RETURN_IF_ERROR(s.OptInt("d_state", 1, kMaxDim, &c.d_state));
+      QM_RETURN_IF_ERROR(s.OptInt("d_conv", 1, kMaxDim, &c.d_conv));
+      QM_RETURN_IF_ERROR(s.OptInt("expand", 1, kMaxDim, &c.expand));
       c.d_inner = c.expand * c.d_model;
-      c.dt_rank = (c.d_model + 15) / 16;
-      if (s.contains("dt_rank") && !s["dt_rank"].is_string())
-        QM_RETURN_IF_ERROR(GetInt(s, "dt_rank", sf, &c.dt_rank, &f, 1));
-      QM_RETURN_IF_ERROR(GetBool(s, "bias", sf, &c.use_bias));
-      QM_RETURN_IF_ERROR(GetBool(s, "conv_bias", sf, &c.use_conv_bias));
-    } else {
-      c.d_inner = c.expand * c.d_model;
-      c.dt_rank = (c.d_model + 15) / 16;
+      QM_RETURN_IF_ERROR(GetRank(s, "dt_rank", &c.dt_rank));
+      QM_RETURN_IF_ERROR(s.OptBool("bias", &c.use_bias));
+      QM_RETURN_IF_ERROR(s.OptBool("conv_bias", &c.use_conv_bias));
     }
   } else {
     return Status::Error(StrFormat("%s: expected hidden_size (transformers) or d_model "
@@ -150,7 +124,7 @@ StatusOr<MambaConfig> MambaConfig::Load(const std::string& path) {
 }
 
 std::string MambaConfig::ToHfJson() const {
-  json j = {{"architectures", {"MambaForCausalLM"}},
+  Json j = {{"architectures", {"MambaForCausalLM"}},
             {"model_type", "mamba"},
             {"hidden_size", d_model},
             {"num_hidden_layers", n_layer},

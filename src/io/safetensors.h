@@ -51,19 +51,22 @@ class TensorStore {
 };
 
 // A tensor to write: `data` is borrowed until WriteSafeTensors returns; or, when data is null,
-// `fill` writes the tensor's bytes into a buffer (so huge checkpoints are produced one tensor at
-// a time).
+// `fill(dst, first, count)` writes elements [first, first + count) into dst, called for
+// consecutive ranges in increasing order (so huge checkpoints are produced a chunk at a time, in
+// bounded memory).
 struct TensorToWrite {
   std::string name;
   DType dtype;
   std::vector<int64_t> shape;
   const void* data = nullptr;
-  std::function<void(void* dst)> fill;
+  std::function<void(void* dst, int64_t first, int64_t count)> fill;
 };
 
 // Writes tensors sorted by name, header padded with spaces to a multiple of 8 bytes (as HF's
 // writer does), atomically (temp file + rename).
+// `fill` tensors are produced fill_chunk_bytes at a time.
 Status WriteSafeTensors(const std::string& path, std::vector<TensorToWrite> tensors,
-                        const std::map<std::string, std::string>& metadata);
+                        const std::map<std::string, std::string>& metadata,
+                        uint64_t fill_chunk_bytes = uint64_t{64} << 20);
 
 }  // namespace quamba

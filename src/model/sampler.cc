@@ -39,12 +39,14 @@ int32_t Sampler::Sample(float* logits, std::span<const int32_t> history) {
   } else {
     std::sort(cand_.begin(), cand_.end(), by_logit);
   }
-  // Softmax at temperature T over the survivors (max subtracted for range safety).
-  const float inv_t = 1.0f / opt_.temperature;
-  const float mx = cand_[0].first;
+  // Softmax at temperature T over the survivors (max subtracted for range safety). In double: for
+  // a float T near 1e-39, 1/T overflows float (inf * 0 = NaN for the top token), not double, so
+  // a tiny T stays greedy.
+  const double inv_t = 1.0 / static_cast<double>(opt_.temperature);
+  const double mx = cand_[0].first;
   double sum = 0;
   for (auto& c : cand_) {
-    c.first = std::exp((c.first - mx) * inv_t);
+    c.first = static_cast<float>(std::exp((c.first - mx) * inv_t));
     sum += c.first;
   }
   // Top-p: the smallest prefix whose probability mass reaches top_p.

@@ -1,6 +1,7 @@
 #include "model/synth.h"
 
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <cerrno>
 #include <cmath>
@@ -58,9 +59,46 @@ bool SynthShape(const std::string& name, MambaConfig* c) {
   return false;
 }
 
+namespace {
+
+void DeriveSizes(MambaConfig* c) {
+  if (c->d_inner == 0) c->d_inner = c->expand * c->d_model;
+  if (c->dt_rank == 0) c->dt_rank = (c->d_model + 15) / 16;
+}
+
+// Bytes free to this user on the filesystem that `path` (or its nearest existing ancestor) is on.
+double FreeBytes(std::string path) {
+  struct statvfs vfs;
+  while (::statvfs(path.c_str(), &vfs) != 0) {
+    const size_t slash = path.find_last_of('/', path.size() > 1 ? path.size() - 2 : 0);
+    if (path == "." || path == "/") return -1;
+    path = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  }
+  return (double)vfs.f_bavail * (double)vfs.f_frsize;
+}
+
+}  // namespace
+
+double SynthCheckpointBytes(MambaConfig c, DType dtype) {
+  DeriveSizes(&c);
+  double bytes = 0;
+  ForEachTensor(c, [&](const TensorSpec& s) {
+    if (s.role == TensorRole::kLmHead && c.tie_embeddings) return;
+    double n = (double)DTypeSize(dtype);
+    for (int64_t d : s.shape) n *= (double)d;
+    bytes += n;
+  });
+  return bytes;
+}
+
 Status WriteSynthCheckpoint(MambaConfig c, DType dt, uint64_t seed, const std::string& dir) {
-  if (c.d_inner == 0) c.d_inner = c.expand * c.d_model;
-  if (c.dt_rank == 0) c.dt_rank = (c.d_model + 15) / 16;
+  DeriveSizes(&c);
+  // Refused before anything is written: a checkpoint bigger than the disk would fill it.
+  const double need = SynthCheckpointBytes(c, dt), free = FreeBytes(dir);
+  if (free >= 0 && need > free)
+    return Status::Error(StrFormat("%s: expected a checkpoint that fits in the %.2f GB free on its "
+                                   "filesystem, found %.2f GB (--n-layer, --d-model, --vocab)",
+                                   dir.c_str(), free / 1e9, need / 1e9));
   if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
     return Status::Error(StrFormat("%s: cannot create directory: %s", dir.c_str(),
                                    std::strerror(errno)));
@@ -68,16 +106,16 @@ Status WriteSynthCheckpoint(MambaConfig c, DType dt, uint64_t seed, const std::s
   int index = 0;
   ForEachTensor(c, [&](const TensorSpec& s) {
     if (s.role == TensorRole::kLmHead && c.tie_embeddings) return;  // tied: the table is the head
-    int64_t numel = 1;
-    for (int64_t d : s.shape) numel *= d;
     const uint64_t tseed = seed * 1000003ull + index++;
     const int64_t dm = c.d_model, di = c.d_inner, r = c.dt_rank, n_layer_c = c.n_layer;
     const int64_t ds = c.d_state;
     const TensorRole role = s.role;
-    tensors.push_back({s.name, dt, s.shape, nullptr, [=](void* dst) {
-      Rng rng{tseed};
+    // Chunks come in order: the generator's state carries over from one call to the next.
+    tensors.push_back({s.name, dt, s.shape, nullptr,
+                       [=, rng = Rng{tseed}](void* dst, int64_t first, int64_t count) mutable {
       auto uni = [&](double bound) { return (float)((2 * rng.Uniform() - 1) * bound); };
-      for (int64_t i = 0; i < numel; ++i) {
+      for (int64_t k = 0; k < count; ++k) {
+        const int64_t i = first + k;
         float v = 0;
         switch (role) {
           case TensorRole::kEmbedding: v = (float)(0.02 * rng.Normal()); break;  // normal_(std=0.02)
@@ -100,7 +138,7 @@ Status WriteSynthCheckpoint(MambaConfig c, DType dt, uint64_t seed, const std::s
             break;
           case TensorRole::kLmHead: v = (float)(0.02 * rng.Normal()); break;
         }
-        Store(dt, dst, i, v);
+        Store(dt, dst, k, v);
       }
     }});
   });

@@ -14,8 +14,13 @@ namespace quamba {
 // Fills n_layer/d_model of a named shape (mamba-130m ... mamba-2.8b); false if unknown.
 bool SynthShape(const std::string& name, MambaConfig* c);
 
+// Bytes of the tensors WriteSynthCheckpoint writes for `c` (d_inner, dt_rank derived if zero).
+double SynthCheckpointBytes(MambaConfig c, DType dtype);
+
 // Writes dir/config.json and dir/model.safetensors (tied embeddings, no lm_head tensor) for `c`
-// (d_inner, dt_rank derived if zero) with weights of dtype f32/f16/bf16. Deterministic in seed.
+// (d_inner, dt_rank derived if zero) with weights of dtype f32/f16/bf16, a tensor chunk at a time
+// (bounded memory). Deterministic in seed. A checkpoint larger than the free space of dir's
+// filesystem is refused before anything is written.
 Status WriteSynthCheckpoint(MambaConfig c, DType dtype, uint64_t seed, const std::string& dir);
 
 }  // namespace quamba

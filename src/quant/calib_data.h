@@ -4,7 +4,8 @@
 //    truncated to calib_len tokens (documents of fewer than 2 tokens are skipped);
 //  - any other file: plain text, tokenized as one stream and cut into consecutive samples of
 //    calib_len tokens (a shorter tail is dropped).
-// Files are read in the order given until n_samples samples exist.
+// Files are read in the order given until n_samples samples exist; every file must exist, and
+// `used_files` (if not null) receives those that gave samples.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +19,6 @@ namespace quamba {
 
 StatusOr<std::vector<std::vector<int32_t>>> LoadCalibrationSamples(
     const std::vector<std::string>& files, const Tokenizer& tok, int64_t n_samples,
-    int64_t calib_len);
+    int64_t calib_len, std::vector<std::string>* used_files = nullptr);
 
 }  // namespace quamba

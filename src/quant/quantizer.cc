@@ -198,8 +198,8 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
   calib.layers.resize(c.n_layer);
   if (qc.static_acts) {
     QM_ASSIGN_OR_RETURN(auto samples, LoadCalibrationSamples(opt.calib_files, *model.tokenizer(),
-                                                             opt.calib_samples, opt.calib_len));
-    qc.calib_files = opt.calib_files;
+                                                             opt.calib_samples, opt.calib_len,
+                                                             &qc.calib_files));
     qc.calib_samples = (int64_t)samples.size();
     qc.calib_len = opt.calib_len;
     for (const auto& s : samples) qc.calib_tokens += (int64_t)s.size();

@@ -84,9 +84,35 @@ TEST(Perplexity, WindowsTokensAndValueMatchDirectComputation) {
   EXPECT_NEAR(r->ppl, std::exp(nll), 1e-5 * std::exp(nll));
   EXPECT_GT(r->ppl_stderr, 0);
 
-  auto two = EvaluatePerplexity({m.get(), &e}, {}, ids, {ctx, 2}, nullptr);  // --limit 2
+  auto two = EvaluatePerplexity({m.get(), &e}, {}, ids, {.ctx = ctx, .max_windows = 2},
+                                nullptr);  // --limit 2
   EXPECT_EQ(two->windows, 2);
   EXPECT_EQ(two->tokens, 2 * (ctx - 1));
+
+  // --ppl-stride ctx-1: windows overlap by one token, every token after the first is scored
+  // once; the first window is the same, so with --limit 1 the NLLs agree.
+  auto strided = EvaluatePerplexity({m.get(), &e}, {}, ids, {.ctx = ctx, .stride = ctx - 1},
+                                    nullptr);
+  ASSERT_TRUE(strided.ok());
+  EXPECT_EQ(strided->windows, (static_cast<int64_t>(ids.size()) - ctx) / (ctx - 1) + 1);
+  EXPECT_EQ(strided->tokens, strided->windows * (ctx - 1));
+  {
+    const std::span<const int32_t> win(ids.data() + (ctx - 1), ctx);  // the second window
+    const std::vector<float> logits = WindowLogits(*m, win);
+    double nll2 = 0;
+    for (int64_t t = 0; t + 1 < ctx; ++t)
+      nll2 -= LogSoftmax(logits.data() + t * kVocab)[win[t + 1]];
+    auto first2 = EvaluatePerplexity({m.get(), &e}, {},
+                                     std::span<const int32_t>(ids).subspan(0, 2 * ctx - 1),
+                                     {.ctx = ctx, .stride = ctx - 1}, nullptr);
+    ASSERT_TRUE(first2.ok());
+    EXPECT_EQ(first2->windows, 2);
+    const std::span<const int32_t> w0(ids.data(), ctx);
+    const std::vector<float> l0 = WindowLogits(*m, w0);
+    double nll1 = 0;
+    for (int64_t t = 0; t + 1 < ctx; ++t) nll1 -= LogSoftmax(l0.data() + t * kVocab)[w0[t + 1]];
+    EXPECT_NEAR(first2->nll, (nll1 + nll2) / (2 * (ctx - 1)), 1e-5 * nll1 / (ctx - 1));
+  }
 
   auto few = EvaluatePerplexity({m.get(), &e}, {}, Ids(10, 2), {ctx, 0}, nullptr);
   ASSERT_FALSE(few.ok());

@@ -319,7 +319,7 @@ TEST(LoadTask, ErrorsNameFileLineFieldExpectedAndFound) {
   Write(d / "lambada/lambada_test.jsonl", "{\"text\": \"a b\"}\n{\"text\": \"a b\"\n");
   EXPECT_THAT(
       err("lambada_openai"),
-      HasSubstr("lambada_test.jsonl: line 2: expected a JSON object, found malformed JSON"));
+      HasSubstr("lambada_test.jsonl: line 2: expected valid JSON, found"));
   Write(d / "lambada/lambada_test.jsonl", "{\"txt\": \"a b\"}\n");
   EXPECT_THAT(
       err("lambada_openai"),
@@ -349,6 +349,40 @@ TEST(LoadTask, ErrorsNameFileLineFieldExpectedAndFound) {
   EXPECT_THAT(err("hellaswag"), HasSubstr("line 2: expected a gold label 0..3, found \"7\""));
   Write(d / "hellaswag/hellaswag_val_full.txt", "ctx\n1\na\n");
   EXPECT_THAT(err("hellaswag"), HasSubstr("expected 6 lines per task"));
+}
+
+// A label of 2^32 is not label 0 (get<int>() truncated it): out of range is an error (item 16).
+TEST(LoadTask, HellaswagLabelOutOfRangeIsAnError) {
+  TempDir d;
+  const std::string line =
+      "{\"activity_label\": \"A\", \"ctx_a\": \"b.\", \"ctx_b\": \"c\", \"endings\": [\"1\", \"2\", "
+      "\"3\", \"4\"], \"label\": ";
+  Write(d / "hellaswag/hellaswag_val.jsonl", line + "4294967296}\n");
+  auto t = LoadTask("hellaswag", d.path(), 0);
+  ASSERT_FALSE(t.ok());
+  EXPECT_THAT(t.status().message(), HasSubstr("hellaswag_val.jsonl: line 1: label: expected an "
+                                              "index into endings (0..3), found number "
+                                              "4294967296"));
+  Write(d / "hellaswag/hellaswag_val.jsonl", line + "3}\n");
+  t = LoadTask("hellaswag", d.path(), 0);
+  ASSERT_TRUE(t.ok()) << t.status().message();
+  EXPECT_EQ(t->docs[0].gold, 3);
+}
+
+// A line whose value is nested 80,000 levels deep: a one-line error, not a stack overflow where
+// the message would print the value.
+TEST(LoadTask, DeeplyNestedLineIsAnError) {
+  TempDir d;
+  const std::string deep = std::string(80000, '[') + std::string(80000, ']');
+  Write(d / "piqa/valid.jsonl", "{\"goal\": \"g\", \"sol1\": \"a\", \"sol2\": " + deep + "}\n");
+  auto t = LoadTask("piqa", d.path(), 0);
+  ASSERT_FALSE(t.ok());
+  EXPECT_THAT(t.status().message(),
+              HasSubstr("valid.jsonl: line 1: expected JSON nested at most 64 levels deep"));
+  Write(d / "piqa/valid.jsonl", deep + "\n");
+  t = LoadTask("piqa", d.path(), 0);
+  ASSERT_FALSE(t.ok());
+  EXPECT_LT(t.status().message().size(), 300u);
 }
 
 // ---- the shared data files ---------------------------------------------------------------

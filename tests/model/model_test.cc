@@ -277,7 +277,79 @@ TEST_F(LoaderTest, HeaderThatLies) {
   std::string broken = header;
   broken[0] = '[';
   WriteAll(d / "model.safetensors", bytes.substr(0, 8) + broken + bytes.substr(8 + hlen));
-  EXPECT_THAT(LoadError(d.path()), ::testing::HasSubstr("header: expected a JSON object"));
+  EXPECT_THAT(LoadError(d.path()), ::testing::HasSubstr("header: expected valid JSON, found"));
+}
+
+// The file's header as text, and a file made of another header and the same data section.
+std::string HeaderOf(const std::string& bytes) {
+  uint64_t hlen = 0;
+  for (int i = 0; i < 8; ++i) hlen |= (uint64_t)(uint8_t)bytes[i] << (8 * i);
+  return bytes.substr(8, hlen);
+}
+std::string WithHeader(const std::string& bytes, const std::string& header) {
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = (char)((uint64_t)header.size() >> (8 * i));
+  return out + header + bytes.substr(8 + HeaderOf(bytes).size());
+}
+
+// A value nested 80,000 levels deep where an error message would print it: a one-line error,
+// not a stack overflow in the JSON serializer.
+TEST_F(LoaderTest, DeeplyNestedValuesAreRefused) {
+  const std::string deep = std::string(80000, '[') + std::string(80000, ']');
+  TempDir d;
+  std::filesystem::copy_file(src_ / "model.safetensors", d / "model.safetensors");
+  std::string cfg = ReadAll(src_ / "config.json");
+  cfg.replace(cfg.find("\"hidden_size\": 64"), 17, "\"hidden_size\": " + deep);
+  WriteAll(d / "config.json", cfg);
+  std::string err = LoadError(d.path());
+  EXPECT_THAT(err, ::testing::HasSubstr("config.json: expected JSON nested at most 64 levels"));
+  EXPECT_LT(err.size(), 300u);
+
+  std::filesystem::copy_file(src_ / "config.json", d / "config.json",
+                             std::filesystem::copy_options::overwrite_existing);
+  const std::string bytes = ReadAll(src_ / "model.safetensors");
+  std::string header = HeaderOf(bytes);
+  const size_t at = header.find("\"dtype\":\"F32\"", header.find("backbone.norm_f.weight"));
+  ASSERT_NE(at, std::string::npos);
+  header.replace(at, 13, "\"dtype\":" + deep);
+  WriteAll(d / "model.safetensors", WithHeader(bytes, header));
+  err = LoadError(d.path());
+  EXPECT_THAT(err, ::testing::HasSubstr("model.safetensors: header: expected JSON nested at most"));
+  EXPECT_LT(err.size(), 300u);
+}
+
+// A header length one byte short still parses when the header ends in padding, and then every
+// tensor is read one byte off; the tensors must tile the data section exactly (item 14).
+TEST_F(LoaderTest, TensorsMustTileTheDataSection) {
+  TempDir d;
+  std::filesystem::copy_file(src_ / "config.json", d / "config.json");
+  const std::string bytes = ReadAll(src_ / "model.safetensors");
+  const std::string header = HeaderOf(bytes) + " ";  // one more byte of padding
+  std::string f = WithHeader(bytes, header);
+  ASSERT_EQ(f[0], (char)header.size());
+  --f[0];  // the length says the header is one byte shorter: it still parses
+  WriteAll(d / "model.safetensors", f);
+  EXPECT_THAT(LoadError(d.path()),
+              ::testing::HasSubstr("model.safetensors: data_offsets: expected tensors that tile "
+                                   "the 360193-byte data section, found 1 spare byte(s) after "
+                                   "the last tensor"));
+  WriteAll(d / "model.safetensors", bytes + std::string(4, '\0'));  // spare bytes at the end
+  EXPECT_THAT(LoadError(d.path()), ::testing::HasSubstr("found 4 spare byte(s) after the last tensor"));
+}
+
+// A tensor named twice in one header: JSON parsers keep one of the two silently (item 17).
+TEST_F(LoaderTest, DuplicateTensorNameIsAnError) {
+  TempDir d;
+  std::filesystem::copy_file(src_ / "config.json", d / "config.json");
+  const std::string bytes = ReadAll(src_ / "model.safetensors");
+  std::string header = HeaderOf(bytes);
+  const size_t b = header.find("\"backbone.norm_f.weight\"");
+  const size_t e = header.find('}', b) + 1;
+  header.insert(e, "," + header.substr(b, e - b));  // the same entry again
+  WriteAll(d / "model.safetensors", WithHeader(bytes, header));
+  EXPECT_THAT(LoadError(d.path()),
+              ::testing::HasSubstr("model.safetensors: header: key \"backbone.norm_f.weight\": "
+                                   "expected once per object, found it twice"));
 }
 
 // Random corruption of the header never crashes or reads out of bounds (run under ASan in CI):
@@ -320,7 +392,80 @@ TEST_F(LoaderTest, BadConfigValues) {
   EXPECT_THAT(with("\"hidden_size\": 64", "\"hidden_size\": 96"),
               ::testing::HasSubstr("shape: expected"));
   WriteAll(d / "config.json", "{ not json");
-  EXPECT_THAT(LoadError(d.path()), ::testing::HasSubstr("config.json: expected a JSON object"));
+  EXPECT_THAT(LoadError(d.path()), ::testing::HasSubstr("config.json: expected valid JSON, found"));
+}
+
+// "hidden_size": null is not a size. It was read as absent, so a checkpoint of zero-width
+// tensors loaded as d_model 0 and every command ran on nothing: generate printed no tokens and
+// exited 0, quantize aborted in the writer and left its temporary folder (item 4).
+TEST_F(LoaderTest, NullSizeIsAnError) {
+  TempDir d;
+  MambaConfig c = TinyConfig();
+  c.d_model = 0;  // every tensor that has a d_model, d_inner or dt_rank side is empty
+  c.vocab_size = 50280;
+  ASSERT_TRUE(WriteSynthCheckpoint(c, DType::kF32, 3, d / "m").ok());
+  std::filesystem::copy_file(testing::SharedData("tokenizer/gpt-neox-20b/tokenizer.json"),
+                             d / "m/tokenizer.json");
+  std::string cfg = ReadAll(d / "m/config.json");
+  for (const auto& [from, to] : {std::pair<std::string, std::string>{"\"hidden_size\": 0",
+                                                                     "\"hidden_size\": null"},
+                                 {"\"intermediate_size\": 0", "\"intermediate_size\": null"},
+                                 {"\"time_step_rank\": 0", "\"time_step_rank\": \"auto\""}}) {
+    ASSERT_NE(cfg.find(from), std::string::npos) << from;
+    cfg.replace(cfg.find(from), from.size(), to);
+  }
+  WriteAll(d / "m/config.json", cfg);
+  EXPECT_THAT(LoadError(d / "m"),
+              ::testing::HasSubstr("config.json: hidden_size: expected an integer, found null"));
+  testing::CliResult r = testing::RunQuamba("generate -m " + (d / "m") + " -p hi -n 4");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(testing::Lines(r.err), 1) << r.err;
+  std::filesystem::create_directory(d / "out");
+  r = testing::RunQuamba("quantize -m " + (d / "m") + " -o " + (d / "out/q") +
+                         " --recipe minmax --calib-samples 2 --calib-len 16 -q --calib " +
+                         testing::SharedData("calibration/pg1342-0.txt"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(testing::Lines(r.err), 1) << r.err;
+  EXPECT_TRUE(std::filesystem::is_empty(d / "out"));  // no output, no temporary folder
+
+  cfg = "{\"d_model\": null, \"n_layer\": 2, \"vocab_size\": 50280}";  // mamba_ssm dialect
+  WriteAll(d / "m/config.json", cfg);
+  EXPECT_THAT(LoadError(d / "m"),
+              ::testing::HasSubstr("config.json: d_model: expected an integer, found null"));
+}
+
+// An empty tensor is written as no bytes, whether or not it has a data pointer (an empty
+// std::vector's data() may be null).
+TEST(SafeTensorsTest, EmptyTensorsWriteAndReadBack) {
+  TempDir d;
+  const float one = 1.0f;
+  ASSERT_TRUE(WriteSafeTensors(d / "t.safetensors",
+                               {{"empty", DType::kF32, {0, 64}, nullptr, nullptr},
+                                {"one", DType::kF32, {1}, &one, nullptr}},
+                               {})
+                  .ok());
+  auto st = TensorStore::Open(d / "t.safetensors");
+  ASSERT_TRUE(st.ok()) << st.status().message();
+  EXPECT_EQ((*st)->Find("empty")->nbytes, 0u);
+  EXPECT_EQ((*st)->Find("one")->nbytes, 4u);
+}
+
+// `fill` tensors are produced a chunk at a time, in order, and land where they belong.
+TEST(SafeTensorsTest, FillTensorsAreWrittenInChunks) {
+  TempDir d;
+  std::vector<int64_t> firsts;
+  TensorToWrite t{"x", DType::kF32, {1000}, nullptr,
+                  [&](void* dst, int64_t first, int64_t count) {
+                    firsts.push_back(first);
+                    for (int64_t i = 0; i < count; ++i) static_cast<float*>(dst)[i] = first + i;
+                  }};
+  ASSERT_TRUE(WriteSafeTensors(d / "t.safetensors", {t}, {}, /*fill_chunk_bytes=*/256).ok());
+  EXPECT_EQ(firsts.size(), 16u);  // 64 floats a chunk
+  EXPECT_EQ(firsts.back(), 960);
+  auto st = TensorStore::Open(d / "t.safetensors");
+  ASSERT_TRUE(st.ok()) << st.status().message();
+  const float* v = reinterpret_cast<const float*>((*st)->Find("x")->data);
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(v[i], i);
 }
 
 // mamba_ssm dialect: d_model/n_layer/ssm_cfg config, backbone.embedding (singular), an explicit

@@ -263,6 +263,23 @@ TEST(QuantizerUntiedTest, EveryLmHeadMode) {
   }
 }
 
+// Calibration files are read until enough samples exist; a later one that does not exist was
+// never opened, yet recorded in quantization_config.json as used (item 17).
+TEST_F(QuantizerTest, EveryCalibFileMustExistAndOnlyUsedOnesAreRecorded) {
+  QuantizeOptions o = Options("minmax");  // 6 samples of 64 tokens: the first file suffices
+  const std::string first = o.calib_files[0];
+  o.calib_files.push_back(*dir_ / "missing.txt");
+  Status s = QuantizeModel(*model_, o, *dir_ / "calib2");
+  EXPECT_THAT(s.message(), HasSubstr("missing.txt: cannot open"));
+  EXPECT_FALSE(std::filesystem::exists(*dir_ / "calib2"));
+  std::ofstream(*dir_ / "unused.txt") << "never reached";
+  o.calib_files.back() = *dir_ / "unused.txt";
+  ASSERT_TRUE(QuantizeModel(*model_, o, *dir_ / "calib2").ok());
+  auto qc = QuantConfig::FromJson(ReadAll(*dir_ / "calib2/quantization_config.json"), "q");
+  ASSERT_TRUE(qc.ok()) << qc.status().message();
+  EXPECT_EQ(qc->calib_files, std::vector<std::string>{first});
+}
+
 TEST_F(QuantizerTest, BadInputIsRefused) {
   Status s = QuantizeModel(*model_, Options("gptq"), *dir_ / "x");
   EXPECT_THAT(s.message(), HasSubstr("--recipe: expected quamba, minmax, smoothquant or dynamic"));

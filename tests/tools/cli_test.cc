@@ -115,5 +115,42 @@ TEST(CliTest, SynthGenerateTokenizeInspectBench) {
   EXPECT_THAT(r.out, HasSubstr("(interleaved)"));
 }
 
+// eos_token_id beyond the embedding, with a tokenizer that has no <|endoftext|> to take its
+// place, and an empty prompt (which starts from eos): a one-line error naming the field, not a
+// "Bug: ... token id outside [0, vocab)" abort in the forward pass (item 3).
+TEST(CliTest, EosBeyondTheVocabularyIsBadInput) {
+  TempDir d;
+  ASSERT_EQ(RunQuamba("synth --shape custom --n-layer 1 --d-model 16 --vocab 64 -o " + (d / "m"))
+                .code,
+            0);
+  std::ofstream(d / "m/tokenizer.json")
+      << "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1}, \"merges\": []}, "
+         "\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false}}";
+  std::string cfg = testing::ReadAll(d / "m/config.json");
+  cfg.replace(cfg.find("\"eos_token_id\": 0"), 17, "\"eos_token_id\": 64");
+  std::ofstream(d / "m/config.json") << cfg;
+  const CliResult r = RunQuamba("generate -m " + (d / "m") + " -p \"\" -n 2");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(Lines(r.err), 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("config.json: eos_token_id: expected an id below vocab_size (64), "
+                               "found 64"));
+}
+
+// A checkpoint bigger than the disk (or than memory, one tensor at a time) is refused before
+// anything is written: it was an uncaught std::bad_alloc, or a write until the disk was full
+// that left the temporary file behind (item 6).
+TEST(CliTest, SynthTooBigForTheDiskIsRefusedUpFront) {
+  TempDir d;
+  // One 16 TiB embedding table; then 512 layers of 2^16 width: ~68 TB.
+  for (const char* shape : {"--n-layer 1 --d-model 65536 --vocab 4194304",
+                            "--n-layer 512 --d-model 65536"}) {
+    const CliResult r = RunQuamba(std::string("synth --shape custom ") + shape + " -o " + (d / "m"));
+    EXPECT_EQ(r.code, 1) << shape;
+    EXPECT_THAT(r.err, HasSubstr("free on its filesystem")) << shape;
+    EXPECT_LE(Lines(r.err), 2) << r.err;  // the size estimate, then the error
+    EXPECT_TRUE(std::filesystem::is_empty(d.path())) << shape;  // nothing written, nothing left
+  }
+}
+
 }  // namespace
 }  // namespace quamba

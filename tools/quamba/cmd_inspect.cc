@@ -75,13 +75,15 @@ int CmdInspect(int argc, char** argv) {
                                         model_dir.c_str())));
   std::fflush(stdout);
   const double t0 = NowSeconds();
-  auto samples = LoadCalibrationSamples(calib_files, *m.tokenizer(), calib_samples, calib_len);
+  std::vector<std::string> used_files;
+  auto samples = LoadCalibrationSamples(calib_files, *m.tokenizer(), calib_samples, calib_len,
+                                        &used_files);
   if (!samples.ok()) return Fail(samples.status());
   opt.progress = !quiet;
   opt.max_memory_bytes = max_memory_mb << 20;
   auto report = InspectActivations(m, *samples, opt);
   if (!report.ok()) return Fail(report.status());
-  report->calib_files = calib_files;
+  report->calib_files = used_files;
   std::printf("\n%s", OutliersTable(*report).c_str());
   if (out_dir.empty()) {
     std::fprintf(stderr, "inspect: %.1f s; no -o: table only (-o DIR writes outliers.json and "

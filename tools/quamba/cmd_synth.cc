@@ -60,11 +60,8 @@ int CmdSynth(int argc, char** argv) {
     tok_text = std::move(t).value();
   }
 
-  const double bytes = (double)DTypeSize(dt) *
-                       (c.vocab_size * c.d_model +
-                        c.n_layer * (c.d_model * (1 + 6 * c.d_model) + c.d_inner * (4 + c.d_state + 4) +
-                                     (c.dt_rank + 2 * c.d_state) * c.d_inner + c.dt_rank * c.d_inner));
-  std::fprintf(stderr, "synth: %s, %lld layers, d_model %lld, vocab %lld, %s: about %.2f GB\n",
+  const double bytes = SynthCheckpointBytes(c, dt);
+  std::fprintf(stderr, "synth: %s, %lld layers, d_model %lld, vocab %lld, %s: %.2f GB\n",
                shape_name.c_str(), (long long)c.n_layer, (long long)c.d_model,
                (long long)c.vocab_size, dtype_name.c_str(), bytes / 1e9);
   if (Status s = WriteSynthCheckpoint(c, dt, seed, out_dir); !s.ok()) return Fail(s);
