@@ -20,9 +20,13 @@ int32_t Sampler::Sample(float* logits, std::span<const int32_t> history) {
   const int64_t V = vocab_size_;
   if (opt_.repeat_penalty != 1.0f && !history.empty()) {
     // CTRL-style penalty as llama.cpp: shrink positive logits, push negative ones further down.
+    // Once per distinct token of the last repeat_last_n, however often it occurs there.
     const size_t n = std::min<size_t>(history.size(), std::max(0, opt_.repeat_last_n));
-    for (size_t i = history.size() - n; i < history.size(); ++i) {
-      float& l = logits[history[i]];
+    recent_.assign(history.end() - n, history.end());
+    std::sort(recent_.begin(), recent_.end());
+    recent_.erase(std::unique(recent_.begin(), recent_.end()), recent_.end());
+    for (int32_t id : recent_) {
+      float& l = logits[id];
       l = l > 0 ? l / opt_.repeat_penalty : l * opt_.repeat_penalty;
     }
   }

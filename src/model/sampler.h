@@ -12,7 +12,8 @@ struct SamplerOptions {
   float temperature = 0.8f;  // 0 = greedy (argmax)
   int top_k = 40;            // <= 0: whole vocabulary
   float top_p = 0.95f;       // 1: off
-  float repeat_penalty = 1.0f;  // 1: off; applied to tokens in the last `repeat_last_n`
+  float repeat_penalty = 1.0f;  // 1: off; applied once to each distinct token of the last
+                                // `repeat_last_n` (llama.cpp's penalty)
   int repeat_last_n = 64;
   uint64_t seed = 0;
 };
@@ -28,6 +29,7 @@ class Sampler {
   int64_t vocab_size_;
   std::mt19937_64 rng_;
   std::vector<std::pair<float, int32_t>> cand_;  // scratch, (vocab)
+  std::vector<int32_t> recent_;                  // scratch, (repeat_last_n)
 };
 
 int32_t ArgMax(const float* logits, int64_t n);
