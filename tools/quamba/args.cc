@@ -90,6 +90,13 @@ Status Flags::Set(Flag& f, const std::string& name, const std::string& value) {
   return Status::Ok();
 }
 
+bool Flags::given(const std::string& name) const {
+  for (const Flag& f : flags_)
+    for (const std::string& n : f.names)
+      if (n == name) return f.seen;
+  return false;
+}
+
 Status Flags::Parse(int argc, char** argv, int first) {
   for (int i = first; i < argc; ++i) {
     std::string a = argv[i];

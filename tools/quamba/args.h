@@ -28,6 +28,8 @@ class Flags {
   // numbers or missing required flags. Sets help_requested() on -h/--help.
   Status Parse(int argc, char** argv, int first);
   bool help_requested() const { return help_; }
+  // Whether the flag (by any of its names, e.g. "-p" or "--prompt") was on the command line.
+  bool given(const std::string& name) const;
   std::string Help() const;
 
  private:

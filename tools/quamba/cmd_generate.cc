@@ -6,6 +6,7 @@
 #include "args.h"
 #include "commands.h"
 #include "core/thread_pool.h"
+#include "io/mapped_file.h"
 #include "model/runtime.h"
 #include "model/sampler.h"
 
@@ -20,18 +21,37 @@ StatusOr<std::unique_ptr<Model>> LoadWithTokenizer(const std::string& dir) {
   return m;
 }
 
+// The prompt from -p TEXT or -f FILE ("-": standard input), exactly one of them. A file can
+// carry what an argument cannot: more than the 128 KiB argument limit, and NUL bytes.
+StatusOr<std::string> ReadPrompt(const char* cmd, const std::string& prompt,
+                                 const std::string& file, bool prompt_given) {
+  if (prompt_given == !file.empty())
+    return Status::Error(StrFormat("%s: expected exactly one of -p TEXT and -f FILE, found %s",
+                                   cmd, prompt_given ? "both" : "neither"));
+  if (prompt_given) return prompt;
+  if (file != "-") return ReadFileToString(file);
+  std::string text;
+  char buf[1 << 16];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), stdin)) > 0) text.append(buf, n);
+  if (std::ferror(stdin))
+    return Status::Error(StrFormat("%s -f -: cannot read standard input", cmd));
+  return text;
+}
+
 }  // namespace
 
 int CmdGenerate(int argc, char** argv) {
-  std::string model_dir, prompt;
+  std::string model_dir, prompt, prompt_file;
   int64_t n_predict = 128;
   SamplerOptions so;
   int threads = DefaultThreadCount();
   bool verbose = false, simulate = false;
-  Flags flags("generate", "-m DIR -p TEXT [options]");
+  Flags flags("generate", "-m DIR (-p TEXT | -f FILE) [options]");
   flags.Add("-m,--model", &model_dir, "model directory (config.json, model.safetensors, "
             "tokenizer.json)", true);
-  flags.Add("-p,--prompt", &prompt, "prompt text", true);
+  flags.Add("-p,--prompt", &prompt, "prompt text");
+  flags.Add("-f,--file", &prompt_file, "read the prompt from a file (- for standard input)");
   flags.Add("-n,--n-predict", &n_predict, "tokens to generate (default 128)", 0, 1 << 20);
   flags.Add("--temp", &so.temperature, "sampling temperature; 0 = greedy (default 0.8)", 0, 100);
   flags.Add("--top-p", &so.top_p, "nucleus sampling mass (default 0.95)", 0, 1);
@@ -50,6 +70,12 @@ int CmdGenerate(int argc, char** argv) {
     return 0;
   }
 
+  auto prompt_text = ReadPrompt("generate", prompt, prompt_file, flags.given("-p"));
+  if (!prompt_text.ok()) {
+    return prompt_file.empty() || prompt_file == "-" ? UsageError(prompt_text.status())
+                                                     : Fail(prompt_text.status());
+  }
+  prompt = std::move(prompt_text).value();
   const double t0 = NowSeconds();
   auto loaded = LoadWithTokenizer(model_dir);
   if (!loaded.ok()) return Fail(loaded.status());
@@ -109,17 +135,24 @@ int CmdGenerate(int argc, char** argv) {
 }
 
 int CmdTokenize(int argc, char** argv) {
-  std::string model_dir, prompt;
+  std::string model_dir, prompt, prompt_file;
   bool json = false;
-  Flags flags("tokenize", "-m DIR -p TEXT [--json]");
+  Flags flags("tokenize", "-m DIR (-p TEXT | -f FILE) [--json]");
   flags.Add("-m,--model", &model_dir, "model directory, or a tokenizer.json file", true);
-  flags.Add("-p,--prompt", &prompt, "text to tokenize", true);
+  flags.Add("-p,--prompt", &prompt, "text to tokenize");
+  flags.Add("-f,--file", &prompt_file, "read the text from a file (- for standard input)");
   flags.AddBool("--json", &json, "print a JSON array instead of space-separated ids");
   if (Status s = flags.Parse(argc, argv, 2); !s.ok()) return UsageError(s);
   if (flags.help_requested()) {
     std::printf("%s", flags.Help().c_str());
     return 0;
   }
+  auto text = ReadPrompt("tokenize", prompt, prompt_file, flags.given("-p"));
+  if (!text.ok()) {
+    return prompt_file.empty() || prompt_file == "-" ? UsageError(text.status())
+                                                     : Fail(text.status());
+  }
+  prompt = std::move(text).value();
   const bool is_json_file = model_dir.size() > 5 && model_dir.substr(model_dir.size() - 5) == ".json";
   auto tok = Tokenizer::Load(is_json_file ? model_dir : model_dir + "/tokenizer.json");
   if (!tok.ok()) return Fail(tok.status());
