@@ -23,7 +23,8 @@ int CmdSynth(int argc, char** argv) {
   flags.Add("--n-layer", &n_layer, "layers (custom shape, or override)", 1, 512);
   flags.Add("--d-model", &d_model, "model width (custom shape, or override)", 1, 1 << 16);
   flags.Add("--seed", &seed, "random seed (default 1234)");
-  flags.Add("--tokenizer", &tokenizer, "tokenizer.json to copy into the output directory");
+  flags.Add("--tokenizer", &tokenizer, "tokenizer.json to copy into the output directory "
+            "(default: a byte-level tokenizer, one id per byte; \"none\": no tokenizer)");
   if (Status s = flags.Parse(argc, argv, 2); !s.ok()) return UsageError(s);
   if (flags.help_requested()) {
     std::printf("%s", flags.Help().c_str());
@@ -54,7 +55,9 @@ int CmdSynth(int argc, char** argv) {
   c.dialect = "hf";
 
   std::string tok_text;
-  if (!tokenizer.empty()) {
+  if (tokenizer.empty()) {
+    tok_text = ByteLevelTokenizerJson();
+  } else if (tokenizer != "none") {
     auto t = ReadFileToString(tokenizer);
     if (!t.ok()) return Fail(t.status());
     tok_text = std::move(t).value();
