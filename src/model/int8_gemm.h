@@ -21,6 +21,11 @@ class Int8Gemm {
   virtual void Run(const int8_t* x, int64_t M, int64_t K, int64_t ldx, const QMatrix& w,
                    const float* a, int64_t a_stride, float b, int8_t* y8, float* yf,
                    int64_t ldy) = 0;
+  // The same for output columns [nb, ne) only, on the calling thread (for blocks that fuse a
+  // GEMM with the per-channel step after it inside one parallel region).
+  virtual void RunRange(const int8_t* x, int64_t M, int64_t K, int64_t ldx, const QMatrix& w,
+                        const float* a, int64_t a_stride, float b, int8_t* y8, float* yf,
+                        int64_t ldy, int64_t nb, int64_t ne) = 0;
 };
 
 // The integer kernels of `q8`.
@@ -29,6 +34,9 @@ class KernelInt8Gemm final : public Int8Gemm {
   KernelInt8Gemm(ThreadPool& pool, const kernels::Q8KernelTable& q8) : pool_(pool), q8_(q8) {}
   void Run(const int8_t* x, int64_t M, int64_t K, int64_t ldx, const QMatrix& w, const float* a,
            int64_t a_stride, float b, int8_t* y8, float* yf, int64_t ldy) override;
+  void RunRange(const int8_t* x, int64_t M, int64_t K, int64_t ldx, const QMatrix& w,
+                const float* a, int64_t a_stride, float b, int8_t* y8, float* yf, int64_t ldy,
+                int64_t nb, int64_t ne) override;
 
  private:
   ThreadPool& pool_;

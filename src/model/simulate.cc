@@ -17,38 +17,61 @@ SimulatedInt8Gemm::SimulatedInt8Gemm(ThreadPool& pool, const kernels::KernelTabl
   }
 }
 
-void SimulatedInt8Gemm::Run(const int8_t* x, int64_t M, int64_t K, int64_t ldx, const QMatrix& w,
-                            const float* a, int64_t a_stride, float b, int8_t* y8, float* yf,
-                            int64_t ldy) {
+const float* SimulatedInt8Gemm::Grid(const QMatrix& w) const {
   auto it = grid_.find(w.q);
   QM_CHECK(it != grid_.end(), "no float copy of a %lld x %lld weight", (long long)w.rows,
            (long long)w.cols);
-  const float* wf = it->second.data();
+  return it->second.data();
+}
+
+void SimulatedInt8Gemm::Columns(const float* xf, int64_t M, int64_t K, const float* wf,
+                                const float* a, int64_t a_stride, float b, int8_t* y8, float* yf,
+                                int64_t ldy, float* acc, int64_t ld_acc, int64_t nb,
+                                int64_t ne) {
+  // acc: straight into yf (fp32 output), else into the scratch.
+  if (y8 == nullptr) {
+    acc = yf;
+    ld_acc = ldy;
+  }
+  k_.matmul_f32(xf, M, K, K, wf, nb, ne, acc, ld_acc);
+  for (int64_t m = 0; m < M; ++m) {
+    const float scale = a[m * a_stride] * b;
+    if (y8 != nullptr) {
+      // The kernels' own quantize op: RoundS8(fl(acc * scale)), the ToS8 epilogue's rounding.
+      q8_.quantize_f32_s8(acc + m * ld_acc + nb, 1, ne - nb, ld_acc, scale, nullptr,
+                          y8 + m * ldy + nb, ldy);
+    } else {
+      for (int64_t n = nb; n < ne; ++n) yf[m * ldy + n] = acc[m * ld_acc + n] * scale;
+    }
+  }
+}
+
+void SimulatedInt8Gemm::Run(const int8_t* x, int64_t M, int64_t K, int64_t ldx, const QMatrix& w,
+                            const float* a, int64_t a_stride, float b, int8_t* y8, float* yf,
+                            int64_t ldy) {
+  const float* wf = Grid(w);
   const int64_t N = w.rows;
   QM_CHECK(M * K <= static_cast<int64_t>(x_.size()), "simulation x scratch too small");
+  QM_CHECK(y8 == nullptr || M * N <= static_cast<int64_t>(acc_.size()),
+           "simulation acc scratch too small");
   for (int64_t m = 0; m < M; ++m)
     for (int64_t k = 0; k < K; ++k) x_[m * K + k] = static_cast<float>(x[m * ldx + k]);
-  // acc: straight into yf (fp32 output), else into the scratch.
-  float* acc = yf;
-  int64_t ld_acc = ldy;
-  if (y8 != nullptr) {
-    QM_CHECK(M * N <= static_cast<int64_t>(acc_.size()), "simulation acc scratch too small");
-    acc = acc_.data();
-    ld_acc = N;
-  }
   pool_.ParallelRange(N, 64, [&](int64_t nb, int64_t ne) {
-    k_.matmul_f32(x_.data(), M, K, K, wf, nb, ne, acc, ld_acc);
-    for (int64_t m = 0; m < M; ++m) {
-      const float scale = a[m * a_stride] * b;
-      if (y8 != nullptr) {
-        // The kernels' own quantize op: RoundS8(fl(acc * scale)), the ToS8 epilogue's rounding.
-        q8_.quantize_f32_s8(acc + m * ld_acc + nb, 1, ne - nb, ld_acc, scale, nullptr,
-                            y8 + m * ldy + nb, ldy);
-      } else {
-        for (int64_t n = nb; n < ne; ++n) yf[m * ldy + n] = acc[m * ld_acc + n] * scale;
-      }
-    }
+    Columns(x_.data(), M, K, wf, a, a_stride, b, y8, yf, ldy, acc_.data(), N, nb, ne);
   });
+}
+
+void SimulatedInt8Gemm::RunRange(const int8_t* x, int64_t M, int64_t K, int64_t ldx,
+                                 const QMatrix& w, const float* a, int64_t a_stride, float b,
+                                 int8_t* y8, float* yf, int64_t ldy, int64_t nb, int64_t ne) {
+  // Called from several threads at once: each converts x into its own buffer (grown once per
+  // thread; --simulate is a checking mode, not a speed path).
+  thread_local std::vector<float> xf, acc;
+  xf.resize(M * K);
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < K; ++k) xf[m * K + k] = static_cast<float>(x[m * ldx + k]);
+  if (y8 != nullptr) acc.resize(M * w.rows);
+  Columns(xf.data(), M, K, Grid(w), a, a_stride, b, y8, yf, ldy, acc.data(), w.rows, nb, ne);
 }
 
 }  // namespace quamba

@@ -30,8 +30,17 @@ class SimulatedInt8Gemm final : public Int8Gemm {
                     int64_t max_rows, int64_t max_k, int64_t max_n_int8_out);
   void Run(const int8_t* x, int64_t M, int64_t K, int64_t ldx, const QMatrix& w, const float* a,
            int64_t a_stride, float b, int8_t* y8, float* yf, int64_t ldy) override;
+  void RunRange(const int8_t* x, int64_t M, int64_t K, int64_t ldx, const QMatrix& w,
+                const float* a, int64_t a_stride, float b, int8_t* y8, float* yf, int64_t ldy,
+                int64_t nb, int64_t ne) override;
 
  private:
+  const float* Grid(const QMatrix& w) const;
+  // Columns [nb, ne) from x already converted to float (xf (M, K)); acc: scratch of stride ld_acc
+  // for int8 outputs.
+  void Columns(const float* xf, int64_t M, int64_t K, const float* wf, const float* a,
+               int64_t a_stride, float b, int8_t* y8, float* yf, int64_t ldy, float* acc,
+               int64_t ld_acc, int64_t nb, int64_t ne);
   ThreadPool& pool_;
   const kernels::KernelTable& k_;
   const kernels::Q8KernelTable& q8_;

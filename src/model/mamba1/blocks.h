@@ -11,11 +11,32 @@ namespace quamba::mamba1 {
 class BlockBase : public Block {
  protected:
   explicit BlockBase(const BlockEnv& env);
-  // xc_ = SiLU(conv1d(xz_[:, :d_inner])) with float weights; float conv states carried.
-  void ConvF32(int layer, const BlockIo& io, const float* w, const float* b);
-  // y_ = selective_scan(u = xc_, delta = dt_, B, C from x_dbl_, z from xz_), float inputs.
+  // Channels [cb, ce) of xc_ = SiLU(conv1d(xz_[:, :d_inner])) with float weights; float conv
+  // states carried. On the calling thread.
+  void ConvF32(int layer, const BlockIo& io, const float* w, const float* b, int64_t cb,
+               int64_t ce);
+  // Channels [cb, ce) of y_ = selective_scan(u = xc_, delta = dt_, B, C from x_dbl_, z from
+  // xz_), float inputs. On the calling thread.
   void ScanF32(int layer, const BlockIo& io, const float* dt_bias, const float* A,
-               const float* D);
+               const float* D, int64_t cb, int64_t ce);
+  // Runs f(b, e) over rows [0, T): inline for the few rows of a decode step (a row op of
+  // d_model elements is cheaper than waking the pool), split across threads otherwise.
+  template <typename F>
+  void ForRows(int64_t T, F&& f) {
+    if (T <= kInlineRows) {
+      f(int64_t{0}, T);
+    } else {
+      pool_.ParallelRange(T, 1, f);
+    }
+  }
+  // One parallel region over the d_inner channels, 64-aligned (every GEMM tile boundary): a
+  // block fuses the step that makes a channel's inputs with the per-channel step that uses
+  // them (in_proj rows + conv; dt_proj rows + scan), halving the fork-joins of a decode step.
+  template <typename F>
+  void ForChannels(F&& f) {
+    pool_.ParallelRange(di_, 64, f);
+  }
+  static constexpr int64_t kInlineRows = 4;
   int64_t n_seq(const BlockIo& io) const { return io.per_row_states ? io.T : 1; }
   int64_t seq_len(const BlockIo& io) const { return io.per_row_states ? 1 : io.T; }
 
@@ -42,6 +63,9 @@ class FloatBlock final : public BlockBase {
 
  private:
   void MatMul(const float* x, int64_t M, int64_t ldx, const MatrixRef& w, float* y, int64_t ldy);
+  // Output columns [nb, ne) only, on the calling thread.
+  void MatMulRange(const float* x, int64_t M, int64_t ldx, const MatrixRef& w, float* y,
+                   int64_t ldy, int64_t nb, int64_t ne);
 };
 
 // Int8 scratch shared by the static and dynamic int8 blocks.

@@ -24,6 +24,11 @@ BlockBase::BlockBase(const BlockEnv& env)
   y_ = env.scratch.Alloc<float>(rows * di_);
 }
 
+void FloatBlock::MatMulRange(const float* x, int64_t M, int64_t ldx, const MatrixRef& w,
+                             float* y, int64_t ldy, int64_t nb, int64_t ne) {
+  k_.MatMulFor(w.dtype)(x, M, w.cols, ldx, w.data, nb, ne, y, ldy);
+}
+
 void FloatBlock::MatMul(const float* x, int64_t M, int64_t ldx, const MatrixRef& w, float* y,
                         int64_t ldy) {
   const kernels::MatMulFn f = k_.MatMulFor(w.dtype);
@@ -40,38 +45,39 @@ void FloatBlock::Forward(int layer, const BlockIo& io) {
   // residual = hidden_states + residual; hidden_states = self.norm(residual)   (Block, fused)
   // The first layer starts the residual stream from the embedding (copied in by the runtime).
   const float* add = layer == 0 ? nullptr : io.h;
-  if (T == 1) {
-    k_.add_rms_norm(io.residual, add, L.norm, dm, eps_, hn_);
-  } else {
-    pool_.ParallelRange(T, 1, [&](int64_t b, int64_t e) {
-      for (int64_t t = b; t < e; ++t)
-        k_.add_rms_norm(io.residual + t * dm, add ? add + t * dm : nullptr, L.norm, dm, eps_,
-                        hn_ + t * dm);
-    });
-  }
+  ForRows(T, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t)
+      k_.add_rms_norm(io.residual + t * dm, add ? add + t * dm : nullptr, L.norm, dm, eps_,
+                      hn_ + t * dm);
+  });
   ActivationObserver* obs = io.per_row_states ? nullptr : io.observer;
   auto tap = [&](Tap p, const float* x, int64_t cols) {
     if (obs != nullptr) obs->Observe(layer, static_cast<int>(p), x, T, cols, cols);
   };
   tap(Tap::kInProjIn, hn_, dm);
 
-  // xz = self.in_proj(hidden_states)            xz_: (T, 2*d_inner) = [x | z]
-  MatMul(hn_, T, dm, L.in_proj, xz_, 2 * di);
-  tap(Tap::kInProjOut, xz_, 2 * di);
-
+  // Per channel range [cb, ce), fused:
+  // xz = self.in_proj(hidden_states)            xz_: (T, 2*d_inner) = [x | z], rows of x and z
   // x = self.act(self.conv1d(x)[..., :seqlen])  xc_: (T, d_inner); conv_state carried
-  ConvF32(layer, io, L.conv_w, L.conv_b);
+  ForChannels([&](int64_t cb, int64_t ce) {
+    MatMulRange(hn_, T, dm, L.in_proj, xz_, 2 * di, cb, ce);
+    MatMulRange(hn_, T, dm, L.in_proj, xz_, 2 * di, di + cb, di + ce);
+    ConvF32(layer, io, L.conv_w, L.conv_b, cb, ce);
+  });
+  tap(Tap::kInProjOut, xz_, 2 * di);
   tap(Tap::kXProjIn, xc_, di);
 
   // x_dbl = self.x_proj(x); dt, B, C = torch.split(x_dbl, [dt_rank, d_state, d_state], dim=-1)
   MatMul(xc_, T, di, L.x_proj, x_dbl_, n_dbl_);
   tap(Tap::kXProjOut, x_dbl_, n_dbl_);
+  // Per channel range, fused:
   // dt = self.dt_proj.weight @ dt.t()           (bias is added inside the scan, as upstream)
-  MatMul(x_dbl_, T, n_dbl_, L.dt_proj, dt_, di);
-  tap(Tap::kDtProjOut, dt_, di);
-
   // y = selective_scan_fn(x, dt, A, B, C, D, z, delta_bias=dt_proj.bias, delta_softplus=True)
-  ScanF32(layer, io, L.dt_bias, L.A, L.D);
+  ForChannels([&](int64_t cb, int64_t ce) {
+    MatMulRange(x_dbl_, T, n_dbl_, L.dt_proj, dt_, di, cb, ce);
+    ScanF32(layer, io, L.dt_bias, L.A, L.D, cb, ce);
+  });
+  tap(Tap::kDtProjOut, dt_, di);
   tap(Tap::kOutProjIn, y_, di);
 
   // out = self.out_proj(y)                      h: (T, d_model)
@@ -79,21 +85,19 @@ void FloatBlock::Forward(int layer, const BlockIo& io) {
   tap(Tap::kOutProjOut, io.h, dm);
 }
 
-void BlockBase::ConvF32(int layer, const BlockIo& io, const float* w, const float* b) {
+void BlockBase::ConvF32(int layer, const BlockIo& io, const float* w, const float* b,
+                        int64_t cb, int64_t ce) {
   const int64_t di = di_;
-  pool_.ParallelRange(di, 16, [&](int64_t cb, int64_t ce) {
-    for (int64_t s = 0; s < n_seq(io); ++s)
-      k_.causal_conv1d_silu(xz_ + s * 2 * di, seq_len(io), di, 2 * di, w, b,
-                            static_cast<int>(c_.d_conv),
-                            io.states[s]->Get<float>(layer, kConvState), xc_ + s * di, di, cb,
-                            ce);
-  });
+  for (int64_t s = 0; s < n_seq(io); ++s)
+    k_.causal_conv1d_silu(xz_ + s * 2 * di, seq_len(io), di, 2 * di, w, b,
+                          static_cast<int>(c_.d_conv), io.states[s]->Get<float>(layer, kConvState),
+                          xc_ + s * di, di, cb, ce);
 }
 
 void BlockBase::ScanF32(int layer, const BlockIo& io, const float* dt_bias, const float* A,
-                        const float* D) {
+                        const float* D, int64_t cb, int64_t ce) {
   const int64_t di = di_, ds = ds_, R = R_, n_dbl = n_dbl_;
-  pool_.ParallelRange(di, 16, [&](int64_t cb, int64_t ce) {
+  {
     kernels::ScanArgs a;
     a.d_inner = di;
     a.d_state = ds;
@@ -116,7 +120,7 @@ void BlockBase::ScanF32(int layer, const BlockIo& io, const float* dt_bias, cons
       a.y = y_ + s * di;
       k_.selective_scan(a, cb, ce);
     }
-  });
+  }
 }
 
 }  // namespace quamba::mamba1

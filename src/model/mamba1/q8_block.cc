@@ -39,17 +39,20 @@ void StaticInt8Block::Forward(int layer, const BlockIo& io) {
   // [1] residual = h + residual; hn_q = RoundS8(RMSNorm(residual) / s_in)
   float* const h = io.h;
   const float* add = layer == 0 ? nullptr : h;
-  pool_.ParallelRange(T, 1, [&](int64_t b, int64_t e) {
+  ForRows(T, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t)
       q8_.add_rms_norm_quant(io.residual + t * dm, add ? add + t * dm : nullptr, L.norm, dm,
                              eps, 1.0f / L.s_in, hn_q_ + t * dm);
   });
-  // [2-3] xz_q = RoundS8(s_in * s_w * (hn_q @ W_in^T) / s_xz)        (T, 2*d_inner)
-  gemm_.Run(hn_q_, T, dm, dm, L.in_proj, &L.s_in, 0, L.in_proj.scale / L.s_xz, xz_q_,
-         nullptr, 2 * di);
+  // Per channel range [cb, ce), fused:
+  // [2-3] xz_q = RoundS8(s_in * s_w * (hn_q @ W_in^T) / s_xz)        (T, 2*d_inner): x and z rows
   // [4-5] u_q = RoundS8(SiLU(conv(x_q)) / s_u)                        (T, d_inner)
   const bool smooth = smooth_;
-  pool_.ParallelRange(di, 16, [&](int64_t b, int64_t e) {
+  ForChannels([&](int64_t cb, int64_t ce) {
+    const float b_in = L.in_proj.scale / L.s_xz;
+    gemm_.RunRange(hn_q_, T, dm, dm, L.in_proj, &L.s_in, 0, b_in, xz_q_, nullptr, 2 * di, cb, ce);
+    gemm_.RunRange(hn_q_, T, dm, dm, L.in_proj, &L.s_in, 0, b_in, xz_q_, nullptr, 2 * di,
+                   di + cb, di + ce);
     kernels::Conv1dS8Args a;
     a.C = di;
     a.d_conv = static_cast<int>(c_.d_conv);
@@ -68,26 +71,25 @@ void StaticInt8Block::Forward(int layer, const BlockIo& io) {
       // SmoothQuant needs u twice (plain for the scan, smoothed for x_proj): float out first.
       if (smooth) a.y_f32 = xc_ + s * di;
       else a.y = u_q_ + s * di;
-      q8_.causal_conv1d_silu_s8(a, b, e);
+      q8_.causal_conv1d_silu_s8(a, cb, ce);
+    }
+    if (smooth) {
+      q8_.quantize_f32_s8(xc_ + cb, T, ce - cb, di, 1.0f / L.s_u, nullptr, u_q_ + cb, di);
+      q8_.quantize_f32_s8(xc_ + cb, T, ce - cb, di, 1.0f / L.s_u_smooth,
+                          L.x_proj_smooth_inv + cb, u_qs_ + cb, di);
     }
   });
-  const int8_t* x_proj_in = u_q_;
-  float s_x_proj_in = L.s_u;
-  if (smooth) {
-    q8_.quantize_f32_s8(xc_, T, di, di, 1.0f / L.s_u, nullptr, u_q_, di);
-    q8_.quantize_f32_s8(xc_, T, di, di, 1.0f / L.s_u_smooth, L.x_proj_smooth_inv,
-                        u_qs_, di);
-    x_proj_in = u_qs_;
-    s_x_proj_in = L.s_u_smooth;
-  }
+  const int8_t* x_proj_in = smooth ? u_qs_ : u_q_;
+  const float s_x_proj_in = smooth ? L.s_u_smooth : L.s_u;
   // [6-7] x_dbl_q = RoundS8(s_u * s_wx * (u_q @ W_x^T) / s_xdbl)      (T, dt_rank + 2*d_state)
   gemm_.Run(x_proj_in, T, di, di, L.x_proj, &s_x_proj_in, 0, L.x_proj.scale / L.s_xdbl,
-         x_dbl_q_, nullptr, n_dbl);
+            x_dbl_q_, nullptr, n_dbl);
+  // Per channel range, fused:
   // [8-9] dt_q = RoundS8(s_xdbl * s_wdt * (dt_low_q @ W_dt^T) / s_dt)  (T, d_inner)
-  gemm_.Run(x_dbl_q_, T, R, n_dbl, L.dt_proj, &L.s_xdbl, 0, L.dt_proj.scale / L.s_dt,
-         dt_q_, nullptr, di);
   // [10-12] y = selective_scan(u, dt, A, B, C, D, z) from int8 inputs   (T, d_inner) fp32
-  pool_.ParallelRange(di, 16, [&](int64_t b, int64_t e) {
+  ForChannels([&](int64_t cb, int64_t ce) {
+    gemm_.RunRange(x_dbl_q_, T, R, n_dbl, L.dt_proj, &L.s_xdbl, 0, L.dt_proj.scale / L.s_dt,
+                   dt_q_, nullptr, di, cb, ce);
     kernels::ScanS8Args a;
     a.d_inner = di;
     a.d_state = ds;
@@ -112,14 +114,13 @@ void StaticInt8Block::Forward(int layer, const BlockIo& io) {
       a.z = xz_q_ + s * 2 * di + di;
       a.state = io.states[s]->Get<float>(layer, kSsmState);
       a.y = y_ + s * di;
-      q8_.selective_scan_s8(a, b, e);
+      q8_.selective_scan_s8(a, cb, ce);
     }
   });
   // [13] y_q = RoundS8(H y / s_o) (quamba) | RoundS8(y / s_o) (minmax) | RoundS8(y / (s s_o))
-  pool_.ParallelRange(T, 1, [&](int64_t b, int64_t e) {
+  ForRows(T, [&](int64_t b, int64_t e) {
     if (hadamard_) {
-      q8_.hadamard_quant(y_ + b * di, e - b, di, di, 1.0f / L.s_o, y_q_ + b * di,
-                         di);
+      q8_.hadamard_quant(y_ + b * di, e - b, di, di, 1.0f / L.s_o, y_q_ + b * di, di);
     } else {
       q8_.quantize_f32_s8(y_ + b * di, e - b, di, di, 1.0f / L.s_o,
                           smooth ? L.out_proj_smooth_inv : nullptr, y_q_ + b * di, di);
@@ -139,19 +140,23 @@ void DynamicInt8Block::Forward(int layer, const BlockIo& io) {
   for (int64_t t = 0; t < T; ++t)
     row_scale_[t] = q8_.add_rms_norm_quant(io.residual + t * dm, add ? add + t * dm : nullptr,
                                            L.norm, dm, eps, 0.0f, hn_q_ + t * dm);
-  gemm_.Run(hn_q_, T, dm, dm, L.in_proj, row_scale_, 1, L.in_proj.scale, nullptr,
-         xz_, 2 * di);
-  ConvF32(layer, io, L.conv_w_f, L.conv_b_f);
+  ForChannels([&](int64_t cb, int64_t ce) {  // in_proj rows of x and z, then the float conv
+    gemm_.RunRange(hn_q_, T, dm, dm, L.in_proj, row_scale_, 1, L.in_proj.scale, nullptr, xz_,
+                   2 * di, cb, ce);
+    gemm_.RunRange(hn_q_, T, dm, dm, L.in_proj, row_scale_, 1, L.in_proj.scale, nullptr, xz_,
+                   2 * di, di + cb, di + ce);
+    ConvF32(layer, io, L.conv_w_f, L.conv_b_f, cb, ce);
+  });
   QuantizeRowsDynamic(xc_, T, di, di, u_q_);
-  gemm_.Run(u_q_, T, di, di, L.x_proj, row_scale_, 1, L.x_proj.scale, nullptr,
-         x_dbl_, n_dbl);
+  gemm_.Run(u_q_, T, di, di, L.x_proj, row_scale_, 1, L.x_proj.scale, nullptr, x_dbl_, n_dbl);
   QuantizeRowsDynamic(x_dbl_, T, R, n_dbl, dt_q_);  // dt_low, packed (T, R)
-  gemm_.Run(dt_q_, T, R, R, L.dt_proj, row_scale_, 1, L.dt_proj.scale, nullptr,
-         dt_, di);
-  ScanF32(layer, io, L.dt_bias, L.A, L.D);
+  ForChannels([&](int64_t cb, int64_t ce) {  // dt_proj rows, then the float scan
+    gemm_.RunRange(dt_q_, T, R, R, L.dt_proj, row_scale_, 1, L.dt_proj.scale, nullptr, dt_, di,
+                   cb, ce);
+    ScanF32(layer, io, L.dt_bias, L.A, L.D, cb, ce);
+  });
   QuantizeRowsDynamic(y_, T, di, di, y_q_);
-  gemm_.Run(y_q_, T, di, di, L.out_proj, row_scale_, 1, L.out_proj.scale, nullptr,
-         h, dm);
+  gemm_.Run(y_q_, T, di, di, L.out_proj, row_scale_, 1, L.out_proj.scale, nullptr, h, dm);
 }
 
 }  // namespace quamba::mamba1
