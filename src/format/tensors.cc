@@ -21,6 +21,16 @@ const char* TensorRoleName(TensorRole r) {
   return "?";
 }
 
+const char* QuantKindName(QuantKind q) {
+  switch (q) {
+    case QuantKind::kFloat32: return "float32";
+    case QuantKind::kHead: return "head (--lm-head)";
+    case QuantKind::kLinear: return "int8 linear";
+    case QuantKind::kInt8Param: return "int8 + scale";
+  }
+  return "?";
+}
+
 std::vector<std::string> AlternativeNames(const TensorSpec& s) {
   if (s.role == TensorRole::kEmbedding) return {"backbone.embedding.weight", "embedding.weight"};
   return {};

@@ -42,6 +42,8 @@ enum class QuantKind : uint8_t {
                // bias, dt_proj.bias, A_log and D this way)
 };
 
+const char* QuantKindName(QuantKind q);  // "float32", "head (--lm-head)", "int8 linear", ...
+
 // Static activation scales stored beside a tensor, as bit flags (static recipes only).
 enum ActScales : uint8_t {
   kActNone = 0,

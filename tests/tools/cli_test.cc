@@ -85,6 +85,9 @@ TEST(CliTest, SynthGenerateTokenizeInspectBench) {
   r = RunQuamba("inspect -m " + (d / "m") + " --tensors");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("backbone.layers.1.mixer.A_log"));
+  // Rows come from the architecture's tensor list: role and quantization treatment.
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("mixer.in_proj.weight +F32 +\\(256, 64\\) +in_proj "
+                                              "+int8 linear"));
   r = RunQuamba("bench -m " + (d / "m") + " -p 8 -n 4 -r 2 -o json");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("\"decode_tok_s\""));

@@ -2,10 +2,13 @@
 // makes; with --calib, the activation-outlier report of src/quant/inspect.h (table on stdout,
 // outliers.json and SVG plots with -o).
 #include <cstdio>
+#include <set>
 
 #include "args.h"
 #include "commands.h"
 #include "core/thread_pool.h"
+#include "format/quantized.h"
+#include "format/tensors.h"
 #include "model/runtime.h"
 #include "quant/calib_data.h"
 #include "quant/inspect.h"
@@ -63,10 +66,34 @@ int CmdInspect(int argc, char** argv) {
     std::printf("  tokenizer: %d ids, eos %d\n", m.tokenizer()->vocab_size(),
                 m.tokenizer()->eos_id());
   for (const auto& [k, v] : st.metadata()) std::printf("  metadata %s = %s\n", k.c_str(), v.c_str());
-  if (tensors)
+  if (tensors) {
+    // The architecture's tensor list (format/tensors.h; for a quantized model the list derived
+    // from it, format/quantized.h), with each entry's role and how quantization treats it.
+    std::printf("  %-52s %-5s %-16s %-14s %s\n", "tensor", "dtype", "shape", "role",
+                "quantization");
+    std::set<std::string> listed;
+    auto row = [&](const std::string& name, const TensorSpec& src, const char* quant) {
+      const TensorView* t = st.Find(name);
+      for (const std::string& alt : AlternativeNames(src))
+        if (t == nullptr && (t = st.Find(alt)) != nullptr) listed.insert(alt);
+      listed.insert(name);
+      std::printf("  %-52s %-5s %-16s %-14s %s\n", name.c_str(), t ? DTypeName(t->dtype) : "-",
+                  t ? ShapeString(t->shape).c_str() : "(absent)", TensorRoleName(src.role),
+                  quant);
+    };
+    if (m.quantized()) {
+      ForEachQuantTensor(c, m.quant_config(), m.weights().embedding.dtype,
+                         [&](const QTensorSpec& q) {
+                           row(q.name, *q.source, QuantKindName(q.source->quant));
+                         });
+    } else {
+      ForEachTensor(c, [&](const TensorSpec& t) { row(t.name, t, QuantKindName(t.quant)); });
+    }
     for (const auto& [name, t] : st.tensors())
-      std::printf("  %-48s %-5s %s\n", name.c_str(), DTypeName(t.dtype),
-                  ShapeString(t.shape).c_str());
+      if (!listed.count(name))
+        std::printf("  %-52s %-5s %-16s %s\n", name.c_str(), DTypeName(t.dtype),
+                    ShapeString(t.shape).c_str(), "(not used by the model)");
+  }
   if (calib_files.empty()) return 0;
 
   if (m.tokenizer() == nullptr)
