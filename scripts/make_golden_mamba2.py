@@ -55,7 +55,9 @@ SPLIT_CASE = ("kjv_carried_state",
               "darkness he called Night. And the evening and the morning were the first day. And God said, "
               "Let there be a firmament in the midst of the waters, and let it divide the waters from the "
               "waters. And God made the firmament, and divided the waters which were under the firmament "
-              "from the waters which were above the firmament: and it was so.",
+              "from the waters which were above the firmament: and it was so. And God called the firmament "
+              "Heaven. And the evening and the morning were the second day. And God said, Let the waters under "
+              "the heaven be gathered together unto one place, and let the dry land appear: and it was so.",
               71)  # split after 71 tokens: both pieces cross a 64-token chunk boundary
 
 _NP_DT = {"F32": "<f4", "F64": "<f8", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I8": "i1", "U8": "u1"}

@@ -270,6 +270,9 @@ def layer_stats(a, A, B):
     ms = q8_mse(Sb, sS[lab_hp])                             # [H,P,N] scales
     mt = q8_mse(Sb, ea.max() / 127)
     r["state_mse_g44n_over_per_tensor"] = ms / mt
+    # the same scales on the data they were taken from (no clipping): resolution gain alone
+    r["state_mse_g44n_over_per_tensor_in_sample"] = q8_mse(Sa, sS[lab_hp]) / q8_mse(Sa, ea.max() / 127)
+    r["state_clipped_fraction_half_b"] = (Sb.abs() > sS[lab_hp] * 127 * (1 + 1e-6)).double().mean().item()
     return r
 
 
@@ -338,12 +341,14 @@ def run(args, svg_plot):
             r["had_out_in_kurtosis"], r["out_in_rel_mse"], r["had_out_in_rel_mse"]))
     md += ["", "**Final SSM state** of each window (absmax over windows per (h, p, n); int8 MSE with "
            "[G,4,4,N] scales (head cluster x channel group of x, per state) over one per-tensor scale)", "",
-           "| layer | absmax | median elem. absmax | max/median | absmax g0 / g1 | MSE [G,4,4,N] / per-tensor |",
-           "|---|---|---|---|---|---|"]
+           "| layer | absmax | median elem. absmax | max/median | absmax g0 / g1 | MSE [G,4,4,N] / per-tensor (half B) "
+           "| same, in sample (half A) | half-B values beyond their [G,4,4,N] range |",
+           "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        md.append("| %d | %s | %s | %.1f | %s | %.3f |" % (
+        md.append("| %d | %s | %s | %.1f | %s | %.3f | %.3f | %.2e |" % (
             r["layer"], f3(r["state_max"]), f3(r["state_median_elem_absmax"]), r["state_max_over_median"],
-            " / ".join(f3(v) for v in r["state_group_absmax"]), r["state_mse_g44n_over_per_tensor"]))
+            " / ".join(f3(v) for v in r["state_group_absmax"]), r["state_mse_g44n_over_per_tensor"],
+            r["state_mse_g44n_over_per_tensor_in_sample"], r["state_clipped_fraction_half_b"]))
     with open(os.path.join(args.model, "outliers.md"), "w") as f:
         f.write("\n".join(md) + "\n")
     with open(os.path.join(args.model, "outliers.json"), "w") as f:
