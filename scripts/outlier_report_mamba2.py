@@ -26,7 +26,12 @@ Per layer (quamba2-spec.md section 7 and 2.3/2.4):
     max, p99.9, max/p99.9, kurtosis, per-tensor int8 MSE relative to the mean square;
   * final SSM state of each window [H,P,N]: absmax, median over (h,p,n) of the per-element
     absmax, per-group absmax; int8 MSE with scales [G,4,4,N] (head clusters and channel groups
-    of x, per state n) vs one per-tensor scale.
+    of x, per state n) vs one per-tensor scale (on half B, and in sample on half A).
+outliers.json also keeps, per layer, the per-channel x maxima and the clustering statistic
+[d_inner], the head clusters and channel groups found (x_head_clusters: per (group, cluster) the
+heads; x_dim_group [H][P]: channel group of each original channel), the 4x4 scales x 127
+(x_scales_4x4, index g*16 + cluster*4 + dim group) and the final-state absmax per (head, state)
+[H][N], so the C++ sort-and-cluster can be compared with this one.
 """
 import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -225,7 +230,10 @@ def layer_stats(a, A, B):
              x_mse_4x4_over_per_tensor=m44 / mt, x_mse_4x4_over_percentile=m44 / mp,
              x_head_clusters=[[h for h in range(g * (H // G), (g + 1) * (H // G)) if hc[h] == c]
                               for g in range(G) for c in range(4)],
-             x_scales_4x4=[float("%.4g" % (v * 127)) for v in s44.tolist()])
+             x_scales_4x4=[float("%.4g" % (v * 127)) for v in s44.tolist()],
+             x_dim_group=dg.tolist(),
+             x_channel_absmax=[float("%.4g" % v) for v in cha.tolist()],
+             x_cluster_stat=[float("%.4g" % v) for v in stat.tolist()])
     # ---- B and C
     for nm in ("B", "C"):
         va, vb = A[nm], B[nm]                              # [w, L, G, N]
@@ -262,6 +270,7 @@ def layer_stats(a, A, B):
     r["state_median_elem_absmax"] = ea.median().item()
     r["state_max_over_median"] = r["state_max"] / r["state_median_elem_absmax"]
     r["state_group_absmax"] = ea.view(G, -1).amax(1).tolist()
+    r["state_head_n_absmax"] = [[float("%.4g" % v) for v in row] for row in ea.amax(1).tolist()]   # [H, N]
     lab_hp = lab.view(H, P)                                 # [H,P] -> (g, cluster, dim group)
     sS = torch.zeros(16 * G, N)
     sS.scatter_reduce_(0, lab_hp.flatten().view(-1, 1).expand(-1, N), ea.reshape(H * P, N), reduce="amax",
