@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""Exports a training checkpoint as a Hugging Face MambaForCausalLM directory.
+"""Exports a training checkpoint as a Hugging Face MambaForCausalLM (Mamba-1) or
+Mamba2ForCausalLM (Mamba-2, checkpoint args with arch "mamba2") directory.
 
 Writes <out>/config.json (HF MambaConfig keys), <out>/model.safetensors (written by
 the small writer below: 8-byte little-endian header length, JSON header with
@@ -27,6 +28,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mamba_model import MambaArgs, MambaLM  # noqa: E402
+from mamba2_model import Mamba2Args, Mamba2LM  # noqa: E402
 
 _DT = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", torch.bfloat16: "BF16",
        torch.int64: "I64", torch.int32: "I32", torch.int8: "I8", torch.uint8: "U8"}
@@ -103,9 +105,59 @@ def hf_config(a: MambaArgs):
     }
 
 
+def hf_config_mamba2(a: Mamba2Args):
+    """HF Mamba2Config keys (quamba2-spec section 7). No time_step_limit: its default (0, inf)
+    would be written as the non-standard JSON token Infinity."""
+    return {
+        "architectures": ["Mamba2ForCausalLM"],
+        "model_type": "mamba2",
+        "vocab_size": a.vocab_size,
+        "hidden_size": a.d_model,
+        "num_hidden_layers": a.n_layer,
+        "num_heads": a.nheads,
+        "head_dim": a.headdim,
+        "state_size": a.d_state,
+        "n_groups": a.ngroups,
+        "expand": a.expand,
+        "conv_kernel": a.d_conv,
+        "chunk_size": a.chunk_size,
+        "layer_norm_epsilon": a.norm_eps,
+        "rms_norm": True,
+        "residual_in_fp32": True,
+        "use_bias": False,
+        "use_conv_bias": True,
+        "hidden_act": "silu",
+        "time_step_min": a.dt_min,
+        "time_step_max": a.dt_max,
+        "time_step_floor": a.dt_init_floor,
+        "rescale_prenorm_residual": False,
+        "tie_word_embeddings": True,
+        "bos_token_id": 0,
+        "eos_token_id": 0,
+        "pad_token_id": 0,
+        "use_cache": True,
+        "torch_dtype": "float32",
+    }
+
+
+def mamba2_args_from_config(cfg):
+    a = Mamba2Args(d_model=cfg["hidden_size"], n_layer=cfg["num_hidden_layers"], vocab_size=cfg["vocab_size"],
+                   d_state=cfg["state_size"], d_conv=cfg["conv_kernel"], expand=cfg["expand"],
+                   headdim=cfg["head_dim"], ngroups=cfg["n_groups"], chunk_size=cfg["chunk_size"],
+                   norm_eps=cfg["layer_norm_epsilon"])
+    assert a.nheads == cfg["num_heads"], "num_heads * head_dim != expand * hidden_size"
+    return a
+
+
 def model_from_dir(d):
-    """Builds MambaLM from an exported directory (config.json + model.safetensors)."""
+    """Builds MambaLM (or Mamba2LM for model_type "mamba2") from an exported directory
+    (config.json + model.safetensors)."""
     cfg = json.load(open(os.path.join(d, "config.json")))
+    if cfg.get("model_type") == "mamba2":
+        m = Mamba2LM(mamba2_args_from_config(cfg))
+        sd, _ = load_safetensors(os.path.join(d, "model.safetensors"))
+        m.load_state_dict(sd, strict=True)
+        return m
     a = MambaArgs(d_model=cfg["hidden_size"], n_layer=cfg["num_hidden_layers"], vocab_size=cfg["vocab_size"],
                   d_state=cfg["state_size"], d_conv=cfg["conv_kernel"],
                   expand=cfg["intermediate_size"] // cfg["hidden_size"], dt_rank=cfg["time_step_rank"],
@@ -123,13 +175,19 @@ def main():
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     ck = torch.load(args.ckpt, map_location="cpu")
-    a = MambaArgs(**ck["args"])
-    model = MambaLM(a)
+    if ck["args"].get("arch") == "mamba2":
+        a = Mamba2Args(**ck["args"])
+        model = Mamba2LM(a)
+        cfg = hf_config_mamba2(a)
+    else:
+        a = MambaArgs(**ck["args"])
+        model = MambaLM(a)
+        cfg = hf_config(a)
     model.load_state_dict(ck["model"])
     sd = {k: v.float() for k, v in model.state_dict().items()}
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "config.json"), "w") as f:
-        json.dump(hf_config(a), f, indent=2)
+        json.dump(cfg, f, indent=2)
         f.write("\n")
     save_safetensors(sd, os.path.join(args.out, "model.safetensors"))
     shutil.copyfile(args.tok, os.path.join(args.out, "tokenizer.json"))

@@ -12,6 +12,9 @@ Runs the exported float32 model over validation text (non-overlapping windows of
 Writes <model>/outliers.md (markdown table), <model>/outliers.json and
 <model>/outliers.svg (hand-written SVG plot, log-scale y axis).
 
+For a Mamba-2 model (config.json model_type "mamba2") the report is made by
+scripts/outlier_report_mamba2.py instead (calibration text, Quamba2's quantization points).
+
 Usage: scripts/outlier_report.py --model models/<name> [--windows 32]
 """
 import os
@@ -127,7 +130,14 @@ def main():
     ap.add_argument("--windows", type=int, default=32)
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--calib", default=os.path.join(ROOT, "..", "shared", "data", "calibration"),
+                    help="Mamba-2 only: folder with the calibration books (see outlier_report_mamba2.py)")
+    ap.add_argument("--calib-windows", type=int, default=32, help="Mamba-2 only: windows per calibration half")
     args = ap.parse_args()
+    with open(os.path.join(args.model, "config.json")) as f:
+        if json.load(f).get("model_type") == "mamba2":
+            import outlier_report_mamba2
+            return outlier_report_mamba2.run(args, svg_plot)
     torch.set_flush_denormal(True)
     torch.set_num_threads(2)
     model = model_from_dir(args.model).eval()

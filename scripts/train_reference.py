@@ -38,6 +38,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mamba_model import MambaArgs, MambaLM  # noqa: E402
+from mamba2_model import Mamba2Args, Mamba2LM  # noqa: E402
 
 EOT = "<|endoftext|>"
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
@@ -131,8 +132,13 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--d-model", type=int, default=256)
     ap.add_argument("--n-layer", type=int, default=6)
-    ap.add_argument("--d-state", type=int, default=16)
+    ap.add_argument("--arch", choices=["mamba", "mamba2"], default="mamba",
+                    help="mamba (Mamba-1, selective scan) or mamba2 (chunked SSD, scripts/mamba2_model.py)")
+    ap.add_argument("--d-state", type=int, default=None, help="default 16 (mamba) / 64 (mamba2)")
     ap.add_argument("--expand", type=int, default=2)
+    ap.add_argument("--headdim", type=int, default=32, help="mamba2 only")
+    ap.add_argument("--ngroups", type=int, default=2, help="mamba2 only")
+    ap.add_argument("--chunk", type=int, default=64, help="mamba2 only: SSD chunk length")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -175,9 +181,20 @@ def main():
     val_ids, val_bytes = data["valid"]
     ckpt_path = os.path.join(args.out, "ckpt.pt")
 
-    margs = MambaArgs(d_model=args.d_model, n_layer=args.n_layer, vocab_size=vocab,
-                      d_state=args.d_state, expand=args.expand)
-    model = MambaLM(margs, seed=args.seed)
+    if args.arch == "mamba2":
+        margs = Mamba2Args(d_model=args.d_model, n_layer=args.n_layer, vocab_size=vocab,
+                           d_state=args.d_state or 64, expand=args.expand, headdim=args.headdim,
+                           ngroups=args.ngroups, chunk_size=args.chunk)
+        model = Mamba2LM(margs, seed=args.seed)
+        desc = "mamba2 d_model=%d n_layer=%d d_inner=%d d_state=%d heads=%dx%d ngroups=%d chunk=%d" % (
+            margs.d_model, margs.n_layer, margs.d_inner, margs.d_state, margs.nheads, margs.headdim,
+            margs.ngroups, margs.chunk_size)
+    else:
+        margs = MambaArgs(d_model=args.d_model, n_layer=args.n_layer, vocab_size=vocab,
+                          d_state=args.d_state or 16, expand=args.expand)
+        model = MambaLM(margs, seed=args.seed)
+        desc = "d_model=%d n_layer=%d d_inner=%d d_state=%d dt_rank=%d" % (
+            margs.d_model, margs.n_layer, margs.d_inner, margs.d_state, margs.dt_rank)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.wd},
@@ -206,10 +223,9 @@ def main():
             budget = args.budget_min * 60
         else:
             budget = float("inf")
-    log("model d_model=%d n_layer=%d d_inner=%d d_state=%d dt_rank=%d vocab=%d params=%.2fM; "
+    log("model %s vocab=%d params=%.2fM; "
         "batch %dx%d; lr %g; budget %.0fs; train ids %d, val ids %d (%d bytes)"
-        % (margs.d_model, margs.n_layer, margs.d_inner, margs.d_state, margs.dt_rank, vocab,
-           model.n_params() / 1e6, args.batch, args.seq_len, args.lr, budget, len(train_ids),
+        % (desc, vocab, model.n_params() / 1e6, args.batch, args.seq_len, args.lr, budget, len(train_ids),
            len(val_ids), int(val_bytes.sum())))
     with open(os.path.join(args.out, "config.json"), "w") as f:
         json.dump({"model": margs.to_dict(), "train": vars(args), "budget_s": budget}, f, indent=1)
