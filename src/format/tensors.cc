@@ -17,6 +17,8 @@ const char* TensorRoleName(TensorRole r) {
     case TensorRole::kALog: return "A_log";
     case TensorRole::kD: return "D";
     case TensorRole::kOutProj: return "out_proj";
+    case TensorRole::kDtBias: return "dt_bias";
+    case TensorRole::kGatedNorm: return "norm (gated)";
   }
   return "?";
 }

@@ -30,6 +30,10 @@ enum class TensorRole : uint8_t {
   kALog,       // mixer.A_log (d_inner, d_state)
   kD,          // mixer.D (d_inner)
   kOutProj,    // mixer.out_proj.weight (d_model, d_inner)
+  // Mamba-2 only (its in_proj is (d_in_proj, d_model) = [z | x | B | C | dt] rows, its conv runs
+  // over conv_dim = x | B | C channels, A_log and D are (nheads)).
+  kDtBias,     // mixer.dt_bias (nheads)
+  kGatedNorm,  // mixer.norm.weight (d_inner): grouped gated RMSNorm
 };
 const char* TensorRoleName(TensorRole r);  // "embedding", "in_proj", ...
 
@@ -63,9 +67,42 @@ struct TensorSpec {
   bool optional;               // may be absent from a float checkpoint
 };
 
-// Calls f(const TensorSpec&) for every tensor of a Mamba-1 model, in a fixed order.
+// Mamba-2's list (quamba2-spec §1.3).
+template <typename F>
+void ForEachTensorMamba2(const MambaConfig& c, F&& f) {
+  const int64_t dm = c.d_model, di = c.d_inner, H = c.nheads;
+  using R = TensorRole;
+  using Q = QuantKind;
+  f(TensorSpec{"backbone.embeddings.weight", {c.vocab_size, dm}, R::kEmbedding, -1, Q::kHead,
+               kActNone, true, false});
+  for (int i = 0; i < c.n_layer; ++i) {
+    const std::string p = "backbone.layers." + std::to_string(i) + ".";
+    const std::string m = p + "mixer.";
+    f(TensorSpec{p + "norm.weight", {dm}, R::kNorm, i, Q::kFloat32, kActNone, false, false});
+    f(TensorSpec{m + "in_proj.weight", {c.d_in_proj(), dm}, R::kInProj, i, Q::kLinear,
+                 kActInput | kActOutput, true, false});
+    f(TensorSpec{m + "conv1d.weight", {c.conv_dim(), 1, c.d_conv}, R::kConvW, i, Q::kInt8Param,
+                 kActOutput, false, false});
+    f(TensorSpec{m + "conv1d.bias", {c.conv_dim()}, R::kConvB, i, Q::kInt8Param, kActNone, false,
+                 !c.use_conv_bias});
+    f(TensorSpec{m + "dt_bias", {H}, R::kDtBias, i, Q::kFloat32, kActNone, false, false});
+    f(TensorSpec{m + "A_log", {H}, R::kALog, i, Q::kFloat32, kActNone, false, false});
+    f(TensorSpec{m + "D", {H}, R::kD, i, Q::kFloat32, kActNone, false, false});
+    f(TensorSpec{m + "norm.weight", {di}, R::kGatedNorm, i, Q::kFloat32, kActNone, false, false});
+    f(TensorSpec{m + "out_proj.weight", {dm, di}, R::kOutProj, i, Q::kLinear, kActInput, true,
+                 false});
+  }
+  f(TensorSpec{"backbone.norm_f.weight", {dm}, R::kNormF, -1, Q::kFloat32, kActNone, false,
+               false});
+  f(TensorSpec{"lm_head.weight", {c.vocab_size, dm}, R::kLmHead, -1, Q::kHead, kActInput, true,
+               c.tie_embeddings});
+}
+
+// Calls f(const TensorSpec&) for every tensor of the model, in a fixed order: the Mamba-1 list
+// (also FalconMamba's, whose extra norms have no weights) or Mamba-2's.
 template <typename F>
 void ForEachTensor(const MambaConfig& c, F&& f) {
+  if (c.arch == Arch::kMamba2) return ForEachTensorMamba2(c, f);
   const int64_t dm = c.d_model, di = c.d_inner, ds = c.d_state, r = c.dt_rank;
   using R = TensorRole;
   using Q = QuantKind;

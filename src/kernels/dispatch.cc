@@ -13,11 +13,16 @@
 
 namespace quamba::kernels {
 
+namespace generic {
+void FillSsdTable(KernelTable* t);  // src/kernels/generic/ssd_generic.cc
+}
 namespace x86::avx2 {
-void FillTable(KernelTable* t);  // src/kernels/x86/avx2/
+void FillTable(KernelTable* t);     // src/kernels/x86/avx2/
+void FillSsdTable(KernelTable* t);
 }
 namespace x86::avx512 {
-void FillTable(KernelTable* t);  // src/kernels/x86/avx512/
+void FillTable(KernelTable* t);     // src/kernels/x86/avx512/
+void FillSsdTable(KernelTable* t);
 }
 
 namespace {
@@ -60,8 +65,15 @@ void Build(Isa isa) {
   KernelTable& t = tables[static_cast<int>(isa)];
   t.isa = isa;
   generic::FillTable(&t);
-  if (isa == Isa::kAvx2 || isa == Isa::kAvx512) x86::avx2::FillTable(&t);
-  if (isa == Isa::kAvx512) x86::avx512::FillTable(&t);
+  generic::FillSsdTable(&t);
+  if (isa == Isa::kAvx2 || isa == Isa::kAvx512) {
+    x86::avx2::FillTable(&t);
+    x86::avx2::FillSsdTable(&t);
+  }
+  if (isa == Isa::kAvx512) {
+    x86::avx512::FillTable(&t);
+    x86::avx512::FillSsdTable(&t);
+  }
 }
 
 struct DefaultChoice {

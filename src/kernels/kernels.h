@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "kernels/ssd.h"
 
 namespace quamba::kernels {
 
@@ -94,6 +95,10 @@ struct KernelTable {
   ConvertRowFn convert_f16 = nullptr;
   ConvertRowFn convert_bf16 = nullptr;
   SumU64Fn sum_u64 = nullptr;
+  // Mamba-2 (kernels/ssd.h).
+  SsdFn ssd_scan = nullptr;
+  SsdFn ssd_chunk = nullptr;
+  GatedRmsNormFn gated_rms_norm = nullptr;
 
   MatMulFn MatMulFor(DType w) const;    // QM_CHECKs that w is F32/F16/BF16
   ConvertRowFn ConvertFor(DType w) const;  // F32 -> memcpy-based row copy

@@ -18,7 +18,7 @@
 #include "io/tokenizer.h"
 #include "kernels/kernels.h"
 #include "model/mamba1/mamba1.h"
-#include "model/mamba1/weights.h"
+#include "model/weights.h"
 #include "model/state.h"
 
 namespace quamba {

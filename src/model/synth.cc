@@ -142,6 +142,7 @@ Status WriteSynthCheckpoint(MambaConfig c, DType dt, uint64_t seed, const std::s
     const uint64_t tseed = seed * 1000003ull + index++;
     const int64_t dm = c.d_model, di = c.d_inner, r = c.dt_rank, n_layer_c = c.n_layer;
     const int64_t ds = c.d_state;
+    const bool is_m2 = c.arch == Arch::kMamba2;
     const TensorRole role = s.role;
     // Chunks come in order: the generator's state carries over from one call to the next.
     tensors.push_back({s.name, dt, s.shape, nullptr,
@@ -152,12 +153,13 @@ Status WriteSynthCheckpoint(MambaConfig c, DType dt, uint64_t seed, const std::s
         float v = 0;
         switch (role) {
           case TensorRole::kEmbedding: v = (float)(0.02 * rng.Normal()); break;  // normal_(std=0.02)
-          case TensorRole::kNorm: case TensorRole::kNormF: case TensorRole::kD: v = 1; break;
+          case TensorRole::kNorm: case TensorRole::kNormF: case TensorRole::kD:
+          case TensorRole::kGatedNorm: v = 1; break;
           case TensorRole::kInProj: v = uni(1 / std::sqrt((double)dm)); break;  // nn.Linear
           case TensorRole::kConvW: case TensorRole::kConvB: v = uni(0.5); break;  // fan_in 1*d_conv
           case TensorRole::kXProj: v = uni(1 / std::sqrt((double)di)); break;
           case TensorRole::kDtProjW: v = uni(1 / std::sqrt((double)r)); break;  // dt_rank^-0.5
-          case TensorRole::kDtProjB: {
+          case TensorRole::kDtProjB: case TensorRole::kDtBias: {
             // dt = exp(U * (log dt_max - log dt_min) + log dt_min), floor 1e-4;
             // inv_dt = dt + log(-expm1(-dt))  (inverse of softplus)
             double d = std::exp(rng.Uniform() * (std::log(0.1) - std::log(1e-3)) + std::log(1e-3));
@@ -165,7 +167,10 @@ Status WriteSynthCheckpoint(MambaConfig c, DType dt, uint64_t seed, const std::s
             v = (float)(d + std::log(-std::expm1(-d)));
             break;
           }
-          case TensorRole::kALog: v = (float)std::log((double)(i % ds + 1)); break;
+          case TensorRole::kALog:
+            // Mamba-1: A_log[c, n] = log(n + 1); Mamba-2: A = U(1, 16) per head.
+            v = is_m2 ? (float)std::log(1 + 15 * rng.Uniform()) : (float)std::log((double)(i % ds + 1));
+            break;
           case TensorRole::kOutProj:  // kaiming_uniform_(a=sqrt 5) then /= sqrt(n_layer)
             v = uni(1 / std::sqrt((double)di)) / (float)std::sqrt((double)n_layer_c);
             break;

@@ -387,8 +387,9 @@ TEST_F(LoaderTest, BadConfigValues) {
                                    "found -2"));
   EXPECT_THAT(with("\"hidden_size\": 64", "\"hidden_size\": \"64\""),
               ::testing::HasSubstr("hidden_size: expected an integer, found \"64\""));
-  EXPECT_THAT(with("\"model_type\": \"mamba\"", "\"model_type\": \"mamba2\""),
-              ::testing::HasSubstr("Mamba-2 is not supported yet"));
+  EXPECT_THAT(with("\"model_type\": \"mamba\"", "\"model_type\": \"jamba\""),
+              ::testing::HasSubstr("model_type: expected \"mamba\", \"falcon_mamba\" or "
+                                   "\"mamba2\", found \"jamba\""));
   EXPECT_THAT(with("\"hidden_size\": 64", "\"hidden_size\": 96"),
               ::testing::HasSubstr("shape: expected"));
   WriteAll(d / "config.json", "{ not json");

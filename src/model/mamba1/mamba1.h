@@ -1,6 +1,6 @@
 // Mamba-1 as the runtime sees it: its activation taps, its kinds of block (a model may use
 // different kinds in different layers), the state each kind keeps, and the factory that builds
-// a block. Weights: model/mamba1/weights.h. The block forwards: float_block.cc, q8_block.cc.
+// a block. Weights: model/weights.h. The block forwards: float_block.cc, q8_block.cc.
 #pragma once
 
 #include <cstdint>
@@ -13,7 +13,7 @@
 #include "kernels/q8.h"
 #include "model/block.h"
 #include "model/int8_gemm.h"
-#include "model/mamba1/weights.h"
+#include "model/weights.h"
 #include "model/state.h"
 
 namespace quamba::mamba1 {

@@ -17,17 +17,19 @@
 
 namespace quamba {
 
-// Float Mamba-1 layer.
+// A float layer. Mamba-1 and Mamba-2 share the fields they have in common; shapes per arch.
 struct LayerWeights {
   const float* norm = nullptr;     // (d_model)
-  MatrixRef in_proj;               // (2*d_inner, d_model)
-  const float* conv_w = nullptr;   // (d_conv, d_inner): transposed from (d_inner, 1, d_conv)
-  const float* conv_b = nullptr;   // (d_inner); zeros when the model has no conv bias
-  MatrixRef x_proj;                // (dt_rank + 2*d_state, d_inner)
-  MatrixRef dt_proj;               // (d_inner, dt_rank)
-  const float* dt_bias = nullptr;  // (d_inner)
-  const float* A = nullptr;        // (d_inner, d_state) = -exp(A_log), computed at load in fp32
-  const float* D = nullptr;        // (d_inner)
+  MatrixRef in_proj;               // M1 (2*d_inner, d_model); M2 (d_in_proj, d_model)
+  const float* conv_w = nullptr;   // (d_conv, C): transposed from (C, 1, d_conv); C = d_inner
+                                   // (M1) or conv_dim (M2)
+  const float* conv_b = nullptr;   // (C); zeros when the model has no conv bias
+  MatrixRef x_proj;                // M1 (dt_rank + 2*d_state, d_inner)
+  MatrixRef dt_proj;               // M1 (d_inner, dt_rank)
+  const float* dt_bias = nullptr;  // M1 (d_inner); M2 (nheads)
+  const float* A = nullptr;        // = -exp(A_log) in fp32: M1 (d_inner, d_state); M2 (nheads)
+  const float* D = nullptr;        // M1 (d_inner); M2 (nheads)
+  const float* norm_gated = nullptr;  // M2 (d_inner): grouped gated RMSNorm weight
   MatrixRef out_proj;              // (d_model, d_inner)
 };
 

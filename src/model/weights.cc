@@ -1,4 +1,4 @@
-#include "model/mamba1/weights.h"
+#include "model/weights.h"
 
 #include <cmath>
 #include <cstring>
@@ -119,10 +119,11 @@ StatusOr<std::unique_ptr<ModelWeights>> BindFloatWeights(const MambaConfig& c,
       case TensorRole::kNorm: L->norm = keep(to_floats(*t)); break;
       case TensorRole::kInProj: L->in_proj = as_matrix(*t); break;
       case TensorRole::kConvW: {
-        // (d_inner, d_conv) -> (d_conv, d_inner) so the kernel vectorises across channels.
+        // (C, d_conv) -> (d_conv, C) so the kernel vectorises across channels.
+        const int64_t C = s.shape[0];
         std::vector<float> raw = to_floats(*t), tr(raw.size());
-        for (int64_t ch = 0; ch < c.d_inner; ++ch)
-          for (int64_t k = 0; k < c.d_conv; ++k) tr[k * c.d_inner + ch] = raw[ch * c.d_conv + k];
+        for (int64_t ch = 0; ch < C; ++ch)
+          for (int64_t k = 0; k < c.d_conv; ++k) tr[k * C + ch] = raw[ch * c.d_conv + k];
         L->conv_w = keep(std::move(tr));
         break;
       }
@@ -139,12 +140,15 @@ StatusOr<std::unique_ptr<ModelWeights>> BindFloatWeights(const MambaConfig& c,
       }
       case TensorRole::kD: L->D = keep(to_floats(*t)); break;
       case TensorRole::kOutProj: L->out_proj = as_matrix(*t); break;
+      case TensorRole::kDtBias: L->dt_bias = keep(to_floats(*t)); break;
+      case TensorRole::kGatedNorm: L->norm_gated = keep(to_floats(*t)); break;
     }
   });
   if (!status.ok()) return status;
   if (w->lm_head.data == nullptr) w->lm_head = w->embedding;
+  const int64_t conv_channels = c.arch == Arch::kMamba2 ? c.conv_dim() : c.d_inner;
   for (LayerWeights& L : w->layers)
-    if (L.conv_b == nullptr) L.conv_b = keep(std::vector<float>(c.d_inner, 0.0f));
+    if (L.conv_b == nullptr) L.conv_b = keep(std::vector<float>(conv_channels, 0.0f));
   w->store = std::move(store);
   return w;
 }
