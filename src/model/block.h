@@ -9,6 +9,11 @@
 #include <memory>
 #include <vector>
 
+#include "core/thread_pool.h"
+#include "format/config.h"
+#include "kernels/kernels.h"
+#include "kernels/q8.h"
+#include "model/int8_gemm.h"
 #include "model/state.h"
 #include "model/taps.h"
 
@@ -33,6 +38,21 @@ class Block {
   virtual ~Block() = default;
   // residual += h (layer > 0); h = mixer(norm(residual)); states of the rows updated.
   virtual void Forward(int layer, const BlockIo& io) = 0;
+};
+
+struct ModelWeights;
+class Scratch;
+
+// What a block is built with. References must outlive the block.
+struct BlockEnv {
+  const MambaConfig& c;
+  const ModelWeights& w;
+  ThreadPool& pool;
+  const kernels::KernelTable& k;
+  const kernels::Q8KernelTable& q8;
+  Int8Gemm* gemm;  // int8 blocks: integer kernels or --simulate
+  Scratch& scratch;
+  int64_t max_rows;  // rows per Forward (prefill chunk or decode batch)
 };
 
 // Scratch memory owned by the runtime, handed out to blocks at construction (no allocation in

@@ -25,14 +25,18 @@ StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir) {
   };
   const MambaConfig& c = m->config_;
   const std::string qpath = dir + "/quantization_config.json";
-  mamba1::BlockKind kind = mamba1::BlockKind::kFloat;
+  BlockKind kind = c.arch == Arch::kMamba2 ? BlockKind::kMamba2Float : BlockKind::kMamba1Float;
   if (::stat(qpath.c_str(), &st) == 0) {
     QM_ASSIGN_OR_RETURN(std::string qtext, ReadFileToString(qpath));
     QM_ASSIGN_OR_RETURN(QuantConfig qc, QuantConfig::FromJson(qtext, qpath));
+    if (c.arch != Arch::kMamba1 || c.mixer_rms)
+      return Status::Error(StrFormat("%s: expected a quantized Mamba-1 model, found a quantized "
+                                     "%s one (not supported yet)", qpath.c_str(),
+                                     c.mixer_rms ? "falcon_mamba" : ArchName(c.arch)));
     auto bound = BindQuantizedWeights(c, qc, std::move(store));
     if (!bound.ok()) return with_dir(bound.status());
     m->weights_ = std::move(bound).value();
-    kind = qc.static_acts ? mamba1::BlockKind::kStaticInt8 : mamba1::BlockKind::kDynamicInt8;
+    kind = qc.static_acts ? BlockKind::kMamba1StaticInt8 : BlockKind::kMamba1DynamicInt8;
     m->qc_ = std::move(qc);
   } else {
     auto bound = BindFloatWeights(c, std::move(store));
@@ -41,7 +45,7 @@ StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir) {
   }
   m->layer_kinds_.assign(c.n_layer, kind);
   for (int l = 0; l < c.n_layer; ++l)
-    m->state_layout_.AddLayer(mamba1::StateBuffers(m->layer_kinds_[l], c));
+    m->state_layout_.AddLayer(StateBuffers(m->layer_kinds_[l], c));
   if (::stat((dir + "/tokenizer.json").c_str(), &st) == 0) {
     QM_ASSIGN_OR_RETURN(Tokenizer tok, Tokenizer::Load(dir + "/tokenizer.json"));
     if (tok.vocab_size() > c.vocab_size)

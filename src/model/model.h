@@ -17,7 +17,7 @@
 #include "io/safetensors.h"
 #include "io/tokenizer.h"
 #include "kernels/kernels.h"
-#include "model/mamba1/mamba1.h"
+#include "model/arch.h"
 #include "model/weights.h"
 #include "model/state.h"
 
@@ -36,7 +36,7 @@ class Model {
   const ModelWeights& weights() const { return *weights_; }
   const TensorStore& store() const { return *weights_->store; }
   // The block kind of each layer (a model may mix kinds).
-  mamba1::BlockKind layer_kind(int layer) const { return layer_kinds_[layer]; }
+  BlockKind layer_kind(int layer) const { return layer_kinds_[layer]; }
   const StateLayout& state_layout() const { return state_layout_; }
   SequenceState NewState() const { return SequenceState(&state_layout_); }
 
@@ -61,7 +61,7 @@ class Model {
   MambaConfig config_;
   std::optional<QuantConfig> qc_;
   std::unique_ptr<ModelWeights> weights_;
-  std::vector<mamba1::BlockKind> layer_kinds_;
+  std::vector<BlockKind> layer_kinds_;
   StateLayout state_layout_;
   std::unique_ptr<Tokenizer> tokenizer_;
 };

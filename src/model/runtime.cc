@@ -20,20 +20,19 @@ Runtime::Runtime(const Model& model, int n_threads, const kernels::KernelTable& 
   const int64_t R = max_rows_, dm = c_.d_model;
   if (model.quantized()) {
     if (simulate_) {
-      gemm_ = std::make_unique<SimulatedInt8Gemm>(pool_, k_, q8_, mamba1::Int8Matrices(w_), R,
+      gemm_ = std::make_unique<SimulatedInt8Gemm>(pool_, k_, q8_, Int8Matrices(c_, w_), R,
                                                   std::max(dm, c_.d_inner), 2 * c_.d_inner);
     } else {
       gemm_ = std::make_unique<KernelInt8Gemm>(pool_, q8_);
     }
   }
-  const mamba1::BlockEnv env{c_, w_, pool_, k_, q8_, gemm_.get(), scratch_, R};
-  std::vector<std::pair<mamba1::BlockKind, Block*>> made;
+  const BlockEnv env{c_, w_, pool_, k_, q8_, gemm_.get(), scratch_, R};
+  std::vector<std::pair<BlockKind, Block*>> made;
   for (int l = 0; l < c_.n_layer; ++l) {
-    const mamba1::BlockKind kind = model.layer_kind(l);
+    const BlockKind kind = model.layer_kind(l);
     auto it = std::find_if(made.begin(), made.end(), [&](const auto& p) { return p.first == kind; });
     if (it == made.end()) {
-      blocks_.push_back(mamba1::MakeBlock(
-          kind, env, model.quantized() ? &model.quant_config() : nullptr));
+      blocks_.push_back(MakeBlock(kind, env, model.quantized() ? &model.quant_config() : nullptr));
       made.emplace_back(kind, blocks_.back().get());
       it = made.end() - 1;
     }

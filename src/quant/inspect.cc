@@ -12,6 +12,7 @@
 #include "core/progress.h"
 #include "core/thread_pool.h"
 #include "io/mapped_file.h"
+#include "model/mamba1/mamba1.h"
 #include "model/runtime.h"
 #include "quant/hadamard.h"
 #include "quant/observers.h"

@@ -14,6 +14,7 @@
 #include "kernels/q8.h"
 #include "quant/calib_data.h"
 #include "quant/hadamard.h"
+#include "model/mamba1/mamba1.h"
 #include "model/runtime.h"
 #include "quant/observers.h"
 

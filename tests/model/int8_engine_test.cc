@@ -13,6 +13,7 @@
 #include <memory>
 #include <random>
 
+#include "model/mamba1/mamba1.h"
 #include "model/runtime.h"
 #include "model/synth.h"
 #include "quant/quantizer.h"

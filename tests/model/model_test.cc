@@ -9,6 +9,7 @@
 #include <random>
 
 #include "kernels/kernels.h"
+#include "model/mamba1/mamba1.h"
 #include "model/runtime.h"
 #include "model/synth.h"
 #include "model/mamba_ref.h"

@@ -4,6 +4,7 @@
 // --calib` end to end.
 #include "quant/inspect.h"
 
+#include "model/mamba1/mamba1.h"
 #include "model/runtime.h"
 
 #include <gmock/gmock.h>

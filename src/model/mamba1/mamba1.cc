@@ -17,31 +17,20 @@ const char* TapName(Tap t) {
   return "?";
 }
 
-const char* BlockKindName(BlockKind k) {
-  switch (k) {
-    case BlockKind::kFloat: return "float";
-    case BlockKind::kStaticInt8: return "static int8";
-    case BlockKind::kDynamicInt8: return "dynamic int8";
-  }
-  return "?";
-}
-
-std::vector<StateBufferSpec> StateBuffers(BlockKind kind, const MambaConfig& c) {
+std::vector<StateBufferSpec> StateBuffers(const MambaConfig& c, bool int8_conv) {
   const int64_t conv = (c.d_conv - 1) * c.d_inner;
-  return {{"conv", kind == BlockKind::kStaticInt8 ? DType::kI8 : DType::kF32, conv},
+  return {{"conv", int8_conv ? DType::kI8 : DType::kF32, conv},
           {"ssm", DType::kF32, c.d_inner * c.d_state}};
 }
 
-std::unique_ptr<Block> MakeBlock(BlockKind kind, const BlockEnv& env, const QuantConfig* qc) {
-  switch (kind) {
-    case BlockKind::kFloat: return std::make_unique<FloatBlock>(env);
-    case BlockKind::kStaticInt8:
-      QM_CHECK(qc != nullptr, "static int8 block without a quantization config");
-      return std::make_unique<StaticInt8Block>(env, qc->smooth, qc->hadamard);
-    case BlockKind::kDynamicInt8: return std::make_unique<DynamicInt8Block>(env);
-  }
-  QM_CHECK(false, "unknown block kind");
-  return nullptr;
+std::unique_ptr<Block> MakeFloatBlock(const BlockEnv& env) {
+  return std::make_unique<FloatBlock>(env);
+}
+std::unique_ptr<Block> MakeStaticInt8Block(const BlockEnv& env, const QuantConfig& qc) {
+  return std::make_unique<StaticInt8Block>(env, qc.smooth, qc.hadamard);
+}
+std::unique_ptr<Block> MakeDynamicInt8Block(const BlockEnv& env) {
+  return std::make_unique<DynamicInt8Block>(env);
 }
 
 std::vector<QMatrix> Int8Matrices(const ModelWeights& w) {

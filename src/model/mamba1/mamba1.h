@@ -1,6 +1,5 @@
-// Mamba-1 as the runtime sees it: its activation taps, its kinds of block (a model may use
-// different kinds in different layers), the state each kind keeps, and the factory that builds
-// a block. Weights: model/weights.h. The block forwards: float_block.cc, q8_block.cc.
+// Mamba-1 as the runtime sees it: its activation taps, the state a layer keeps, and its blocks
+// (float, static int8, dynamic int8; model/arch.h chooses per layer). Weights: model/weights.h. The block forwards: float_block.cc, q8_block.cc.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +12,7 @@
 #include "kernels/q8.h"
 #include "model/block.h"
 #include "model/int8_gemm.h"
+#include "format/quantized.h"
 #include "model/weights.h"
 #include "model/state.h"
 
@@ -31,31 +31,16 @@ enum class Tap : uint8_t {
 constexpr int kNumTaps = 7;
 const char* TapName(Tap t);  // "in_proj:input", ... (the official code's keys)
 
-enum class BlockKind : uint8_t {
-  kFloat,        // float32 compute over F32/F16/BF16 weights
-  kStaticInt8,   // static W8A8 (quamba, minmax, smoothquant) with integer kernels
-  kDynamicInt8,  // per-token dynamic W8A8: int8 GEMMs, float conv and scan
-};
-const char* BlockKindName(BlockKind k);
-
 // State buffers of one layer: 0 = conv window (d_conv-1, d_inner), 1 = SSM state
 // (d_inner, d_state) float32. The conv window is int8 for kStaticInt8 (it holds int8 inputs).
 enum StateBuf : int { kConvState = 0, kSsmState = 1 };
-std::vector<StateBufferSpec> StateBuffers(BlockKind kind, const MambaConfig& c);
+// `int8_conv`: the conv window holds int8 inputs (static int8 blocks).
+std::vector<StateBufferSpec> StateBuffers(const MambaConfig& c, bool int8_conv);
 
-// What a block is built with. References must outlive the block.
-struct BlockEnv {
-  const MambaConfig& c;
-  const ModelWeights& w;
-  ThreadPool& pool;
-  const kernels::KernelTable& k;
-  const kernels::Q8KernelTable& q8;
-  Int8Gemm* gemm;  // int8 blocks: integer kernels or --simulate
-  Scratch& scratch;
-  int64_t max_rows;  // rows per Forward (prefill chunk or decode batch)
-};
-// qc: the quantization config of an int8 kind (recipe switches); null for kFloat.
-std::unique_ptr<Block> MakeBlock(BlockKind kind, const BlockEnv& env, const QuantConfig* qc);
+std::unique_ptr<Block> MakeFloatBlock(const BlockEnv& env);
+// qc: the recipe's switches (SmoothQuant, Hadamard).
+std::unique_ptr<Block> MakeStaticInt8Block(const BlockEnv& env, const QuantConfig& qc);
+std::unique_ptr<Block> MakeDynamicInt8Block(const BlockEnv& env);
 
 // Every int8 matrix the blocks and the int8 lm_head use (for --simulate's float copies).
 std::vector<QMatrix> Int8Matrices(const ModelWeights& w);

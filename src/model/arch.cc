@@ -1,0 +1,47 @@
+#include "model/arch.h"
+
+#include "core/check.h"
+#include "model/mamba1/mamba1.h"
+#include "model/mamba2/mamba2.h"
+
+namespace quamba {
+
+const char* BlockKindName(BlockKind k) {
+  switch (k) {
+    case BlockKind::kMamba1Float: return "mamba1 float";
+    case BlockKind::kMamba1StaticInt8: return "mamba1 static int8";
+    case BlockKind::kMamba1DynamicInt8: return "mamba1 dynamic int8";
+    case BlockKind::kMamba2Float: return "mamba2 float";
+  }
+  return "?";
+}
+
+std::vector<StateBufferSpec> StateBuffers(BlockKind kind, const MambaConfig& c) {
+  switch (kind) {
+    case BlockKind::kMamba1Float:
+    case BlockKind::kMamba1DynamicInt8: return mamba1::StateBuffers(c, /*int8_conv=*/false);
+    case BlockKind::kMamba1StaticInt8: return mamba1::StateBuffers(c, /*int8_conv=*/true);
+    case BlockKind::kMamba2Float: return mamba2::StateBuffers(c);
+  }
+  QM_CHECK(false, "unknown block kind");
+  return {};
+}
+
+std::unique_ptr<Block> MakeBlock(BlockKind kind, const BlockEnv& env, const QuantConfig* qc) {
+  switch (kind) {
+    case BlockKind::kMamba1Float: return mamba1::MakeFloatBlock(env);
+    case BlockKind::kMamba1StaticInt8:
+      QM_CHECK(qc != nullptr, "static int8 block without a quantization config");
+      return mamba1::MakeStaticInt8Block(env, *qc);
+    case BlockKind::kMamba1DynamicInt8: return mamba1::MakeDynamicInt8Block(env);
+    case BlockKind::kMamba2Float: return mamba2::MakeFloatBlock(env);
+  }
+  QM_CHECK(false, "unknown block kind");
+  return nullptr;
+}
+
+std::vector<QMatrix> Int8Matrices(const MambaConfig& c, const ModelWeights& w) {
+  return mamba1::Int8Matrices(w);
+}
+
+}  // namespace quamba

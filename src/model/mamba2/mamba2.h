@@ -1,0 +1,41 @@
+// Mamba-2 as the runtime sees it: its activation taps, the state a layer keeps, and its blocks
+// (float today). quamba2-spec §1.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "format/config.h"
+#include "model/block.h"
+#include "model/state.h"
+
+namespace quamba::mamba2 {
+
+// The activations of the float forward (prefill path), in order.
+enum class Tap : uint8_t {
+  kInProjIn,    // RMSNorm output, (T, d_model)
+  kInProjOut,   // zxbcdt = [z | x | B | C | dt_raw], (T, d_in_proj)
+  kConvOut,     // SiLU(conv(xBC)) = [x | B | C], (T, conv_dim): the SSM input x and B, C
+  kSsdOut,      // SSD output y before the D skip and the gated norm, (T, d_inner)
+  kOutProjIn,   // gated-norm output, (T, d_inner)
+  kOutProjOut,  // mixer output, (T, d_model)
+};
+constexpr int kNumTaps = 6;
+const char* TapName(Tap t);  // "in_proj:input", ...
+
+// State buffers of one layer: 0 = conv window (d_conv-1, conv_dim), 1 = SSM state
+// (nheads, headdim, d_state) with d_state contiguous, both float32.
+enum StateBuf : int { kConvState = 0, kSsmState = 1 };
+std::vector<StateBufferSpec> StateBuffers(const MambaConfig& c);
+
+std::unique_ptr<Block> MakeFloatBlock(const BlockEnv& env);
+
+// Prefill chunks of at most this many tokens run the recurrent SSD scan (the same arithmetic as
+// decode steps); longer ones the chunked SSD in chunks of ChunkLength().
+constexpr int64_t kRecurrentMaxTokens = 16;
+// The SSD chunk length this engine uses on CPU (the config's chunk_size is a GPU kernel
+// parameter): 64 (spec §1.6); QUAMBA_SSD_CHUNK (16..256) overrides it for tuning.
+int64_t ChunkLength();
+
+}  // namespace quamba::mamba2
