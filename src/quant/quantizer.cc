@@ -172,6 +172,11 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
   if (model.tokenizer() == nullptr)
     return Status::Error(StrFormat("%s/tokenizer.json: expected a tokenizer (needed to read "
                                    "calibration text), found no such file", model.dir().c_str()));
+  if (model.config().arch != Arch::kMamba1 || model.config().mixer_rms)
+    return Status::Error(StrFormat(
+        "%s/config.json: model_type: expected a Mamba-1 model for recipe %s, found %s (its "
+        "quantization is not supported yet)", model.dir().c_str(), opt.recipe.c_str(),
+        model.config().mixer_rms ? "falcon_mamba" : ArchName(model.config().arch)));
   QM_ASSIGN_OR_RETURN(QuantConfig qc, QuantConfig::ForRecipe(opt.recipe));
   qc.percentile_alpha = opt.percentile_alpha;
   if ((opt.no_hadamard || opt.no_clip) && opt.recipe != "quamba")

@@ -1,9 +1,14 @@
-// A slow, obvious float64 Mamba-1 forward for tests, written straight from the upstream math
-// (selective_scan_ref, MambaMixer.slow_forward), reading tensors by name from the checkpoint so
-// it shares nothing with the engine but the file reader.
+// A slow, obvious float64 forward for tests, written straight from the upstream math, reading
+// tensors by name from the checkpoint so it shares nothing with the engine but the file reader:
+// Mamba-1 (selective_scan_ref, MambaMixer.slow_forward; FalconMamba's weightless RMSNorm of dt,
+// B and C when mixer_rms) and Mamba-2 (the token recurrence of quamba2-spec §1.5 with the
+// grouped gated RMSNorm).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -30,6 +35,11 @@ class MambaRef {
     for (int l = 0; l < c_.n_layer; ++l) {
       const std::string p = "backbone.layers." + std::to_string(l) + ".";
       std::vector<double> hn = Norm(res, Get(p + "norm.weight"), L);
+      if (c_.arch == Arch::kMamba2) {
+        std::vector<double> out = Mixer2(hn, p, L);
+        for (int64_t i = 0; i < L * dm; ++i) res[i] += out[i];
+        continue;
+      }
       std::vector<double> xz = Linear(hn, Get(p + "mixer.in_proj.weight"), L, dm, 2 * di);
       std::vector<double> cw = Get(p + "mixer.conv1d.weight"), cb = Get(p + "mixer.conv1d.bias");
       std::vector<double> u(L * di);
@@ -43,6 +53,15 @@ class MambaRef {
           u[t * di + ch] = acc / (1 + std::exp(-acc));
         }
       std::vector<double> xd = Linear(u, Get(p + "mixer.x_proj.weight"), L, di, r + 2 * ds);
+      if (c_.mixer_rms) {  // FalconMamba: rms_forward(dt_low), rms_forward(B), rms_forward(C)
+        for (int64_t t = 0; t < L; ++t)
+          for (auto [off, n] : {std::pair<int64_t, int64_t>{0, r}, {r, ds}, {r + ds, ds}}) {
+            double ss = 0;
+            for (int64_t i = 0; i < n; ++i) ss += xd[t * (r + 2 * ds) + off + i] * xd[t * (r + 2 * ds) + off + i];
+            const double inv = 1 / std::sqrt(ss / n + c_.mixer_rms_eps);
+            for (int64_t i = 0; i < n; ++i) xd[t * (r + 2 * ds) + off + i] *= inv;
+          }
+      }
       std::vector<double> dtl(L * r);
       for (int64_t t = 0; t < L; ++t)
         for (int64_t i = 0; i < r; ++i) dtl[t * r + i] = xd[t * (r + 2 * ds) + i];
@@ -74,6 +93,58 @@ class MambaRef {
   }
 
  private:
+  // Mamba-2 mixer over L tokens from a zero state.
+  std::vector<double> Mixer2(const std::vector<double>& hn, const std::string& p,
+                             int64_t L) const {
+    const int64_t dm = c_.d_model, di = c_.d_inner, N = c_.d_state, G = c_.ngroups;
+    const int64_t H = c_.nheads, P = c_.headdim, K = c_.d_conv;
+    const int64_t cd = di + 2 * G * N, dip = 2 * di + 2 * G * N + H;
+    std::vector<double> zx = Linear(hn, Get(p + "mixer.in_proj.weight"), L, dm, dip);
+    std::vector<double> cw = Get(p + "mixer.conv1d.weight"), cb = Get(p + "mixer.conv1d.bias");
+    if (cb.empty()) cb.assign(cd, 0.0);
+    std::vector<double> xbc(L * cd);
+    for (int64_t t = 0; t < L; ++t)
+      for (int64_t ch = 0; ch < cd; ++ch) {
+        double acc = cb[ch];
+        for (int64_t k = 0; k < K; ++k) {
+          const int64_t s = t - (K - 1) + k;
+          if (s >= 0) acc += cw[ch * K + k] * zx[s * dip + di + ch];
+        }
+        xbc[t * cd + ch] = acc / (1 + std::exp(-acc));
+      }
+    std::vector<double> db = Get(p + "mixer.dt_bias"), Alog = Get(p + "mixer.A_log"),
+                        D = Get(p + "mixer.D"), nw = Get(p + "mixer.norm.weight");
+    std::vector<double> S(H * P * N, 0.0), v(L * di);
+    for (int64_t t = 0; t < L; ++t) {
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t g = h / (H / G);
+        const double raw = zx[t * dip + di + cd + h] + db[h];
+        double dt = raw <= 20 ? std::log1p(std::exp(raw)) : raw;
+        dt = std::min(std::max(dt, c_.dt_limit_min), c_.dt_limit_max);
+        const double dA = std::exp(dt * -std::exp(Alog[h]));
+        for (int64_t q = 0; q < P; ++q) {
+          const double x = xbc[t * cd + h * P + q];
+          double y = 0;
+          for (int64_t n = 0; n < N; ++n) {
+            double& s = S[(h * P + q) * N + n];
+            s = dA * s + dt * x * xbc[t * cd + di + g * N + n];
+            y += s * xbc[t * cd + di + G * N + g * N + n];
+          }
+          const double z = zx[t * dip + h * P + q];
+          v[t * di + h * P + q] = (y + D[h] * x) * (z / (1 + std::exp(-z)));
+        }
+      }
+      const int64_t gs = di / G;  // grouped RMSNorm, eps 1e-5
+      for (int64_t g = 0; g < G; ++g) {
+        double ss = 0;
+        for (int64_t c = g * gs; c < (g + 1) * gs; ++c) ss += v[t * di + c] * v[t * di + c];
+        const double inv = 1 / std::sqrt(ss / gs + 1e-5);
+        for (int64_t c = g * gs; c < (g + 1) * gs; ++c) v[t * di + c] *= inv * nw[c];
+      }
+    }
+    return Linear(v, Get(p + "mixer.out_proj.weight"), L, di, dm);
+  }
+
   std::vector<double> Get(const std::string& name) const {
     const TensorView* t = st_.Find(name);
     std::vector<double> v(t ? t->numel() : 0);

@@ -22,11 +22,22 @@ using testing::MambaRef;
 using testing::ReadAll;
 using testing::TempDir;
 
-MambaConfig TinyConfig() {
+enum class TinyArch { kMamba1, kFalcon, kMamba2 };
+
+MambaConfig TinyConfig(TinyArch arch = TinyArch::kMamba1) {
   MambaConfig c;
   c.n_layer = 2;
   c.d_model = 64;  // d_inner 128, dt_rank 4
   c.vocab_size = 384;
+  if (arch == TinyArch::kFalcon) c.mixer_rms = true;
+  if (arch == TinyArch::kMamba2) {  // 4 heads of 32 in 2 SSD groups, d_state 16
+    c.arch = Arch::kMamba2;
+    c.d_inner = 128;
+    c.headdim = 32;
+    c.nheads = 4;
+    c.ngroups = 2;
+    c.d_state = 16;
+  }
   return c;
 }
 
@@ -53,14 +64,19 @@ double RelL2(const float* a, const float* b, int64_t n) {
 struct Param {
   kernels::Isa isa;
   DType dtype;
+  TinyArch arch;
 };
 std::string Name(const ::testing::TestParamInfo<Param>& p) {
-  return std::string(kernels::IsaName(p.param.isa)) + "_" + DTypeName(p.param.dtype);
+  const char* arch = p.param.arch == TinyArch::kMamba2   ? "mamba2_"
+                     : p.param.arch == TinyArch::kFalcon ? "falcon_"
+                                                         : "";
+  return arch + std::string(kernels::IsaName(p.param.isa)) + "_" + DTypeName(p.param.dtype);
 }
 std::vector<Param> AllParams() {
   std::vector<Param> v;
-  for (kernels::Isa isa : {kernels::Isa::kGeneric, kernels::Isa::kAvx2, kernels::Isa::kAvx512})
-    for (DType d : {DType::kF32, DType::kF16, DType::kBF16}) v.push_back({isa, d});
+  for (TinyArch a : {TinyArch::kMamba1, TinyArch::kFalcon, TinyArch::kMamba2})
+    for (kernels::Isa isa : {kernels::Isa::kGeneric, kernels::Isa::kAvx2, kernels::Isa::kAvx512})
+      for (DType d : {DType::kF32, DType::kF16, DType::kBF16}) v.push_back({isa, d, a});
   return v;
 }
 
@@ -68,7 +84,8 @@ class EngineTest : public ::testing::TestWithParam<Param> {
  protected:
   void SetUp() override {
     if (!kernels::IsaSupported(GetParam().isa)) GTEST_SKIP() << "ISA not supported here";
-    ASSERT_TRUE(WriteSynthCheckpoint(TinyConfig(), GetParam().dtype, 99, dir_.path()).ok());
+    ASSERT_TRUE(WriteSynthCheckpoint(TinyConfig(GetParam().arch), GetParam().dtype, 99,
+                                     dir_.path()).ok());
     auto m = Model::Load(dir_.path());
     ASSERT_TRUE(m.ok()) << m.status().message();
     model_ = std::move(m).value();
@@ -84,20 +101,27 @@ class EngineTest : public ::testing::TestWithParam<Param> {
 // softplus threshold, a swapped B/C, an off-by-one conv tap all give rel-L2 > 1e-2).
 constexpr double kRelTolVsRef = 2e-5;
 
+// Lengths and runtime chunks: 29 tokens in chunks of 8 (short chunks: Mamba-2's recurrent
+// path; the state carries over), 150 in one pass (Mamba-2: SSD chunks 64 + 64 + 22) and in
+// chunks of 100 (SSD chunks 64 + 36, then 50: lengths that are no multiple of the SSD chunk).
 TEST_P(EngineTest, LogitsMatchFloat64Reference) {
   const MambaConfig& c = model_->config();
-  const std::vector<int32_t> ids = RandomIds(29, c.vocab_size, 5);
-  MambaRef ref(c, *model_->weights().store);
-  const std::vector<double> want = ref.Forward(ids);
-  Runtime engine(*model_, 2, K(), /*max_chunk=*/8);  // 29 tokens = 4 chunks: state carries over
-  SequenceState s = model_->NewState();
-  std::vector<float> got(ids.size() * c.vocab_size);
-  engine.Prefill(&s, ids, got.data(), /*all_logits=*/true);
-  for (size_t t = 0; t < ids.size(); ++t)
-    ASSERT_LE(RelL2(got.data() + t * c.vocab_size, want.data() + t * c.vocab_size, c.vocab_size),
-              kRelTolVsRef)
-        << "token " << t;
-  EXPECT_EQ(s.n_tokens, 29);
+  for (auto [L, chunk] : {std::pair<int64_t, int64_t>{29, 8}, {150, 256}, {150, 100}}) {
+    SCOPED_TRACE(::testing::Message() << "L=" << L << " chunk=" << chunk);
+    const std::vector<int32_t> ids = RandomIds(L, c.vocab_size, 5);
+    MambaRef ref(c, *model_->weights().store);
+    const std::vector<double> want = ref.Forward(ids);
+    Runtime engine(*model_, 2, K(), chunk);
+    SequenceState s = model_->NewState();
+    std::vector<float> got(ids.size() * c.vocab_size);
+    engine.Prefill(&s, ids, got.data(), /*all_logits=*/true);
+    for (size_t t = 0; t < ids.size(); ++t)
+      ASSERT_LE(RelL2(got.data() + t * c.vocab_size, want.data() + t * c.vocab_size,
+                      c.vocab_size),
+                kRelTolVsRef)
+          << "token " << t;
+    EXPECT_EQ(s.n_tokens, L);
+  }
 }
 
 // Prefill over L tokens and L one-token decode steps are the same recurrence: logits at every
@@ -116,7 +140,7 @@ TEST_P(EngineTest, PrefillEqualsDecodeSteps) {
     ASSERT_LE(RelL2(step.data(), pre.data() + t * c.vocab_size, c.vocab_size), 1e-5) << t;
   }
   for (int l = 0; l < c.n_layer; ++l) {
-    for (int buf : {mamba1::kSsmState, mamba1::kConvState}) {
+    for (int buf = 0; buf < a.layout()->buffers(l); ++buf) {
       const int64_t n = a.layout()->spec(l, buf).elems;
       EXPECT_LE(RelL2(b.Get<float>(l, buf), a.Get<float>(l, buf), n), 1e-5) << l << " " << buf;
     }

@@ -37,6 +37,8 @@ class BlockBase : public Block {
     pool_.ParallelRange(di_, 64, f);
   }
   static constexpr int64_t kInlineRows = 4;
+  // FalconMamba: x_dbl rows' dt_low, B and C each through a weightless RMSNorm (in place).
+  void MixerRmsNorm(int64_t T);
   int64_t n_seq(const BlockIo& io) const { return io.per_row_states ? io.T : 1; }
   int64_t seq_len(const BlockIo& io) const { return io.per_row_states ? 1 : io.T; }
 
@@ -54,6 +56,8 @@ class BlockBase : public Block {
   float* x_dbl_;  // (T, dt_rank + 2*d_state) x_proj output [dt_low | B | C]
   float* dt_;     // (T, d_inner) dt_proj output (bias added in the scan)
   float* y_;      // (T, d_inner) gated scan output
+  float* ones_;   // (max(dt_rank, d_state)) weights of FalconMamba's weightless norms
+  float* tmp_;    // (max(dt_rank, d_state)) their input
 };
 
 class FloatBlock final : public BlockBase {

@@ -1,6 +1,9 @@
 // Float32 Mamba-1 block, and the float conv / scan the int8 blocks share.
 #include "model/mamba1/blocks.h"
 
+#include <algorithm>
+#include <utility>
+
 namespace quamba::mamba1 {
 
 BlockBase::BlockBase(const BlockEnv& env)
@@ -22,6 +25,23 @@ BlockBase::BlockBase(const BlockEnv& env)
   x_dbl_ = env.scratch.Alloc<float>(rows * n_dbl_);
   dt_ = env.scratch.Alloc<float>(rows * di_);
   y_ = env.scratch.Alloc<float>(rows * di_);
+  const int64_t seg = std::max(R_, ds_);
+  ones_ = env.scratch.Alloc<float>(seg);
+  tmp_ = env.scratch.Alloc<float>(seg);
+  for (int64_t i = 0; i < seg; ++i) ones_[i] = 1.0f;
+}
+
+// modeling_falcon_mamba.py: time_step = rms_forward(time_step); B = rms_forward(B); C = ...
+// (a weightless RMSNorm with eps mixer_rms_eps over each segment of each row).
+void BlockBase::MixerRmsNorm(int64_t T) {
+  const float eps = static_cast<float>(c_.mixer_rms_eps);
+  for (int64_t t = 0; t < T; ++t) {
+    for (auto [off, n] : {std::pair<int64_t, int64_t>{0, R_}, {R_, ds_}, {R_ + ds_, ds_}}) {
+      float* seg = x_dbl_ + t * n_dbl_ + off;
+      std::copy(seg, seg + n, tmp_);
+      k_.add_rms_norm(tmp_, nullptr, ones_, n, eps, seg);
+    }
+  }
 }
 
 void FloatBlock::MatMulRange(const float* x, int64_t M, int64_t ldx, const MatrixRef& w,
@@ -69,6 +89,7 @@ void FloatBlock::Forward(int layer, const BlockIo& io) {
 
   // x_dbl = self.x_proj(x); dt, B, C = torch.split(x_dbl, [dt_rank, d_state, d_state], dim=-1)
   MatMul(xc_, T, di, L.x_proj, x_dbl_, n_dbl_);
+  if (c_.mixer_rms) MixerRmsNorm(T);  // FalconMamba
   tap(Tap::kXProjOut, x_dbl_, n_dbl_);
   // Per channel range, fused:
   // dt = self.dt_proj.weight @ dt.t()           (bias is added inside the scan, as upstream)
