@@ -83,13 +83,33 @@ std::string ByteLevelTokenizerJson() {
 }
 
 bool SynthShape(const std::string& name, MambaConfig* c) {
+  const bool m2 = name.rfind("mamba2-", 0) == 0;
+  const std::string base = m2 ? "mamba-" + name.substr(7) : name;
+  // Mamba-2 shares Mamba-1's layer/width table (quamba2-spec §1.1), 780m/2.7b named differently.
+  const std::string m1_name = base == "mamba-780m" ? "mamba-790m"
+                              : base == "mamba-2.7b" ? "mamba-2.8b"
+                                                     : base;
+  if (m2 && (base == "mamba-790m" || base == "mamba-2.8b")) return false;
   for (const Shape& s : kShapes)
-    if (name == s.name) {
+    if (m1_name == s.name) {
       c->n_layer = s.n_layer;
       c->d_model = s.d_model;
+      if (m2) SetMamba2Defaults(c);
       return true;
     }
   return false;
+}
+
+void SetMamba2Defaults(MambaConfig* c) {
+  // Mamba2.__init__ defaults, as the state-spaces mamba2-* checkpoints use them.
+  c->arch = Arch::kMamba2;
+  c->d_state = 128;
+  c->d_conv = 4;
+  c->expand = 2;
+  c->headdim = 64;
+  c->ngroups = 1;
+  c->chunk_size = 256;
+  c->nheads = 0;  // derived from d_inner
 }
 
 namespace {
@@ -97,6 +117,7 @@ namespace {
 void DeriveSizes(MambaConfig* c) {
   if (c->d_inner == 0) c->d_inner = c->expand * c->d_model;
   if (c->dt_rank == 0) c->dt_rank = (c->d_model + 15) / 16;
+  if (c->arch == Arch::kMamba2 && c->nheads == 0) c->nheads = c->d_inner / c->headdim;
 }
 
 // Bytes free to this user on the filesystem that `path` (or its nearest existing ancestor) is on.

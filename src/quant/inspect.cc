@@ -13,6 +13,7 @@
 #include "core/thread_pool.h"
 #include "io/mapped_file.h"
 #include "model/mamba1/mamba1.h"
+#include "model/mamba2/mamba2.h"
 #include "model/runtime.h"
 #include "quant/hadamard.h"
 #include "quant/observers.h"
@@ -24,6 +25,14 @@ namespace {
 constexpr int kP = kNumInspectPoints;
 
 int64_t PointWidth(const MambaConfig& c, InspectPoint p) {
+  if (c.arch == Arch::kMamba2) {
+    switch (p) {
+      case InspectPoint::kInProjIn: return c.d_model;
+      case InspectPoint::kInProjOut: return c.d_in_proj();
+      case InspectPoint::kXProjOut: return 2 * c.ngroups * c.d_state;
+      default: return c.d_inner;
+    }
+  }
   switch (p) {
     case InspectPoint::kInProjIn: return c.d_model;
     case InspectPoint::kInProjOut: return 2 * c.d_inner;
@@ -76,6 +85,8 @@ class InspectObserver : public ActivationObserver {
   InspectObserver(const MambaConfig& c, int64_t tokens, int64_t stride, bool hadamard,
                   const InspectOptions& opt, const kernels::KernelTable& k)
       : k_(k),
+        arch_(c.arch),
+        di_(c.d_inner),
         stride_(stride), hadamard_(hadamard), acc_(c.n_layer * kP), hist_(c.n_layer * 3),
         pool_(std::max(1, opt.threads)) {
     for (int l = 0; l < c.n_layer; ++l) {
@@ -89,6 +100,18 @@ class InspectObserver : public ActivationObserver {
 
   void Observe(int layer, int tap, const float* x, int64_t rows, int64_t cols,
                int64_t ld) override {
+    if (arch_ == Arch::kMamba2) {
+      switch (static_cast<mamba2::Tap>(tap)) {
+        case mamba2::Tap::kInProjIn: return ObservePoint(layer, InspectPoint::kInProjIn, x, rows, cols, ld);
+        case mamba2::Tap::kInProjOut: return ObservePoint(layer, InspectPoint::kInProjOut, x, rows, cols, ld);
+        case mamba2::Tap::kConvOut:  // [x | B | C]: x is the SSM input, B and C the other slot
+          ObservePoint(layer, InspectPoint::kXProjIn, x, rows, di_, ld);
+          return ObservePoint(layer, InspectPoint::kXProjOut, x + di_, rows, cols - di_, ld);
+        case mamba2::Tap::kSsdOut: return ObservePoint(layer, InspectPoint::kDtProjOut, x, rows, cols, ld);
+        case mamba2::Tap::kOutProjIn: return ObservePoint(layer, InspectPoint::kOutProjIn, x, rows, cols, ld);
+        default: return;
+      }
+    }
     InspectPoint ip;
     switch (static_cast<mamba1::Tap>(tap)) {
       case mamba1::Tap::kInProjIn: ip = InspectPoint::kInProjIn; break;
@@ -99,6 +122,11 @@ class InspectObserver : public ActivationObserver {
       case mamba1::Tap::kOutProjIn: ip = InspectPoint::kOutProjIn; break;
       default: return;  // out_proj:output is not quantized
     }
+    ObservePoint(layer, ip, x, rows, cols, ld);
+  }
+
+  void ObservePoint(int layer, InspectPoint ip, const float* x, int64_t rows, int64_t cols,
+                    int64_t ld) {
     tasks_.clear();
     AddTasks(layer, ip, x, rows, cols, ld);
     // One call = one whole sample (the engine's chunk is the sample length), as upstream.
@@ -150,6 +178,8 @@ class InspectObserver : public ActivationObserver {
   }
 
   const kernels::KernelTable& k_;
+  Arch arch_;
+  int64_t di_;
   int64_t stride_;
   bool hadamard_;
   std::vector<PointAcc> acc_;         // (n_layer, kP)
@@ -163,10 +193,10 @@ class InspectObserver : public ActivationObserver {
 int64_t Gcd(int64_t a, int64_t b) { return b == 0 ? a : Gcd(b, a % b); }
 
 Histogram MakeHistogram(const FloatHistogram& h, int layer, InspectPoint p, double lo, double hi,
-                        int bins) {
+                        int bins, Arch arch) {
   Histogram o;
   o.layer = layer;
-  o.point = InspectPointName(p);
+  o.point = InspectPointName(p, arch);
   o.counts = h.Rebin(lo, hi, bins);
   for (int i = 0; i <= bins; ++i) o.edges.push_back(lo + (hi - lo) * i / bins);
   return o;
@@ -187,7 +217,15 @@ std::string Short(double v) {
 
 }  // namespace
 
-const char* InspectPointName(InspectPoint p) {
+const char* InspectPointName(InspectPoint p, Arch arch) {
+  if (arch == Arch::kMamba2) {
+    switch (p) {
+      case InspectPoint::kXProjIn: return "conv1d:output:x";
+      case InspectPoint::kXProjOut: return "conv1d:output:BC";
+      case InspectPoint::kDtProjOut: return "ssd:output";
+      default: break;
+    }
+  }
   switch (p) {
     case InspectPoint::kInProjIn: return "in_proj:input";
     case InspectPoint::kInProjOut: return "in_proj:output";
@@ -452,7 +490,7 @@ StatusOr<InspectReport> InspectActivations(const Model& model,
     double lo = std::min(x.min, 0.0), hi = std::max(x.max, 0.0);
     const double pad = std::max(hi - lo, 1e-6) / bins;
     r.ssm_hist = MakeHistogram(obs.hist(r.ssm_layer, 0), r.ssm_layer, InspectPoint::kXProjIn,
-                               lo - pad, hi + pad, bins);
+                               lo - pad, hi + pad, bins, r.config.arch);
   }
   {
     // One axis for both: the union of their ranges (often lopsided: y * SiLU(z) has a long
@@ -466,10 +504,10 @@ StatusOr<InspectReport> InspectActivations(const Model& model,
     }
     const double pad = std::max(hi - lo, 1e-6) / bins;
     r.out_hist = MakeHistogram(obs.hist(r.kurt_layer, 1), r.kurt_layer, InspectPoint::kOutProjIn,
-                               lo - pad, hi + pad, bins);
+                               lo - pad, hi + pad, bins, r.config.arch);
     if (r.hadamard)
       r.had_hist = MakeHistogram(obs.hist(r.kurt_layer, 2), r.kurt_layer,
-                                 InspectPoint::kOutProjInHad, lo - pad, hi + pad, bins);
+                                 InspectPoint::kOutProjInHad, lo - pad, hi + pad, bins, r.config.arch);
   }
   return r;
 }
@@ -526,7 +564,7 @@ std::string OutliersJson(const InspectReport& r) {
         o["quamba_percentile_ema"] = Sig(r.pct_ema[l], 9);
         o["clipped_quamba"] = Sig(s.clipped_quamba);
       }
-      points[InspectPointName(static_cast<InspectPoint>(p))] = o;
+      points[InspectPointName(static_cast<InspectPoint>(p), r.config.arch)] = o;
     }
     layers.push_back({{"layer", l}, {"points", points}});
   }
@@ -559,7 +597,9 @@ std::string OutliersTable(const InspectReport& r) {
       r.subsample_stride == 1
           ? "exact over all values"
           : StrFormat("every %lld-th value", (long long)r.subsample_stride).c_str());
-  t += StrFormat("%5s | %-30s | %-37s | %s\n", "", "SSM input x (x_proj:input)",
+  const std::string x_name =
+      std::string("SSM input x (") + InspectPointName(InspectPoint::kXProjIn, r.config.arch) + ")";
+  t += StrFormat("%5s | %-30s | %-37s | %s\n", "", x_name.c_str(),
                  "out_proj:input", "out_proj:input after Hadamard");
   t += StrFormat("%5s | %9s %9s %10s | %9s %9s %9s %7s | %9s %9s %9s %7s\n", "layer", "max",
                  "p99.99", "max/p99.99", "max", "p99.9", "max/p99.9", "kurt", "max", "p99.9",
@@ -640,7 +680,7 @@ std::string RangesSvg(const InspectReport& r) {
     if (p == (int)InspectPoint::kOutProjInHad && !r.hadamard) continue;
     svg::Panel pn;
     pn.title = p == (int)InspectPoint::kOutProjInHad ? "out_proj:input after Hadamard"
-                                                     : InspectPointName((InspectPoint)p);
+                                                     : InspectPointName((InspectPoint)p, r.config.arch);
     if (p == (int)InspectPoint::kXProjIn) pn.title += " (SSM input x)";
     pn.x.title = "layer";
     pn.x.integer_ticks = true;
@@ -672,7 +712,7 @@ std::string RangesSvg(const InspectReport& r) {
     k.series.push_back(series("after Hadamard", kBlue, false, [&](size_t l) {
       return r.layers[l][(int)InspectPoint::kOutProjInHad].kurtosis;
     }));
-  k.series.push_back(series("x_proj:input", kPurple, true, [&](size_t l) {
+  k.series.push_back(series(InspectPointName(InspectPoint::kXProjIn, r.config.arch), kPurple, true, [&](size_t l) {
     return r.layers[l][(int)InspectPoint::kXProjIn].kurtosis;
   }));
   f.panels.push_back(std::move(k));
@@ -686,8 +726,8 @@ std::string SsmInputSvg(const InspectReport& r) {
   f.panel_width = 800;
   f.panel_height = 440;
   svg::Panel p;
-  p.title = StrFormat("SSM input x (x_proj:input), layer %d of %s: %lld values, max/p99.99 = %.3g",
-                      l, BaseName(r.model_dir).c_str(), (long long)x.count,
+  p.title = StrFormat("SSM input x (%s), layer %d of %s: %lld values, max/p99.99 = %.3g",
+                      InspectPointName(InspectPoint::kXProjIn, r.config.arch), l, BaseName(r.model_dir).c_str(), (long long)x.count,
                       x.pct[2] > 0 ? x.absmax / x.pct[2] : 0.0);
   p.x.title = "x";
   p.y.title = "count (log)";

@@ -34,8 +34,12 @@ enum class InspectPoint : uint8_t {
   kOutProjInHad,  // H y: the same tensor after the online Hadamard transform
 };
 constexpr int kNumInspectPoints = 7;
-// "in_proj:input", ..., "out_proj:input", "out_proj:input:hadamard".
-const char* InspectPointName(InspectPoint p);
+// "in_proj:input", ..., "out_proj:input", "out_proj:input:hadamard". The seven slots are
+// Mamba-1's quantization points; on Mamba-2 they hold its counterparts: kXProjIn the SSM input x
+// (conv output, x channels), kXProjOut the conv output's B and C channels, kDtProjOut the SSD
+// output y before the D skip and the gated norm ("conv1d:output:x", "conv1d:output:BC",
+// "ssd:output").
+const char* InspectPointName(InspectPoint p, Arch arch = Arch::kMamba1);
 
 // Percentiles of |x| reported at every point.
 constexpr std::array<double, 4> kInspectPercentiles = {0.99, 0.999, 0.9999, 0.99999};

@@ -50,12 +50,23 @@ int CmdInspect(int argc, char** argv) {
   if (!loaded.ok()) return Fail(loaded.status());
   const Model& m = **loaded;
   const MambaConfig& c = m.config();
-  std::printf("model: %s (config dialect: %s)\n", model_dir.c_str(), c.dialect.c_str());
-  std::printf("  n_layer %lld, d_model %lld, d_inner %lld, d_state %lld, d_conv %lld, dt_rank "
-              "%lld, vocab %lld, eps %g, tied %s\n",
-              (long long)c.n_layer, (long long)c.d_model, (long long)c.d_inner,
-              (long long)c.d_state, (long long)c.d_conv, (long long)c.dt_rank,
-              (long long)c.vocab_size, c.norm_eps, c.tie_embeddings ? "yes" : "no");
+  std::printf("model: %s (%s, config dialect: %s)\n", model_dir.c_str(),
+              c.mixer_rms ? "falcon_mamba" : ArchName(c.arch), c.dialect.c_str());
+  if (c.arch == Arch::kMamba2) {
+    std::printf("  n_layer %lld, d_model %lld, d_inner %lld = %lld heads x %lld, groups %lld, "
+                "d_state %lld, d_conv %lld, dt_limit [%g, %g], vocab %lld, eps %g, tied %s\n",
+                (long long)c.n_layer, (long long)c.d_model, (long long)c.d_inner,
+                (long long)c.nheads, (long long)c.headdim, (long long)c.ngroups,
+                (long long)c.d_state, (long long)c.d_conv, c.dt_limit_min, c.dt_limit_max,
+                (long long)c.vocab_size, c.norm_eps, c.tie_embeddings ? "yes" : "no");
+  } else {
+    std::printf("  n_layer %lld, d_model %lld, d_inner %lld, d_state %lld, d_conv %lld, dt_rank "
+                "%lld, vocab %lld, eps %g, tied %s%s\n",
+                (long long)c.n_layer, (long long)c.d_model, (long long)c.d_inner,
+                (long long)c.d_state, (long long)c.d_conv, (long long)c.dt_rank,
+                (long long)c.vocab_size, c.norm_eps, c.tie_embeddings ? "yes" : "no",
+                c.mixer_rms ? StrFormat(", mixer_rms_eps %g", c.mixer_rms_eps).c_str() : "");
+  }
   const TensorStore& st = m.store();
   int64_t params = 0;
   for (const auto& [name, t] : st.tensors()) params += t.numel();

@@ -16,7 +16,8 @@ int CmdSynth(int argc, char** argv) {
   uint64_t seed = 1234;
   Flags flags("synth", "--shape NAME -o DIR [--dtype f32|f16|bf16]");
   flags.Add("--shape", &shape_name, "mamba-130m | mamba-370m | mamba-790m | mamba-1.4b | "
-            "mamba-2.8b | custom (with --n-layer and --d-model)", true);
+            "mamba-2.8b | mamba2-130m | mamba2-370m | mamba2-780m | mamba2-1.3b | mamba2-2.7b | "
+            "custom, custom2 (Mamba-2) with --n-layer and --d-model", true);
   flags.Add("-o,--out", &out_dir, "output directory (created)", true);
   flags.Add("--dtype", &dtype_name, "f32 | f16 | bf16 (default f32)");
   flags.Add("--vocab", &vocab, "vocabulary rows (default 50280, GPT-NeoX padded)", 1, 1 << 22);
@@ -31,16 +32,24 @@ int CmdSynth(int argc, char** argv) {
     return 0;
   }
   MambaConfig c;
-  const bool found = shape_name == "custom" || SynthShape(shape_name, &c);
+  if (shape_name == "custom2") SetMamba2Defaults(&c);
+  const bool found =
+      shape_name == "custom" || shape_name == "custom2" || SynthShape(shape_name, &c);
   if (!found)
     return UsageError(Status::Error(StrFormat("synth --shape: expected mamba-130m, mamba-370m, "
-                                              "mamba-790m, mamba-1.4b, mamba-2.8b or custom, "
-                                              "found \"%s\"", shape_name.c_str())));
+                                              "mamba-790m, mamba-1.4b, mamba-2.8b, mamba2-130m, "
+                                              "mamba2-370m, mamba2-780m, mamba2-1.3b, "
+                                              "mamba2-2.7b, custom or custom2, found \"%s\"",
+                                              shape_name.c_str())));
   if (n_layer) c.n_layer = n_layer;
   if (d_model) c.d_model = d_model;
   if (c.n_layer == 0 || c.d_model == 0)
     return UsageError(Status::Error("synth --shape custom: expected --n-layer and --d-model, "
                                     "found them missing"));
+  if (c.arch == Arch::kMamba2 && (2 * c.d_model) % c.headdim != 0)
+    return UsageError(Status::Error(StrFormat("synth --d-model: expected a multiple of 32 for "
+                                              "Mamba-2 (d_inner = 2 d_model in heads of 64), "
+                                              "found %lld", (long long)c.d_model)));
   DType dt;
   if (dtype_name == "f32") dt = DType::kF32;
   else if (dtype_name == "f16") dt = DType::kF16;
@@ -51,6 +60,7 @@ int CmdSynth(int argc, char** argv) {
   c.expand = 2;
   c.d_inner = 2 * c.d_model;
   c.dt_rank = (c.d_model + 15) / 16;
+  if (c.arch == Arch::kMamba2) c.nheads = c.d_inner / c.headdim;
   c.vocab_size = vocab;
   c.dialect = "hf";
 
