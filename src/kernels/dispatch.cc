@@ -1,13 +1,13 @@
-// Kernel table selection: filled once per ISA from CPU features (XNNPACK-style config), with a
-// QUAMBA_ISA override so tests and benchmarks can force any lower path (FBGEMM-style).
-#include <cpuid.h>
-
+// Kernel table selection: filled once per ISA from CPU features (kernels/cpu_features.h;
+// XNNPACK-style config), with a QUAMBA_ISA override so tests and benchmarks can force any lower
+// path (FBGEMM-style).
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
 
 #include "core/check.h"
 #include "core/status.h"
+#include "kernels/cpu_features.h"
 #include "kernels/generic/generic.h"
 #include "kernels/kernels.h"
 
@@ -21,37 +21,6 @@ void FillTable(KernelTable* t);  // src/kernels/x86/avx512/
 }
 
 namespace {
-
-struct CpuFeatures {
-  bool avx2_fma_f16c = false;
-  bool avx512 = false;  // F, BW, VL, DQ, VNNI
-};
-
-CpuFeatures Detect() {
-  CpuFeatures f;
-  unsigned a, b, c, d;
-  if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
-  const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28),
-             f16c = c & (1u << 29);
-  if (!osxsave || !avx) return f;
-  // xgetbv(0): the OS saves the registers we would use (ggml's FIXME: cpuid alone is not enough).
-  unsigned xcr0_lo, xcr0_hi;
-  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
-  const bool os_ymm = (xcr0_lo & 0x6) == 0x6;    // SSE + AVX state
-  const bool os_zmm = (xcr0_lo & 0xe6) == 0xe6;  // + opmask, ZMM_Hi256, Hi16_ZMM
-  if (__get_cpuid_max(0, nullptr) < 7) return f;
-  __cpuid_count(7, 0, a, b, c, d);
-  const bool avx2 = b & (1u << 5), avx512f = b & (1u << 16), avx512dq = b & (1u << 17),
-             avx512bw = b & (1u << 30), avx512vl = b & (1u << 31), vnni = c & (1u << 11);
-  f.avx2_fma_f16c = os_ymm && avx2 && fma && f16c;
-  f.avx512 = f.avx2_fma_f16c && os_zmm && avx512f && avx512dq && avx512bw && avx512vl && vnni;
-  return f;
-}
-
-const CpuFeatures& Features() {
-  static const CpuFeatures f = Detect();
-  return f;
-}
 
 KernelTable tables[kNumIsas];
 std::once_flag table_once[kNumIsas];
@@ -117,14 +86,7 @@ bool ParseIsa(const char* name, Isa* out) {
   return false;
 }
 
-bool IsaSupported(Isa isa) {
-  switch (isa) {
-    case Isa::kGeneric: return true;
-    case Isa::kAvx2: return Features().avx2_fma_f16c;
-    case Isa::kAvx512: return Features().avx512;
-  }
-  return false;
-}
+bool IsaSupported(Isa isa) { return IsaSupportedBy(isa, HostFeatures()); }
 
 std::vector<Isa> AvailableIsas() {
   std::vector<Isa> v;

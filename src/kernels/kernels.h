@@ -23,7 +23,8 @@ constexpr int kNumIsas = 3;
 
 const char* IsaName(Isa isa);  // "generic", "avx2", "avx512"
 bool ParseIsa(const char* name, Isa* out);
-// CPU features (cpuid) and OS register-state support (xgetbv) both present.
+// Every CPU feature the ISA's code is compiled for (cpuid) and the OS register state it needs
+// (xgetbv) are present: IsaSupportedBy(isa, HostFeatures()) of kernels/cpu_features.h.
 bool IsaSupported(Isa isa);
 // Supported ISAs, lowest first; always contains kGeneric.
 std::vector<Isa> AvailableIsas();
