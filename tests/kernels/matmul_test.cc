@@ -110,7 +110,7 @@ void RunMatMulCase(Isa isa, DType wt, const MatMulCase& c) {
   ASSERT_EQ(touched, 0) << "elements written outside the output slice";
 }
 
-class MatMulTest : public ::testing::TestWithParam<Isa> {
+class MatMulTest : public testing::IsaTest {
  protected:
   void Run(const MatMulCase& c) {
     for (DType wt : {DType::kF32, DType::kF16, DType::kBF16}) {
@@ -119,6 +119,7 @@ class MatMulTest : public ::testing::TestWithParam<Isa> {
     }
   }
   void SetUp() override {
+    IsaTest::SetUp();
     trace_ = std::make_unique<::testing::ScopedTrace>(__FILE__, __LINE__, testing::ReplayHint());
   }
   void TearDown() override { trace_.reset(); }
@@ -224,7 +225,7 @@ TEST_P(MatMulTest, MambaProjectionShapes) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Isa, MatMulTest, ::testing::ValuesIn(AvailableIsas()),
+INSTANTIATE_TEST_SUITE_P(Isa, MatMulTest, ::testing::ValuesIn(testing::AllIsas()),
                          testing::IsaParamName);
 
 }  // namespace

@@ -124,7 +124,7 @@ void RunConvCase(Isa isa, const ConvCase& c) {
   ASSERT_TRUE(testing::AssertExact("conv state", isa, state, state_ref));
 }
 
-class Q8ConvTest : public ::testing::TestWithParam<Isa> {};
+class Q8ConvTest : public testing::IsaTest {};
 
 TEST_P(Q8ConvTest, ChannelAndWidthSweep) {
   SCOPED_TRACE(testing::ReplayHint());
@@ -295,7 +295,7 @@ void RunScanCase(Isa isa, const ScanCase& c) {
   }
 }
 
-class Q8ScanTest : public ::testing::TestWithParam<Isa> {};
+class Q8ScanTest : public testing::IsaTest {};
 
 TEST_P(Q8ScanTest, ChannelAndStateSweep) {
   SCOPED_TRACE(testing::ReplayHint());
@@ -365,9 +365,9 @@ TEST_P(Q8ScanTest, PrefillEqualsSingleSteps) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Isa, Q8ConvTest, ::testing::ValuesIn(AvailableIsas()),
+INSTANTIATE_TEST_SUITE_P(Isa, Q8ConvTest, ::testing::ValuesIn(testing::AllIsas()),
                          testing::IsaParamName);
-INSTANTIATE_TEST_SUITE_P(Isa, Q8ScanTest, ::testing::ValuesIn(AvailableIsas()),
+INSTANTIATE_TEST_SUITE_P(Isa, Q8ScanTest, ::testing::ValuesIn(testing::AllIsas()),
                          testing::IsaParamName);
 
 }  // namespace

@@ -91,7 +91,7 @@ void RunGemmCase(Isa isa, const GemmCase& c) {
       tie));
 }
 
-class Q8GemmTest : public ::testing::TestWithParam<Isa> {};
+class Q8GemmTest : public testing::IsaTest {};
 
 // K across every remainder of 4 (VNNI groups), 16/32/64 (vector widths), M across the GEMV (<= 4)
 // and GEMM paths and their register-block remainders, odd column sub-ranges.
@@ -188,7 +188,7 @@ TEST_P(Q8GemmTest, FullMatricesAndSplitRanges) {
                            .a_stride = 1});
 }
 
-INSTANTIATE_TEST_SUITE_P(Isa, Q8GemmTest, ::testing::ValuesIn(AvailableIsas()),
+INSTANTIATE_TEST_SUITE_P(Isa, Q8GemmTest, ::testing::ValuesIn(testing::AllIsas()),
                          testing::IsaParamName);
 
 }  // namespace

@@ -32,7 +32,7 @@ const int64_t kSizes[] = {1,   2,   4,   8,   12,  16,  24,  32,   40,   48,   6
                           96,  128, 160, 256, 320, 384, 640, 768,  1024, 1536, 2048,
                           2560, 3072, 4096, 5120};
 
-class Q8HadamardTest : public ::testing::TestWithParam<Isa> {};
+class Q8HadamardTest : public testing::IsaTest {};
 
 // Every size: identical bits to the generic kernel for both outputs, rows of stride ld > n.
 TEST_P(Q8HadamardTest, BitExactToGenericAllSizes) {
@@ -111,7 +111,7 @@ TEST_P(Q8HadamardTest, Pow2IsAnInvolution) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Isa, Q8HadamardTest, ::testing::ValuesIn(AvailableIsas()),
+INSTANTIATE_TEST_SUITE_P(Isa, Q8HadamardTest, ::testing::ValuesIn(testing::AllIsas()),
                          testing::IsaParamName);
 
 }  // namespace

@@ -28,7 +28,7 @@ constexpr double kNormDynamicTie = 18 * kU;
 // The returned dynamic scale: max |y| (<= 3u), / 127 (u); slack x2.
 constexpr double kNormScaleRel = 8 * kU;
 
-class Q8QuantizeTest : public ::testing::TestWithParam<Isa> {};
+class Q8QuantizeTest : public testing::IsaTest {};
 
 void RunQuantizeCase(Isa isa, int64_t L, int64_t C, int64_t ldx, int64_t ldq, bool col_mult) {
   SCOPED_TRACE(::testing::Message() << "L=" << L << " C=" << C << " ldx=" << ldx
@@ -83,7 +83,7 @@ TEST_P(Q8QuantizeTest, RoundingAndSpecialValues) {
   ASSERT_TRUE(testing::AssertExact("special values", GetParam(), q, want));
 }
 
-class Q8NormQuantTest : public ::testing::TestWithParam<Isa> {};
+class Q8NormQuantTest : public testing::IsaTest {};
 
 void RunNormCase(Isa isa, int64_t n, bool with_h, bool dynamic) {
   SCOPED_TRACE(::testing::Message() << "n=" << n << " h=" << with_h << " dynamic=" << dynamic);
@@ -150,9 +150,9 @@ TEST_P(Q8NormQuantTest, ZeroRowDynamicGivesFiniteScale) {
   ASSERT_TRUE(testing::AssertExact("zero row", GetParam(), q, std::vector<int8_t>(100, 0)));
 }
 
-INSTANTIATE_TEST_SUITE_P(Isa, Q8QuantizeTest, ::testing::ValuesIn(AvailableIsas()),
+INSTANTIATE_TEST_SUITE_P(Isa, Q8QuantizeTest, ::testing::ValuesIn(testing::AllIsas()),
                          testing::IsaParamName);
-INSTANTIATE_TEST_SUITE_P(Isa, Q8NormQuantTest, ::testing::ValuesIn(AvailableIsas()),
+INSTANTIATE_TEST_SUITE_P(Isa, Q8NormQuantTest, ::testing::ValuesIn(testing::AllIsas()),
                          testing::IsaParamName);
 
 }  // namespace

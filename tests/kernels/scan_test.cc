@@ -150,7 +150,7 @@ void RunScanCase(Isa isa, const ScanCase& c) {
   }
 }
 
-class ScanTest : public ::testing::TestWithParam<Isa> {};
+class ScanTest : public testing::IsaTest {};
 
 // Every d_state around the register block (16) and the vector widths, and channel counts
 // 0..2*16+3 from an odd start, gated and not.
@@ -279,7 +279,7 @@ TEST_P(ScanTest, PrefillEqualsSingleSteps) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Isa, ScanTest, ::testing::ValuesIn(AvailableIsas()),
+INSTANTIATE_TEST_SUITE_P(Isa, ScanTest, ::testing::ValuesIn(testing::AllIsas()),
                          testing::IsaParamName);
 
 }  // namespace
