@@ -1,6 +1,6 @@
 // Op-level kernel API. Kernels know nothing of Mamba: they see matrices, vectors and recurrences.
-// One KernelTable per ISA is filled once (dispatch.cc); the model holds a pointer to the one in
-// use. Every entry has a float64 / exact-integer oracle in kernels/ref/ and is tested against it
+// One KernelTable per ISA, float and int8 entries together (the int8 contracts are in q8.h), is
+// filled once (dispatch.cc); the model holds a reference to the one in use. Every entry has a float64 / exact-integer oracle in kernels/ref/ and is tested against it
 // on every ISA the host supports (tests/kernels/).
 //
 // Layout conventions: activations are token-major, (L, C) with a row stride `ld` in elements
@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "kernels/q8.h"
 
 namespace quamba::kernels {
 
@@ -95,6 +96,16 @@ struct KernelTable {
   ConvertRowFn convert_f16 = nullptr;
   ConvertRowFn convert_bf16 = nullptr;
   SumU64Fn sum_u64 = nullptr;
+  // Int8 ops (q8.h).
+  QuantizeF32ToS8Fn quantize_f32_s8 = nullptr;
+  AddRmsNormQuantFn add_rms_norm_quant = nullptr;
+  GemmS8S8ToS32Fn gemm_s8s8_s32 = nullptr;
+  GemmS8S8ToS8Fn gemm_s8s8_s8 = nullptr;
+  GemmS8S8ToF32Fn gemm_s8s8_f32 = nullptr;
+  CausalConv1dSiluS8Fn causal_conv1d_silu_s8 = nullptr;
+  SelectiveScanS8Fn selective_scan_s8 = nullptr;
+  HadamardF32Fn hadamard_f32 = nullptr;
+  HadamardF32ToS8Fn hadamard_quant = nullptr;
 
   MatMulFn MatMulFor(DType w) const;    // QM_CHECKs that w is F32/F16/BF16
   ConvertRowFn ConvertFor(DType w) const;  // F32 -> memcpy-based row copy

@@ -1,5 +1,6 @@
-// Int8 (W8A8) op-level kernel API: the building blocks of Quamba's int8 Mamba-1 block (spec §2.3).
-// A separate table from the float one (kernels.h) with the same conventions: activations are
+// Int8 (W8A8) op contracts: the building blocks of Quamba's int8 Mamba-1 block (spec §2.3). Their
+// entries live in the one KernelTable of kernels.h (which includes this header), with the same
+// conventions as the float ops: activations are
 // token-major (L, C) with a row stride in elements; linear weights are (N, K) row-major int8,
 // plain (no packing on disk or in memory); each kernel produces the half-open output range it
 // is given and is single-threaded and allocation-free apart from per-thread scratch grown on
@@ -13,8 +14,6 @@
 #pragma once
 
 #include <cstdint>
-
-#include "kernels/kernels.h"
 
 namespace quamba::kernels {
 
@@ -129,25 +128,6 @@ using SelectiveScanS8Fn = void (*)(const ScanS8Args& a, int64_t c_begin, int64_t
 using HadamardF32Fn = void (*)(float* x, int64_t L, int64_t n, int64_t ldx);
 using HadamardF32ToS8Fn = void (*)(const float* x, int64_t L, int64_t n, int64_t ldx,
                                    float inv_scale, int8_t* q, int64_t ldq);
-
-struct Q8KernelTable {
-  Isa isa = Isa::kGeneric;
-  QuantizeF32ToS8Fn quantize_f32_s8 = nullptr;
-  AddRmsNormQuantFn add_rms_norm_quant = nullptr;
-  GemmS8S8ToS32Fn gemm_s8s8_s32 = nullptr;
-  GemmS8S8ToS8Fn gemm_s8s8_s8 = nullptr;
-  GemmS8S8ToF32Fn gemm_s8s8_f32 = nullptr;
-  CausalConv1dSiluS8Fn causal_conv1d_silu_s8 = nullptr;
-  SelectiveScanS8Fn selective_scan_s8 = nullptr;
-  HadamardF32Fn hadamard_f32 = nullptr;
-  HadamardF32ToS8Fn hadamard_quant = nullptr;
-};
-
-// The table for `isa` (QM_CHECKs IsaSupported); entries an ISA does not specialise are the
-// generic ones. Filled once.
-const Q8KernelTable& Q8KernelsFor(Isa isa);
-// The table of DefaultKernels().isa (best supported, or QUAMBA_ISA).
-const Q8KernelTable& DefaultQ8Kernels();
 
 // Hadamard sizes: n = K * 2^k, K in {1, 12, 40}, n >= 1. Sets K and log2 of the power of two.
 bool HadamardSizeOk(int64_t n, int* K = nullptr, int* log2_pow2 = nullptr);

@@ -177,7 +177,7 @@ Engine::Engine(const MambaModel& model, int n_threads, const kernels::KernelTabl
       c_(model.config()),
       simulate_(simulate && model.quantized()),
       k_(k),
-      q8_(kernels::Q8KernelsFor(k.isa)),
+      q8_(k),
       pool_(n_threads),
       max_rows_(std::max<int64_t>(1, std::max(max_chunk, max_batch))) {
   const int64_t R = max_rows_;

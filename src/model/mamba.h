@@ -161,7 +161,7 @@ class Engine {
   const float* norm_f_ = nullptr;
   bool simulate_ = false;
   const kernels::KernelTable& k_;
-  const kernels::Q8KernelTable& q8_;
+  const kernels::KernelTable& q8_;  // = k_ (the int8 entries share the table)
   ThreadPool pool_;
   int64_t max_rows_;
   ActivationObserver* observer_ = nullptr;

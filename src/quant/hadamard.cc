@@ -2,7 +2,7 @@
 // kernel table's hadamard_f32, bit-identical on every ISA.
 #include "quant/hadamard.h"
 
-#include "kernels/q8.h"
+#include "kernels/kernels.h"
 
 namespace quamba {
 
@@ -20,7 +20,7 @@ Status HadamardTransformRows(float* x, int64_t rows, int64_t n, int64_t ld) {
                                    "must be at least n = %lld",
                                    static_cast<long long>(ld), static_cast<long long>(n)));
   }
-  kernels::DefaultQ8Kernels().hadamard_f32(x, rows, n, ld);
+  kernels::DefaultKernels().hadamard_f32(x, rows, n, ld);
   return Status::Ok();
 }
 

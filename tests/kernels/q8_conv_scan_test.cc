@@ -70,7 +70,7 @@ void RunConvCase(Isa isa, const ConvCase& c) {
   } else {
     a.y = y8.data();
   }
-  Q8KernelsFor(isa).causal_conv1d_silu_s8(a, c.c_begin, c.c_end);
+  KernelsFor(isa).causal_conv1d_silu_s8(a, c.c_begin, c.c_end);
 
   Conv1dS8Args ar = a;
   ar.state = state_ref.data();
@@ -182,7 +182,7 @@ TEST_P(Q8ConvTest, PrefillEqualsSingleSteps) {
     a.scale_b = 0.013f;
     a.ldy = C;
     a.inv_scale_y = 40.0f;
-    const Q8KernelTable& k = Q8KernelsFor(isa);
+    const KernelTable& k = KernelsFor(isa);
     Conv1dS8Args p = a;
     p.L = L;
     p.x = x.data();
@@ -265,7 +265,7 @@ void RunScanCase(Isa isa, const ScanCase& c) {
   std::vector<float> state = d.state;
   a.state = state.data();
   a.y = y.data();
-  Q8KernelsFor(isa).selective_scan_s8(a, c.c_begin, c.c_end);
+  KernelsFor(isa).selective_scan_s8(a, c.c_begin, c.c_end);
 
   std::vector<double> sref(d.state.begin(), d.state.end());
   std::vector<double> yref(c.L * a.ldy + 1, 0.0);
@@ -342,7 +342,7 @@ TEST_P(Q8ScanTest, PrefillEqualsSingleSteps) {
       ScanData d = MakeScan(c, Salt({L, d_state, 97}));
       std::vector<float> s_prefill = d.state, s_steps = d.state;
       std::vector<float> y_prefill(L * d.args.ldy, 0.0f), y_steps(L * d.args.ldy, 0.0f);
-      const Q8KernelTable& k = Q8KernelsFor(isa);
+      const KernelTable& k = KernelsFor(isa);
       ScanS8Args p = d.args;
       p.state = s_prefill.data();
       p.y = y_prefill.data();

@@ -75,7 +75,7 @@ void RunGemmCase(Isa isa, const GemmCase& c) {
     }
   }
 
-  const Q8KernelTable& k = Q8KernelsFor(isa);
+  const KernelTable& k = KernelsFor(isa);
   std::vector<int32_t> y32(ny, -7);
   std::vector<int8_t> y8(ny, 77);
   std::vector<float> yf(ny, -3.0f);

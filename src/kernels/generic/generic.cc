@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/check.h"
+#include "kernels/generic/q8_generic.h"
 
 namespace quamba::kernels::generic {
 namespace {
@@ -145,6 +146,7 @@ void FillTable(KernelTable* t) {
   t->convert_f16 = ConvertF16;
   t->convert_bf16 = ConvertBF16;
   t->sum_u64 = SumU64;
+  FillQ8Table(t);
 }
 
 }  // namespace quamba::kernels::generic

@@ -1,8 +1,9 @@
 // Portable int8 kernels (kernels/q8.h contracts), no intrinsics: the production fallback on any
 // CPU and the per-entry default of every ISA's table.
+// Fills the int8 entries (generic::FillTable calls it).
 #pragma once
 
-#include "kernels/q8.h"
+#include "kernels/kernels.h"
 
 namespace quamba::kernels::generic {
 
@@ -19,6 +20,6 @@ void HadamardF32(float* x, int64_t L, int64_t n, int64_t ldx);
 void HadamardF32ToS8(const float* x, int64_t L, int64_t n, int64_t ldx, float inv_scale, int8_t* q,
                      int64_t ldq);
 
-void FillQ8Table(Q8KernelTable* t);
+void FillQ8Table(KernelTable* t);
 
 }  // namespace quamba::kernels::generic

@@ -35,6 +35,7 @@ void FillTable(KernelTable* t) {
   t->convert_f16 = ConvertF16;
   t->convert_bf16 = ConvertBF16;
   t->sum_u64 = SumU64;
+  FillQ8Table(t);  // q8_avx2.cc
 }
 
 }  // namespace quamba::kernels::x86::avx2

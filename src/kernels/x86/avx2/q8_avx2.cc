@@ -616,7 +616,7 @@ void HadamardF32ToS8(const float* x, int64_t L, int64_t n, int64_t ldx, float in
 
 }  // namespace
 
-void FillQ8Table(Q8KernelTable* t) {
+void FillQ8Table(KernelTable* t) {
   t->quantize_f32_s8 = QuantizeF32ToS8;
   t->add_rms_norm_quant = AddRmsNormQuant;
   t->gemm_s8s8_s32 = GemmS8S8ToS32;

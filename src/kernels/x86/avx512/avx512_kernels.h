@@ -30,5 +30,7 @@ void SelectiveScan(const ScanArgs& a, int64_t c_begin, int64_t c_end);
 void ConvertF16(const void* src, int64_t n, float* dst);
 void ConvertBF16(const void* src, int64_t n, float* dst);
 uint64_t SumU64(const uint8_t* p, int64_t n);
+// The int8 entries (q8_avx512.cc).
+void FillQ8Table(KernelTable* t);
 
 }  // namespace quamba::kernels::x86::avx512
