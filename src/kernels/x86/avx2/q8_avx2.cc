@@ -20,6 +20,7 @@
 #include "kernels/q8.h"
 #include "kernels/q8_internal.h"
 #include "kernels/q8_rowops.h"
+#include "kernels/x86/avx2/avx2_kernels.h"
 #include "kernels/x86/avx2/vmath_avx2.h"
 
 namespace quamba::kernels::x86::avx2 {
@@ -80,21 +81,6 @@ inline int32_t HSum(__m256i v) {
 
 // ------------------------------------------------------------------------------------------
 // Quantize / norm.
-
-void QuantizeF32ToS8(const float* x, int64_t L, int64_t C, int64_t ldx, float inv_scale,
-                     const float* col_mult, int8_t* q, int64_t ldq) {
-  const __m256 inv = _mm256_set1_ps(inv_scale);
-  for (int64_t l = 0; l < L; ++l) {
-    const float* xr = x + l * ldx;
-    int8_t* qr = q + l * ldq;
-    for (int64_t c = 0; c < C; c += 8) {
-      const int64_t n = C - c;
-      __m256 mult = inv;
-      if (col_mult != nullptr) mult = _mm256_mul_ps(inv, LoadF(col_mult + c, n));
-      StoreS8(qr + c, RoundClamp(_mm256_mul_ps(LoadF(xr + c, n), mult)), n);
-    }
-  }
-}
 
 float AddRmsNormQuant(float* residual, const float* h, const float* w, int64_t n, float eps,
                       float inv_scale, int8_t* q) {
@@ -576,42 +562,6 @@ void SelectiveScanS8(const ScanS8Args& a, int64_t c_begin, int64_t c_end) {
   float* at = ht + N * 8;
   for (int64_t c0 = c_begin; c0 < c_end; c0 += 8)
     ScanBlock(a, bf, cf, c0, c_end - c0 < 8 ? c_end - c0 : 8, ht, at);
-}
-
-// ------------------------------------------------------------------------------------------
-// Hadamard: the shared scalar row transform, auto-vectorised with this file's flags (no
-// reassociation, so the bits equal the generic kernel's).
-
-void HadamardF32(float* x, int64_t L, int64_t n, int64_t ldx) {
-  int K = 0, lg = 0;
-  QM_CHECK(HadamardSizeOk(n, &K, &lg), "unsupported Hadamard size %lld",
-           static_cast<long long>(n));
-  const int8_t* hk = HadamardFactor(K);
-  const float norm = static_cast<float>(1.0 / std::sqrt(static_cast<double>(n)));
-  float* tmp = static_cast<float*>(q8::Scratch(Q8Slot::kA, n * sizeof(float)));
-  for (int64_t l = 0; l < L; ++l) {
-    float* v = x + l * ldx;
-    q8::HadamardRowUnnormalised(v, K, int64_t{1} << lg, hk, tmp);
-    for (int64_t i = 0; i < n; ++i) v[i] *= norm;
-  }
-}
-
-void HadamardF32ToS8(const float* x, int64_t L, int64_t n, int64_t ldx, float inv_scale, int8_t* q,
-                     int64_t ldq) {
-  int K = 0, lg = 0;
-  QM_CHECK(HadamardSizeOk(n, &K, &lg), "unsupported Hadamard size %lld",
-           static_cast<long long>(n));
-  const int8_t* hk = HadamardFactor(K);
-  const __m256 mult =
-      _mm256_set1_ps(inv_scale * static_cast<float>(1.0 / std::sqrt(static_cast<double>(n))));
-  float* row = static_cast<float*>(q8::Scratch(Q8Slot::kA, n * sizeof(float)));
-  float* tmp = static_cast<float*>(q8::Scratch(Q8Slot::kB, n * sizeof(float)));
-  for (int64_t l = 0; l < L; ++l) {
-    std::memcpy(row, x + l * ldx, static_cast<size_t>(n) * sizeof(float));
-    q8::HadamardRowUnnormalised(row, K, int64_t{1} << lg, hk, tmp);
-    for (int64_t i = 0; i < n; i += 8)
-      StoreS8(q + l * ldq + i, RoundClamp(_mm256_mul_ps(LoadF(row + i, n - i), mult)), n - i);
-  }
 }
 
 }  // namespace

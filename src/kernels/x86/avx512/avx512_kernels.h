@@ -33,4 +33,11 @@ uint64_t SumU64(const uint8_t* p, int64_t n);
 // The int8 entries (q8_avx512.cc).
 void FillQ8Table(KernelTable* t);
 
+// Width-generic bodies (src/kernels/simd/*.inc) compiled for this ISA in simd_avx512.cc.
+void QuantizeF32ToS8(const float* x, int64_t L, int64_t C, int64_t ldx, float inv_scale,
+                     const float* col_mult, int8_t* q, int64_t ldq);
+void HadamardF32(float* x, int64_t L, int64_t n, int64_t ldx);
+void HadamardF32ToS8(const float* x, int64_t L, int64_t n, int64_t ldx, float inv_scale, int8_t* q,
+                     int64_t ldq);
+
 }  // namespace quamba::kernels::x86::avx512

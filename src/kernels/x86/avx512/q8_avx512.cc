@@ -25,6 +25,7 @@
 #include "kernels/q8.h"
 #include "kernels/q8_internal.h"
 #include "kernels/q8_rowops.h"
+#include "kernels/x86/avx512/avx512_kernels.h"
 #include "kernels/x86/avx512/vmath_avx512.h"
 
 namespace quamba::kernels::x86::avx512 {
@@ -52,21 +53,6 @@ inline __mmask64 FirstBytes(int64_t n) {
 
 // ------------------------------------------------------------------------------------------
 // Quantize / norm.
-
-void QuantizeF32ToS8(const float* x, int64_t L, int64_t C, int64_t ldx, float inv_scale,
-                     const float* col_mult, int8_t* q, int64_t ldq) {
-  const __m512 inv = _mm512_set1_ps(inv_scale);
-  for (int64_t l = 0; l < L; ++l) {
-    const float* xr = x + l * ldx;
-    int8_t* qr = q + l * ldq;
-    for (int64_t c = 0; c < C; c += 16) {
-      const __mmask16 m = FirstLanes(C - c);
-      __m512 mult = inv;
-      if (col_mult != nullptr) mult = _mm512_mul_ps(inv, _mm512_maskz_loadu_ps(m, col_mult + c));
-      StoreS8(qr + c, m, RoundClamp(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, xr + c), mult)));
-    }
-  }
-}
 
 float AddRmsNormQuant(float* residual, const float* h, const float* w, int64_t n, float eps,
                       float inv_scale, int8_t* q) {
@@ -618,48 +604,6 @@ void SelectiveScanS8(const ScanS8Args& a, int64_t c_begin, int64_t c_end) {
       ScanBlock16(a, bf, cf, c0, lanes);
     } else {
       ScanBlockAny(a, bf, cf, c0, lanes, ht, at);
-    }
-  }
-}
-
-// ------------------------------------------------------------------------------------------
-// Hadamard: the shared scalar row transform, auto-vectorised with this file's AVX-512 flags
-// (no reassociation, so the bits equal the generic kernel's).
-
-void HadamardF32(float* x, int64_t L, int64_t n, int64_t ldx) {
-  int K = 0, lg = 0;
-  QM_CHECK(HadamardSizeOk(n, &K, &lg), "unsupported Hadamard size %lld",
-           static_cast<long long>(n));
-  const int8_t* hk = HadamardFactor(K);
-  const float norm = static_cast<float>(1.0 / std::sqrt(static_cast<double>(n)));
-  float* tmp = static_cast<float*>(q8::Scratch(Q8Slot::kA, n * sizeof(float)));
-  for (int64_t l = 0; l < L; ++l) {
-    float* v = x + l * ldx;
-    q8::HadamardRowUnnormalised(v, K, int64_t{1} << lg, hk, tmp);
-    for (int64_t i = 0; i < n; i += 16) {
-      const __mmask16 m = FirstLanes(n - i);
-      _mm512_mask_storeu_ps(v + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, v + i),
-                                                    _mm512_set1_ps(norm)));
-    }
-  }
-}
-
-void HadamardF32ToS8(const float* x, int64_t L, int64_t n, int64_t ldx, float inv_scale, int8_t* q,
-                     int64_t ldq) {
-  int K = 0, lg = 0;
-  QM_CHECK(HadamardSizeOk(n, &K, &lg), "unsupported Hadamard size %lld",
-           static_cast<long long>(n));
-  const int8_t* hk = HadamardFactor(K);
-  const __m512 mult =
-      _mm512_set1_ps(inv_scale * static_cast<float>(1.0 / std::sqrt(static_cast<double>(n))));
-  float* row = static_cast<float*>(q8::Scratch(Q8Slot::kA, n * sizeof(float)));
-  float* tmp = static_cast<float*>(q8::Scratch(Q8Slot::kB, n * sizeof(float)));
-  for (int64_t l = 0; l < L; ++l) {
-    std::memcpy(row, x + l * ldx, static_cast<size_t>(n) * sizeof(float));
-    q8::HadamardRowUnnormalised(row, K, int64_t{1} << lg, hk, tmp);
-    for (int64_t i = 0; i < n; i += 16) {
-      const __mmask16 m = FirstLanes(n - i);
-      StoreS8(q + l * ldq + i, m, RoundClamp(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, row + i), mult)));
     }
   }
 }
