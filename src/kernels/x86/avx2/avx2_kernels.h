@@ -16,8 +16,6 @@ void MatMulF16(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w,
                int64_t n_end, float* y, int64_t ldy);
 void MatMulBF16(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w, int64_t n_begin,
                 int64_t n_end, float* y, int64_t ldy);
-// Sum of squares accumulated in double, as generic.
-void AddRmsNorm(float* residual, const float* h, const float* w, int64_t n, float eps, float* y);
 // 8 channels per vector, masked channel tail; d_conv <= 8.
 void CausalConv1dSilu(const float* x, int64_t L, int64_t C, int64_t ldx, const float* w,
                       const float* b, int d_conv, float* state, float* y, int64_t ldy,
@@ -32,6 +30,10 @@ uint64_t SumU64(const uint8_t* p, int64_t n);
 void FillQ8Table(KernelTable* t);
 
 // Width-generic bodies (src/kernels/simd/*.inc) compiled for this ISA in simd_avx2.cc.
+// AddRmsNorm / AddRmsNormQuant: sum of squares accumulated in double, as generic.
+void AddRmsNorm(float* residual, const float* h, const float* w, int64_t n, float eps, float* y);
+float AddRmsNormQuant(float* residual, const float* h, const float* w, int64_t n, float eps,
+                      float inv_scale, int8_t* q);
 void QuantizeF32ToS8(const float* x, int64_t L, int64_t C, int64_t ldx, float inv_scale,
                      const float* col_mult, int8_t* q, int64_t ldq);
 void HadamardF32(float* x, int64_t L, int64_t n, int64_t ldx);

@@ -47,36 +47,6 @@ void ConvAll(const float* x, int64_t L, int64_t C, int64_t ldx, const float* w, 
 
 }  // namespace
 
-void AddRmsNorm(float* residual, const float* h, const float* w, int64_t n, float eps, float* y) {
-  // Pass 1: residual += h; sum of squares in double (float squares are exact in double).
-  __m256d ss0 = _mm256_setzero_pd(), ss1 = _mm256_setzero_pd();
-  for (int64_t i = 0; i < n; i += 8) {
-    const __m256i m = FirstLanes(n - i);
-    __m256 r = _mm256_maskload_ps(residual + i, m);
-    if (h != nullptr) {
-      r = _mm256_add_ps(r, _mm256_maskload_ps(h + i, m));
-      _mm256_maskstore_ps(residual + i, m, r);
-    }
-    const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(r));
-    const __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(r, 1));
-    ss0 = _mm256_fmadd_pd(lo, lo, ss0);
-    ss1 = _mm256_fmadd_pd(hi, hi, ss1);
-  }
-  const __m256d s = _mm256_add_pd(ss0, ss1);
-  const __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
-  const double ss = _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
-  const double mean = ss / static_cast<double>(n > 0 ? n : 1);
-  const float inv = static_cast<float>(1.0 / __builtin_sqrt(mean + eps));
-  // Pass 2: y = (residual * inv) * w, the same two roundings as generic.
-  const __m256 vinv = _mm256_set1_ps(inv);
-  for (int64_t i = 0; i < n; i += 8) {
-    const __m256i m = FirstLanes(n - i);
-    const __m256 r = _mm256_maskload_ps(residual + i, m);
-    _mm256_maskstore_ps(y + i, m,
-                        _mm256_mul_ps(_mm256_mul_ps(r, vinv), _mm256_maskload_ps(w + i, m)));
-  }
-}
-
 void CausalConv1dSilu(const float* x, int64_t L, int64_t C, int64_t ldx, const float* w,
                       const float* b, int d_conv, float* state, float* y, int64_t ldy,
                       int64_t c_begin, int64_t c_end) {

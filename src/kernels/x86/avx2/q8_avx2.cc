@@ -80,55 +80,6 @@ inline int32_t HSum(__m256i v) {
 }
 
 // ------------------------------------------------------------------------------------------
-// Quantize / norm.
-
-float AddRmsNormQuant(float* residual, const float* h, const float* w, int64_t n, float eps,
-                      float inv_scale, int8_t* q) {
-  __m256d ss0 = _mm256_setzero_pd(), ss1 = _mm256_setzero_pd();
-  for (int64_t i = 0; i < n; i += 8) {
-    __m256 r = LoadF(residual + i, n - i);
-    if (h != nullptr) {
-      r = _mm256_add_ps(r, LoadF(h + i, n - i));
-      StoreF(residual + i, r, n - i);
-    }
-    const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(r));
-    const __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(r, 1));
-    ss0 = _mm256_fmadd_pd(lo, lo, ss0);
-    ss1 = _mm256_fmadd_pd(hi, hi, ss1);
-  }
-  alignas(32) double s4[4];
-  _mm256_store_pd(s4, _mm256_add_pd(ss0, ss1));
-  const double ss = (s4[0] + s4[1]) + (s4[2] + s4[3]);
-  const float inv = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n > 0 ? n : 1) + eps));
-  const __m256 vinv = _mm256_set1_ps(inv);
-  float scale;
-  if (inv_scale > 0) {
-    scale = 1.0f / inv_scale;
-  } else {
-    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    __m256 amax = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n; i += 8) {
-      const __m256 y = _mm256_mul_ps(_mm256_mul_ps(LoadF(residual + i, n - i), vinv),
-                                     LoadF(w + i, n - i));
-      amax = _mm256_max_ps(amax, _mm256_and_ps(y, abs_mask));
-    }
-    alignas(32) float m8[8];
-    _mm256_store_ps(m8, amax);
-    float m = 0;
-    for (float v : m8) m = std::fmax(m, v);
-    scale = std::fmax(m, kMinAbsMax) / 127.0f;
-    inv_scale = 1.0f / scale;
-  }
-  const __m256 vs = _mm256_set1_ps(inv_scale);
-  for (int64_t i = 0; i < n; i += 8) {
-    const __m256 y = _mm256_mul_ps(_mm256_mul_ps(LoadF(residual + i, n - i), vinv),
-                                   LoadF(w + i, n - i));
-    StoreS8(q + i, RoundClamp(_mm256_mul_ps(y, vs)), n - i);
-  }
-  return scale;
-}
-
-// ------------------------------------------------------------------------------------------
 // GEMM / GEMV.
 
 // Epilogues on exact int32 accumulators of row m, columns [n, n + count).

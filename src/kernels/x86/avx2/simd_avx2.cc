@@ -24,6 +24,7 @@
 namespace quamba::kernels::x86::avx2 {
 
 #include "kernels/simd/hadamard.inc"
+#include "kernels/simd/norm.inc"
 #include "kernels/simd/quantize.inc"
 
 }  // namespace quamba::kernels::x86::avx2

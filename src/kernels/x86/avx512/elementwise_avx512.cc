@@ -50,22 +50,6 @@ void ConvAll(const float* x, int64_t L, int64_t C, int64_t ldx, const float* w, 
 
 }  // namespace
 
-void AddRmsNorm(float* residual, const float* h, const float* w, int64_t n, float eps, float* y) {
-  // Pass 1: residual += h, sum of squares in double (matches generic's double accumulation up
-  // to summation order).
-  const double ss = AddResidualSumSquares(residual, h, n);
-  const double mean = ss / static_cast<double>(n > 0 ? n : 1);
-  const float inv = static_cast<float>(1.0 / __builtin_sqrt(mean + eps));
-  // Pass 2: y = (residual * inv) * w, the same two roundings as generic.
-  const __m512 vinv = _mm512_set1_ps(inv);
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = FirstLanes(n - i);
-    const __m512 r = _mm512_maskz_loadu_ps(m, residual + i);
-    const __m512 out = _mm512_mul_ps(_mm512_mul_ps(r, vinv), _mm512_maskz_loadu_ps(m, w + i));
-    _mm512_mask_storeu_ps(y + i, m, out);
-  }
-}
-
 void CausalConv1dSilu(const float* x, int64_t L, int64_t C, int64_t ldx, const float* w,
                       const float* b, int d_conv, float* state, float* y, int64_t ldy,
                       int64_t c_begin, int64_t c_end) {

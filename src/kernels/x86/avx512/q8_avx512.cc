@@ -52,39 +52,6 @@ inline __mmask64 FirstBytes(int64_t n) {
 }
 
 // ------------------------------------------------------------------------------------------
-// Quantize / norm.
-
-float AddRmsNormQuant(float* residual, const float* h, const float* w, int64_t n, float eps,
-                      float inv_scale, int8_t* q) {
-  // residual += h; sum of squares in double.
-  const double ss = AddResidualSumSquares(residual, h, n);
-  const float inv = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n > 0 ? n : 1) + eps));
-  const __m512 vinv = _mm512_set1_ps(inv);
-  float scale;
-  if (inv_scale > 0) {
-    scale = 1.0f / inv_scale;
-  } else {
-    __m512 amax = _mm512_setzero_ps();
-    for (int64_t i = 0; i < n; i += 16) {
-      const __mmask16 m = FirstLanes(n - i);
-      const __m512 y = _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, residual + i), vinv),
-                                     _mm512_maskz_loadu_ps(m, w + i));
-      amax = _mm512_max_ps(amax, _mm512_abs_ps(y));
-    }
-    scale = std::fmax(_mm512_reduce_max_ps(amax), kMinAbsMax) / 127.0f;
-    inv_scale = 1.0f / scale;
-  }
-  const __m512 vs = _mm512_set1_ps(inv_scale);
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = FirstLanes(n - i);
-    const __m512 y = _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, residual + i), vinv),
-                                   _mm512_maskz_loadu_ps(m, w + i));
-    StoreS8(q + i, m, RoundClamp(_mm512_mul_ps(y, vs)));
-  }
-  return scale;
-}
-
-// ------------------------------------------------------------------------------------------
 // GEMM / GEMV.
 
 // Epilogues: acc (exact int32) of row m, columns [n, n + lanes(mask)).

@@ -23,6 +23,7 @@
 namespace quamba::kernels::x86::avx512 {
 
 #include "kernels/simd/hadamard.inc"
+#include "kernels/simd/norm.inc"
 #include "kernels/simd/quantize.inc"
 
 }  // namespace quamba::kernels::x86::avx512
