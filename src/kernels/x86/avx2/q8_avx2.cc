@@ -366,61 +366,6 @@ void GemmS8S8ToF32(const GemmS8Args& g, float* y, int64_t ldy, int64_t n_begin, 
 }
 
 // ------------------------------------------------------------------------------------------
-// Conv1d: 8 channels per vector; the int8 products and their sums are exact in float.
-
-template <int D>
-void ConvBlock(const Conv1dS8Args& a, int64_t c0, int64_t lanes) {
-  constexpr int P = D - 1;
-  const int64_t C = a.C;
-  __m256 wk[D], win[D];
-#pragma GCC unroll 8
-  for (int k = 0; k < D; ++k) wk[k] = LoadS8AsF32(a.w + k * C + c0, lanes);
-#pragma GCC unroll 8
-  for (int j = 0; j < P; ++j) win[j] = LoadS8AsF32(a.state + j * C + c0, lanes);
-  const __m256 bias = a.b != nullptr ? _mm256_mul_ps(_mm256_set1_ps(a.scale_b),
-                                                     LoadS8AsF32(a.b + c0, lanes))
-                                     : _mm256_setzero_ps();
-  const __m256 swx = _mm256_set1_ps(a.scale_w * a.scale_x);
-  const __m256 inv_y = _mm256_set1_ps(a.inv_scale_y);
-  for (int64_t t = 0; t < a.L; ++t) {
-    win[P] = LoadS8AsF32(a.x + t * a.ldx + c0, lanes);
-    __m256 acc = _mm256_mul_ps(wk[0], win[0]);
-#pragma GCC unroll 8
-    for (int k = 1; k < D; ++k) acc = _mm256_fmadd_ps(wk[k], win[k], acc);
-    const __m256 s = Silu(_mm256_fmadd_ps(acc, swx, bias));
-    if (a.y_f32 != nullptr) {
-      StoreF(a.y_f32 + t * a.ldy + c0, s, lanes);
-    } else {
-      StoreS8(a.y + t * a.ldy + c0, RoundClamp(_mm256_mul_ps(s, inv_y)), lanes);
-    }
-#pragma GCC unroll 8
-    for (int j = 0; j < P; ++j) win[j] = win[j + 1];
-  }
-#pragma GCC unroll 8
-  for (int j = 0; j < P; ++j) StoreS8(a.state + j * C + c0, _mm256_cvtps_epi32(win[j]), lanes);
-}
-
-template <int D>
-void ConvAll(const Conv1dS8Args& a, int64_t c_begin, int64_t c_end) {
-  for (int64_t c0 = c_begin; c0 < c_end; c0 += 8)
-    ConvBlock<D>(a, c0, c_end - c0 < 8 ? c_end - c0 : 8);
-}
-
-void CausalConv1dSiluS8(const Conv1dS8Args& a, int64_t c_begin, int64_t c_end) {
-  switch (a.d_conv) {
-    case 1: ConvAll<1>(a, c_begin, c_end); return;
-    case 2: ConvAll<2>(a, c_begin, c_end); return;
-    case 3: ConvAll<3>(a, c_begin, c_end); return;
-    case 4: ConvAll<4>(a, c_begin, c_end); return;
-    case 5: ConvAll<5>(a, c_begin, c_end); return;
-    case 6: ConvAll<6>(a, c_begin, c_end); return;
-    case 7: ConvAll<7>(a, c_begin, c_end); return;
-    case 8: ConvAll<8>(a, c_begin, c_end); return;
-  }
-  QM_CHECK(false, "d_conv %d outside 1..8", a.d_conv);
-}
-
-// ------------------------------------------------------------------------------------------
 // Selective scan: 8 channels per block, the block's state transposed into scratch ht (N, 8)
 // and A log2 e into at (N, 8) (L1-resident); B, C dequantised once per call.
 

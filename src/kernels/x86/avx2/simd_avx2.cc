@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "core/check.h"
 #include "kernels/kernels.h"
@@ -23,6 +24,7 @@
 
 namespace quamba::kernels::x86::avx2 {
 
+#include "kernels/simd/conv.inc"
 #include "kernels/simd/hadamard.inc"
 #include "kernels/simd/norm.inc"
 #include "kernels/simd/quantize.inc"

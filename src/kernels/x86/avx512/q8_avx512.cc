@@ -377,61 +377,6 @@ void GemmS8S8ToF32(const GemmS8Args& g, float* y, int64_t ldy, int64_t n_begin, 
 }
 
 // ------------------------------------------------------------------------------------------
-// Conv1d: 16 channels per vector. Products and their sums of d_conv <= 8 int8 pairs are
-// integers below 2^24, so the float FMAs compute the int32 accumulator exactly.
-
-template <int D>
-void ConvBlock(const Conv1dS8Args& a, int64_t c0, __mmask16 mask) {
-  constexpr int P = D - 1;
-  const int64_t C = a.C;
-  __m512 wk[D], win[D];
-#pragma GCC unroll 8
-  for (int k = 0; k < D; ++k) wk[k] = LoadS8AsF32(a.w + k * C + c0, mask);
-#pragma GCC unroll 8
-  for (int j = 0; j < P; ++j) win[j] = LoadS8AsF32(a.state + j * C + c0, mask);
-  const __m512 bias = a.b != nullptr ? _mm512_mul_ps(_mm512_set1_ps(a.scale_b),
-                                                     LoadS8AsF32(a.b + c0, mask))
-                                     : _mm512_setzero_ps();
-  const __m512 swx = _mm512_set1_ps(a.scale_w * a.scale_x);
-  const __m512 inv_y = _mm512_set1_ps(a.inv_scale_y);
-  for (int64_t t = 0; t < a.L; ++t) {
-    win[P] = LoadS8AsF32(a.x + t * a.ldx + c0, mask);
-    __m512 acc = _mm512_mul_ps(wk[0], win[0]);
-#pragma GCC unroll 8
-    for (int k = 1; k < D; ++k) acc = _mm512_fmadd_ps(wk[k], win[k], acc);
-    const __m512 s = Silu(_mm512_fmadd_ps(acc, swx, bias));
-    if (a.y_f32 != nullptr) {
-      _mm512_mask_storeu_ps(a.y_f32 + t * a.ldy + c0, mask, s);
-    } else {
-      StoreS8(a.y + t * a.ldy + c0, mask, RoundClamp(_mm512_mul_ps(s, inv_y)));
-    }
-#pragma GCC unroll 8
-    for (int j = 0; j < P; ++j) win[j] = win[j + 1];
-  }
-#pragma GCC unroll 8
-  for (int j = 0; j < P; ++j) StoreS8(a.state + j * C + c0, mask, _mm512_cvtps_epi32(win[j]));
-}
-
-template <int D>
-void ConvAll(const Conv1dS8Args& a, int64_t c_begin, int64_t c_end) {
-  for (int64_t c0 = c_begin; c0 < c_end; c0 += 16) ConvBlock<D>(a, c0, FirstLanes(c_end - c0));
-}
-
-void CausalConv1dSiluS8(const Conv1dS8Args& a, int64_t c_begin, int64_t c_end) {
-  switch (a.d_conv) {
-    case 1: ConvAll<1>(a, c_begin, c_end); return;
-    case 2: ConvAll<2>(a, c_begin, c_end); return;
-    case 3: ConvAll<3>(a, c_begin, c_end); return;
-    case 4: ConvAll<4>(a, c_begin, c_end); return;
-    case 5: ConvAll<5>(a, c_begin, c_end); return;
-    case 6: ConvAll<6>(a, c_begin, c_end); return;
-    case 7: ConvAll<7>(a, c_begin, c_end); return;
-    case 8: ConvAll<8>(a, c_begin, c_end); return;
-  }
-  QM_CHECK(false, "d_conv %d outside 1..8", a.d_conv);
-}
-
-// ------------------------------------------------------------------------------------------
 // Selective scan: one lane per channel, 16 channels per block, the block's state transposed so
 // vector n holds h[c0..c0+15, n] (registers for d_state == 16, scratch otherwise). B and C are
 // dequantised once per call into scratch (L, d_state) floats; exp(dt A) = 2^(dt (A log2 e)) as
