@@ -474,15 +474,15 @@ void ScanBlockAny(const ScanS8Args& a, const float* bf, const float* cf, int64_t
     const ScanStep s = LoadStep(a, t, c0, mask, bias);
     const float* bt = bf + t * N;
     const float* ct = cf + t * N;
-    __m512 acc = _mm512_setzero_ps();
+    __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
     for (int64_t n = 0; n < N; ++n) {
       const __m512 da = Exp2NonPositive(_mm512_mul_ps(s.dt, _mm512_load_ps(at + n * 16)));
       const __m512 hn = _mm512_fmadd_ps(da, _mm512_load_ps(ht + n * 16),
                                         _mm512_mul_ps(s.dtu, _mm512_set1_ps(bt[n])));
       _mm512_store_ps(ht + n * 16, hn);
-      acc = _mm512_fmadd_ps(hn, _mm512_set1_ps(ct[n]), acc);
+      acc[n % 2] = _mm512_fmadd_ps(hn, _mm512_set1_ps(ct[n]), acc[n % 2]);
     }
-    StoreOut(a, t, c0, mask, acc, d, s.u);
+    StoreOut(a, t, c0, mask, _mm512_add_ps(acc[0], acc[1]), d, s.u);
   }
   for (int64_t n0 = 0; n0 < N; n0 += 16) {
     __m512 r[16];

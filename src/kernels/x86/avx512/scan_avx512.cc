@@ -39,8 +39,8 @@ constexpr int64_t kRowsMaxL = 4;
 struct Chunk {
   alignas(64) float dt[kT * kW];   // softplus(delta + delta_bias)
   alignas(64) float dtu[kT * kW];  // dt * u
-  alignas(64) float du[kT * kW];   // D * u
-  alignas(64) float out[kT * kW];  // sum_n h * C (then + D*u, gated)
+  alignas(64) float u[kT * kW];    // u
+  alignas(64) float out[kT * kW];  // sum_n h * C
 };
 
 inline void Prologue(const ScanArgs& a, int64_t t0, int64_t tn, int64_t c0, __m512 bias, __m512 d,
@@ -51,16 +51,17 @@ inline void Prologue(const ScanArgs& a, int64_t t0, int64_t tn, int64_t c0, __m5
     const __m512 dt = Softplus(_mm512_add_ps(_mm512_loadu_ps(a.delta + t * a.ld_delta + c0), bias));
     _mm512_store_ps(ch->dt + j * kW, dt);
     _mm512_store_ps(ch->dtu + j * kW, _mm512_mul_ps(dt, u));
-    _mm512_store_ps(ch->du + j * kW, _mm512_mul_ps(d, u));
+    _mm512_store_ps(ch->u + j * kW, u);
   }
 }
 
-// y[t, c0..c0+15] = (out + D*u) * SiLU(z). Runs after the chunk's u was consumed, so y may
+// y[t, c0..c0+15] = fma(D, u, out) * SiLU(z). Runs after the chunk's u was consumed, so y may
 // alias u.
-inline void Epilogue(const ScanArgs& a, int64_t t0, int64_t tn, int64_t c0, const Chunk& ch) {
+inline void Epilogue(const ScanArgs& a, int64_t t0, int64_t tn, int64_t c0, __m512 d,
+                     const Chunk& ch) {
   for (int64_t j = 0; j < tn; ++j) {
     const int64_t t = t0 + j;
-    __m512 out = _mm512_add_ps(_mm512_load_ps(ch.out + j * kW), _mm512_load_ps(ch.du + j * kW));
+    __m512 out = _mm512_fmadd_ps(d, _mm512_load_ps(ch.u + j * kW), _mm512_load_ps(ch.out + j * kW));
     if (a.z != nullptr) out = _mm512_mul_ps(out, Silu(_mm512_loadu_ps(a.z + t * a.ldz + c0)));
     _mm512_storeu_ps(a.y + t * a.ldy + c0, out);
   }
@@ -96,18 +97,16 @@ void ScanBlockState16(const ScanArgs& a, int64_t c0) {
       const __m512 dtu = _mm512_load_ps(ch.dtu + j * kW);
       const float* bt = a.B + (t0 + j) * a.ld_bc;
       const float* ct = a.C + (t0 + j) * a.ld_bc;
-      __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                       _mm512_setzero_ps()};
+      __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
 #pragma GCC unroll 16
       for (int n = 0; n < N; ++n) {
         const __m512 da = Exp2NonPositive(_mm512_mul_ps(dt, _mm512_load_ps(at + n * kW)));
         h[n] = _mm512_fmadd_ps(da, h[n], _mm512_mul_ps(dtu, _mm512_set1_ps(bt[n])));
-        acc[n % 4] = _mm512_fmadd_ps(h[n], _mm512_set1_ps(ct[n]), acc[n % 4]);
+        acc[n % 2] = _mm512_fmadd_ps(h[n], _mm512_set1_ps(ct[n]), acc[n % 2]);
       }
-      _mm512_store_ps(ch.out + j * kW,
-                      _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+      _mm512_store_ps(ch.out + j * kW, _mm512_add_ps(acc[0], acc[1]));
     }
-    Epilogue(a, t0, tn, c0, ch);
+    Epilogue(a, t0, tn, c0, d, ch);
   }
   Transpose16x16(h);
 #pragma GCC unroll 16
@@ -167,7 +166,7 @@ void ScanBlockRows16(const ScanArgs& a, int64_t c0) {
       }
       _mm512_store_ps(ch.out + j * kW, ReduceAdd16(v));
     }
-    Epilogue(a, t0, tn, c0, ch);
+    Epilogue(a, t0, tn, c0, d, ch);
   }
 }
 
@@ -224,7 +223,7 @@ void ScanBlockAnyState(const ScanArgs& a, int64_t c0, float* ht, float* at) {
       }
       _mm512_store_ps(ch.out + j * kW, _mm512_add_ps(acc0, acc1));
     }
-    Epilogue(a, t0, tn, c0, ch);
+    Epilogue(a, t0, tn, c0, d, ch);
   }
   for (int64_t n0 = 0; n0 < N; n0 += 16) {
     const int64_t nn = N - n0 < 16 ? N - n0 : 16;
