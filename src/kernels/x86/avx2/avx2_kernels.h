@@ -16,9 +16,6 @@ void MatMulF16(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w,
                int64_t n_end, float* y, int64_t ldy);
 void MatMulBF16(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w, int64_t n_begin,
                 int64_t n_end, float* y, int64_t ldy);
-// 8 channels per vector, the transposed (d_state x 8) block state in an L1 scratch across all
-// L steps; channel tail (< 8) via generic.
-void SelectiveScan(const ScanArgs& a, int64_t c_begin, int64_t c_end);
 void ConvertF16(const void* src, int64_t n, float* dst);
 void ConvertBF16(const void* src, int64_t n, float* dst);
 uint64_t SumU64(const uint8_t* p, int64_t n);
@@ -35,6 +32,11 @@ void CausalConv1dSilu(const float* x, int64_t L, int64_t C, int64_t ldx, const f
                       const float* b, int d_conv, float* state, float* y, int64_t ldy,
                       int64_t c_begin, int64_t c_end);
 void CausalConv1dSiluS8(const Conv1dS8Args& a, int64_t c_begin, int64_t c_end);
+// Scan: kLanes channels per vector, masked channel tail; the transposed (d_state, kLanes) block
+// state in registers (d_state 16, >= 32 registers) or L1 scratch; float decode with
+// d_state == kLanes in row form (simd/scan.inc).
+void SelectiveScan(const ScanArgs& a, int64_t c_begin, int64_t c_end);
+void SelectiveScanS8(const ScanS8Args& a, int64_t c_begin, int64_t c_end);
 void QuantizeF32ToS8(const float* x, int64_t L, int64_t C, int64_t ldx, float inv_scale,
                      const float* col_mult, int8_t* q, int64_t ldq);
 void HadamardF32(float* x, int64_t L, int64_t n, int64_t ldx);

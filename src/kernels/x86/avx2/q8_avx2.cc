@@ -48,22 +48,6 @@ inline void StoreS8(int8_t* p, __m256i v, int64_t n) {
   }
 }
 
-// First n (<= 8) int8 values as floats, the rest 0.
-inline __m256 LoadS8AsF32(const int8_t* p, int64_t n) {
-  __m128i v;
-  if (n >= 8) {
-    v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
-  } else {
-    int8_t t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    std::memcpy(t, p, static_cast<size_t>(n));
-    v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(t));
-  }
-  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
-}
-
-inline __m256 LoadF(const float* p, int64_t n) {
-  return n >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, FirstLanes(n));
-}
 inline void StoreF(float* p, __m256 v, int64_t n) {
   if (n >= 8) {
     _mm256_storeu_ps(p, v);
@@ -363,101 +347,6 @@ void GemmS8S8ToS8(const GemmS8Args& g, int8_t* y, int64_t ldy, int64_t n_begin, 
 void GemmS8S8ToF32(const GemmS8Args& g, float* y, int64_t ldy, int64_t n_begin, int64_t n_end) {
   if (g.M <= 0 || n_end <= n_begin) return;
   GemmAny(g, n_begin, n_end, OutF32{y, ldy, RowScales(g)});
-}
-
-// ------------------------------------------------------------------------------------------
-// Selective scan: 8 channels per block, the block's state transposed into scratch ht (N, 8)
-// and A log2 e into at (N, 8) (L1-resident); B, C dequantised once per call.
-
-// Rows c0..c0+lanes of src (d_inner, N), columns [n0, n0 + 8), transposed into r[0..7].
-inline void LoadTransposed(const float* src, int64_t N, int64_t c0, int64_t lanes, int64_t n0,
-                           __m256 r[8]) {
-  const int64_t cols = N - n0 < 8 ? N - n0 : 8;
-  for (int i = 0; i < 8; ++i)
-    r[i] = i < lanes ? LoadF(src + (c0 + i) * N + n0, cols) : _mm256_setzero_ps();
-  Transpose8x8(r);
-}
-
-inline void StoreTransposed(float* dst, int64_t N, int64_t c0, int64_t lanes, int64_t n0,
-                            __m256 r[8]) {
-  Transpose8x8(r);
-  const int64_t cols = N - n0 < 8 ? N - n0 : 8;
-  for (int i = 0; i < lanes; ++i) StoreF(dst + (c0 + i) * N + n0, r[i], cols);
-}
-
-void ScanBlock(const ScanS8Args& a, const float* bf, const float* cf, int64_t c0, int64_t lanes,
-               float* ht, float* at) {
-  const int64_t N = a.d_state;
-  for (int64_t n0 = 0; n0 < N; n0 += 8) {
-    __m256 r[8];
-    LoadTransposed(a.state, N, c0, lanes, n0, r);
-    for (int64_t j = 0; j < 8 && n0 + j < N; ++j) _mm256_store_ps(ht + (n0 + j) * 8, r[j]);
-    LoadTransposed(a.A, N, c0, lanes, n0, r);
-    for (int64_t j = 0; j < 8 && n0 + j < N; ++j)
-      _mm256_store_ps(at + (n0 + j) * 8, _mm256_mul_ps(r[j], _mm256_set1_ps(kLog2e)));
-  }
-  const __m256 bias = LoadF(a.delta_bias + c0, lanes);
-  const __m256 d = LoadF(a.D + c0, lanes);
-  const __m256 su = _mm256_set1_ps(a.scale_u), sd = _mm256_set1_ps(a.scale_delta);
-  for (int64_t t = 0; t < a.L; ++t) {
-    const __m256 u = _mm256_mul_ps(su, LoadS8AsF32(a.u + t * a.ldu + c0, lanes));
-    const __m256 delta = _mm256_mul_ps(sd, LoadS8AsF32(a.delta + t * a.ld_delta + c0, lanes));
-    const __m256 dt = Softplus(_mm256_add_ps(delta, bias));
-    const __m256 dtu = _mm256_mul_ps(dt, u);
-    const float* bt = bf + t * N;
-    const float* ct = cf + t * N;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t n = 0;
-    for (; n + 2 <= N; n += 2) {
-      const __m256 da0 = Exp2NonPositive(_mm256_mul_ps(dt, _mm256_load_ps(at + n * 8)));
-      const __m256 da1 = Exp2NonPositive(_mm256_mul_ps(dt, _mm256_load_ps(at + (n + 1) * 8)));
-      const __m256 h0 = _mm256_fmadd_ps(da0, _mm256_load_ps(ht + n * 8),
-                                        _mm256_mul_ps(dtu, _mm256_set1_ps(bt[n])));
-      const __m256 h1 = _mm256_fmadd_ps(da1, _mm256_load_ps(ht + (n + 1) * 8),
-                                        _mm256_mul_ps(dtu, _mm256_set1_ps(bt[n + 1])));
-      _mm256_store_ps(ht + n * 8, h0);
-      _mm256_store_ps(ht + (n + 1) * 8, h1);
-      acc0 = _mm256_fmadd_ps(h0, _mm256_set1_ps(ct[n]), acc0);
-      acc1 = _mm256_fmadd_ps(h1, _mm256_set1_ps(ct[n + 1]), acc1);
-    }
-    if (n < N) {
-      const __m256 da = Exp2NonPositive(_mm256_mul_ps(dt, _mm256_load_ps(at + n * 8)));
-      const __m256 h0 = _mm256_fmadd_ps(da, _mm256_load_ps(ht + n * 8),
-                                        _mm256_mul_ps(dtu, _mm256_set1_ps(bt[n])));
-      _mm256_store_ps(ht + n * 8, h0);
-      acc0 = _mm256_fmadd_ps(h0, _mm256_set1_ps(ct[n]), acc0);
-    }
-    __m256 out = _mm256_fmadd_ps(d, u, _mm256_add_ps(acc0, acc1));
-    if (a.z != nullptr) {
-      const __m256 z = _mm256_mul_ps(_mm256_set1_ps(a.scale_z),
-                                     LoadS8AsF32(a.z + t * a.ldz + c0, lanes));
-      out = _mm256_mul_ps(out, Silu(z));
-    }
-    StoreF(a.y + t * a.ldy + c0, out, lanes);
-  }
-  for (int64_t n0 = 0; n0 < N; n0 += 8) {
-    __m256 r[8];
-    for (int64_t j = 0; j < 8; ++j)
-      r[j] = n0 + j < N ? _mm256_load_ps(ht + (n0 + j) * 8) : _mm256_setzero_ps();
-    StoreTransposed(a.state, N, c0, lanes, n0, r);
-  }
-}
-
-void SelectiveScanS8(const ScanS8Args& a, int64_t c_begin, int64_t c_end) {
-  if (c_end <= c_begin || a.L <= 0) return;
-  const int64_t N = a.d_state;
-  float* bf = static_cast<float*>(q8::Scratch(Q8Slot::kA, 2 * a.L * N * sizeof(float)));
-  float* cf = bf + a.L * N;
-  for (int64_t t = 0; t < a.L; ++t) {
-    for (int64_t n = 0; n < N; ++n) {
-      bf[t * N + n] = a.scale_B * static_cast<float>(a.B[t * a.ld_bc + n]);
-      cf[t * N + n] = a.scale_C * static_cast<float>(a.C[t * a.ld_bc + n]);
-    }
-  }
-  float* ht = static_cast<float*>(q8::Scratch(Q8Slot::kB, 2 * N * 8 * sizeof(float)));
-  float* at = ht + N * 8;
-  for (int64_t c0 = c_begin; c0 < c_end; c0 += 8)
-    ScanBlock(a, bf, cf, c0, c_end - c0 < 8 ? c_end - c0 : 8, ht, at);
 }
 
 }  // namespace

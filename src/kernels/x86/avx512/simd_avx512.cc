@@ -27,5 +27,6 @@ namespace quamba::kernels::x86::avx512 {
 #include "kernels/simd/hadamard.inc"
 #include "kernels/simd/norm.inc"
 #include "kernels/simd/quantize.inc"
+#include "kernels/simd/scan.inc"
 
 }  // namespace quamba::kernels::x86::avx512
