@@ -83,28 +83,29 @@ void BM_GemmS8S8(benchmark::State& state) {
   std::vector<int8_t> x(M * K), y8(M * N);
   std::vector<float> yf(M * N), a(M, 0.01f);
   FillS8(x.data(), M * K);
-  GemmS8Args g;
+  WeightDesc wd;
+  wd.format = WeightFormat::kS8PerTensor;
+  wd.rows = N;
+  wd.cols = K;
+  GemmArgs g;
   g.M = M;
   g.K = K;
   g.x = x.data();
   g.ldx = K;
+  g.w = &wd;
   g.a = a.data();
   g.a_stride = 0;
   g.b = 1e-3f;
+  g.y = f32_out ? static_cast<void*>(yf.data()) : static_cast<void*>(y8.data());
+  g.ldy = N;
   const KernelTable& k = Table();
+  const GemmFn fn = k.Gemm(NumType::kS8, wd, f32_out ? NumType::kF32 : NumType::kS8);
   ThreadPool& pool = Pool(threads);
   // Ranges aligned to 64 columns (whole packed strips for the prefill GEMM).
   int64_t it = 0;
   for (auto _ : state) {
-    GemmS8Args gi = g;
-    gi.w = w.Get(it++);
-    pool.ParallelRange(N, 64, [&](int64_t b, int64_t e) {
-      if (f32_out) {
-        k.gemm_s8s8_f32(gi, yf.data(), N, b, e);
-      } else {
-        k.gemm_s8s8_s8(gi, y8.data(), N, b, e);
-      }
-    });
+    wd.data = w.Get(it++);
+    pool.ParallelRange(N, 64, [&](int64_t b, int64_t e) { fn(g, b, e); });
     benchmark::ClobberMemory();
   }
   state.SetLabel(std::string(IsaName(k.isa)) + (f32_out ? " ->f32" : " ->s8") +

@@ -106,15 +106,54 @@ const KernelTable& DefaultKernels() { return KernelsFor(Default().isa); }
 
 std::string IsaOverrideError() { return Default().error; }
 
-MatMulFn KernelTable::MatMulFor(DType w) const {
-  switch (w) {
-    case DType::kF32: return matmul_f32;
-    case DType::kF16: return matmul_f16;
-    case DType::kBF16: return matmul_bf16;
+const char* NumTypeName(NumType t) {
+  switch (t) {
+    case NumType::kF32: return "F32";
+    case NumType::kF16: return "F16";
+    case NumType::kBF16: return "BF16";
+    case NumType::kS8: return "S8";
+    case NumType::kS4: return "S4";
+    case NumType::kS32: return "S32";
+  }
+  return "?";
+}
+
+NumType WeightNumType(WeightFormat f) {
+  switch (f) {
+    case WeightFormat::kF32: return NumType::kF32;
+    case WeightFormat::kF16: return NumType::kF16;
+    case WeightFormat::kBF16: return NumType::kBF16;
+    case WeightFormat::kS8PerTensor:
+    case WeightFormat::kS8PerRow: return NumType::kS8;
+    case WeightFormat::kS4Group: return NumType::kS4;
+  }
+  QM_CHECK(false, "bad weight format %d", static_cast<int>(f));
+  return NumType::kF32;
+}
+
+WeightFormat FloatWeightFormat(DType t) {
+  switch (t) {
+    case DType::kF32: return WeightFormat::kF32;
+    case DType::kF16: return WeightFormat::kF16;
+    case DType::kBF16: return WeightFormat::kBF16;
     default: break;
   }
-  QM_CHECK(false, "no float matmul for weight dtype %s", DTypeName(w));
-  return nullptr;
+  QM_CHECK(false, "no float weight format for dtype %s", DTypeName(t));
+  return WeightFormat::kF32;
+}
+
+namespace {
+bool ValidNumType(NumType t) { return static_cast<int>(t) < kNumNumTypes; }
+}  // namespace
+
+GemmFn KernelTable::Gemm(NumType act, NumType weight, NumType out) const {
+  QM_CHECK(ValidNumType(act) && ValidNumType(weight) && ValidNumType(out), "bad GEMM type");
+  return gemm_fns[static_cast<int>(act)][static_cast<int>(weight)][static_cast<int>(out)];
+}
+
+void KernelTable::SetGemm(NumType act, NumType weight, NumType out, GemmFn f) {
+  QM_CHECK(ValidNumType(act) && ValidNumType(weight) && ValidNumType(out), "bad GEMM type");
+  gemm_fns[static_cast<int>(act)][static_cast<int>(weight)][static_cast<int>(out)] = f;
 }
 
 namespace {

@@ -40,30 +40,8 @@ using QuantizeF32ToS8Fn = void (*)(const float* x, int64_t L, int64_t C, int64_t
 using AddRmsNormQuantFn = float (*)(float* residual, const float* h, const float* w, int64_t n,
                                     float eps, float inv_scale, int8_t* q);
 
-// Operands of acc[m, n] = sum_k x[m, k] * w[n, k] (int32, exact for K <= kGemmS8MaxK).
-// The output scale of row m is fl(a[m * a_stride] * b): a_stride 0 for a static per-tensor
-// input scale, 1 for per-token dynamic scales; b a scalar (s_x*s_w/s_out or s_x*s_w).
-struct GemmS8Args {
-  int64_t M = 0, K = 0;
-  const int8_t* x = nullptr;  // (M, K), row stride ldx
-  int64_t ldx = 0;
-  const int8_t* w = nullptr;  // (N, K) row-major, row stride K (N only bounds n_end)
-  const float* a = nullptr;   // (M) stride a_stride; ignored by the ToS32 form
-  int64_t a_stride = 0;
-  float b = 1.0f;
-};
-// Computes columns n in [n_begin, n_end) of y (M, N), row stride ldy:
-//   ToS32: y = acc                                  (exactness tests, custom epilogues)
-//   ToS8:  y = RoundS8(fl(fl(float(acc)) * fl(a[m] * b)))
-//   ToF32: y = fl(fl(float(acc)) * fl(a[m] * b))
-// M <= 4 is the decode GEMV (streams each W row once, bandwidth-bound); larger M is the
-// prefill GEMM (W panels packed on the fly into per-thread scratch, register-blocked).
-using GemmS8S8ToS32Fn = void (*)(const GemmS8Args& g, int32_t* y, int64_t ldy, int64_t n_begin,
-                                 int64_t n_end);
-using GemmS8S8ToS8Fn = void (*)(const GemmS8Args& g, int8_t* y, int64_t ldy, int64_t n_begin,
-                                int64_t n_end);
-using GemmS8S8ToF32Fn = void (*)(const GemmS8Args& g, float* y, int64_t ldy, int64_t n_begin,
-                                 int64_t n_end);
+// The int8 GEMMs (GemmS8S8ToS32 / ToS8 / ToF32) are GemmFn entries of the KernelTable: see
+// GemmArgs in kernels.h for their operands and epilogue.
 
 // Int8 depthwise causal conv1d + bias + SiLU (spec §2.3 #4-5, csrc/causal_conv1d quant kernel):
 //   acc[t, c] = sum_{k<d_conv} w[k, c] * xin[t - (d_conv-1) + k, c]          (int32, exact)

@@ -241,10 +241,22 @@ void Engine::Embed(std::span<const int32_t> ids) {
 
 void Engine::MatMul(const float* x, int64_t M, int64_t ldx, const MatrixRef& w, float* y,
                     int64_t ldy) {
-  const kernels::MatMulFn f = k_.MatMulFor(w.dtype);
-  const int64_t N = w.rows, K = w.cols;
+  kernels::WeightDesc wd;
+  wd.format = kernels::FloatWeightFormat(w.dtype);
+  wd.data = w.data;
+  wd.rows = w.rows;
+  wd.cols = w.cols;
+  const kernels::GemmFn f = k_.Gemm(kernels::NumType::kF32, wd, kernels::NumType::kF32);
+  kernels::GemmArgs g;
+  g.M = M;
+  g.K = w.cols;
+  g.x = x;
+  g.ldx = ldx;
+  g.w = &wd;
+  g.y = y;
+  g.ldy = ldy;
   // Split output features across threads; 64 keeps slices aligned to any kernel's tile.
-  pool_.ParallelRange(N, 64, [&](int64_t b, int64_t e) { f(x, M, K, ldx, w.data, b, e, y, ldy); });
+  pool_.ParallelRange(w.rows, 64, [&](int64_t b, int64_t e) { f(g, b, e); });
 }
 
 // One Mamba block on rows [0, T). With per_row_states, row t is one token of sequence

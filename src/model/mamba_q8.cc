@@ -11,22 +11,26 @@ void Engine::GemmS8(const int8_t* x, int64_t M, int64_t K, int64_t ldx, const QM
                     const float* a, int64_t a_stride, float b, int8_t* y8, float* yf,
                     int64_t ldy) {
   if (simulate_) return GemmSim(x, M, K, ldx, w, a, a_stride, b, y8, yf, ldy);
-  kernels::GemmS8Args g;
+  kernels::WeightDesc wd;
+  wd.format = kernels::WeightFormat::kS8PerTensor;
+  wd.data = w.q;
+  wd.rows = w.rows;
+  wd.cols = w.cols;
+  wd.scale = w.scale;
+  kernels::GemmArgs g;
   g.M = M;
   g.K = K;
   g.x = x;
   g.ldx = ldx;
-  g.w = w.q;
+  g.w = &wd;
   g.a = a;
   g.a_stride = a_stride;
   g.b = b;
-  pool_.ParallelRange(w.rows, 64, [&](int64_t nb, int64_t ne) {
-    if (y8 != nullptr) {
-      q8_.gemm_s8s8_s8(g, y8, ldy, nb, ne);
-    } else {
-      q8_.gemm_s8s8_f32(g, yf, ldy, nb, ne);
-    }
-  });
+  g.y = y8 != nullptr ? static_cast<void*>(y8) : static_cast<void*>(yf);
+  g.ldy = ldy;
+  const kernels::GemmFn f = q8_.Gemm(kernels::NumType::kS8, wd,
+                                     y8 != nullptr ? kernels::NumType::kS8 : kernels::NumType::kF32);
+  pool_.ParallelRange(w.rows, 64, [&](int64_t nb, int64_t ne) { f(g, nb, ne); });
 }
 
 void Engine::QuantizeRowsDynamic(const float* x, int64_t T, int64_t C, int64_t ldx, int8_t* q) {
@@ -193,8 +197,22 @@ void Engine::GemmSim(const int8_t* x, int64_t M, int64_t K, int64_t ldx, const Q
     acc = sim_acc_.data();
     ld_acc = N;
   }
+  kernels::WeightDesc wd;
+  wd.format = kernels::WeightFormat::kF32;
+  wd.data = wf;
+  wd.rows = N;
+  wd.cols = K;
+  kernels::GemmArgs g;
+  g.M = M;
+  g.K = K;
+  g.x = sim_x_.data();
+  g.ldx = K;
+  g.w = &wd;
+  g.y = acc;
+  g.ldy = ld_acc;
+  const kernels::GemmFn f = k_.Gemm(kernels::NumType::kF32, wd, kernels::NumType::kF32);
   pool_.ParallelRange(N, 64, [&](int64_t nb, int64_t ne) {
-    k_.matmul_f32(sim_x_.data(), M, K, K, wf, nb, ne, acc, ld_acc);
+    f(g, nb, ne);
     for (int64_t m = 0; m < M; ++m) {
       const float scale = a[m * a_stride] * b;
       if (y8 != nullptr) {

@@ -78,7 +78,22 @@ void RunMatMulCase(Isa isa, DType wt, const MatMulCase& c) {
   float* y = yb.data() + c.y_offset;
   for (int64_t i = 0; i < c.M * ldy; ++i) y[i] = kSentinel;
 
-  KernelsFor(isa).MatMulFor(wt)(x, c.M, c.K, ldx, w, c.n_begin, c.n_end, y, ldy);
+  WeightDesc wd;
+  wd.format = FloatWeightFormat(wt);
+  wd.data = w;
+  wd.rows = c.n_end;
+  wd.cols = c.K;
+  GemmArgs g;
+  g.M = c.M;
+  g.K = c.K;
+  g.x = x;
+  g.ldx = ldx;
+  g.w = &wd;
+  g.y = y;
+  g.ldy = ldy;
+  const GemmFn f = KernelsFor(isa).Gemm(NumType::kF32, wd, NumType::kF32);
+  ASSERT_NE(f, nullptr) << DTypeName(wt);
+  f(g, c.n_begin, c.n_end);
 
   // The oracle writes a compact (M, cols) result: W offset to row n_begin, columns [0, cols).
   const int64_t cols = c.n_end - c.n_begin;

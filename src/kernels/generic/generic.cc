@@ -27,9 +27,13 @@ inline float LoadF16(uint16_t v) { return F16ToF32(v); }
 inline float LoadBF16(uint16_t v) { return BF16ToF32(v); }
 
 template <typename WT, float (*Load)(WT)>
-void MatMulT(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w, int64_t n_begin,
-             int64_t n_end, float* y, int64_t ldy) {
-  const WT* W = static_cast<const WT*>(w);
+void MatMulT(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
+  QM_DCHECK(g.a == nullptr && g.col == nullptr, "float GEMMs have no epilogue");
+  QM_DCHECK(g.K == g.w->cols && n_end <= g.w->rows, "GEMM shape outside the weight");
+  const float* x = static_cast<const float*>(g.x);
+  float* y = static_cast<float*>(g.y);
+  const int64_t M = g.M, K = g.K, ldx = g.ldx, ldy = g.ldy;
+  const WT* W = static_cast<const WT*>(g.w->data);
   for (int64_t n = n_begin; n < n_end; ++n) {
     const WT* wrow = W + n * K;
     for (int64_t m = 0; m < M; ++m) y[m * ldy + n] = Dot<WT, Load>(x + m * ldx, wrow, K);
@@ -42,17 +46,14 @@ inline float Softplus(float v) { return v <= 20.0f ? std::log1p(std::exp(v)) : v
 
 }  // namespace
 
-void MatMulF32(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w, int64_t n_begin,
-               int64_t n_end, float* y, int64_t ldy) {
-  MatMulT<float, LoadF32>(x, M, K, ldx, w, n_begin, n_end, y, ldy);
+void GemmF32F32ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
+  MatMulT<float, LoadF32>(g, n_begin, n_end);
 }
-void MatMulF16(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w, int64_t n_begin,
-               int64_t n_end, float* y, int64_t ldy) {
-  MatMulT<uint16_t, LoadF16>(x, M, K, ldx, w, n_begin, n_end, y, ldy);
+void GemmF32F16ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
+  MatMulT<uint16_t, LoadF16>(g, n_begin, n_end);
 }
-void MatMulBF16(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w, int64_t n_begin,
-                int64_t n_end, float* y, int64_t ldy) {
-  MatMulT<uint16_t, LoadBF16>(x, M, K, ldx, w, n_begin, n_end, y, ldy);
+void GemmF32BF16ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
+  MatMulT<uint16_t, LoadBF16>(g, n_begin, n_end);
 }
 
 void AddRmsNorm(float* residual, const float* h, const float* w, int64_t n, float eps, float* y) {
@@ -137,9 +138,9 @@ uint64_t SumU64(const uint8_t* p, int64_t n) {
 }
 
 void FillTable(KernelTable* t) {
-  t->matmul_f32 = MatMulF32;
-  t->matmul_f16 = MatMulF16;
-  t->matmul_bf16 = MatMulBF16;
+  t->SetGemm(NumType::kF32, NumType::kF32, NumType::kF32, GemmF32F32ToF32);
+  t->SetGemm(NumType::kF32, NumType::kF16, NumType::kF32, GemmF32F16ToF32);
+  t->SetGemm(NumType::kF32, NumType::kBF16, NumType::kF32, GemmF32BF16ToF32);
   t->add_rms_norm = AddRmsNorm;
   t->causal_conv1d_silu = CausalConv1dSilu;
   t->selective_scan = SelectiveScan;

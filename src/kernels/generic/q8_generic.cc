@@ -27,20 +27,29 @@ inline int32_t DotS8(const int8_t* x, const int8_t* w, int64_t K) {
 // acc (M, [n_begin, n_end)) through an epilogue Out(m, n, acc). Blocks of 8 W rows stay in
 // L1/L2 while every x row passes over them, so W is read from memory once.
 template <typename Out>
-void GemmCore(const GemmS8Args& g, int64_t n_begin, int64_t n_end, Out out) {
+void GemmCore(const GemmArgs& g, int64_t n_begin, int64_t n_end, Out out) {
   QM_DCHECK(g.K <= kGemmS8MaxK, "K = %lld exceeds the int32-exact bound",
             static_cast<long long>(g.K));
+  QM_DCHECK(g.w->format == WeightFormat::kS8PerTensor || g.w->format == WeightFormat::kS8PerRow,
+            "int8 GEMM on a non-int8 weight");
+  QM_DCHECK(g.K == g.w->cols && n_end <= g.w->rows, "GEMM shape outside the weight");
+  const int8_t* x = static_cast<const int8_t*>(g.x);
+  const int8_t* w = static_cast<const int8_t*>(g.w->data);
   constexpr int64_t kNb = 8;
   for (int64_t n0 = n_begin; n0 < n_end; n0 += kNb) {
     const int64_t n1 = n0 + kNb < n_end ? n0 + kNb : n_end;
     for (int64_t m = 0; m < g.M; ++m) {
-      const int8_t* xm = g.x + m * g.ldx;
-      for (int64_t n = n0; n < n1; ++n) out(m, n, DotS8(xm, g.w + n * g.K, g.K));
+      const int8_t* xm = x + m * g.ldx;
+      for (int64_t n = n0; n < n1; ++n) out(m, n, DotS8(xm, w + n * g.K, g.K));
     }
   }
 }
 
-inline float RowScale(const GemmS8Args& g, int64_t m) { return g.a[m * g.a_stride] * g.b; }
+// c_mn of the kernels.h epilogue: fl(a[m] * b), times col[n] when given.
+inline float OutScale(const GemmArgs& g, int64_t m, int64_t n) {
+  const float s = g.a[m * g.a_stride] * g.b;
+  return g.col != nullptr ? s * g.col[n] : s;
+}
 
 }  // namespace
 
@@ -78,19 +87,22 @@ float AddRmsNormQuant(float* residual, const float* h, const float* w, int64_t n
   return scale;
 }
 
-void GemmS8S8ToS32(const GemmS8Args& g, int32_t* y, int64_t ldy, int64_t n_begin, int64_t n_end) {
-  GemmCore(g, n_begin, n_end, [&](int64_t m, int64_t n, int32_t acc) { y[m * ldy + n] = acc; });
+void GemmS8S8ToS32(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
+  int32_t* y = static_cast<int32_t*>(g.y);
+  GemmCore(g, n_begin, n_end, [&](int64_t m, int64_t n, int32_t acc) { y[m * g.ldy + n] = acc; });
 }
 
-void GemmS8S8ToS8(const GemmS8Args& g, int8_t* y, int64_t ldy, int64_t n_begin, int64_t n_end) {
+void GemmS8S8ToS8(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
+  int8_t* y = static_cast<int8_t*>(g.y);
   GemmCore(g, n_begin, n_end, [&](int64_t m, int64_t n, int32_t acc) {
-    y[m * ldy + n] = RoundS8(static_cast<float>(acc) * RowScale(g, m));
+    y[m * g.ldy + n] = RoundS8(static_cast<float>(acc) * OutScale(g, m, n));
   });
 }
 
-void GemmS8S8ToF32(const GemmS8Args& g, float* y, int64_t ldy, int64_t n_begin, int64_t n_end) {
+void GemmS8S8ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
+  float* y = static_cast<float*>(g.y);
   GemmCore(g, n_begin, n_end, [&](int64_t m, int64_t n, int32_t acc) {
-    y[m * ldy + n] = static_cast<float>(acc) * RowScale(g, m);
+    y[m * g.ldy + n] = static_cast<float>(acc) * OutScale(g, m, n);
   });
 }
 
@@ -178,9 +190,9 @@ void HadamardF32ToS8(const float* x, int64_t L, int64_t n, int64_t ldx, float in
 void FillQ8Table(KernelTable* t) {
   t->quantize_f32_s8 = QuantizeF32ToS8;
   t->add_rms_norm_quant = AddRmsNormQuant;
-  t->gemm_s8s8_s32 = GemmS8S8ToS32;
-  t->gemm_s8s8_s8 = GemmS8S8ToS8;
-  t->gemm_s8s8_f32 = GemmS8S8ToF32;
+  t->SetGemm(NumType::kS8, NumType::kS8, NumType::kS32, GemmS8S8ToS32);
+  t->SetGemm(NumType::kS8, NumType::kS8, NumType::kS8, GemmS8S8ToS8);
+  t->SetGemm(NumType::kS8, NumType::kS8, NumType::kF32, GemmS8S8ToF32);
   t->causal_conv1d_silu_s8 = CausalConv1dSiluS8;
   t->selective_scan_s8 = SelectiveScanS8;
   t->hadamard_f32 = HadamardF32;

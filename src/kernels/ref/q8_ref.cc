@@ -47,12 +47,14 @@ double AddRmsNormQuant(float* residual, const float* h, const float* w, int64_t 
   return scale;
 }
 
-void GemmS8S8(const GemmS8Args& g, int64_t n_begin, int64_t n_end, int64_t* acc, int64_t ldacc) {
+void GemmS8S8(const GemmArgs& g, int64_t n_begin, int64_t n_end, int64_t* acc, int64_t ldacc) {
+  QM_CHECK(WeightNumType(g.w->format) == NumType::kS8, "int8 oracle on a non-int8 weight");
+  const int8_t* x = static_cast<const int8_t*>(g.x);
+  const int8_t* w = static_cast<const int8_t*>(g.w->data);
   for (int64_t m = 0; m < g.M; ++m) {
     for (int64_t n = n_begin; n < n_end; ++n) {
       int64_t s = 0;
-      for (int64_t k = 0; k < g.K; ++k)
-        s += static_cast<int64_t>(g.x[m * g.ldx + k]) * g.w[n * g.K + k];
+      for (int64_t k = 0; k < g.K; ++k) s += static_cast<int64_t>(x[m * g.ldx + k]) * w[n * g.K + k];
       acc[m * ldacc + n] = s;
     }
   }
@@ -65,6 +67,25 @@ float EpilogueF32Contract(int64_t acc, float a, float b) {
 
 int8_t EpilogueS8Contract(int64_t acc, float a, float b) {
   return RoundS8(EpilogueF32Contract(acc, a, b));
+}
+
+float EpilogueF32Contract(int64_t acc, float a, float b, float col) {
+  const float scale = a * b;
+  const float c = scale * col;
+  return static_cast<float>(acc) * c;
+}
+
+int8_t EpilogueS8Contract(int64_t acc, float a, float b, float col) {
+  return RoundS8(EpilogueF32Contract(acc, a, b, col));
+}
+
+double S4Weight(const WeightDesc& w, int64_t n, int64_t k) {
+  QM_CHECK(w.format == WeightFormat::kS4Group && w.cols % 2 == 0 && w.group > 0 &&
+               w.cols % w.group == 0,
+           "not a kS4Group weight");
+  const uint8_t byte = static_cast<const uint8_t*>(w.data)[n * (w.cols / 2) + k / 2];
+  const int code = k % 2 == 0 ? byte & 0xF : byte >> 4;
+  return static_cast<double>(w.scales[n * (w.cols / w.group) + k / w.group]) * (code - kS4Zero);
 }
 
 void CausalConv1dSiluS8(const Conv1dS8Args& a, int64_t c_begin, int64_t c_end, double* y,

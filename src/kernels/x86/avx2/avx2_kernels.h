@@ -10,17 +10,17 @@ namespace quamba::kernels::x86::avx2 {
 // M <= 4: GEMV streaming each W row once for all M rows of x; M <= 15: that GEMV per chunk of
 // 3 rows; M >= 16: packed GEMM with a 6x16 register tile, W panels widened to f32 in
 // per-thread scratch.
-void MatMulF32(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w, int64_t n_begin,
-               int64_t n_end, float* y, int64_t ldy);
-void MatMulF16(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w, int64_t n_begin,
-               int64_t n_end, float* y, int64_t ldy);
-void MatMulBF16(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w, int64_t n_begin,
-                int64_t n_end, float* y, int64_t ldy);
+void GemmF32F32ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end);
+void GemmF32F16ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end);
+void GemmF32BF16ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end);
 void ConvertF16(const void* src, int64_t n, float* dst);
 void ConvertBF16(const void* src, int64_t n, float* dst);
 uint64_t SumU64(const uint8_t* p, int64_t n);
-// The int8 entries (q8_avx2.cc).
-void FillQ8Table(KernelTable* t);
+// gemm_s8_avx2.cc (see there for the blocking); the epilogue's col is applied per output
+// (GEMV) or per vector of columns (GEMM tiles).
+void GemmS8S8ToS32(const GemmArgs& g, int64_t n_begin, int64_t n_end);
+void GemmS8S8ToS8(const GemmArgs& g, int64_t n_begin, int64_t n_end);
+void GemmS8S8ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end);
 
 // Width-generic bodies (src/kernels/simd/*.inc) compiled for this ISA in simd_avx2.cc.
 // AddRmsNorm / AddRmsNormQuant: sum of squares accumulated in double, as generic.

@@ -16,45 +16,17 @@
 #include <cstring>
 
 #include "core/check.h"
-#include "kernels/generic/q8_generic.h"
 #include "kernels/q8.h"
 #include "kernels/q8_internal.h"
 #include "kernels/q8_rowops.h"
 #include "kernels/x86/avx2/avx2_kernels.h"
+#include "kernels/x86/avx2/vec_avx2.h"
 #include "kernels/x86/avx2/vmath_avx2.h"
 
 namespace quamba::kernels::x86::avx2 {
 namespace {
 
 using q8::Q8Slot;
-
-// RoundS8 on 8 lanes, as int32 (max(v, lo) returns lo for NaN; cvtps rounds half to even).
-inline __m256i RoundClamp(__m256 v) {
-  v = _mm256_max_ps(v, _mm256_set1_ps(-128.0f));
-  v = _mm256_min_ps(v, _mm256_set1_ps(127.0f));
-  return _mm256_cvtps_epi32(v);
-}
-
-// Stores the low byte of the first n (<= 8) int32 lanes (values already in int8 range).
-inline void StoreS8(int8_t* p, __m256i v, int64_t n) {
-  const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  const __m128i b = _mm_packs_epi16(w, w);
-  if (n >= 8) {
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(p), b);
-  } else {
-    alignas(16) int8_t t[16];
-    _mm_store_si128(reinterpret_cast<__m128i*>(t), b);
-    std::memcpy(p, t, static_cast<size_t>(n));
-  }
-}
-
-inline void StoreF(float* p, __m256 v, int64_t n) {
-  if (n >= 8) {
-    _mm256_storeu_ps(p, v);
-  } else {
-    _mm256_maskstore_ps(p, FirstLanes(n), v);
-  }
-}
 
 inline int32_t HSum(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -66,11 +38,23 @@ inline int32_t HSum(__m256i v) {
 // ------------------------------------------------------------------------------------------
 // GEMM / GEMV.
 
-// Epilogues on exact int32 accumulators of row m, columns [n, n + count).
+// The int8 operands of one call.
+struct S8Gemm {
+  int64_t M, K;
+  const int8_t* x;  // (M, K), row stride ldx
+  int64_t ldx;
+  const int8_t* w;  // (N, K), row stride K
+  const float* a;
+  int64_t a_stride;
+  float b;
+};
+
+// Epilogues on exact int32 accumulators of row m: Lanes() for columns [n, n + count) (count <= 8),
+// One() for column n. c_mn = col ? fl(scale[m] * col[n]) : scale[m] (kernels.h GemmArgs).
 struct OutS32 {
   int32_t* y;
   int64_t ldy;
-  void Vec(int64_t m, int64_t n, __m256i acc, int64_t count) const {
+  void Lanes(int64_t m, int64_t n, __m256i acc, int64_t count) const {
     int32_t* p = y + m * ldy + n;
     if (count >= 8) {
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), acc);
@@ -80,33 +64,48 @@ struct OutS32 {
   }
   void One(int64_t m, int64_t n, int32_t acc) const { y[m * ldy + n] = acc; }
 };
+// The multiplier c_mn of a row and up to 8 columns, and of one column.
+struct OutScale {
+  const float* scale;  // (M) fl(a[m] * b)
+  const float* col;    // (N) or null
+  Vec::F Lanes(int64_t m, int64_t n, Vec::Mask mask) const {
+    const Vec::F s = Vec::Set1(scale[m]);
+    return col != nullptr ? Vec::Mul(s, Vec::Load(col + n, mask)) : s;
+  }
+  float One(int64_t m, int64_t n) const { return col != nullptr ? scale[m] * col[n] : scale[m]; }
+};
 struct OutS8 {
   int8_t* y;
   int64_t ldy;
-  const float* scale;  // (M) fl(a[m] * b)
-  void Vec(int64_t m, int64_t n, __m256i acc, int64_t count) const {
-    const __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(scale[m]));
-    StoreS8(y + m * ldy + n, RoundClamp(v), count);
+  OutScale c;
+  OutS8(int8_t* y_, int64_t ldy_, const float* scale, const float* col)
+      : y(y_), ldy(ldy_), c{scale, col} {}
+  void Lanes(int64_t m, int64_t n, __m256i acc, int64_t count) const {
+    const Vec::Mask mask = Vec::FirstN(count);
+    const __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(acc), c.Lanes(m, n, mask));
+    Vec::StoreS8(y + m * ldy + n, Vec::RoundClamp(v), mask);
   }
   void One(int64_t m, int64_t n, int32_t acc) const {
-    y[m * ldy + n] = q8::RoundS8(static_cast<float>(acc) * scale[m]);
+    y[m * ldy + n] = q8::RoundS8(static_cast<float>(acc) * c.One(m, n));
   }
 };
 struct OutF32 {
   float* y;
   int64_t ldy;
-  const float* scale;
-  void Vec(int64_t m, int64_t n, __m256i acc, int64_t count) const {
-    StoreF(y + m * ldy + n, _mm256_mul_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(scale[m])),
-           count);
+  OutScale c;
+  OutF32(float* y_, int64_t ldy_, const float* scale, const float* col)
+      : y(y_), ldy(ldy_), c{scale, col} {}
+  void Lanes(int64_t m, int64_t n, __m256i acc, int64_t count) const {
+    const Vec::Mask mask = Vec::FirstN(count);
+    Vec::Store(y + m * ldy + n, _mm256_mul_ps(_mm256_cvtepi32_ps(acc), c.Lanes(m, n, mask)), mask);
   }
   void One(int64_t m, int64_t n, int32_t acc) const {
-    y[m * ldy + n] = static_cast<float>(acc) * scale[m];
+    y[m * ldy + n] = static_cast<float>(acc) * c.One(m, n);
   }
 };
 
 // dst (M, Kp) int16 = x (M, K) widened, zero-padded to Kp (a multiple of 16).
-void WidenX(const GemmS8Args& g, int64_t Kp, int16_t* dst) {
+void WidenX(const S8Gemm& g, int64_t Kp, int16_t* dst) {
   for (int64_t m = 0; m < g.M; ++m) {
     const int8_t* xr = g.x + m * g.ldx;
     int16_t* d = dst + m * Kp;
@@ -122,7 +121,7 @@ void WidenX(const GemmS8Args& g, int64_t Kp, int16_t* dst) {
 
 // GEMV for M (1..4) rows: R consecutive W rows per pass, 16 k per step; xw (M, Kp) int16.
 template <int M, int R, typename Out>
-inline void GemvRows(const GemmS8Args& g, const int16_t* xw, int64_t Kp, int64_t n,
+inline void GemvRows(const S8Gemm& g, const int16_t* xw, int64_t Kp, int64_t n,
                      const Out& out) {
   const int64_t K = g.K;
   __m256i acc[R][M];
@@ -175,7 +174,7 @@ constexpr int64_t kStreamMinK = 1024;
 // stream per thread. The row tiles below keep 4 streams in flight without prefetch and were
 // latency-bound from DRAM (14 GB/s at 1 thread against 43 GB/s from L3).
 template <int M, typename Out>
-void GemvStream(const GemmS8Args& g, const int16_t* xw, int64_t Kp, int64_t n_begin,
+void GemvStream(const S8Gemm& g, const int16_t* xw, int64_t Kp, int64_t n_begin,
                 int64_t n_end, const Out& out) {
   constexpr int U = 4;  // 64 bytes of W per step
   const int64_t K = g.K;
@@ -221,7 +220,7 @@ void GemvStream(const GemmS8Args& g, const int16_t* xw, int64_t Kp, int64_t n_be
 }
 
 template <int M, typename Out>
-void Gemv(const GemmS8Args& g, int64_t n_begin, int64_t n_end, const Out& out) {
+void Gemv(const S8Gemm& g, int64_t n_begin, int64_t n_end, const Out& out) {
   const int64_t Kp = (g.K + 15) / 16 * 16;
   int16_t* xw = static_cast<int16_t*>(q8::Scratch(Q8Slot::kB, M * Kp * sizeof(int16_t)));
   WidenX(g, Kp, xw);
@@ -287,13 +286,13 @@ inline void Tile(const int16_t* panel, const int16_t* xw, int64_t Kp, int64_t K2
   }
 #pragma GCC unroll 6
   for (int r = 0; r < MR; ++r) {
-    out.Vec(m0 + r, n0, acc[r][0], cols);
-    if (cols > 8) out.Vec(m0 + r, n0 + 8, acc[r][1], cols - 8);
+    out.Lanes(m0 + r, n0, acc[r][0], cols);
+    if (cols > 8) out.Lanes(m0 + r, n0 + 8, acc[r][1], cols - 8);
   }
 }
 
 template <typename Out>
-void GemmPacked(const GemmS8Args& g, int64_t n_begin, int64_t n_end, const Out& out) {
+void GemmPacked(const S8Gemm& g, int64_t n_begin, int64_t n_end, const Out& out) {
   const int64_t Kp = (g.K + 15) / 16 * 16, K2 = (g.K + 1) / 2;
   int16_t* xw = static_cast<int16_t*>(q8::Scratch(Q8Slot::kB, g.M * Kp * sizeof(int16_t)));
   WidenX(g, Kp, xw);
@@ -315,7 +314,7 @@ void GemmPacked(const GemmS8Args& g, int64_t n_begin, int64_t n_end, const Out& 
 }
 
 template <typename Out>
-void GemmAny(const GemmS8Args& g, int64_t n_begin, int64_t n_end, const Out& out) {
+void GemmAny(const S8Gemm& g, int64_t n_begin, int64_t n_end, const Out& out) {
   QM_DCHECK(g.K <= kGemmS8MaxK, "K = %lld exceeds the int32-exact bound",
             static_cast<long long>(g.K));
   switch (g.M) {
@@ -328,39 +327,38 @@ void GemmAny(const GemmS8Args& g, int64_t n_begin, int64_t n_end, const Out& out
 }
 
 // fl(a[m] * b) per row, in scratch slot kA.
-float* RowScales(const GemmS8Args& g) {
+float* RowScales(const S8Gemm& g) {
   float* s = static_cast<float*>(q8::Scratch(Q8Slot::kA, g.M * sizeof(float)));
   for (int64_t m = 0; m < g.M; ++m) s[m] = g.a[m * g.a_stride] * g.b;
   return s;
 }
 
-void GemmS8S8ToS32(const GemmS8Args& g, int32_t* y, int64_t ldy, int64_t n_begin, int64_t n_end) {
-  if (g.M <= 0 || n_end <= n_begin) return;
-  GemmAny(g, n_begin, n_end, OutS32{y, ldy});
-}
-
-void GemmS8S8ToS8(const GemmS8Args& g, int8_t* y, int64_t ldy, int64_t n_begin, int64_t n_end) {
-  if (g.M <= 0 || n_end <= n_begin) return;
-  GemmAny(g, n_begin, n_end, OutS8{y, ldy, RowScales(g)});
-}
-
-void GemmS8S8ToF32(const GemmS8Args& g, float* y, int64_t ldy, int64_t n_begin, int64_t n_end) {
-  if (g.M <= 0 || n_end <= n_begin) return;
-  GemmAny(g, n_begin, n_end, OutF32{y, ldy, RowScales(g)});
+// The int8 operands of a GemmArgs (kernels.h).
+S8Gemm Operands(const GemmArgs& g, int64_t n_end) {
+  QM_DCHECK(g.w->format == WeightFormat::kS8PerTensor || g.w->format == WeightFormat::kS8PerRow,
+            "int8 GEMM on a non-int8 weight");
+  QM_DCHECK(g.K == g.w->cols && n_end <= g.w->rows, "GEMM shape outside the weight");
+  return {g.M, g.K, static_cast<const int8_t*>(g.x), g.ldx, static_cast<const int8_t*>(g.w->data),
+          g.a, g.a_stride, g.b};
 }
 
 }  // namespace
 
-void FillQ8Table(KernelTable* t) {
-  t->quantize_f32_s8 = QuantizeF32ToS8;
-  t->add_rms_norm_quant = AddRmsNormQuant;
-  t->gemm_s8s8_s32 = GemmS8S8ToS32;
-  t->gemm_s8s8_s8 = GemmS8S8ToS8;
-  t->gemm_s8s8_f32 = GemmS8S8ToF32;
-  t->causal_conv1d_silu_s8 = CausalConv1dSiluS8;
-  t->selective_scan_s8 = SelectiveScanS8;
-  t->hadamard_f32 = HadamardF32;
-  t->hadamard_quant = HadamardF32ToS8;
+void GemmS8S8ToS32(const GemmArgs& ga, int64_t n_begin, int64_t n_end) {
+  if (ga.M <= 0 || n_end <= n_begin) return;
+  GemmAny(Operands(ga, n_end), n_begin, n_end, OutS32{static_cast<int32_t*>(ga.y), ga.ldy});
+}
+
+void GemmS8S8ToS8(const GemmArgs& ga, int64_t n_begin, int64_t n_end) {
+  if (ga.M <= 0 || n_end <= n_begin) return;
+  const S8Gemm g = Operands(ga, n_end);
+  GemmAny(g, n_begin, n_end, OutS8{static_cast<int8_t*>(ga.y), ga.ldy, RowScales(g), ga.col});
+}
+
+void GemmS8S8ToF32(const GemmArgs& ga, int64_t n_begin, int64_t n_end) {
+  if (ga.M <= 0 || n_end <= n_begin) return;
+  const S8Gemm g = Operands(ga, n_end);
+  GemmAny(g, n_begin, n_end, OutF32{static_cast<float*>(ga.y), ga.ldy, RowScales(g), ga.col});
 }
 
 }  // namespace quamba::kernels::x86::avx2

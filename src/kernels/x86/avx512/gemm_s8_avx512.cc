@@ -21,27 +21,17 @@
 #include <cstring>
 
 #include "core/check.h"
-#include "kernels/generic/q8_generic.h"
 #include "kernels/q8.h"
 #include "kernels/q8_internal.h"
 #include "kernels/q8_rowops.h"
 #include "kernels/x86/avx512/avx512_kernels.h"
+#include "kernels/x86/avx512/vec_avx512.h"
 #include "kernels/x86/avx512/vmath_avx512.h"
 
 namespace quamba::kernels::x86::avx512 {
 namespace {
 
 using q8::Q8Slot;
-
-// RoundS8 on 16 lanes, as int32: clamp first (max(v, lo) returns lo for NaN), then
-// vcvtps2dq rounds half to even under the default MXCSR.
-inline __m512i RoundClamp(__m512 v) {
-  v = _mm512_max_ps(v, _mm512_set1_ps(-128.0f));
-  v = _mm512_min_ps(v, _mm512_set1_ps(127.0f));
-  return _mm512_cvtps_epi32(v);
-}
-
-inline void StoreS8(int8_t* p, __mmask16 m, __m512i v) { _mm512_mask_cvtepi32_storeu_epi8(p, m, v); }
 
 inline __mmask64 FirstBytes(int64_t n) {
   return n >= 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1;
@@ -50,37 +40,62 @@ inline __mmask64 FirstBytes(int64_t n) {
 // ------------------------------------------------------------------------------------------
 // GEMM / GEMV.
 
-// Epilogues: acc (exact int32) of row m, columns [n, n + lanes(mask)).
+// The int8 operands of one call.
+struct S8Gemm {
+  int64_t M, K;
+  const int8_t* x;  // (M, K), row stride ldx
+  int64_t ldx;
+  const int8_t* w;  // (N, K), row stride K
+  const float* a;
+  int64_t a_stride;
+  float b;
+};
+
+// Epilogues: acc (exact int32) of row m: Lanes() for columns [n, n + lanes(mask)), One() for
+// column n. c_mn = col ? fl(scale[m] * col[n]) : scale[m] (kernels.h GemmArgs).
 struct OutS32 {
   int32_t* y;
   int64_t ldy;
-  void Vec(int64_t m, int64_t n, __m512i acc, __mmask16 mask) const {
+  void Lanes(int64_t m, int64_t n, __m512i acc, __mmask16 mask) const {
     _mm512_mask_storeu_epi32(y + m * ldy + n, mask, acc);
   }
   void One(int64_t m, int64_t n, int32_t acc) const { y[m * ldy + n] = acc; }
 };
+struct OutScale {
+  const float* scale;  // (M) fl(a[m] * b)
+  const float* col;    // (N) or null
+  Vec::F Lanes(int64_t m, int64_t n, __mmask16 mask) const {
+    const Vec::F s = Vec::Set1(scale[m]);
+    return col != nullptr ? Vec::Mul(s, Vec::Load(col + n, mask)) : s;
+  }
+  float One(int64_t m, int64_t n) const { return col != nullptr ? scale[m] * col[n] : scale[m]; }
+};
 struct OutS8 {
   int8_t* y;
   int64_t ldy;
-  const float* scale;  // (M) fl(a[m] * b)
-  void Vec(int64_t m, int64_t n, __m512i acc, __mmask16 mask) const {
-    const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(scale[m]));
-    StoreS8(y + m * ldy + n, mask, RoundClamp(v));
+  OutScale c;
+  OutS8(int8_t* y_, int64_t ldy_, const float* scale, const float* col)
+      : y(y_), ldy(ldy_), c{scale, col} {}
+  void Lanes(int64_t m, int64_t n, __m512i acc, __mmask16 mask) const {
+    const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), c.Lanes(m, n, mask));
+    Vec::StoreS8(y + m * ldy + n, Vec::RoundClamp(v), mask);
   }
   void One(int64_t m, int64_t n, int32_t acc) const {
-    y[m * ldy + n] = q8::RoundS8(static_cast<float>(acc) * scale[m]);
+    y[m * ldy + n] = q8::RoundS8(static_cast<float>(acc) * c.One(m, n));
   }
 };
 struct OutF32 {
   float* y;
   int64_t ldy;
-  const float* scale;
-  void Vec(int64_t m, int64_t n, __m512i acc, __mmask16 mask) const {
+  OutScale c;
+  OutF32(float* y_, int64_t ldy_, const float* scale, const float* col)
+      : y(y_), ldy(ldy_), c{scale, col} {}
+  void Lanes(int64_t m, int64_t n, __m512i acc, __mmask16 mask) const {
     _mm512_mask_storeu_ps(y + m * ldy + n, mask,
-                          _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(scale[m])));
+                          _mm512_mul_ps(_mm512_cvtepi32_ps(acc), c.Lanes(m, n, mask)));
   }
   void One(int64_t m, int64_t n, int32_t acc) const {
-    y[m * ldy + n] = static_cast<float>(acc) * scale[m];
+    y[m * ldy + n] = static_cast<float>(acc) * c.One(m, n);
   }
 };
 
@@ -121,7 +136,7 @@ inline __m128i ReduceAdd4(__m512i v0, __m512i v1, __m512i v2, __m512i v3) {
 
 // GEMV for M (1..4) rows of x: R (4 or 1) consecutive W rows per pass, 64 k per step.
 template <int M, int R, typename Out>
-inline void GemvRows(const GemmS8Args& g, const int32_t* xsum, int64_t n, const Out& out) {
+inline void GemvRows(const S8Gemm& g, const int32_t* xsum, int64_t n, const Out& out) {
   const int64_t K = g.K;
   const __m512i off = _mm512_set1_epi8(static_cast<char>(0x80));
   __m512i acc[R][M];
@@ -176,7 +191,7 @@ constexpr int64_t kStreamMinK = 1024;
 // prefetched kStreamPrefetchBytes ahead (the float GEMV's lesson: tiles of 4 rows were 4
 // streams per thread and reached ~70% of a plain read with 2 threads).
 template <int M, typename Out>
-void GemvStream(const GemmS8Args& g, const int32_t* xsum, int64_t n_begin, int64_t n_end,
+void GemvStream(const S8Gemm& g, const int32_t* xsum, int64_t n_begin, int64_t n_end,
                 const Out& out) {
   constexpr int U = 4;  // 256 bytes of W per step
   const int64_t K = g.K;
@@ -217,7 +232,7 @@ void GemvStream(const GemmS8Args& g, const int32_t* xsum, int64_t n_begin, int64
 }
 
 template <int M, typename Out>
-void Gemv(const GemmS8Args& g, const int32_t* xsum, int64_t n_begin, int64_t n_end,
+void Gemv(const S8Gemm& g, const int32_t* xsum, int64_t n_begin, int64_t n_end,
           const Out& out) {
   // Short rows (dt_proj: K = dt_rank) would spend more on one reduction per row than on the
   // stream (measured 5 GB/s at K = 128): tiles of 4 rows share one reduction.
@@ -279,8 +294,8 @@ inline void Tile(const uint8_t* panel, const int8_t* x, int64_t ldx, int64_t K4,
 #pragma GCC unroll 12
   for (int r = 0; r < MR; ++r) {
     const __m512i corr = _mm512_set1_epi32(128 * xsum[r]);
-    out.Vec(m0 + r, n0, _mm512_sub_epi32(acc[r][0], corr), mk0);
-    if (cols > 16) out.Vec(m0 + r, n0 + 16, _mm512_sub_epi32(acc[r][1], corr), mk1);
+    out.Lanes(m0 + r, n0, _mm512_sub_epi32(acc[r][0], corr), mk0);
+    if (cols > 16) out.Lanes(m0 + r, n0 + 16, _mm512_sub_epi32(acc[r][1], corr), mk1);
   }
 }
 
@@ -299,7 +314,7 @@ void TileDispatch(int mr, const uint8_t* panel, const int8_t* x, int64_t ldx, in
 }
 
 template <typename Out>
-void GemmPacked(const GemmS8Args& g, const int32_t* xsum, int64_t n_begin, int64_t n_end,
+void GemmPacked(const S8Gemm& g, const int32_t* xsum, int64_t n_begin, int64_t n_end,
                 const Out& out) {
   const int64_t K = g.K, K4 = (K + 3) / 4;
   // x rows with K padded to whole quads (zeros), unless already K % 4 == 0.
@@ -329,7 +344,7 @@ void GemmPacked(const GemmS8Args& g, const int32_t* xsum, int64_t n_begin, int64
 
 // xsum: (M) scratch for the x row sums.
 template <typename Out>
-void GemmAny(const GemmS8Args& g, int64_t n_begin, int64_t n_end, int32_t* xsum, const Out& out) {
+void GemmAny(const S8Gemm& g, int64_t n_begin, int64_t n_end, int32_t* xsum, const Out& out) {
   QM_DCHECK(g.K <= kGemmS8MaxK, "K = %lld exceeds the int32-exact bound",
             static_cast<long long>(g.K));
   for (int64_t m = 0; m < g.M; ++m) xsum[m] = RowSumS8(g.x + m * g.ldx, g.K);
@@ -343,7 +358,7 @@ void GemmAny(const GemmS8Args& g, int64_t n_begin, int64_t n_end, int32_t* xsum,
 }
 
 // Per-call scratch in slot kA: xsum (M int32) then the row scales fl(a[m] * b) (M floats).
-int32_t* RowBuffers(const GemmS8Args& g, float** scale) {
+int32_t* RowBuffers(const S8Gemm& g, float** scale) {
   int32_t* buf = static_cast<int32_t*>(q8::Scratch(Q8Slot::kA, 2 * g.M * sizeof(int32_t)));
   if (scale != nullptr) {
     *scale = reinterpret_cast<float*>(buf + g.M);
@@ -352,38 +367,38 @@ int32_t* RowBuffers(const GemmS8Args& g, float** scale) {
   return buf;
 }
 
-void GemmS8S8ToS32(const GemmS8Args& g, int32_t* y, int64_t ldy, int64_t n_begin, int64_t n_end) {
-  if (g.M <= 0 || n_end <= n_begin) return;
-  int32_t* xsum = RowBuffers(g, nullptr);
-  GemmAny(g, n_begin, n_end, xsum, OutS32{y, ldy});
-}
-
-void GemmS8S8ToS8(const GemmS8Args& g, int8_t* y, int64_t ldy, int64_t n_begin, int64_t n_end) {
-  if (g.M <= 0 || n_end <= n_begin) return;
-  float* scale = nullptr;
-  int32_t* xsum = RowBuffers(g, &scale);
-  GemmAny(g, n_begin, n_end, xsum, OutS8{y, ldy, scale});
-}
-
-void GemmS8S8ToF32(const GemmS8Args& g, float* y, int64_t ldy, int64_t n_begin, int64_t n_end) {
-  if (g.M <= 0 || n_end <= n_begin) return;
-  float* scale = nullptr;
-  int32_t* xsum = RowBuffers(g, &scale);
-  GemmAny(g, n_begin, n_end, xsum, OutF32{y, ldy, scale});
+// The int8 operands of a GemmArgs (kernels.h).
+S8Gemm Operands(const GemmArgs& g, int64_t n_end) {
+  QM_DCHECK(g.w->format == WeightFormat::kS8PerTensor || g.w->format == WeightFormat::kS8PerRow,
+            "int8 GEMM on a non-int8 weight");
+  QM_DCHECK(g.K == g.w->cols && n_end <= g.w->rows, "GEMM shape outside the weight");
+  return {g.M, g.K, static_cast<const int8_t*>(g.x), g.ldx, static_cast<const int8_t*>(g.w->data),
+          g.a, g.a_stride, g.b};
 }
 
 }  // namespace
 
-void FillQ8Table(KernelTable* t) {
-  t->quantize_f32_s8 = QuantizeF32ToS8;
-  t->add_rms_norm_quant = AddRmsNormQuant;
-  t->gemm_s8s8_s32 = GemmS8S8ToS32;
-  t->gemm_s8s8_s8 = GemmS8S8ToS8;
-  t->gemm_s8s8_f32 = GemmS8S8ToF32;
-  t->causal_conv1d_silu_s8 = CausalConv1dSiluS8;
-  t->selective_scan_s8 = SelectiveScanS8;
-  t->hadamard_f32 = HadamardF32;
-  t->hadamard_quant = HadamardF32ToS8;
+void GemmS8S8ToS32(const GemmArgs& ga, int64_t n_begin, int64_t n_end) {
+  if (ga.M <= 0 || n_end <= n_begin) return;
+  const S8Gemm g = Operands(ga, n_end);
+  int32_t* xsum = RowBuffers(g, nullptr);
+  GemmAny(g, n_begin, n_end, xsum, OutS32{static_cast<int32_t*>(ga.y), ga.ldy});
+}
+
+void GemmS8S8ToS8(const GemmArgs& ga, int64_t n_begin, int64_t n_end) {
+  if (ga.M <= 0 || n_end <= n_begin) return;
+  const S8Gemm g = Operands(ga, n_end);
+  float* scale = nullptr;
+  int32_t* xsum = RowBuffers(g, &scale);
+  GemmAny(g, n_begin, n_end, xsum, OutS8{static_cast<int8_t*>(ga.y), ga.ldy, scale, ga.col});
+}
+
+void GemmS8S8ToF32(const GemmArgs& ga, int64_t n_begin, int64_t n_end) {
+  if (ga.M <= 0 || n_end <= n_begin) return;
+  const S8Gemm g = Operands(ga, n_end);
+  float* scale = nullptr;
+  int32_t* xsum = RowBuffers(g, &scale);
+  GemmAny(g, n_begin, n_end, xsum, OutF32{static_cast<float*>(ga.y), ga.ldy, scale, ga.col});
 }
 
 }  // namespace quamba::kernels::x86::avx512
