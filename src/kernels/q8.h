@@ -45,8 +45,13 @@ using AddRmsNormQuantFn = float (*)(float* residual, const float* h, const float
 
 // Int8 depthwise causal conv1d + bias + SiLU (spec §2.3 #4-5, csrc/causal_conv1d quant kernel):
 //   acc[t, c] = sum_{k<d_conv} w[k, c] * xin[t - (d_conv-1) + k, c]          (int32, exact)
-//   v = acc * fl(scale_w * scale_x) + fl(scale_b * b[c])                     (fp32; b optional)
-//   y_f32 = SiLU(v)  or  y = RoundS8(fl(SiLU(v) * inv_scale_y))
+//   v = acc * sa[c] + bias[c]                       (fp32, the SIMD kernels fuse it into one FMA)
+//   y_f32 = SiLU(v)  or  y = RoundS8(fl(SiLU(v) * iy[c]))
+// with the scalar (per-tensor, Mamba-1) factors unless a per-channel array is given (Quamba2's
+// x / B / C slices with their own input, weight, bias and output scales, spec §2.5 #3-4):
+//   sa[c]   = scale_acc ? scale_acc[c] : fl(scale_w * scale_x)
+//   bias[c] = bias_f32 ? bias_f32[c] : b ? fl(scale_b * b[c]) : 0
+//   iy[c]   = inv_scale_y_ch ? inv_scale_y_ch[c] : inv_scale_y
 // xin[-j] for j = 1..d_conv-1 is state[(d_conv-1) - j, c] (previous int8 inputs, oldest first;
 // zeros for a new sequence); on return state holds the last d_conv-1 inputs. Channels
 // [c_begin, c_end); L = 1 is the decode step.
@@ -65,6 +70,10 @@ struct Conv1dS8Args {
   float* y_f32 = nullptr;        // (L, C), row stride ldy: float output instead, if non-null
   int64_t ldy = 0;
   float inv_scale_y = 1.0f;      // 1 / s_out for the int8 output
+  // Per-channel forms; null: the scalars above.
+  const float* scale_acc = nullptr;       // (C) fl(s_w[c] * s_x[c])
+  const float* bias_f32 = nullptr;        // (C) float bias, e.g. fl(s_b[c] * b[c]); b is ignored
+  const float* inv_scale_y_ch = nullptr;  // (C) 1 / s_out[c] for the int8 output
 };
 using CausalConv1dSiluS8Fn = void (*)(const Conv1dS8Args& a, int64_t c_begin, int64_t c_end);
 

@@ -1,6 +1,7 @@
-// Tests of the int8 causal conv1d + SiLU and the int8-input selective scan on every available
-// ISA against the float64 oracles: channel sweeps with odd sub-ranges, strides, d_conv 1..8,
-// d_state sweeps, the real Mamba shapes, int8 and float outputs, and prefill == decode steps.
+// Tests of the int8 causal conv1d + SiLU and the int8-input selective scan on every ISA against
+// the float64 oracles: channel sweeps with odd sub-ranges, strides, d_conv 1..8, scalar and
+// per-channel scales (every combination of scale_acc, bias_f32, inv_scale_y_ch), d_state sweeps,
+// the real Mamba shapes, int8 and float outputs, and prefill == decode steps.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -33,15 +34,19 @@ struct ConvCase {
   int d_conv = 4;
   int64_t ldx_pad = 0, ldy_pad = 0;
   bool bias = true, f32_out = false;
+  int per_channel = 0;  // bit 0: scale_acc, bit 1: bias_f32, bit 2: inv_scale_y_ch
 };
+
+constexpr int kPerChannelScaleAcc = 1, kPerChannelBias = 2, kPerChannelInvY = 4;
 
 void RunConvCase(Isa isa, const ConvCase& c) {
   const int64_t ldx = c.C + c.ldx_pad, ldy = c.C + c.ldy_pad, P = c.d_conv - 1;
   SCOPED_TRACE(::testing::Message() << "L=" << c.L << " C=" << c.C << " c=[" << c.c_begin << ","
                                     << c.c_end << ") d_conv=" << c.d_conv << " ldx=" << ldx
                                     << " ldy=" << ldy << " bias=" << c.bias
-                                    << " f32_out=" << c.f32_out);
-  Rng rng(Salt({c.L, c.C, c.c_begin, c.c_end, c.d_conv, ldx, ldy, c.bias, c.f32_out}));
+                                    << " f32_out=" << c.f32_out << " per_channel=" << c.per_channel);
+  Rng rng(Salt({c.L, c.C, c.c_begin, c.c_end, c.d_conv, ldx, ldy, c.bias, c.f32_out,
+                c.per_channel}));
   std::vector<int8_t> x = testing::RandomS8(rng, c.L * ldx + 1);
   std::vector<int8_t> w = testing::RandomS8(rng, c.d_conv * c.C);
   std::vector<int8_t> b = testing::RandomS8(rng, c.C);
@@ -63,6 +68,26 @@ void RunConvCase(Isa isa, const ConvCase& c) {
   a.state = state.data();
   a.ldy = ldy;
   a.inv_scale_y = 127.0f / 3.0f;  // |SiLU| reaches ~5: some outputs clip
+  // Per-channel arrays spanning a factor 4 around the scalars; the scalars they replace are set
+  // to NaN, so a kernel that still reads one poisons its outputs.
+  std::vector<float> scale_acc(c.C), bias_f32(c.C), inv_y(c.C);
+  for (int64_t ch = 0; ch < c.C; ++ch) {
+    scale_acc[ch] = a.scale_w * a.scale_x * rng.Uniform(0.5f, 2.0f);
+    bias_f32[ch] = rng.Uniform(-1.5f, 1.5f);
+    inv_y[ch] = a.inv_scale_y * rng.Uniform(0.5f, 2.0f);
+  }
+  if (c.per_channel & kPerChannelScaleAcc) {
+    a.scale_acc = scale_acc.data();
+    a.scale_w = a.scale_x = NAN;
+  }
+  if (c.per_channel & kPerChannelBias) {
+    a.bias_f32 = bias_f32.data();
+    a.scale_b = NAN;
+  }
+  if (c.per_channel & kPerChannelInvY) {
+    a.inv_scale_y_ch = inv_y.data();
+    a.inv_scale_y = NAN;
+  }
   std::vector<int8_t> y8(c.L * ldy + 1, 77);
   std::vector<float> yf(c.L * ldy + 1, NAN);
   if (c.f32_out) {
@@ -87,13 +112,18 @@ void RunConvCase(Isa isa, const ConvCase& c) {
         const int8_t xin = src >= 0 ? x[src * ldx + ch] : state_in[(P + src) * c.C + ch];
         acc += static_cast<int64_t>(w[k * c.C + ch]) * xin;
       }
-      const double S = std::fabs(static_cast<double>(acc) * a.scale_w * a.scale_x) +
-                       (c.bias ? std::fabs(static_cast<double>(a.scale_b) * b[ch]) : 0.0);
+      const double sa = a.scale_acc ? static_cast<double>(a.scale_acc[ch])
+                                    : static_cast<double>(a.scale_w) * a.scale_x;
+      const double bias = a.bias_f32 ? a.bias_f32[ch]
+                          : c.bias   ? static_cast<double>(a.scale_b) * b[ch]
+                                     : 0.0;
+      const double iy = a.inv_scale_y_ch ? a.inv_scale_y_ch[ch] : a.inv_scale_y;
+      const double S = std::fabs(static_cast<double>(acc) * sa) + std::fabs(bias);
       const double s = yref[t * ldy + ch];
       const double err = 1.1 * kConvPreRel * S + kConvSiluRel * std::fabs(s) + kConvAbs;
       tol.push_back(err);
-      v.push_back(s * a.inv_scale_y);
-      tie.push_back(err * a.inv_scale_y + kU * std::fabs(v.back()));
+      v.push_back(s * iy);
+      tie.push_back(err * iy + kU * std::fabs(v.back()));
     }
   }
   if (c.f32_out) {
@@ -133,7 +163,8 @@ TEST_P(Q8ConvTest, ChannelAndWidthSweep) {
       for (int64_t count = 0; count <= 35; ++count) {
         RunConvCase(GetParam(), {.L = L, .C = 43, .c_begin = 5, .c_end = 5 + count,
                                  .d_conv = d_conv, .ldx_pad = 3, .ldy_pad = 2,
-                                 .bias = count % 5 != 0, .f32_out = count % 3 == 0});
+                                 .bias = count % 5 != 0, .f32_out = count % 3 == 0,
+                                 .per_channel = static_cast<int>((count + L) % 8)});
         if (HasFatalFailure()) return;
       }
     }
@@ -148,7 +179,8 @@ TEST_P(Q8ConvTest, MambaShapes) {
     for (int64_t L : {1, 3, 17, 64}) {
       for (bool f32 : {false, true}) {
         RunConvCase(GetParam(), {.L = L, .C = di, .c_begin = di / 2 - 41, .c_end = di / 2 + 66,
-                                 .d_conv = 4, .ldx_pad = di, .f32_out = f32});
+                                 .d_conv = 4, .ldx_pad = di, .f32_out = f32,
+                                 .per_channel = L == 17 ? 7 : 0});
         if (HasFatalFailure()) return;
       }
     }
@@ -182,6 +214,18 @@ TEST_P(Q8ConvTest, PrefillEqualsSingleSteps) {
     a.scale_b = 0.013f;
     a.ldy = C;
     a.inv_scale_y = 40.0f;
+    // Odd L: per-channel scales (the per-channel path must agree with itself the same way).
+    std::vector<float> sa(C), bf(C), iy(C);
+    for (int64_t c = 0; c < C; ++c) {
+      sa[c] = 0.021f * 0.0041f * rng.Uniform(0.5f, 2.0f);
+      bf[c] = rng.Uniform(-1.0f, 1.0f);
+      iy[c] = 40.0f * rng.Uniform(0.5f, 2.0f);
+    }
+    if (L % 2 == 1) {
+      a.scale_acc = sa.data();
+      a.bias_f32 = bf.data();
+      a.inv_scale_y_ch = iy.data();
+    }
     const KernelTable& k = KernelsFor(isa);
     Conv1dS8Args p = a;
     p.L = L;

@@ -110,11 +110,15 @@ void CausalConv1dSiluS8(const Conv1dS8Args& a, int64_t c_begin, int64_t c_end) {
   QM_DCHECK(a.d_conv >= 1 && a.d_conv <= 8, "d_conv %d outside 1..8", a.d_conv);
   const int P = a.d_conv - 1;  // past inputs carried in `state`
   const int64_t C = a.C;
-  const float swx = a.scale_w * a.scale_x;
+  const float swx_t = a.scale_w * a.scale_x;
   for (int64_t c = c_begin; c < c_end; ++c) {
     int32_t win[8];  // win[0..P-1] = previous inputs (oldest first), win[P] = current
     for (int j = 0; j < P; ++j) win[j] = a.state[j * C + c];
-    const float bias = a.b != nullptr ? a.scale_b * static_cast<float>(a.b[c]) : 0.0f;
+    const float swx = a.scale_acc != nullptr ? a.scale_acc[c] : swx_t;
+    const float bias = a.bias_f32 != nullptr ? a.bias_f32[c]
+                       : a.b != nullptr     ? a.scale_b * static_cast<float>(a.b[c])
+                                            : 0.0f;
+    const float inv_y = a.inv_scale_y_ch != nullptr ? a.inv_scale_y_ch[c] : a.inv_scale_y;
     for (int64_t t = 0; t < a.L; ++t) {
       win[P] = a.x[t * a.ldx + c];
       int32_t acc = 0;
@@ -123,7 +127,7 @@ void CausalConv1dSiluS8(const Conv1dS8Args& a, int64_t c_begin, int64_t c_end) {
       if (a.y_f32 != nullptr) {
         a.y_f32[t * a.ldy + c] = s;
       } else {
-        a.y[t * a.ldy + c] = RoundS8(s * a.inv_scale_y);
+        a.y[t * a.ldy + c] = RoundS8(s * inv_y);
       }
       for (int j = 0; j < P; ++j) win[j] = win[j + 1];
     }

@@ -100,8 +100,14 @@ void CausalConv1dSiluS8(const Conv1dS8Args& a, int64_t c_begin, int64_t c_end, d
         const int8_t xv = src >= 0 ? a.x[src * a.ldx + c] : a.state[(P + src) * C + c];
         acc += static_cast<int64_t>(a.w[k * C + c]) * xv;
       }
-      double v = static_cast<double>(a.scale_w) * a.scale_x * static_cast<double>(acc);
-      if (a.b != nullptr) v += static_cast<double>(a.scale_b) * a.b[c];
+      const double sa = a.scale_acc != nullptr ? static_cast<double>(a.scale_acc[c])
+                                               : static_cast<double>(a.scale_w) * a.scale_x;
+      double v = sa * static_cast<double>(acc);
+      if (a.bias_f32 != nullptr) {
+        v += a.bias_f32[c];
+      } else if (a.b != nullptr) {
+        v += static_cast<double>(a.scale_b) * a.b[c];
+      }
       y[t * ldy + c] = Silu(v);
     }
     // New state: the last P inputs of the sequence state ++ x.

@@ -42,8 +42,9 @@ int8_t EpilogueS8Contract(int64_t acc, float a, float b, float col);
 double S4Weight(const WeightDesc& w, int64_t n, int64_t k);
 
 // Depthwise causal conv1d + bias + SiLU in double over channels [c_begin, c_end):
-// y[t*ldy + c] = SiLU(s_w s_x sum_k w x + s_b b) (double), state updated as the kernels do.
-// Ignores a.y / a.y_f32.
+// y[t*ldy + c] = SiLU(sa sum_k w x + bias) (double; sa = scale_acc[c] or s_w s_x, bias =
+// bias_f32[c] or s_b b[c]), state updated as the kernels do. Ignores a.y / a.y_f32 and the
+// output scale (the caller applies inv_scale_y or inv_scale_y_ch).
 void CausalConv1dSiluS8(const Conv1dS8Args& a, int64_t c_begin, int64_t c_end, double* y,
                         int64_t ldy);
 
