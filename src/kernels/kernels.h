@@ -116,11 +116,13 @@ using CausalConv1dSiluFn = void (*)(const float* x, int64_t L, int64_t C, int64_
                                     const float* w, const float* b, int d_conv, float* state,
                                     float* y, int64_t ldy, int64_t c_begin, int64_t c_end);
 
-// Selective scan of Mamba-1 (selective_scan_ref with delta_softplus=True, z gate), channels
+// Selective scan (selective_scan_ref with delta_softplus=True, z gate), channels
 // [c_begin, c_end), state (d_inner, d_state) carried in and out:
 //   dt[t,c]  = softplus(delta[t,c] + delta_bias[c])   (softplus(v) = v > 20 ? v : log1p(exp v))
-//   h[c,n]   = exp(dt * A[c,n]) * h[c,n] + dt * B[t,n] * u[t,c]
-//   y[t,c]   = (sum_n h[c,n] * C[t,n] + D[c] * u[t,c]) * SiLU(z[t,c])   (no gate if z null)
+//   h[c,n]   = exp(dt * A[c,n]) * h[c,n] + dt * B[t,c,n] * u[t,c]
+//   y[t,c]   = (sum_n h[c,n] * C[t,c,n] + D[c] * u[t,c]) * SiLU(z[t,c])   (no gate if z null)
+// with A, B, C, delta, delta_bias and D addressed through `layout` (scan_layout.h): the
+// defaults give Mamba-1's shapes noted below, ScanLayout::Mamba2() a Mamba-2 SSD step.
 struct ScanArgs {
   int64_t L = 0, d_inner = 0, d_state = 0;
   const float* u = nullptr;           // (L, d_inner), stride ldu
@@ -138,6 +140,7 @@ struct ScanArgs {
   float* state = nullptr;             // (d_inner, d_state), in/out
   float* y = nullptr;                 // (L, d_inner), stride ldy; may alias u only if ldy == ldu
   int64_t ldy = 0;
+  ScanLayout layout;                  // default: Mamba-1 (the shapes above)
 };
 using SelectiveScanFn = void (*)(const ScanArgs& a, int64_t c_begin, int64_t c_end);
 

@@ -15,6 +15,8 @@
 
 #include <cstdint>
 
+#include "kernels/scan_layout.h"
+
 namespace quamba::kernels {
 
 // GEMM accumulators are exact in int32 when K * 128 * 128 <= 2^31 - 1 (any int8 values).
@@ -78,8 +80,8 @@ struct Conv1dS8Args {
 using CausalConv1dSiluS8Fn = void (*)(const Conv1dS8Args& a, int64_t c_begin, int64_t c_end);
 
 // Selective scan with int8 inputs (spec §2.3 #10-12, quant_sscan_fwd_kernel): exactly the float
-// recurrence of kernels.h ScanArgs after in-kernel dequantisation v = fl(scale * float(q)) of
-// u, delta, B, C, z. delta_bias, A, D are float (dequantised once at load). State fp32 carried
+// recurrence of kernels.h ScanArgs (including its `layout` addressing) after in-kernel
+// dequantisation v = fl(scale * float(q)) of u, delta, B, C, z. delta_bias, A, D are float (dequantised once at load). State fp32 carried
 // in and out; y fp32 = (sum_n h C + D u) * SiLU(z) (no gate if z is null).
 struct ScanS8Args {
   int64_t L = 0, d_inner = 0, d_state = 0;
@@ -102,6 +104,7 @@ struct ScanS8Args {
   float* state = nullptr;             // (d_inner, d_state), in/out
   float* y = nullptr;                 // (L, d_inner), stride ldy
   int64_t ldy = 0;
+  ScanLayout layout;                  // default: Mamba-1 (the shapes above)
 };
 using SelectiveScanS8Fn = void (*)(const ScanS8Args& a, int64_t c_begin, int64_t c_end);
 

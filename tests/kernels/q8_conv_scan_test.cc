@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <tuple>
 #include <vector>
 
 #include "kernels/q8.h"
@@ -406,6 +407,134 @@ TEST_P(Q8ScanTest, PrefillEqualsSingleSteps) {
       ASSERT_TRUE(testing::AssertExact("scan y prefill vs steps", isa, y_prefill, y_steps));
       ASSERT_TRUE(testing::AssertExact("scan state prefill vs steps", isa, s_prefill, s_steps));
     }
+  }
+}
+
+// Group / stride addressing (ScanLayout::Mamba2): heads 4, headdim 8 / 32, 2 groups, d_state
+// 16 / 64, L 0, 1, odd, prime, against the float64 oracle (kScanRelL2, as above: the layout
+// moves where parameters come from, not the recurrence's rounding), and prefill == steps.
+// Float parameters are followed by NaN and int8 ones by 127 beyond what the layout addresses.
+struct Mamba2S8 {
+  std::vector<int8_t> u, delta, bc, z;
+  std::vector<float> bias, A, D, state;
+  ScanS8Args args;
+};
+
+Mamba2S8 MakeMamba2S8(int64_t L, int64_t headdim, int64_t d_state, bool gate, uint64_t salt) {
+  const int64_t H = 4, G = 2, P = headdim, N = d_state, di = H * P;
+  const int64_t ld = di + 3, ld_dt = H + 2, ld_bc = 1 + 2 * G * N + 4;
+  Rng rng(salt);
+  Mamba2S8 d;
+  d.u = testing::RandomS8(rng, L * ld + 1);
+  d.z = testing::RandomS8(rng, L * ld + 1);
+  d.delta.assign(L * ld_dt + 64, 127);
+  for (int64_t t = 0; t < L; ++t) testing::FillS8(rng, d.delta.data() + t * ld_dt, H);
+  d.bc.assign(L * ld_bc + 64, 127);
+  for (int64_t t = 0; t < L; ++t) testing::FillS8(rng, d.bc.data() + t * ld_bc + 1, 2 * G * N);
+  d.bias.assign(H + 64, NAN);
+  rng.Fill(d.bias.data(), H, -4.0f, -1.0f);
+  d.A.assign(H + 64, NAN);
+  for (int64_t h = 0; h < H; ++h) d.A[h] = -std::exp(rng.Uniform(0.0f, 2.7f));
+  d.D.assign(H + 64, NAN);
+  rng.Fill(d.D.data(), H, 0.5f, 1.5f);
+  d.state.resize(di * N);
+  rng.Fill(d.state.data(), di * N, -1.0f, 1.0f);
+  ScanS8Args& a = d.args;
+  a.L = L;
+  a.d_inner = di;
+  a.d_state = N;
+  a.u = d.u.data();
+  a.ldu = ld;
+  a.scale_u = 0.02f;
+  a.delta = d.delta.data();
+  a.ld_delta = ld_dt;
+  a.scale_delta = 0.025f;
+  a.delta_bias = d.bias.data();
+  a.A = d.A.data();
+  a.B = d.bc.data() + 1;
+  a.C = d.bc.data() + 1 + G * N;
+  a.ld_bc = ld_bc;
+  a.scale_B = 0.015f;
+  a.scale_C = 0.017f;
+  a.D = d.D.data();
+  a.z = gate ? d.z.data() : nullptr;
+  a.ldz = ld;
+  a.scale_z = 0.03f;
+  a.ldy = ld;
+  a.layout = ScanLayout::Mamba2(P, H, G, N);
+  return d;
+}
+
+TEST_P(Q8ScanTest, Mamba2LayoutAgainstFloat64) {
+  SCOPED_TRACE(testing::ReplayHint());
+  const Isa isa = GetParam();
+  for (int64_t headdim : {8, 32}) {
+    for (int64_t N : {16, 64}) {
+      for (int64_t L : {0, 1, 7, 13}) {
+        const int64_t di = 4 * headdim;
+        for (const auto& [cb, ce, gate] : {std::tuple<int64_t, int64_t, bool>{0, di, false},
+                                          std::tuple<int64_t, int64_t, bool>{3, di - 5, true}}) {
+          SCOPED_TRACE(::testing::Message() << "Mamba-2 layout: headdim=" << headdim
+                                            << " d_state=" << N << " L=" << L << " c=[" << cb
+                                            << "," << ce << ") gate=" << gate);
+          Mamba2S8 d = MakeMamba2S8(L, headdim, N, gate, Salt({headdim, N, L, cb, gate, 5}));
+          ScanS8Args a = d.args;
+          std::vector<float> y(L * a.ldy + 1, NAN), state = d.state;
+          a.state = state.data();
+          a.y = y.data();
+          KernelsFor(isa).selective_scan_s8(a, cb, ce);
+          std::vector<double> sref(d.state.begin(), d.state.end()), yref(y.size(), 0.0);
+          ref::SelectiveScanS8(a, cb, ce, sref.data(), yref.data());
+          if (L > 0) {
+            ASSERT_TRUE(testing::AssertRelL2(
+                "mamba2 scan y", isa, testing::Region(y.data(), L, a.ldy, cb, ce),
+                testing::Region(yref.data(), L, a.ldy, cb, ce), kScanRelL2));
+          }
+          ASSERT_TRUE(testing::AssertRelL2(
+              "mamba2 scan state", isa, testing::Region(state.data(), 1, 0, cb * N, ce * N),
+              testing::Region(sref.data(), 1, 0, cb * N, ce * N), kScanRelL2));
+          for (int64_t i = 0; i < di * N; ++i) {
+            if (i < cb * N || i >= ce * N) {
+              ASSERT_EQ(state[i], d.state[i]) << "state row " << i / N;
+            }
+          }
+          for (int64_t t = 0; t < L; ++t)
+            for (int64_t ch = 0; ch < a.ldy; ++ch)
+              if (ch < cb || ch >= ce) {
+                ASSERT_TRUE(std::isnan(y[t * a.ldy + ch])) << t << "," << ch;
+              }
+        }
+      }
+    }
+  }
+}
+
+TEST_P(Q8ScanTest, Mamba2LayoutPrefillEqualsSingleSteps) {
+  SCOPED_TRACE(testing::ReplayHint());
+  const Isa isa = GetParam();
+  for (int64_t L : {2, 13}) {
+    Mamba2S8 d = MakeMamba2S8(L, 8, 16, true, Salt({L, 77}));
+    std::vector<float> s_pre = d.state, s_steps = d.state;
+    std::vector<float> y_pre(L * d.args.ldy, 0.0f), y_steps(L * d.args.ldy, 0.0f);
+    const KernelTable& k = KernelsFor(isa);
+    ScanS8Args p = d.args;
+    p.state = s_pre.data();
+    p.y = y_pre.data();
+    k.selective_scan_s8(p, 1, 30);
+    for (int64_t t = 0; t < L; ++t) {
+      ScanS8Args s = d.args;
+      s.L = 1;
+      s.u += t * s.ldu;
+      s.delta += t * s.ld_delta;
+      s.B += t * s.ld_bc;
+      s.C += t * s.ld_bc;
+      s.z += t * s.ldz;
+      s.state = s_steps.data();
+      s.y = y_steps.data() + t * s.ldy;
+      k.selective_scan_s8(s, 1, 30);
+    }
+    ASSERT_TRUE(testing::AssertExact("mamba2 scan y prefill vs steps", isa, y_pre, y_steps));
+    ASSERT_TRUE(testing::AssertExact("mamba2 scan state prefill vs steps", isa, s_pre, s_steps));
   }
 }
 

@@ -86,21 +86,25 @@ void CausalConv1dSilu(const float* x, int64_t L, int64_t C, int64_t ldx, const f
 
 void SelectiveScan(const ScanArgs& a, int64_t c_begin, int64_t c_end) {
   const int64_t N = a.d_state;
+  const ScanLayout& lo = a.layout;
+  const int64_t a_ld = lo.ALd(N), as = lo.a_n_stride;
   for (int64_t c = c_begin; c < c_end; ++c) {
     float* h = a.state + c * N;
-    const float* Ac = a.A + c * N;
+    const float* Ac = a.A + (c / lo.a_group) * a_ld;
+    const int64_t bc = (c / lo.bc_group) * lo.bc_ld, dc = c / lo.dt_group;
+    const float Dc = a.D[c / lo.d_group];
     for (int64_t t = 0; t < a.L; ++t) {
       const float u = a.u[t * a.ldu + c];
-      const float dt = Softplus(a.delta[t * a.ld_delta + c] + a.delta_bias[c]);
-      const float* Bt = a.B + t * a.ld_bc;
-      const float* Ct = a.C + t * a.ld_bc;
+      const float dt = Softplus(a.delta[t * a.ld_delta + dc] + a.delta_bias[dc]);
+      const float* Bt = a.B + t * a.ld_bc + bc;
+      const float* Ct = a.C + t * a.ld_bc + bc;
       const float dtu = dt * u;
       float acc = 0;
       for (int64_t n = 0; n < N; ++n) {
-        h[n] = std::exp(dt * Ac[n]) * h[n] + dtu * Bt[n];
+        h[n] = std::exp(dt * Ac[n * as]) * h[n] + dtu * Bt[n];
         acc += h[n] * Ct[n];
       }
-      float out = acc + a.D[c] * u;
+      float out = acc + Dc * u;
       if (a.z != nullptr) out *= Silu(a.z[t * a.ldz + c]);
       a.y[t * a.ldy + c] = out;
     }

@@ -137,24 +137,28 @@ void CausalConv1dSiluS8(const Conv1dS8Args& a, int64_t c_begin, int64_t c_end) {
 
 void SelectiveScanS8(const ScanS8Args& a, int64_t c_begin, int64_t c_end) {
   const int64_t N = a.d_state;
+  const ScanLayout& lo = a.layout;
+  const int64_t a_ld = lo.ALd(N), as = lo.a_n_stride;
   for (int64_t c = c_begin; c < c_end; ++c) {
     float* h = a.state + c * N;
-    const float* Ac = a.A + c * N;
+    const float* Ac = a.A + (c / lo.a_group) * a_ld;
+    const int64_t bc = (c / lo.bc_group) * lo.bc_ld, dc = c / lo.dt_group;
+    const float Dc = a.D[c / lo.d_group];
     for (int64_t t = 0; t < a.L; ++t) {
       const float u = a.scale_u * static_cast<float>(a.u[t * a.ldu + c]);
-      const float delta = a.scale_delta * static_cast<float>(a.delta[t * a.ld_delta + c]);
-      const float dt = Softplus(delta + a.delta_bias[c]);
-      const int8_t* Bt = a.B + t * a.ld_bc;
-      const int8_t* Ct = a.C + t * a.ld_bc;
+      const float delta = a.scale_delta * static_cast<float>(a.delta[t * a.ld_delta + dc]);
+      const float dt = Softplus(delta + a.delta_bias[dc]);
+      const int8_t* Bt = a.B + t * a.ld_bc + bc;
+      const int8_t* Ct = a.C + t * a.ld_bc + bc;
       const float dtu = dt * u;
       float acc = 0;
       for (int64_t n = 0; n < N; ++n) {
         const float b = a.scale_B * static_cast<float>(Bt[n]);
         const float cc = a.scale_C * static_cast<float>(Ct[n]);
-        h[n] = std::exp(dt * Ac[n]) * h[n] + dtu * b;
+        h[n] = std::exp(dt * Ac[n * as]) * h[n] + dtu * b;
         acc += h[n] * cc;
       }
-      float out = acc + a.D[c] * u;
+      float out = acc + Dc * u;
       if (a.z != nullptr) out *= Silu(a.scale_z * static_cast<float>(a.z[t * a.ldz + c]));
       a.y[t * a.ldy + c] = out;
     }

@@ -123,20 +123,25 @@ void CausalConv1dSiluS8(const Conv1dS8Args& a, int64_t c_begin, int64_t c_end, d
 void SelectiveScanS8(const ScanS8Args& a, int64_t c_begin, int64_t c_end, double* state,
                      double* y) {
   const int64_t N = a.d_state;
+  const ScanLayout& lo = a.layout;
+  const int64_t a_ld = lo.a_ld != 0 ? lo.a_ld : N;
   for (int64_t c = c_begin; c < c_end; ++c) {
     double* h = state + c * N;
     for (int64_t t = 0; t < a.L; ++t) {
       const double u = static_cast<double>(a.scale_u) * a.u[t * a.ldu + c];
-      const double dt = Softplus(static_cast<double>(a.scale_delta) * a.delta[t * a.ld_delta + c] +
-                                 a.delta_bias[c]);
+      const int64_t dc = c / lo.dt_group;
+      const double dt = Softplus(static_cast<double>(a.scale_delta) * a.delta[t * a.ld_delta + dc] +
+                                 a.delta_bias[dc]);
       double acc = 0;
       for (int64_t n = 0; n < N; ++n) {
-        const double b = static_cast<double>(a.scale_B) * a.B[t * a.ld_bc + n];
-        const double cc = static_cast<double>(a.scale_C) * a.C[t * a.ld_bc + n];
-        h[n] = std::exp(dt * a.A[c * N + n]) * h[n] + dt * b * u;
+        const int64_t i_bc = t * a.ld_bc + (c / lo.bc_group) * lo.bc_ld + n;
+        const double b = static_cast<double>(a.scale_B) * a.B[i_bc];
+        const double cc = static_cast<double>(a.scale_C) * a.C[i_bc];
+        const double A = a.A[(c / lo.a_group) * a_ld + n * lo.a_n_stride];
+        h[n] = std::exp(dt * A) * h[n] + dt * b * u;
         acc += h[n] * cc;
       }
-      double out = acc + static_cast<double>(a.D[c]) * u;
+      double out = acc + static_cast<double>(a.D[c / lo.d_group]) * u;
       if (a.z != nullptr) out *= Silu(static_cast<double>(a.scale_z) * a.z[t * a.ldz + c]);
       y[t * a.ldy + c] = out;
     }

@@ -16,6 +16,8 @@
 #include <type_traits>
 
 #include "core/check.h"
+#include "kernels/generic/generic.h"
+#include "kernels/generic/q8_generic.h"
 #include "kernels/kernels.h"
 #include "kernels/q8_internal.h"
 #include "kernels/q8_rowops.h"
