@@ -1,7 +1,8 @@
 // Op-level kernel API. Kernels know nothing of Mamba: they see matrices, vectors and recurrences.
 // One KernelTable per ISA, float and int8 entries together (the int8 contracts are in q8.h), is
-// filled once (dispatch.cc); the model holds a reference to the one in use. Every entry has a float64 / exact-integer oracle in kernels/ref/ and is tested against it
-// on every ISA the host supports (tests/kernels/).
+// filled once (dispatch.cc); the model holds a reference to the one in use. Every entry has a
+// float64 / exact-integer oracle in kernels/ref/ and is tested against it on every ISA the host
+// supports (tests/kernels/).
 //
 // Layout conventions: activations are token-major, (L, C) with a row stride `ld` in elements
 // (so a column slice of a wider matrix can be passed without a copy). Weights of linear layers

@@ -81,8 +81,9 @@ using CausalConv1dSiluS8Fn = void (*)(const Conv1dS8Args& a, int64_t c_begin, in
 
 // Selective scan with int8 inputs (spec §2.3 #10-12, quant_sscan_fwd_kernel): exactly the float
 // recurrence of kernels.h ScanArgs (including its `layout` addressing) after in-kernel
-// dequantisation v = fl(scale * float(q)) of u, delta, B, C, z. delta_bias, A, D are float (dequantised once at load). State fp32 carried
-// in and out; y fp32 = (sum_n h C + D u) * SiLU(z) (no gate if z is null).
+// dequantisation v = fl(scale * float(q)) of u, delta, B, C, z. delta_bias, A, D are float
+// (dequantised once at load). State fp32 carried in and out; y fp32 = (sum_n h C + D u) * SiLU(z)
+// (no gate if z is null).
 struct ScanS8Args {
   int64_t L = 0, d_inner = 0, d_state = 0;
   const int8_t* u = nullptr;          // (L, d_inner), stride ldu

@@ -45,7 +45,8 @@ void RunConvCase(Isa isa, const ConvCase& c) {
   SCOPED_TRACE(::testing::Message() << "L=" << c.L << " C=" << c.C << " c=[" << c.c_begin << ","
                                     << c.c_end << ") d_conv=" << c.d_conv << " ldx=" << ldx
                                     << " ldy=" << ldy << " bias=" << c.bias
-                                    << " f32_out=" << c.f32_out << " per_channel=" << c.per_channel);
+                                    << " f32_out=" << c.f32_out
+                                    << " per_channel=" << c.per_channel);
   Rng rng(Salt({c.L, c.C, c.c_begin, c.c_end, c.d_conv, ldx, ldy, c.bias, c.f32_out,
                 c.per_channel}));
   std::vector<int8_t> x = testing::RandomS8(rng, c.L * ldx + 1);

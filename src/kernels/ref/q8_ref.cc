@@ -54,7 +54,8 @@ void GemmS8S8(const GemmArgs& g, int64_t n_begin, int64_t n_end, int64_t* acc, i
   for (int64_t m = 0; m < g.M; ++m) {
     for (int64_t n = n_begin; n < n_end; ++n) {
       int64_t s = 0;
-      for (int64_t k = 0; k < g.K; ++k) s += static_cast<int64_t>(x[m * g.ldx + k]) * w[n * g.K + k];
+      for (int64_t k = 0; k < g.K; ++k)
+        s += static_cast<int64_t>(x[m * g.ldx + k]) * w[n * g.K + k];
       acc[m * ldacc + n] = s;
     }
   }
