@@ -100,13 +100,24 @@ void BM_MatMul(benchmark::State& state) {
   const Weights w = MakeWeights(dt, N, K, decode);
   std::vector<float> x(M * K), y(M * N);
   Fill(x.data(), M * K, 1.0f);
-  const MatMulFn fn = Table().MatMulFor(dt);
+  WeightDesc wd;
+  wd.format = FloatWeightFormat(dt);
+  wd.rows = N;
+  wd.cols = K;
+  GemmArgs g;
+  g.M = M;
+  g.K = K;
+  g.x = x.data();
+  g.ldx = K;
+  g.w = &wd;
+  g.y = y.data();
+  g.ldy = N;
+  const GemmFn fn = Table().Gemm(NumType::kF32, wd, NumType::kF32);
   ThreadPool& pool = Pool(threads);
   int64_t it = 0;
   for (auto _ : state) {
-    const void* wp = w.Get(it++);
-    pool.ParallelRange(N, 64,
-                       [&](int64_t b, int64_t e) { fn(x.data(), M, K, K, wp, b, e, y.data(), N); });
+    wd.data = w.Get(it++);
+    pool.ParallelRange(N, 64, [&](int64_t b, int64_t e) { fn(g, b, e); });
     benchmark::ClobberMemory();
   }
   state.SetLabel(std::string(IsaName(Table().isa)) + " " + DTypeName(dt));

@@ -1,7 +1,7 @@
 // Google Benchmark of the int8 kernel table (kernels/q8.h) at mamba-1.4b shapes (d_model 2048,
 // d_inner 4096, d_state 16, dt_rank 128): decode GEMV and prefill GEMM of the four projections,
 // conv1d, selective scan, Hadamard + quantize and the fused norm + quantize, on 1 and 2 threads
-// (output ranges split as the model splits them). The ISA is DefaultQ8Kernels(): the best the
+// (output ranges split as the model splits them). The ISA is DefaultKernels(): the best the
 // CPU has, or QUAMBA_ISA=generic|avx2|avx512.
 // Counters (per second): GB = int8 weight bytes streamed (compare GEMV with bandwidth_probe's
 // read bandwidth), GOP = 2 M N K integer multiply-adds; us/token for the per-token ops.
@@ -24,14 +24,14 @@
 namespace quamba::kernels {
 namespace {
 
-const Q8KernelTable& Table() {
-  static const Q8KernelTable& t = []() -> const Q8KernelTable& {
+const KernelTable& Table() {
+  static const KernelTable& t = []() -> const KernelTable& {
     const std::string err = IsaOverrideError();
     if (!err.empty()) {
       std::fprintf(stderr, "%s\n", err.c_str());
       std::exit(1);
     }
-    return DefaultQ8Kernels();
+    return DefaultKernels();
   }();
   return t;
 }
@@ -83,28 +83,29 @@ void BM_GemmS8S8(benchmark::State& state) {
   std::vector<int8_t> x(M * K), y8(M * N);
   std::vector<float> yf(M * N), a(M, 0.01f);
   FillS8(x.data(), M * K);
-  GemmS8Args g;
+  WeightDesc wd;
+  wd.format = WeightFormat::kS8PerTensor;
+  wd.rows = N;
+  wd.cols = K;
+  GemmArgs g;
   g.M = M;
   g.K = K;
   g.x = x.data();
   g.ldx = K;
+  g.w = &wd;
   g.a = a.data();
   g.a_stride = 0;
   g.b = 1e-3f;
-  const Q8KernelTable& k = Table();
+  g.y = f32_out ? static_cast<void*>(yf.data()) : static_cast<void*>(y8.data());
+  g.ldy = N;
+  const KernelTable& k = Table();
+  const GemmFn fn = k.Gemm(NumType::kS8, wd, f32_out ? NumType::kF32 : NumType::kS8);
   ThreadPool& pool = Pool(threads);
   // Ranges aligned to 64 columns (whole packed strips for the prefill GEMM).
   int64_t it = 0;
   for (auto _ : state) {
-    GemmS8Args gi = g;
-    gi.w = w.Get(it++);
-    pool.ParallelRange(N, 64, [&](int64_t b, int64_t e) {
-      if (f32_out) {
-        k.gemm_s8s8_f32(gi, yf.data(), N, b, e);
-      } else {
-        k.gemm_s8s8_s8(gi, y8.data(), N, b, e);
-      }
-    });
+    wd.data = w.Get(it++);
+    pool.ParallelRange(N, 64, [&](int64_t b, int64_t e) { fn(g, b, e); });
     benchmark::ClobberMemory();
   }
   state.SetLabel(std::string(IsaName(k.isa)) + (f32_out ? " ->f32" : " ->s8") +
@@ -206,7 +207,7 @@ void BM_SelectiveScanS8(benchmark::State& state) {
   a.state = st.data();
   a.y = y.data();
   a.ldy = di;
-  const Q8KernelTable& k = Table();
+  const KernelTable& k = Table();
   ThreadPool& pool = Pool(threads);
   for (auto _ : state) {
     pool.ParallelRange(di, 16, [&](int64_t b, int64_t e) { k.selective_scan_s8(a, b, e); });
@@ -246,7 +247,7 @@ void BM_CausalConv1dSiluS8(benchmark::State& state) {
   a.y = y.data();
   a.ldy = C;
   a.inv_scale_y = 40.0f;
-  const Q8KernelTable& k = Table();
+  const KernelTable& k = Table();
   ThreadPool& pool = Pool(threads);
   for (auto _ : state) {
     pool.ParallelRange(C, 16, [&](int64_t cb, int64_t ce) { k.causal_conv1d_silu_s8(a, cb, ce); });
@@ -268,7 +269,7 @@ void BM_HadamardQuant(benchmark::State& state) {
   std::vector<float> x(L * n);
   std::vector<int8_t> q(L * n);
   FillF(x.data(), L * n, 2.0f);
-  const Q8KernelTable& k = Table();
+  const KernelTable& k = Table();
   for (auto _ : state) {
     k.hadamard_quant(x.data(), L, n, n, 50.0f, q.data(), n);
     benchmark::ClobberMemory();
@@ -289,7 +290,7 @@ void BM_AddRmsNormQuant(benchmark::State& state) {
   FillF(r.data(), n, 2.0f);
   FillF(h.data(), n, 0.01f);
   FillF(w.data(), n, 1.0f);
-  const Q8KernelTable& k = Table();
+  const KernelTable& k = Table();
   for (auto _ : state) {
     benchmark::DoNotOptimize(k.add_rms_norm_quant(r.data(), h.data(), w.data(), n, 1e-5f,
                                                   inv_scale, q.data()));
@@ -306,7 +307,7 @@ void BM_QuantizeF32ToS8(benchmark::State& state) {
   std::vector<float> x(L * C);
   std::vector<int8_t> q(L * C);
   FillF(x.data(), L * C, 4.0f);
-  const Q8KernelTable& k = Table();
+  const KernelTable& k = Table();
   for (auto _ : state) {
     k.quantize_f32_s8(x.data(), L, C, C, 30.0f, nullptr, q.data(), C);
     benchmark::ClobberMemory();

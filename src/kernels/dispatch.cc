@@ -1,13 +1,13 @@
-// Kernel table selection: filled once per ISA from CPU features (XNNPACK-style config), with a
-// QUAMBA_ISA override so tests and benchmarks can force any lower path (FBGEMM-style).
-#include <cpuid.h>
-
+// Kernel table selection: filled once per ISA from CPU features (kernels/cpu_features.h;
+// XNNPACK-style config), with a QUAMBA_ISA override so tests and benchmarks can force any lower
+// path (FBGEMM-style).
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
 
 #include "core/check.h"
 #include "core/status.h"
+#include "kernels/cpu_features.h"
 #include "kernels/generic/generic.h"
 #include "kernels/kernels.h"
 
@@ -26,37 +26,6 @@ void FillSsdTable(KernelTable* t);
 }
 
 namespace {
-
-struct CpuFeatures {
-  bool avx2_fma_f16c = false;
-  bool avx512 = false;  // F, BW, VL, DQ, VNNI
-};
-
-CpuFeatures Detect() {
-  CpuFeatures f;
-  unsigned a, b, c, d;
-  if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
-  const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28),
-             f16c = c & (1u << 29);
-  if (!osxsave || !avx) return f;
-  // xgetbv(0): the OS saves the registers we would use (ggml's FIXME: cpuid alone is not enough).
-  unsigned xcr0_lo, xcr0_hi;
-  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
-  const bool os_ymm = (xcr0_lo & 0x6) == 0x6;    // SSE + AVX state
-  const bool os_zmm = (xcr0_lo & 0xe6) == 0xe6;  // + opmask, ZMM_Hi256, Hi16_ZMM
-  if (__get_cpuid_max(0, nullptr) < 7) return f;
-  __cpuid_count(7, 0, a, b, c, d);
-  const bool avx2 = b & (1u << 5), avx512f = b & (1u << 16), avx512dq = b & (1u << 17),
-             avx512bw = b & (1u << 30), avx512vl = b & (1u << 31), vnni = c & (1u << 11);
-  f.avx2_fma_f16c = os_ymm && avx2 && fma && f16c;
-  f.avx512 = f.avx2_fma_f16c && os_zmm && avx512f && avx512dq && avx512bw && avx512vl && vnni;
-  return f;
-}
-
-const CpuFeatures& Features() {
-  static const CpuFeatures f = Detect();
-  return f;
-}
 
 KernelTable tables[kNumIsas];
 std::once_flag table_once[kNumIsas];
@@ -129,14 +98,7 @@ bool ParseIsa(const char* name, Isa* out) {
   return false;
 }
 
-bool IsaSupported(Isa isa) {
-  switch (isa) {
-    case Isa::kGeneric: return true;
-    case Isa::kAvx2: return Features().avx2_fma_f16c;
-    case Isa::kAvx512: return Features().avx512;
-  }
-  return false;
-}
+bool IsaSupported(Isa isa) { return IsaSupportedBy(isa, HostFeatures()); }
 
 std::vector<Isa> AvailableIsas() {
   std::vector<Isa> v;
@@ -156,15 +118,54 @@ const KernelTable& DefaultKernels() { return KernelsFor(Default().isa); }
 
 std::string IsaOverrideError() { return Default().error; }
 
-MatMulFn KernelTable::MatMulFor(DType w) const {
-  switch (w) {
-    case DType::kF32: return matmul_f32;
-    case DType::kF16: return matmul_f16;
-    case DType::kBF16: return matmul_bf16;
+const char* NumTypeName(NumType t) {
+  switch (t) {
+    case NumType::kF32: return "F32";
+    case NumType::kF16: return "F16";
+    case NumType::kBF16: return "BF16";
+    case NumType::kS8: return "S8";
+    case NumType::kS4: return "S4";
+    case NumType::kS32: return "S32";
+  }
+  return "?";
+}
+
+NumType WeightNumType(WeightFormat f) {
+  switch (f) {
+    case WeightFormat::kF32: return NumType::kF32;
+    case WeightFormat::kF16: return NumType::kF16;
+    case WeightFormat::kBF16: return NumType::kBF16;
+    case WeightFormat::kS8PerTensor:
+    case WeightFormat::kS8PerRow: return NumType::kS8;
+    case WeightFormat::kS4Group: return NumType::kS4;
+  }
+  QM_CHECK(false, "bad weight format %d", static_cast<int>(f));
+  return NumType::kF32;
+}
+
+WeightFormat FloatWeightFormat(DType t) {
+  switch (t) {
+    case DType::kF32: return WeightFormat::kF32;
+    case DType::kF16: return WeightFormat::kF16;
+    case DType::kBF16: return WeightFormat::kBF16;
     default: break;
   }
-  QM_CHECK(false, "no float matmul for weight dtype %s", DTypeName(w));
-  return nullptr;
+  QM_CHECK(false, "no float weight format for dtype %s", DTypeName(t));
+  return WeightFormat::kF32;
+}
+
+namespace {
+bool ValidNumType(NumType t) { return static_cast<int>(t) < kNumNumTypes; }
+}  // namespace
+
+GemmFn KernelTable::Gemm(NumType act, NumType weight, NumType out) const {
+  QM_CHECK(ValidNumType(act) && ValidNumType(weight) && ValidNumType(out), "bad GEMM type");
+  return gemm_fns[static_cast<int>(act)][static_cast<int>(weight)][static_cast<int>(out)];
+}
+
+void KernelTable::SetGemm(NumType act, NumType weight, NumType out, GemmFn f) {
+  QM_CHECK(ValidNumType(act) && ValidNumType(weight) && ValidNumType(out), "bad GEMM type");
+  gemm_fns[static_cast<int>(act)][static_cast<int>(weight)][static_cast<int>(out)] = f;
 }
 
 namespace {

@@ -1,7 +1,8 @@
 // Op-level kernel API. Kernels know nothing of Mamba: they see matrices, vectors and recurrences.
-// One KernelTable per ISA is filled once (dispatch.cc); the model holds a pointer to the one in
-// use. Every entry has a float64 / exact-integer oracle in kernels/ref/ and is tested against it
-// on every ISA the host supports (tests/kernels/).
+// One KernelTable per ISA, float and int8 entries together (the int8 contracts are in q8.h), is
+// filled once (dispatch.cc); the model holds a reference to the one in use. Every entry has a
+// float64 / exact-integer oracle in kernels/ref/ and is tested against it on every ISA the host
+// supports (tests/kernels/).
 //
 // Layout conventions: activations are token-major, (L, C) with a row stride `ld` in elements
 // (so a column slice of a wider matrix can be passed without a copy). Weights of linear layers
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "kernels/q8.h"
 #include "kernels/ssd.h"
 
 namespace quamba::kernels {
@@ -24,16 +26,82 @@ constexpr int kNumIsas = 3;
 
 const char* IsaName(Isa isa);  // "generic", "avx2", "avx512"
 bool ParseIsa(const char* name, Isa* out);
-// CPU features (cpuid) and OS register-state support (xgetbv) both present.
+// Every CPU feature the ISA's code is compiled for (cpuid) and the OS register state it needs
+// (xgetbv) are present: IsaSupportedBy(isa, HostFeatures()) of kernels/cpu_features.h.
 bool IsaSupported(Isa isa);
 // Supported ISAs, lowest first; always contains kGeneric.
 std::vector<Isa> AvailableIsas();
 
-// y (M, n_end-n_begin slice of N) = x (M, K) @ W (N, K)^T, fp32 accumulation.
-// x row stride ldx, y row stride ldy (y[m*ldy + n] for n in [n_begin, n_end)). W rows have
-// stride K. The weight element type is in the function's name.
-using MatMulFn = void (*)(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w,
-                          int64_t n_begin, int64_t n_end, float* y, int64_t ldy);
+// ---------------------------------------------------------------------------------------------
+// GEMM / GEMV: y (M, N) = x (M, K) @ W (N, K)^T with an epilogue, one entry point per
+// (activation, weight, output) element type, looked up in the table (KernelTable::Gemm).
+
+// Element types as kernel names spell them (<Op><A><W>To<Out>): kS4 = 4-bit weight codes.
+enum class NumType : uint8_t { kF32 = 0, kF16 = 1, kBF16 = 2, kS8 = 3, kS4 = 4, kS32 = 5 };
+inline constexpr int kNumNumTypes = 6;
+const char* NumTypeName(NumType t);  // "F32", "F16", "BF16", "S8", "S4", "S32"
+
+// How a weight matrix is stored and scaled.
+enum class WeightFormat : uint8_t {
+  kF32,          // float32 (N, K)
+  kF16,          // IEEE half (N, K)
+  kBF16,         // bfloat16 (N, K)
+  kS8PerTensor,  // int8 (N, K), w = scale * q
+  kS8PerRow,     // int8 (N, K), w[n, :] = scales[n] * q[n, :] (per output channel)
+  kS4Group,      // 4-bit codes, w[n, k] = scales[n * (K / group) + k / group] * (code - kS4Zero)
+};
+// The element type a GEMM sees: kF32, kF16, kBF16, kS8 (both int8 formats) or kS4.
+NumType WeightNumType(WeightFormat f);
+// kF32 / kF16 / kBF16 for a float tensor dtype; QM_CHECKs the dtype.
+WeightFormat FloatWeightFormat(DType t);
+
+// 4-bit layout (kS4Group; fixed now, kernels come with the W4 issue): codes 0..15 with offset
+// kS4Zero (w = scale * (code - 8)), packed two per byte along K: byte j of row n holds k = 2j in
+// its low nibble and k = 2j + 1 in its high nibble; rows of K / 2 bytes (K even). On disk
+// U8 (N, K/2) with F32 scales (N, K/group), group 128.
+inline constexpr int kS4Zero = 8;
+
+struct WeightDesc {
+  WeightFormat format = WeightFormat::kF32;
+  const void* data = nullptr;     // (N, K) row-major, row stride K elements (kS4Group: K/2 bytes)
+  int64_t rows = 0;               // N (bounds n_end)
+  int64_t cols = 0;               // K
+  float scale = 1.0f;             // kS8PerTensor: the tensor's scale
+  const float* scales = nullptr;  // kS8PerRow: (N); kS4Group: (N, K / group)
+  int64_t group = 128;            // kS4Group: K elements per scale
+};
+
+// Operands of one GEMM; each kernel computes columns n in [n_begin, n_end) of y (M, N), row
+// stride ldy, from all K. x's element type is the activation type, y's the output type.
+//
+// Float activations (F32 x F32/F16/BF16 -> F32): y = sum_k x[m, k] w[n, k], fp32 accumulation
+// in an ISA-specific order, weights widened exactly. No epilogue: a and col must be null.
+//
+// Int8 (S8 x S8, weights kS8PerTensor or kS8PerRow): acc[m, n] = sum_k x[m, k] q[n, k] in int32,
+// exact for K <= kGemmS8MaxK; with s_m = fl(a[m * a_stride] * b) and
+// c_mn = col ? fl(s_m * col[n]) : s_m:
+//   ToS32: y = acc                                  (a, b, col ignored: tests, custom epilogues)
+//   ToS8:  y = RoundS8(fl(fl(float(acc)) * c_mn))
+//   ToF32: y = fl(fl(float(acc)) * c_mn)
+// a_stride 0: one static input scale; 1: per-token dynamic scales. The kernels read only
+// w->data: the weight scale is the caller's, folded into b (kS8PerTensor) or passed as col
+// (kS8PerRow: col = w->scales, or their product with another per-column factor such as
+// 1 / s_out[n]). col null gives exactly the per-tensor epilogue. M <= 4 is the decode GEMV
+// (streams each W row once); larger M the prefill GEMM (W panels packed on the fly).
+struct GemmArgs {
+  int64_t M = 0, K = 0;
+  const void* x = nullptr;           // (M, K), row stride ldx
+  int64_t ldx = 0;
+  const WeightDesc* w = nullptr;     // (N, K); K == w->cols
+  // Epilogue of the integer GEMMs.
+  const float* a = nullptr;          // (M), stride a_stride
+  int64_t a_stride = 0;
+  float b = 1.0f;
+  const float* col = nullptr;        // (N) per output column, or null
+  void* y = nullptr;                 // (M, N), row stride ldy
+  int64_t ldy = 0;
+};
+using GemmFn = void (*)(const GemmArgs& g, int64_t n_begin, int64_t n_end);
 
 // y (n) = x (n) * rsqrt(mean(x^2) + eps) * w (n). When h != nullptr, first residual += h and
 // normalise the updated residual (the fused add + norm of mamba_ssm's Block). y may alias h.
@@ -50,11 +118,13 @@ using CausalConv1dSiluFn = void (*)(const float* x, int64_t L, int64_t C, int64_
                                     const float* w, const float* b, int d_conv, float* state,
                                     float* y, int64_t ldy, int64_t c_begin, int64_t c_end);
 
-// Selective scan of Mamba-1 (selective_scan_ref with delta_softplus=True, z gate), channels
+// Selective scan (selective_scan_ref with delta_softplus=True, z gate), channels
 // [c_begin, c_end), state (d_inner, d_state) carried in and out:
 //   dt[t,c]  = softplus(delta[t,c] + delta_bias[c])   (softplus(v) = v > 20 ? v : log1p(exp v))
-//   h[c,n]   = exp(dt * A[c,n]) * h[c,n] + dt * B[t,n] * u[t,c]
-//   y[t,c]   = (sum_n h[c,n] * C[t,n] + D[c] * u[t,c]) * SiLU(z[t,c])   (no gate if z null)
+//   h[c,n]   = exp(dt * A[c,n]) * h[c,n] + dt * B[t,c,n] * u[t,c]
+//   y[t,c]   = (sum_n h[c,n] * C[t,c,n] + D[c] * u[t,c]) * SiLU(z[t,c])   (no gate if z null)
+// with A, B, C, delta, delta_bias and D addressed through `layout` (scan_layout.h): the
+// defaults give Mamba-1's shapes noted below, ScanLayout::Mamba2() a Mamba-2 SSD step.
 struct ScanArgs {
   int64_t L = 0, d_inner = 0, d_state = 0;
   const float* u = nullptr;           // (L, d_inner), stride ldu
@@ -72,6 +142,7 @@ struct ScanArgs {
   float* state = nullptr;             // (d_inner, d_state), in/out
   float* y = nullptr;                 // (L, d_inner), stride ldy; may alias u only if ldy == ldu
   int64_t ldy = 0;
+  ScanLayout layout;                  // default: Mamba-1 (the shapes above)
 };
 using SelectiveScanFn = void (*)(const ScanArgs& a, int64_t c_begin, int64_t c_end);
 
@@ -86,21 +157,36 @@ using SumU64Fn = uint64_t (*)(const uint8_t* p, int64_t n);
 
 struct KernelTable {
   Isa isa = Isa::kGeneric;
-  MatMulFn matmul_f32 = nullptr;   // W float32
-  MatMulFn matmul_f16 = nullptr;   // W IEEE half
-  MatMulFn matmul_bf16 = nullptr;  // W bfloat16
   AddRmsNormFn add_rms_norm = nullptr;
   CausalConv1dSiluFn causal_conv1d_silu = nullptr;
   SelectiveScanFn selective_scan = nullptr;
   ConvertRowFn convert_f16 = nullptr;
   ConvertRowFn convert_bf16 = nullptr;
   SumU64Fn sum_u64 = nullptr;
+  // Int8 ops (q8.h).
+  QuantizeF32ToS8Fn quantize_f32_s8 = nullptr;
+  AddRmsNormQuantFn add_rms_norm_quant = nullptr;
+  CausalConv1dSiluS8Fn causal_conv1d_silu_s8 = nullptr;
+  SelectiveScanS8Fn selective_scan_s8 = nullptr;
+  HadamardF32Fn hadamard_f32 = nullptr;
+  HadamardF32ToS8Fn hadamard_quant = nullptr;
   // Mamba-2 (kernels/ssd.h).
   SsdFn ssd_scan = nullptr;
   SsdFn ssd_chunk = nullptr;
   GatedRmsNormFn gated_rms_norm = nullptr;
 
-  MatMulFn MatMulFor(DType w) const;    // QM_CHECKs that w is F32/F16/BF16
+  // GEMMs by (activation, weight, output) element type, filled from the backends' type-named
+  // functions (GemmF32F32ToF32, GemmF32F16ToF32, GemmF32BF16ToF32, GemmS8S8ToS32,
+  // GemmS8S8ToS8, GemmS8S8ToF32). Read through Gemm().
+  GemmFn gemm_fns[kNumNumTypes][kNumNumTypes][kNumNumTypes] = {};
+
+  // The kernel for that combination, or null when there is none (yet: S4 weights).
+  GemmFn Gemm(NumType act, NumType weight, NumType out) const;
+  // Same, with the weight type of a descriptor's format.
+  GemmFn Gemm(NumType act, const WeightDesc& w, NumType out) const {
+    return Gemm(act, WeightNumType(w.format), out);
+  }
+  void SetGemm(NumType act, NumType weight, NumType out, GemmFn f);
   ConvertRowFn ConvertFor(DType w) const;  // F32 -> memcpy-based row copy
 };
 

@@ -1,5 +1,6 @@
-// Int8 (W8A8) op-level kernel API: the building blocks of Quamba's int8 Mamba-1 block (spec §2.3).
-// A separate table from the float one (kernels.h) with the same conventions: activations are
+// Int8 (W8A8) op contracts: the building blocks of Quamba's int8 Mamba-1 block (spec §2.3). Their
+// entries live in the one KernelTable of kernels.h (which includes this header), with the same
+// conventions as the float ops: activations are
 // token-major (L, C) with a row stride in elements; linear weights are (N, K) row-major int8,
 // plain (no packing on disk or in memory); each kernel produces the half-open output range it
 // is given and is single-threaded and allocation-free apart from per-thread scratch grown on
@@ -14,7 +15,7 @@
 
 #include <cstdint>
 
-#include "kernels/kernels.h"
+#include "kernels/scan_layout.h"
 
 namespace quamba::kernels {
 
@@ -41,35 +42,18 @@ using QuantizeF32ToS8Fn = void (*)(const float* x, int64_t L, int64_t C, int64_t
 using AddRmsNormQuantFn = float (*)(float* residual, const float* h, const float* w, int64_t n,
                                     float eps, float inv_scale, int8_t* q);
 
-// Operands of acc[m, n] = sum_k x[m, k] * w[n, k] (int32, exact for K <= kGemmS8MaxK).
-// The output scale of row m is fl(a[m * a_stride] * b): a_stride 0 for a static per-tensor
-// input scale, 1 for per-token dynamic scales; b a scalar (s_x*s_w/s_out or s_x*s_w).
-struct GemmS8Args {
-  int64_t M = 0, K = 0;
-  const int8_t* x = nullptr;  // (M, K), row stride ldx
-  int64_t ldx = 0;
-  const int8_t* w = nullptr;  // (N, K) row-major, row stride K (N only bounds n_end)
-  const float* a = nullptr;   // (M) stride a_stride; ignored by the ToS32 form
-  int64_t a_stride = 0;
-  float b = 1.0f;
-};
-// Computes columns n in [n_begin, n_end) of y (M, N), row stride ldy:
-//   ToS32: y = acc                                  (exactness tests, custom epilogues)
-//   ToS8:  y = RoundS8(fl(fl(float(acc)) * fl(a[m] * b)))
-//   ToF32: y = fl(fl(float(acc)) * fl(a[m] * b))
-// M <= 4 is the decode GEMV (streams each W row once, bandwidth-bound); larger M is the
-// prefill GEMM (W panels packed on the fly into per-thread scratch, register-blocked).
-using GemmS8S8ToS32Fn = void (*)(const GemmS8Args& g, int32_t* y, int64_t ldy, int64_t n_begin,
-                                 int64_t n_end);
-using GemmS8S8ToS8Fn = void (*)(const GemmS8Args& g, int8_t* y, int64_t ldy, int64_t n_begin,
-                                int64_t n_end);
-using GemmS8S8ToF32Fn = void (*)(const GemmS8Args& g, float* y, int64_t ldy, int64_t n_begin,
-                                 int64_t n_end);
+// The int8 GEMMs (GemmS8S8ToS32 / ToS8 / ToF32) are GemmFn entries of the KernelTable: see
+// GemmArgs in kernels.h for their operands and epilogue.
 
 // Int8 depthwise causal conv1d + bias + SiLU (spec §2.3 #4-5, csrc/causal_conv1d quant kernel):
 //   acc[t, c] = sum_{k<d_conv} w[k, c] * xin[t - (d_conv-1) + k, c]          (int32, exact)
-//   v = acc * fl(scale_w * scale_x) + fl(scale_b * b[c])                     (fp32; b optional)
-//   y_f32 = SiLU(v)  or  y = RoundS8(fl(SiLU(v) * inv_scale_y))
+//   v = acc * sa[c] + bias[c]                       (fp32, the SIMD kernels fuse it into one FMA)
+//   y_f32 = SiLU(v)  or  y = RoundS8(fl(SiLU(v) * iy[c]))
+// with the scalar (per-tensor, Mamba-1) factors unless a per-channel array is given (Quamba2's
+// x / B / C slices with their own input, weight, bias and output scales, spec §2.5 #3-4):
+//   sa[c]   = scale_acc ? scale_acc[c] : fl(scale_w * scale_x)
+//   bias[c] = bias_f32 ? bias_f32[c] : b ? fl(scale_b * b[c]) : 0
+//   iy[c]   = inv_scale_y_ch ? inv_scale_y_ch[c] : inv_scale_y
 // xin[-j] for j = 1..d_conv-1 is state[(d_conv-1) - j, c] (previous int8 inputs, oldest first;
 // zeros for a new sequence); on return state holds the last d_conv-1 inputs. Channels
 // [c_begin, c_end); L = 1 is the decode step.
@@ -88,13 +72,18 @@ struct Conv1dS8Args {
   float* y_f32 = nullptr;        // (L, C), row stride ldy: float output instead, if non-null
   int64_t ldy = 0;
   float inv_scale_y = 1.0f;      // 1 / s_out for the int8 output
+  // Per-channel forms; null: the scalars above.
+  const float* scale_acc = nullptr;       // (C) fl(s_w[c] * s_x[c])
+  const float* bias_f32 = nullptr;        // (C) float bias, e.g. fl(s_b[c] * b[c]); b is ignored
+  const float* inv_scale_y_ch = nullptr;  // (C) 1 / s_out[c] for the int8 output
 };
 using CausalConv1dSiluS8Fn = void (*)(const Conv1dS8Args& a, int64_t c_begin, int64_t c_end);
 
 // Selective scan with int8 inputs (spec §2.3 #10-12, quant_sscan_fwd_kernel): exactly the float
-// recurrence of kernels.h ScanArgs after in-kernel dequantisation v = fl(scale * float(q)) of
-// u, delta, B, C, z. delta_bias, A, D are float (dequantised once at load). State fp32 carried
-// in and out; y fp32 = (sum_n h C + D u) * SiLU(z) (no gate if z is null).
+// recurrence of kernels.h ScanArgs (including its `layout` addressing) after in-kernel
+// dequantisation v = fl(scale * float(q)) of u, delta, B, C, z. delta_bias, A, D are float
+// (dequantised once at load). State fp32 carried in and out; y fp32 = (sum_n h C + D u) * SiLU(z)
+// (no gate if z is null).
 struct ScanS8Args {
   int64_t L = 0, d_inner = 0, d_state = 0;
   const int8_t* u = nullptr;          // (L, d_inner), stride ldu
@@ -116,6 +105,7 @@ struct ScanS8Args {
   float* state = nullptr;             // (d_inner, d_state), in/out
   float* y = nullptr;                 // (L, d_inner), stride ldy
   int64_t ldy = 0;
+  ScanLayout layout;                  // default: Mamba-1 (the shapes above)
 };
 using SelectiveScanS8Fn = void (*)(const ScanS8Args& a, int64_t c_begin, int64_t c_end);
 
@@ -129,25 +119,6 @@ using SelectiveScanS8Fn = void (*)(const ScanS8Args& a, int64_t c_begin, int64_t
 using HadamardF32Fn = void (*)(float* x, int64_t L, int64_t n, int64_t ldx);
 using HadamardF32ToS8Fn = void (*)(const float* x, int64_t L, int64_t n, int64_t ldx,
                                    float inv_scale, int8_t* q, int64_t ldq);
-
-struct Q8KernelTable {
-  Isa isa = Isa::kGeneric;
-  QuantizeF32ToS8Fn quantize_f32_s8 = nullptr;
-  AddRmsNormQuantFn add_rms_norm_quant = nullptr;
-  GemmS8S8ToS32Fn gemm_s8s8_s32 = nullptr;
-  GemmS8S8ToS8Fn gemm_s8s8_s8 = nullptr;
-  GemmS8S8ToF32Fn gemm_s8s8_f32 = nullptr;
-  CausalConv1dSiluS8Fn causal_conv1d_silu_s8 = nullptr;
-  SelectiveScanS8Fn selective_scan_s8 = nullptr;
-  HadamardF32Fn hadamard_f32 = nullptr;
-  HadamardF32ToS8Fn hadamard_quant = nullptr;
-};
-
-// The table for `isa` (QM_CHECKs IsaSupported); entries an ISA does not specialise are the
-// generic ones. Filled once.
-const Q8KernelTable& Q8KernelsFor(Isa isa);
-// The table of DefaultKernels().isa (best supported, or QUAMBA_ISA).
-const Q8KernelTable& DefaultQ8Kernels();
 
 // Hadamard sizes: n = K * 2^k, K in {1, 12, 40}, n >= 1. Sets K and log2 of the power of two.
 bool HadamardSizeOk(int64_t n, int* K = nullptr, int* log2_pow2 = nullptr);

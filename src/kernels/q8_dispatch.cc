@@ -1,34 +1,12 @@
-// Int8 kernel tables (kernels/q8.h): filled once per ISA, generic entries first, then each ISA
-// overrides what it specialises. Also the per-thread scratch of the int8 backends.
+// The per-thread scratch of the int8 backends (kernels/q8_internal.h).
 #include <cstdlib>
-#include <mutex>
 
 #include "core/check.h"
-#include "kernels/generic/q8_generic.h"
-#include "kernels/q8.h"
 #include "kernels/q8_internal.h"
 
 namespace quamba::kernels {
 
-namespace x86::avx2 {
-void FillQ8Table(Q8KernelTable* t);  // src/kernels/x86/avx2/q8_avx2.cc
-}
-namespace x86::avx512 {
-void FillQ8Table(Q8KernelTable* t);  // src/kernels/x86/avx512/q8_avx512.cc
-}
-
 namespace {
-
-Q8KernelTable q8_tables[kNumIsas];
-std::once_flag q8_once[kNumIsas];
-
-void BuildQ8(Isa isa) {
-  Q8KernelTable& t = q8_tables[static_cast<int>(isa)];
-  t.isa = isa;
-  generic::FillQ8Table(&t);
-  if (isa == Isa::kAvx2 || isa == Isa::kAvx512) x86::avx2::FillQ8Table(&t);
-  if (isa == Isa::kAvx512) x86::avx512::FillQ8Table(&t);
-}
 
 constexpr int kNumQ8Slots = 3;
 
@@ -43,15 +21,6 @@ struct Q8ScratchSet {
 thread_local Q8ScratchSet q8_scratch;
 
 }  // namespace
-
-const Q8KernelTable& Q8KernelsFor(Isa isa) {
-  QM_CHECK(IsaSupported(isa), "ISA %s requested but not supported", IsaName(isa));
-  const int i = static_cast<int>(isa);
-  std::call_once(q8_once[i], BuildQ8, isa);
-  return q8_tables[i];
-}
-
-const Q8KernelTable& DefaultQ8Kernels() { return Q8KernelsFor(DefaultKernels().isa); }
 
 namespace q8 {
 

@@ -49,7 +49,7 @@ struct BlockEnv {
   const ModelWeights& w;
   ThreadPool& pool;
   const kernels::KernelTable& k;
-  const kernels::Q8KernelTable& q8;
+  const kernels::KernelTable& q8;
   Int8Gemm* gemm;  // int8 blocks: integer kernels or --simulate
   Scratch& scratch;
   int64_t max_rows;  // rows per Forward (prefill chunk or decode batch)

@@ -13,20 +13,25 @@ void KernelInt8Gemm::Run(const int8_t* x, int64_t M, int64_t K, int64_t ldx, con
 void KernelInt8Gemm::RunRange(const int8_t* x, int64_t M, int64_t K, int64_t ldx,
                               const QMatrix& w, const float* a, int64_t a_stride, float b,
                               int8_t* y8, float* yf, int64_t ldy, int64_t nb, int64_t ne) {
-  kernels::GemmS8Args g;
+  kernels::WeightDesc wd;
+  wd.format = kernels::WeightFormat::kS8PerTensor;
+  wd.data = w.q;
+  wd.rows = w.rows;
+  wd.cols = w.cols;
+  wd.scale = w.scale;
+  kernels::GemmArgs g;
   g.M = M;
   g.K = K;
   g.x = x;
   g.ldx = ldx;
-  g.w = w.q;
+  g.w = &wd;
   g.a = a;
   g.a_stride = a_stride;
   g.b = b;
-  if (y8 != nullptr) {
-    q8_.gemm_s8s8_s8(g, y8, ldy, nb, ne);
-  } else {
-    q8_.gemm_s8s8_f32(g, yf, ldy, nb, ne);
-  }
+  g.y = y8 != nullptr ? static_cast<void*>(y8) : static_cast<void*>(yf);
+  g.ldy = ldy;
+  q8_.Gemm(kernels::NumType::kS8, wd, y8 != nullptr ? kernels::NumType::kS8 : kernels::NumType::kF32)(
+      g, nb, ne);
 }
 
 }  // namespace quamba

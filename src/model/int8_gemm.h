@@ -31,7 +31,7 @@ class Int8Gemm {
 // The integer kernels of `q8`.
 class KernelInt8Gemm final : public Int8Gemm {
  public:
-  KernelInt8Gemm(ThreadPool& pool, const kernels::Q8KernelTable& q8) : pool_(pool), q8_(q8) {}
+  KernelInt8Gemm(ThreadPool& pool, const kernels::KernelTable& q8) : pool_(pool), q8_(q8) {}
   void Run(const int8_t* x, int64_t M, int64_t K, int64_t ldx, const QMatrix& w, const float* a,
            int64_t a_stride, float b, int8_t* y8, float* yf, int64_t ldy) override;
   void RunRange(const int8_t* x, int64_t M, int64_t K, int64_t ldx, const QMatrix& w,
@@ -40,7 +40,7 @@ class KernelInt8Gemm final : public Int8Gemm {
 
  private:
   ThreadPool& pool_;
-  const kernels::Q8KernelTable& q8_;
+  const kernels::KernelTable& q8_;
 };
 
 }  // namespace quamba

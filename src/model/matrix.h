@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "core/dtype.h"
+#include "kernels/kernels.h"
 
 namespace quamba {
 
@@ -20,5 +21,14 @@ struct QMatrix {
   int64_t rows = 0, cols = 0;
   float scale = 0;
 };
+
+// Columns [nb, ne) of y (M, N) = x (M, K) @ W^T (row strides ldx, ldy) with the float GEMM of
+// `k` for W's dtype, on the calling thread.
+void MatMulRange(const kernels::KernelTable& k, const float* x, int64_t M, int64_t ldx,
+                 const MatrixRef& w, float* y, int64_t ldy, int64_t nb, int64_t ne);
+// The same for a float32 matrix given as a pointer (N rows of K).
+void MatMulRangeF32(const kernels::KernelTable& k, const float* x, int64_t M, int64_t K,
+                    int64_t ldx, const float* w, int64_t N, float* y, int64_t ldy, int64_t nb,
+                    int64_t ne);
 
 }  // namespace quamba

@@ -14,7 +14,7 @@ Runtime::Runtime(const Model& model, int n_threads, const kernels::KernelTable& 
       w_(model.weights()),
       simulate_(simulate && model.quantized()),
       k_(k),
-      q8_(kernels::Q8KernelsFor(k.isa)),
+      q8_(k),
       pool_(n_threads),
       max_rows_(std::max<int64_t>(1, std::max(max_chunk, max_batch))) {
   const int64_t R = max_rows_, dm = c_.d_model;
@@ -97,9 +97,8 @@ void Runtime::Logits(const int64_t* rows, int64_t n_rows, float* logits) {
   }
   // logits = self.lm_head(hidden_states)        (n_rows, vocab)
   const MatrixRef& head = w_.lm_head;
-  const kernels::MatMulFn f = k_.MatMulFor(head.dtype);
   pool_.ParallelRange(head.rows, 64, [&](int64_t b, int64_t e) {
-    f(hn_, n_rows, dm, dm, head.data, b, e, logits, c_.vocab_size);
+    MatMulRange(k_, hn_, n_rows, dm, head, logits, c_.vocab_size, b, e);
   });
 }
 

@@ -63,7 +63,7 @@ class Runtime {
   const ModelWeights& w_;
   const bool simulate_;
   const kernels::KernelTable& k_;
-  const kernels::Q8KernelTable& q8_;
+  const kernels::KernelTable& q8_;
   ThreadPool pool_;
   const int64_t max_rows_;
   ActivationObserver* observer_ = nullptr;

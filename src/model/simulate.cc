@@ -5,7 +5,7 @@
 namespace quamba {
 
 SimulatedInt8Gemm::SimulatedInt8Gemm(ThreadPool& pool, const kernels::KernelTable& k,
-                                     const kernels::Q8KernelTable& q8,
+                                     const kernels::KernelTable& q8,
                                      const std::vector<QMatrix>& matrices, int64_t max_rows,
                                      int64_t max_k, int64_t max_n_int8_out)
     : pool_(pool), k_(k), q8_(q8), x_(max_rows * max_k), acc_(max_rows * max_n_int8_out) {
@@ -24,7 +24,8 @@ const float* SimulatedInt8Gemm::Grid(const QMatrix& w) const {
   return it->second.data();
 }
 
-void SimulatedInt8Gemm::Columns(const float* xf, int64_t M, int64_t K, const float* wf,
+void SimulatedInt8Gemm::Columns(const float* xf, int64_t M, int64_t K, int64_t N,
+                                const float* wf,
                                 const float* a, int64_t a_stride, float b, int8_t* y8, float* yf,
                                 int64_t ldy, float* acc, int64_t ld_acc, int64_t nb,
                                 int64_t ne) {
@@ -33,7 +34,7 @@ void SimulatedInt8Gemm::Columns(const float* xf, int64_t M, int64_t K, const flo
     acc = yf;
     ld_acc = ldy;
   }
-  k_.matmul_f32(xf, M, K, K, wf, nb, ne, acc, ld_acc);
+  MatMulRangeF32(k_, xf, M, K, K, wf, N, acc, ld_acc, nb, ne);
   for (int64_t m = 0; m < M; ++m) {
     const float scale = a[m * a_stride] * b;
     if (y8 != nullptr) {
@@ -57,7 +58,7 @@ void SimulatedInt8Gemm::Run(const int8_t* x, int64_t M, int64_t K, int64_t ldx, 
   for (int64_t m = 0; m < M; ++m)
     for (int64_t k = 0; k < K; ++k) x_[m * K + k] = static_cast<float>(x[m * ldx + k]);
   pool_.ParallelRange(N, 64, [&](int64_t nb, int64_t ne) {
-    Columns(x_.data(), M, K, wf, a, a_stride, b, y8, yf, ldy, acc_.data(), N, nb, ne);
+    Columns(x_.data(), M, K, N, wf, a, a_stride, b, y8, yf, ldy, acc_.data(), N, nb, ne);
   });
 }
 
@@ -71,7 +72,7 @@ void SimulatedInt8Gemm::RunRange(const int8_t* x, int64_t M, int64_t K, int64_t 
   for (int64_t m = 0; m < M; ++m)
     for (int64_t k = 0; k < K; ++k) xf[m * K + k] = static_cast<float>(x[m * ldx + k]);
   if (y8 != nullptr) acc.resize(M * w.rows);
-  Columns(xf.data(), M, K, Grid(w), a, a_stride, b, y8, yf, ldy, acc.data(), w.rows, nb, ne);
+  Columns(xf.data(), M, K, w.rows, Grid(w), a, a_stride, b, y8, yf, ldy, acc.data(), w.rows, nb, ne);
 }
 
 }  // namespace quamba

@@ -26,7 +26,7 @@ class SimulatedInt8Gemm final : public Int8Gemm {
   // and head use); scratch for max_rows rows of up to max_k inputs and max_n_int8_out int8
   // outputs.
   SimulatedInt8Gemm(ThreadPool& pool, const kernels::KernelTable& k,
-                    const kernels::Q8KernelTable& q8, const std::vector<QMatrix>& matrices,
+                    const kernels::KernelTable& q8, const std::vector<QMatrix>& matrices,
                     int64_t max_rows, int64_t max_k, int64_t max_n_int8_out);
   void Run(const int8_t* x, int64_t M, int64_t K, int64_t ldx, const QMatrix& w, const float* a,
            int64_t a_stride, float b, int8_t* y8, float* yf, int64_t ldy) override;
@@ -38,12 +38,12 @@ class SimulatedInt8Gemm final : public Int8Gemm {
   const float* Grid(const QMatrix& w) const;
   // Columns [nb, ne) from x already converted to float (xf (M, K)); acc: scratch of stride ld_acc
   // for int8 outputs.
-  void Columns(const float* xf, int64_t M, int64_t K, const float* wf, const float* a,
+  void Columns(const float* xf, int64_t M, int64_t K, int64_t N, const float* wf, const float* a,
                int64_t a_stride, float b, int8_t* y8, float* yf, int64_t ldy, float* acc,
                int64_t ld_acc, int64_t nb, int64_t ne);
   ThreadPool& pool_;
   const kernels::KernelTable& k_;
-  const kernels::Q8KernelTable& q8_;
+  const kernels::KernelTable& q8_;
   std::unordered_map<const int8_t*, std::vector<float>> grid_;  // by the matrix's int8 data
   std::vector<float> x_;    // (max_rows, max_k) x as floats
   std::vector<float> acc_;  // (max_rows, max_n_int8_out) accumulators of int8-output GEMMs

@@ -2,7 +2,7 @@
 // kernel table's hadamard_f32, bit-identical on every ISA.
 #include "quant/hadamard.h"
 
-#include "kernels/q8.h"
+#include "kernels/kernels.h"
 
 namespace quamba {
 
@@ -21,7 +21,7 @@ Status HadamardTransformRows(const kernels::KernelTable& k, float* x, int64_t ro
                                    "must be at least n = %lld",
                                    static_cast<long long>(ld), static_cast<long long>(n)));
   }
-  kernels::Q8KernelsFor(k.isa).hadamard_f32(x, rows, n, ld);
+  k.hadamard_f32(x, rows, n, ld);
   return Status::Ok();
 }
 

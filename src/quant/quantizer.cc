@@ -11,7 +11,7 @@
 #include "core/dtype.h"
 #include "core/progress.h"
 #include "io/mapped_file.h"
-#include "kernels/q8.h"
+#include "kernels/kernels.h"
 #include "quant/calib_data.h"
 #include "quant/hadamard.h"
 #include "model/mamba1/mamba1.h"
@@ -57,7 +57,7 @@ class CalibObserver : public ActivationObserver {
           buf_.resize(rows * cols);
           for (int64_t r = 0; r < rows; ++r)
             std::memcpy(buf_.data() + r * cols, x + r * ld, cols * sizeof(float));
-          kernels::Q8KernelsFor(k_.isa).hadamard_f32(buf_.data(), rows, cols, cols);
+          k_.hadamard_f32(buf_.data(), rows, cols, cols);
           s.out_proj_in_had =
               std::max(s.out_proj_in_had, TensorAbsMax(buf_.data(), rows, cols, cols));
         }

@@ -90,7 +90,7 @@ void RunConvCase(Isa isa, const ConvCase& c) {
   }
 }
 
-class ConvTest : public ::testing::TestWithParam<Isa> {};
+class ConvTest : public testing::IsaTest {};
 
 // Every channel count 0..2*16+3 from an odd start, for every d_conv and a few L.
 TEST_P(ConvTest, ChannelAndWidthSweep) {
@@ -167,7 +167,7 @@ TEST_P(ConvTest, PrefillEqualsSingleSteps) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Isa, ConvTest, ::testing::ValuesIn(AvailableIsas()),
+INSTANTIATE_TEST_SUITE_P(Isa, ConvTest, ::testing::ValuesIn(testing::AllIsas()),
                          testing::IsaParamName);
 
 }  // namespace

@@ -93,10 +93,34 @@ class Buffer {
 };
 
 // ---------------------------------------------------------------------------------------------
-// ISA parameter.
+// ISA parameter. Every kernel suite is instantiated over all ISAs the library has, not just those
+// the host supports, so each ISA appears by name in every run: an unsupported one is reported as
+// skipped, never silently absent (tests/kernels/isa_coverage_test.cc checks that every
+// parameterised suite in tests/kernels/ has all of them).
+
+inline std::vector<Isa> AllIsas() { return {Isa::kGeneric, Isa::kAvx2, Isa::kAvx512}; }
 
 inline std::string IsaParamName(const ::testing::TestParamInfo<Isa>& info) {
   return IsaName(info.param);
+}
+
+// Base fixture of the kernel suites: skips (visibly) an ISA this CPU/OS cannot run.
+class IsaTest : public ::testing::TestWithParam<Isa> {
+ protected:
+  void SetUp() override {
+    if (!IsaSupported(GetParam()))
+      GTEST_SKIP() << IsaName(GetParam()) << " is not supported by this CPU/OS";
+  }
+};
+
+// The ISAs a loop inside one test should cover: the supported ones, lowest first. Records a
+// failure (a test that would otherwise pass having compared nothing) if there are none.
+inline std::vector<Isa> SupportedIsasOrFail() {
+  std::vector<Isa> v;
+  for (Isa isa : AllIsas())
+    if (IsaSupported(isa)) v.push_back(isa);
+  if (v.empty()) ADD_FAILURE() << "no supported ISA: the test would compare nothing";
+  return v;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -78,7 +78,22 @@ void RunMatMulCase(Isa isa, DType wt, const MatMulCase& c) {
   float* y = yb.data() + c.y_offset;
   for (int64_t i = 0; i < c.M * ldy; ++i) y[i] = kSentinel;
 
-  KernelsFor(isa).MatMulFor(wt)(x, c.M, c.K, ldx, w, c.n_begin, c.n_end, y, ldy);
+  WeightDesc wd;
+  wd.format = FloatWeightFormat(wt);
+  wd.data = w;
+  wd.rows = c.n_end;
+  wd.cols = c.K;
+  GemmArgs g;
+  g.M = c.M;
+  g.K = c.K;
+  g.x = x;
+  g.ldx = ldx;
+  g.w = &wd;
+  g.y = y;
+  g.ldy = ldy;
+  const GemmFn f = KernelsFor(isa).Gemm(NumType::kF32, wd, NumType::kF32);
+  ASSERT_NE(f, nullptr) << DTypeName(wt);
+  f(g, c.n_begin, c.n_end);
 
   // The oracle writes a compact (M, cols) result: W offset to row n_begin, columns [0, cols).
   const int64_t cols = c.n_end - c.n_begin;
@@ -110,7 +125,7 @@ void RunMatMulCase(Isa isa, DType wt, const MatMulCase& c) {
   ASSERT_EQ(touched, 0) << "elements written outside the output slice";
 }
 
-class MatMulTest : public ::testing::TestWithParam<Isa> {
+class MatMulTest : public testing::IsaTest {
  protected:
   void Run(const MatMulCase& c) {
     for (DType wt : {DType::kF32, DType::kF16, DType::kBF16}) {
@@ -119,6 +134,7 @@ class MatMulTest : public ::testing::TestWithParam<Isa> {
     }
   }
   void SetUp() override {
+    IsaTest::SetUp();
     trace_ = std::make_unique<::testing::ScopedTrace>(__FILE__, __LINE__, testing::ReplayHint());
   }
   void TearDown() override { trace_.reset(); }
@@ -224,7 +240,7 @@ TEST_P(MatMulTest, MambaProjectionShapes) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Isa, MatMulTest, ::testing::ValuesIn(AvailableIsas()),
+INSTANTIATE_TEST_SUITE_P(Isa, MatMulTest, ::testing::ValuesIn(testing::AllIsas()),
                          testing::IsaParamName);
 
 }  // namespace

@@ -25,7 +25,7 @@ using testing::Salt;
 // relative: |y - ref| <= 3u |ref| + O(u^2); 4u leaves room for the O(u^2) and double terms.
 constexpr double kNormRelTol = 4 * kU;
 
-class NormTest : public ::testing::TestWithParam<Isa> {};
+class NormTest : public testing::IsaTest {};
 
 void RunNorm(Isa isa, int64_t n, bool with_h, bool y_aliases_h, int64_t offset) {
   SCOPED_TRACE(::testing::Message()
@@ -90,7 +90,7 @@ TEST_P(NormTest, AddRmsNormExtremeScales) {
 
 // Conversions are exact: all 65536 bit patterns of each type (NaN stays NaN), then every
 // length 0..2*16+3 at odd offsets for the vector tails.
-class ConvertTest : public ::testing::TestWithParam<Isa> {};
+class ConvertTest : public testing::IsaTest {};
 
 void CheckConvert(Isa isa, DType t, const std::vector<uint16_t>& src, int64_t offset) {
   const int64_t n = static_cast<int64_t>(src.size()) - offset;
@@ -138,7 +138,7 @@ TEST_P(ConvertTest, LengthSweep) {
 // length 0..300 (all vector/step remainders) and a few large ones, from unaligned starts, on
 // random bytes (high bytes set, so carries between words and lanes are exercised). The buffer
 // holds sentinel bytes just past n, which a read beyond the range would add in.
-class SumU64Test : public ::testing::TestWithParam<Isa> {};
+class SumU64Test : public testing::IsaTest {};
 
 TEST_P(SumU64Test, LengthSweep) {
   SCOPED_TRACE(testing::ReplayHint());
@@ -159,11 +159,11 @@ TEST_P(SumU64Test, LengthSweep) {
   EXPECT_EQ(k.sum_u64(nullptr, 0), 0u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Isa, SumU64Test, ::testing::ValuesIn(AvailableIsas()),
+INSTANTIATE_TEST_SUITE_P(Isa, SumU64Test, ::testing::ValuesIn(testing::AllIsas()),
                          testing::IsaParamName);
-INSTANTIATE_TEST_SUITE_P(Isa, NormTest, ::testing::ValuesIn(AvailableIsas()),
+INSTANTIATE_TEST_SUITE_P(Isa, NormTest, ::testing::ValuesIn(testing::AllIsas()),
                          testing::IsaParamName);
-INSTANTIATE_TEST_SUITE_P(Isa, ConvertTest, ::testing::ValuesIn(AvailableIsas()),
+INSTANTIATE_TEST_SUITE_P(Isa, ConvertTest, ::testing::ValuesIn(testing::AllIsas()),
                          testing::IsaParamName);
 
 }  // namespace

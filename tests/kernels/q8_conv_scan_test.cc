@@ -1,10 +1,12 @@
-// Tests of the int8 causal conv1d + SiLU and the int8-input selective scan on every available
-// ISA against the float64 oracles: channel sweeps with odd sub-ranges, strides, d_conv 1..8,
-// d_state sweeps, the real Mamba shapes, int8 and float outputs, and prefill == decode steps.
+// Tests of the int8 causal conv1d + SiLU and the int8-input selective scan on every ISA against
+// the float64 oracles: channel sweeps with odd sub-ranges, strides, d_conv 1..8, scalar and
+// per-channel scales (every combination of scale_acc, bias_f32, inv_scale_y_ch), d_state sweeps,
+// the real Mamba shapes, int8 and float outputs, and prefill == decode steps.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdint>
+#include <tuple>
 #include <vector>
 
 #include "kernels/q8.h"
@@ -33,15 +35,20 @@ struct ConvCase {
   int d_conv = 4;
   int64_t ldx_pad = 0, ldy_pad = 0;
   bool bias = true, f32_out = false;
+  int per_channel = 0;  // bit 0: scale_acc, bit 1: bias_f32, bit 2: inv_scale_y_ch
 };
+
+constexpr int kPerChannelScaleAcc = 1, kPerChannelBias = 2, kPerChannelInvY = 4;
 
 void RunConvCase(Isa isa, const ConvCase& c) {
   const int64_t ldx = c.C + c.ldx_pad, ldy = c.C + c.ldy_pad, P = c.d_conv - 1;
   SCOPED_TRACE(::testing::Message() << "L=" << c.L << " C=" << c.C << " c=[" << c.c_begin << ","
                                     << c.c_end << ") d_conv=" << c.d_conv << " ldx=" << ldx
                                     << " ldy=" << ldy << " bias=" << c.bias
-                                    << " f32_out=" << c.f32_out);
-  Rng rng(Salt({c.L, c.C, c.c_begin, c.c_end, c.d_conv, ldx, ldy, c.bias, c.f32_out}));
+                                    << " f32_out=" << c.f32_out
+                                    << " per_channel=" << c.per_channel);
+  Rng rng(Salt({c.L, c.C, c.c_begin, c.c_end, c.d_conv, ldx, ldy, c.bias, c.f32_out,
+                c.per_channel}));
   std::vector<int8_t> x = testing::RandomS8(rng, c.L * ldx + 1);
   std::vector<int8_t> w = testing::RandomS8(rng, c.d_conv * c.C);
   std::vector<int8_t> b = testing::RandomS8(rng, c.C);
@@ -63,6 +70,26 @@ void RunConvCase(Isa isa, const ConvCase& c) {
   a.state = state.data();
   a.ldy = ldy;
   a.inv_scale_y = 127.0f / 3.0f;  // |SiLU| reaches ~5: some outputs clip
+  // Per-channel arrays spanning a factor 4 around the scalars; the scalars they replace are set
+  // to NaN, so a kernel that still reads one poisons its outputs.
+  std::vector<float> scale_acc(c.C), bias_f32(c.C), inv_y(c.C);
+  for (int64_t ch = 0; ch < c.C; ++ch) {
+    scale_acc[ch] = a.scale_w * a.scale_x * rng.Uniform(0.5f, 2.0f);
+    bias_f32[ch] = rng.Uniform(-1.5f, 1.5f);
+    inv_y[ch] = a.inv_scale_y * rng.Uniform(0.5f, 2.0f);
+  }
+  if (c.per_channel & kPerChannelScaleAcc) {
+    a.scale_acc = scale_acc.data();
+    a.scale_w = a.scale_x = NAN;
+  }
+  if (c.per_channel & kPerChannelBias) {
+    a.bias_f32 = bias_f32.data();
+    a.scale_b = NAN;
+  }
+  if (c.per_channel & kPerChannelInvY) {
+    a.inv_scale_y_ch = inv_y.data();
+    a.inv_scale_y = NAN;
+  }
   std::vector<int8_t> y8(c.L * ldy + 1, 77);
   std::vector<float> yf(c.L * ldy + 1, NAN);
   if (c.f32_out) {
@@ -70,7 +97,7 @@ void RunConvCase(Isa isa, const ConvCase& c) {
   } else {
     a.y = y8.data();
   }
-  Q8KernelsFor(isa).causal_conv1d_silu_s8(a, c.c_begin, c.c_end);
+  KernelsFor(isa).causal_conv1d_silu_s8(a, c.c_begin, c.c_end);
 
   Conv1dS8Args ar = a;
   ar.state = state_ref.data();
@@ -87,13 +114,18 @@ void RunConvCase(Isa isa, const ConvCase& c) {
         const int8_t xin = src >= 0 ? x[src * ldx + ch] : state_in[(P + src) * c.C + ch];
         acc += static_cast<int64_t>(w[k * c.C + ch]) * xin;
       }
-      const double S = std::fabs(static_cast<double>(acc) * a.scale_w * a.scale_x) +
-                       (c.bias ? std::fabs(static_cast<double>(a.scale_b) * b[ch]) : 0.0);
+      const double sa = a.scale_acc ? static_cast<double>(a.scale_acc[ch])
+                                    : static_cast<double>(a.scale_w) * a.scale_x;
+      const double bias = a.bias_f32 ? a.bias_f32[ch]
+                          : c.bias   ? static_cast<double>(a.scale_b) * b[ch]
+                                     : 0.0;
+      const double iy = a.inv_scale_y_ch ? a.inv_scale_y_ch[ch] : a.inv_scale_y;
+      const double S = std::fabs(static_cast<double>(acc) * sa) + std::fabs(bias);
       const double s = yref[t * ldy + ch];
       const double err = 1.1 * kConvPreRel * S + kConvSiluRel * std::fabs(s) + kConvAbs;
       tol.push_back(err);
-      v.push_back(s * a.inv_scale_y);
-      tie.push_back(err * a.inv_scale_y + kU * std::fabs(v.back()));
+      v.push_back(s * iy);
+      tie.push_back(err * iy + kU * std::fabs(v.back()));
     }
   }
   if (c.f32_out) {
@@ -124,7 +156,7 @@ void RunConvCase(Isa isa, const ConvCase& c) {
   ASSERT_TRUE(testing::AssertExact("conv state", isa, state, state_ref));
 }
 
-class Q8ConvTest : public ::testing::TestWithParam<Isa> {};
+class Q8ConvTest : public testing::IsaTest {};
 
 TEST_P(Q8ConvTest, ChannelAndWidthSweep) {
   SCOPED_TRACE(testing::ReplayHint());
@@ -133,7 +165,8 @@ TEST_P(Q8ConvTest, ChannelAndWidthSweep) {
       for (int64_t count = 0; count <= 35; ++count) {
         RunConvCase(GetParam(), {.L = L, .C = 43, .c_begin = 5, .c_end = 5 + count,
                                  .d_conv = d_conv, .ldx_pad = 3, .ldy_pad = 2,
-                                 .bias = count % 5 != 0, .f32_out = count % 3 == 0});
+                                 .bias = count % 5 != 0, .f32_out = count % 3 == 0,
+                                 .per_channel = static_cast<int>((count + L) % 8)});
         if (HasFatalFailure()) return;
       }
     }
@@ -148,7 +181,8 @@ TEST_P(Q8ConvTest, MambaShapes) {
     for (int64_t L : {1, 3, 17, 64}) {
       for (bool f32 : {false, true}) {
         RunConvCase(GetParam(), {.L = L, .C = di, .c_begin = di / 2 - 41, .c_end = di / 2 + 66,
-                                 .d_conv = 4, .ldx_pad = di, .f32_out = f32});
+                                 .d_conv = 4, .ldx_pad = di, .f32_out = f32,
+                                 .per_channel = L == 17 ? 7 : 0});
         if (HasFatalFailure()) return;
       }
     }
@@ -182,7 +216,19 @@ TEST_P(Q8ConvTest, PrefillEqualsSingleSteps) {
     a.scale_b = 0.013f;
     a.ldy = C;
     a.inv_scale_y = 40.0f;
-    const Q8KernelTable& k = Q8KernelsFor(isa);
+    // Odd L: per-channel scales (the per-channel path must agree with itself the same way).
+    std::vector<float> sa(C), bf(C), iy(C);
+    for (int64_t c = 0; c < C; ++c) {
+      sa[c] = 0.021f * 0.0041f * rng.Uniform(0.5f, 2.0f);
+      bf[c] = rng.Uniform(-1.0f, 1.0f);
+      iy[c] = 40.0f * rng.Uniform(0.5f, 2.0f);
+    }
+    if (L % 2 == 1) {
+      a.scale_acc = sa.data();
+      a.bias_f32 = bf.data();
+      a.inv_scale_y_ch = iy.data();
+    }
+    const KernelTable& k = KernelsFor(isa);
     Conv1dS8Args p = a;
     p.L = L;
     p.x = x.data();
@@ -265,7 +311,7 @@ void RunScanCase(Isa isa, const ScanCase& c) {
   std::vector<float> state = d.state;
   a.state = state.data();
   a.y = y.data();
-  Q8KernelsFor(isa).selective_scan_s8(a, c.c_begin, c.c_end);
+  KernelsFor(isa).selective_scan_s8(a, c.c_begin, c.c_end);
 
   std::vector<double> sref(d.state.begin(), d.state.end());
   std::vector<double> yref(c.L * a.ldy + 1, 0.0);
@@ -295,7 +341,7 @@ void RunScanCase(Isa isa, const ScanCase& c) {
   }
 }
 
-class Q8ScanTest : public ::testing::TestWithParam<Isa> {};
+class Q8ScanTest : public testing::IsaTest {};
 
 TEST_P(Q8ScanTest, ChannelAndStateSweep) {
   SCOPED_TRACE(testing::ReplayHint());
@@ -342,7 +388,7 @@ TEST_P(Q8ScanTest, PrefillEqualsSingleSteps) {
       ScanData d = MakeScan(c, Salt({L, d_state, 97}));
       std::vector<float> s_prefill = d.state, s_steps = d.state;
       std::vector<float> y_prefill(L * d.args.ldy, 0.0f), y_steps(L * d.args.ldy, 0.0f);
-      const Q8KernelTable& k = Q8KernelsFor(isa);
+      const KernelTable& k = KernelsFor(isa);
       ScanS8Args p = d.args;
       p.state = s_prefill.data();
       p.y = y_prefill.data();
@@ -365,9 +411,137 @@ TEST_P(Q8ScanTest, PrefillEqualsSingleSteps) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Isa, Q8ConvTest, ::testing::ValuesIn(AvailableIsas()),
+// Group / stride addressing (ScanLayout::Mamba2): heads 4, headdim 8 / 32, 2 groups, d_state
+// 16 / 64, L 0, 1, odd, prime, against the float64 oracle (kScanRelL2, as above: the layout
+// moves where parameters come from, not the recurrence's rounding), and prefill == steps.
+// Float parameters are followed by NaN and int8 ones by 127 beyond what the layout addresses.
+struct Mamba2S8 {
+  std::vector<int8_t> u, delta, bc, z;
+  std::vector<float> bias, A, D, state;
+  ScanS8Args args;
+};
+
+Mamba2S8 MakeMamba2S8(int64_t L, int64_t headdim, int64_t d_state, bool gate, uint64_t salt) {
+  const int64_t H = 4, G = 2, P = headdim, N = d_state, di = H * P;
+  const int64_t ld = di + 3, ld_dt = H + 2, ld_bc = 1 + 2 * G * N + 4;
+  Rng rng(salt);
+  Mamba2S8 d;
+  d.u = testing::RandomS8(rng, L * ld + 1);
+  d.z = testing::RandomS8(rng, L * ld + 1);
+  d.delta.assign(L * ld_dt + 64, 127);
+  for (int64_t t = 0; t < L; ++t) testing::FillS8(rng, d.delta.data() + t * ld_dt, H);
+  d.bc.assign(L * ld_bc + 64, 127);
+  for (int64_t t = 0; t < L; ++t) testing::FillS8(rng, d.bc.data() + t * ld_bc + 1, 2 * G * N);
+  d.bias.assign(H + 64, NAN);
+  rng.Fill(d.bias.data(), H, -4.0f, -1.0f);
+  d.A.assign(H + 64, NAN);
+  for (int64_t h = 0; h < H; ++h) d.A[h] = -std::exp(rng.Uniform(0.0f, 2.7f));
+  d.D.assign(H + 64, NAN);
+  rng.Fill(d.D.data(), H, 0.5f, 1.5f);
+  d.state.resize(di * N);
+  rng.Fill(d.state.data(), di * N, -1.0f, 1.0f);
+  ScanS8Args& a = d.args;
+  a.L = L;
+  a.d_inner = di;
+  a.d_state = N;
+  a.u = d.u.data();
+  a.ldu = ld;
+  a.scale_u = 0.02f;
+  a.delta = d.delta.data();
+  a.ld_delta = ld_dt;
+  a.scale_delta = 0.025f;
+  a.delta_bias = d.bias.data();
+  a.A = d.A.data();
+  a.B = d.bc.data() + 1;
+  a.C = d.bc.data() + 1 + G * N;
+  a.ld_bc = ld_bc;
+  a.scale_B = 0.015f;
+  a.scale_C = 0.017f;
+  a.D = d.D.data();
+  a.z = gate ? d.z.data() : nullptr;
+  a.ldz = ld;
+  a.scale_z = 0.03f;
+  a.ldy = ld;
+  a.layout = ScanLayout::Mamba2(P, H, G, N);
+  return d;
+}
+
+TEST_P(Q8ScanTest, Mamba2LayoutAgainstFloat64) {
+  SCOPED_TRACE(testing::ReplayHint());
+  const Isa isa = GetParam();
+  for (int64_t headdim : {8, 32}) {
+    for (int64_t N : {16, 64}) {
+      for (int64_t L : {0, 1, 7, 13}) {
+        const int64_t di = 4 * headdim;
+        for (const auto& [cb, ce, gate] : {std::tuple<int64_t, int64_t, bool>{0, di, false},
+                                          std::tuple<int64_t, int64_t, bool>{3, di - 5, true}}) {
+          SCOPED_TRACE(::testing::Message() << "Mamba-2 layout: headdim=" << headdim
+                                            << " d_state=" << N << " L=" << L << " c=[" << cb
+                                            << "," << ce << ") gate=" << gate);
+          Mamba2S8 d = MakeMamba2S8(L, headdim, N, gate, Salt({headdim, N, L, cb, gate, 5}));
+          ScanS8Args a = d.args;
+          std::vector<float> y(L * a.ldy + 1, NAN), state = d.state;
+          a.state = state.data();
+          a.y = y.data();
+          KernelsFor(isa).selective_scan_s8(a, cb, ce);
+          std::vector<double> sref(d.state.begin(), d.state.end()), yref(y.size(), 0.0);
+          ref::SelectiveScanS8(a, cb, ce, sref.data(), yref.data());
+          if (L > 0) {
+            ASSERT_TRUE(testing::AssertRelL2(
+                "mamba2 scan y", isa, testing::Region(y.data(), L, a.ldy, cb, ce),
+                testing::Region(yref.data(), L, a.ldy, cb, ce), kScanRelL2));
+          }
+          ASSERT_TRUE(testing::AssertRelL2(
+              "mamba2 scan state", isa, testing::Region(state.data(), 1, 0, cb * N, ce * N),
+              testing::Region(sref.data(), 1, 0, cb * N, ce * N), kScanRelL2));
+          for (int64_t i = 0; i < di * N; ++i) {
+            if (i < cb * N || i >= ce * N) {
+              ASSERT_EQ(state[i], d.state[i]) << "state row " << i / N;
+            }
+          }
+          for (int64_t t = 0; t < L; ++t)
+            for (int64_t ch = 0; ch < a.ldy; ++ch)
+              if (ch < cb || ch >= ce) {
+                ASSERT_TRUE(std::isnan(y[t * a.ldy + ch])) << t << "," << ch;
+              }
+        }
+      }
+    }
+  }
+}
+
+TEST_P(Q8ScanTest, Mamba2LayoutPrefillEqualsSingleSteps) {
+  SCOPED_TRACE(testing::ReplayHint());
+  const Isa isa = GetParam();
+  for (int64_t L : {2, 13}) {
+    Mamba2S8 d = MakeMamba2S8(L, 8, 16, true, Salt({L, 77}));
+    std::vector<float> s_pre = d.state, s_steps = d.state;
+    std::vector<float> y_pre(L * d.args.ldy, 0.0f), y_steps(L * d.args.ldy, 0.0f);
+    const KernelTable& k = KernelsFor(isa);
+    ScanS8Args p = d.args;
+    p.state = s_pre.data();
+    p.y = y_pre.data();
+    k.selective_scan_s8(p, 1, 30);
+    for (int64_t t = 0; t < L; ++t) {
+      ScanS8Args s = d.args;
+      s.L = 1;
+      s.u += t * s.ldu;
+      s.delta += t * s.ld_delta;
+      s.B += t * s.ld_bc;
+      s.C += t * s.ld_bc;
+      s.z += t * s.ldz;
+      s.state = s_steps.data();
+      s.y = y_steps.data() + t * s.ldy;
+      k.selective_scan_s8(s, 1, 30);
+    }
+    ASSERT_TRUE(testing::AssertExact("mamba2 scan y prefill vs steps", isa, y_pre, y_steps));
+    ASSERT_TRUE(testing::AssertExact("mamba2 scan state prefill vs steps", isa, s_pre, s_steps));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, Q8ConvTest, ::testing::ValuesIn(testing::AllIsas()),
                          testing::IsaParamName);
-INSTANTIATE_TEST_SUITE_P(Isa, Q8ScanTest, ::testing::ValuesIn(AvailableIsas()),
+INSTANTIATE_TEST_SUITE_P(Isa, Q8ScanTest, ::testing::ValuesIn(testing::AllIsas()),
                          testing::IsaParamName);
 
 }  // namespace

@@ -32,7 +32,7 @@ const int64_t kSizes[] = {1,   2,   4,   8,   12,  16,  24,  32,   40,   48,   6
                           96,  128, 160, 256, 320, 384, 640, 768,  1024, 1536, 2048,
                           2560, 3072, 4096, 5120};
 
-class Q8HadamardTest : public ::testing::TestWithParam<Isa> {};
+class Q8HadamardTest : public testing::IsaTest {};
 
 // Every size: identical bits to the generic kernel for both outputs, rows of stride ld > n.
 TEST_P(Q8HadamardTest, BitExactToGenericAllSizes) {
@@ -45,13 +45,13 @@ TEST_P(Q8HadamardTest, BitExactToGenericAllSizes) {
     std::vector<float> x(L * ld + 1);
     rng.Fill(x.data(), static_cast<int64_t>(x.size()), -1.0f, 1.0f);
     std::vector<float> a = x, g = x;
-    Q8KernelsFor(isa).hadamard_f32(a.data(), L, n, ld);
+    KernelsFor(isa).hadamard_f32(a.data(), L, n, ld);
     generic::HadamardF32(g.data(), L, n, ld);
     ASSERT_TRUE(testing::AssertExact("hadamard_f32 vs generic", isa, a, g));
     const float inv_scale = 127.0f / 2.0f;
     std::vector<int8_t> q(L * ldq + 1, 77), qg(L * ldq + 1, 77);
     const std::vector<float> x0 = x;
-    Q8KernelsFor(isa).hadamard_quant(x.data(), L, n, ld, inv_scale, q.data(), ldq);
+    KernelsFor(isa).hadamard_quant(x.data(), L, n, ld, inv_scale, q.data(), ldq);
     generic::HadamardF32ToS8(x.data(), L, n, ld, inv_scale, qg.data(), ldq);
     ASSERT_TRUE(testing::AssertExact("hadamard_quant vs generic", isa, q, qg));
     ASSERT_TRUE(testing::AssertExact("hadamard_quant input unchanged", isa, x, x0));
@@ -84,8 +84,8 @@ TEST_P(Q8HadamardTest, MatchesDenseTransform) {
       }
     }
     std::vector<int8_t> q(L * n);
-    Q8KernelsFor(isa).hadamard_quant(x.data(), L, n, ld, inv_scale, q.data(), n);
-    Q8KernelsFor(isa).hadamard_f32(x.data(), L, n, ld);
+    KernelsFor(isa).hadamard_quant(x.data(), L, n, ld, inv_scale, q.data(), n);
+    KernelsFor(isa).hadamard_f32(x.data(), L, n, ld);
     ASSERT_TRUE(testing::AssertClose("hadamard_f32 vs dense", isa,
                                      testing::Region(x.data(), L, ld, 0, n), dense, tol));
     ASSERT_TRUE(testing::AssertRequantized("hadamard_quant vs dense", isa, q, v, tie));
@@ -102,16 +102,16 @@ TEST_P(Q8HadamardTest, Pow2IsAnInvolution) {
     std::vector<float> x(n);
     rng.Fill(x.data(), n, -1.0f, 1.0f);
     std::vector<float> y = x;
-    Q8KernelsFor(isa).hadamard_f32(y.data(), 0, n, n);
+    KernelsFor(isa).hadamard_f32(y.data(), 0, n, n);
     ASSERT_TRUE(testing::AssertExact("L=0 leaves data alone", isa, y, x));
-    Q8KernelsFor(isa).hadamard_f32(y.data(), 1, n, n);
-    Q8KernelsFor(isa).hadamard_f32(y.data(), 1, n, n);
+    KernelsFor(isa).hadamard_f32(y.data(), 1, n, n);
+    KernelsFor(isa).hadamard_f32(y.data(), 1, n, n);
     ASSERT_TRUE(testing::AssertRelL2("H H x", isa, y, std::vector<double>(x.begin(), x.end()),
                                      4 * std::log2(static_cast<double>(n) + 1) * kU));
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Isa, Q8HadamardTest, ::testing::ValuesIn(AvailableIsas()),
+INSTANTIATE_TEST_SUITE_P(Isa, Q8HadamardTest, ::testing::ValuesIn(testing::AllIsas()),
                          testing::IsaParamName);
 
 }  // namespace

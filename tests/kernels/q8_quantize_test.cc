@@ -28,7 +28,7 @@ constexpr double kNormDynamicTie = 18 * kU;
 // The returned dynamic scale: max |y| (<= 3u), / 127 (u); slack x2.
 constexpr double kNormScaleRel = 8 * kU;
 
-class Q8QuantizeTest : public ::testing::TestWithParam<Isa> {};
+class Q8QuantizeTest : public testing::IsaTest {};
 
 void RunQuantizeCase(Isa isa, int64_t L, int64_t C, int64_t ldx, int64_t ldq, bool col_mult) {
   SCOPED_TRACE(::testing::Message() << "L=" << L << " C=" << C << " ldx=" << ldx
@@ -40,7 +40,7 @@ void RunQuantizeCase(Isa isa, int64_t L, int64_t C, int64_t ldx, int64_t ldq, bo
   const float inv_scale = 127.0f / 2.0f * rng.Uniform(0.9f, 1.1f);
   std::vector<int8_t> q(L * ldq + 1, 77), qref(L * ldq + 1, 77);
   const float* cm = col_mult ? m.data() : nullptr;
-  Q8KernelsFor(isa).quantize_f32_s8(x.data(), L, C, ldx, inv_scale, cm, q.data(), ldq);
+  KernelsFor(isa).quantize_f32_s8(x.data(), L, C, ldx, inv_scale, cm, q.data(), ldq);
   ref::QuantizeF32ToS8(x.data(), L, C, ldx, inv_scale, cm, qref.data(), ldq);
   // Bit-exact (the float product is part of the contract), and nothing written past C.
   ASSERT_TRUE(testing::AssertExact("quantize q", isa, q, qref));
@@ -78,12 +78,12 @@ TEST_P(Q8QuantizeTest, RoundingAndSpecialValues) {
   const std::vector<int8_t> want = {0,    2,   2,   0,   -2,  -2,  126, 127, -128, -128, 127, -128,
                                     127, -128, -128, 0,   3,   127, -128, 0,  0,   66,  -66, 7};
   std::vector<int8_t> q(x.size(), 55);
-  Q8KernelsFor(GetParam())
+  KernelsFor(GetParam())
       .quantize_f32_s8(x.data(), 1, static_cast<int64_t>(x.size()), 0, 1.0f, nullptr, q.data(), 0);
   ASSERT_TRUE(testing::AssertExact("special values", GetParam(), q, want));
 }
 
-class Q8NormQuantTest : public ::testing::TestWithParam<Isa> {};
+class Q8NormQuantTest : public testing::IsaTest {};
 
 void RunNormCase(Isa isa, int64_t n, bool with_h, bool dynamic) {
   SCOPED_TRACE(::testing::Message() << "n=" << n << " h=" << with_h << " dynamic=" << dynamic);
@@ -98,7 +98,7 @@ void RunNormCase(Isa isa, int64_t n, bool with_h, bool dynamic) {
   std::vector<int8_t> q(n + 1, 77), qref(n + 1, 77);
   std::vector<double> y(n + 1, 0.0);
   const float* hp = with_h ? h.data() : nullptr;
-  const float s = Q8KernelsFor(isa).add_rms_norm_quant(res.data(), hp, w.data(), n, eps,
+  const float s = KernelsFor(isa).add_rms_norm_quant(res.data(), hp, w.data(), n, eps,
                                                        inv_scale, q.data());
   const double s_ref =
       ref::AddRmsNormQuant(res_ref.data(), hp, w.data(), n, eps, inv_scale, qref.data(), y.data());
@@ -143,16 +143,16 @@ TEST_P(Q8NormQuantTest, MambaShapes) {
 TEST_P(Q8NormQuantTest, ZeroRowDynamicGivesFiniteScale) {
   std::vector<float> res(100, 0.0f), w(100, 1.0f);
   std::vector<int8_t> q(100, 9);
-  const float s = Q8KernelsFor(GetParam())
+  const float s = KernelsFor(GetParam())
                       .add_rms_norm_quant(res.data(), nullptr, w.data(), 100, 1e-5f, 0.0f,
                                           q.data());
   EXPECT_FLOAT_EQ(s, kMinAbsMax / 127.0f);
   ASSERT_TRUE(testing::AssertExact("zero row", GetParam(), q, std::vector<int8_t>(100, 0)));
 }
 
-INSTANTIATE_TEST_SUITE_P(Isa, Q8QuantizeTest, ::testing::ValuesIn(AvailableIsas()),
+INSTANTIATE_TEST_SUITE_P(Isa, Q8QuantizeTest, ::testing::ValuesIn(testing::AllIsas()),
                          testing::IsaParamName);
-INSTANTIATE_TEST_SUITE_P(Isa, Q8NormQuantTest, ::testing::ValuesIn(AvailableIsas()),
+INSTANTIATE_TEST_SUITE_P(Isa, Q8NormQuantTest, ::testing::ValuesIn(testing::AllIsas()),
                          testing::IsaParamName);
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "kernels/kernel_test_util.h"
@@ -150,7 +151,7 @@ void RunScanCase(Isa isa, const ScanCase& c) {
   }
 }
 
-class ScanTest : public ::testing::TestWithParam<Isa> {};
+class ScanTest : public testing::IsaTest {};
 
 // Every d_state around the register block (16) and the vector widths, and channel counts
 // 0..2*16+3 from an odd start, gated and not.
@@ -279,7 +280,146 @@ TEST_P(ScanTest, PrefillEqualsSingleSteps) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Isa, ScanTest, ::testing::ValuesIn(AvailableIsas()),
+// ---------------------------------------------------------------------------------------------
+// Group / stride addressing (ScanLayout): a Mamba-2 step (scalar A, dt, dt_bias and D per head,
+// B and C per SSD group) and Mamba-1 written out explicitly.
+
+struct Mamba2Case {
+  int64_t L = 1, nheads = 4, headdim = 8, ngroups = 2, d_state = 16;
+  int64_t c_begin = 0, c_end = -1;  // -1: all channels
+  bool gate = false;
+};
+
+// Buffers hold exactly what the layout addresses followed by NaN, so a kernel that reads A, B,
+// C, delta, delta_bias or D with Mamba-1 addressing (per channel, or B/C of group 0) reads NaN.
+struct Mamba2Buffers {
+  std::vector<float> u, delta, bias, A, bc, D, z, state, y;
+  ScanArgs args;
+};
+
+Mamba2Buffers MakeMamba2(const Mamba2Case& c, uint64_t salt) {
+  Rng rng(salt);
+  Mamba2Buffers s;
+  const int64_t H = c.nheads, P = c.headdim, G = c.ngroups, N = c.d_state, di = H * P;
+  const int64_t ld = di + 3, ld_dt = H + 2, ld_bc = 1 + 2 * G * N + 4;
+  auto nan_tail = [](std::vector<float>& v, int64_t n) { v.resize(n + 64, NAN); };
+  s.u.resize(c.L * ld + 1);
+  rng.Fill(s.u.data(), static_cast<int64_t>(s.u.size()), -2.0f, 2.0f);
+  s.z.resize(c.L * ld + 1);
+  rng.Fill(s.z.data(), static_cast<int64_t>(s.z.size()), -4.0f, 4.0f);
+  s.delta.assign(c.L * ld_dt + 64, NAN);
+  for (int64_t t = 0; t < c.L; ++t) rng.Fill(s.delta.data() + t * ld_dt, H, -1.0f, 1.0f);
+  s.bias.resize(H);
+  rng.Fill(s.bias.data(), H, -6.0f, -2.0f);  // dt in ~[2.5e-3, 0.3]
+  nan_tail(s.bias, H);
+  s.A.resize(H);
+  for (float& a : s.A) a = -std::exp(rng.Uniform(0.0f, 2.7f));  // Mamba-2's A in [-15, -1]
+  nan_tail(s.A, H);
+  s.D.resize(H);
+  rng.Fill(s.D.data(), H, 0.5f, 1.5f);
+  nan_tail(s.D, H);
+  s.bc.assign(c.L * ld_bc + 64, NAN);
+  for (int64_t t = 0; t < c.L; ++t) rng.Fill(s.bc.data() + t * ld_bc + 1, 2 * G * N, -1.0f, 1.0f);
+  s.state.resize(di * N);
+  rng.Fill(s.state.data(), di * N, -1.0f, 1.0f);
+  s.y.assign(c.L * ld + 1, NAN);
+  ScanArgs& a = s.args;
+  a.L = c.L;
+  a.d_inner = di;
+  a.d_state = N;
+  a.u = s.u.data();
+  a.ldu = ld;
+  a.delta = s.delta.data();
+  a.ld_delta = ld_dt;
+  a.delta_bias = s.bias.data();
+  a.A = s.A.data();
+  a.B = s.bc.data() + 1;
+  a.C = s.bc.data() + 1 + G * N;
+  a.ld_bc = ld_bc;
+  a.D = s.D.data();
+  a.z = c.gate ? s.z.data() : nullptr;
+  a.ldz = ld;
+  a.state = s.state.data();
+  a.y = s.y.data();
+  a.ldy = ld;
+  a.layout = ScanLayout::Mamba2(P, H, G, N);
+  return s;
+}
+
+void RunMamba2Case(Isa isa, const Mamba2Case& c) {
+  const int64_t di = c.nheads * c.headdim, N = c.d_state;
+  const int64_t cb = c.c_begin, ce = c.c_end < 0 ? di : c.c_end;
+  SCOPED_TRACE(::testing::Message() << "Mamba-2 layout: L=" << c.L << " heads=" << c.nheads
+                                    << " headdim=" << c.headdim << " groups=" << c.ngroups
+                                    << " d_state=" << N << " c=[" << cb << "," << ce
+                                    << ") gate=" << c.gate);
+  Mamba2Buffers s = MakeMamba2(c, Salt({c.L, c.nheads, c.headdim, c.ngroups, N, cb, ce, c.gate}));
+  std::vector<double> state_ref(s.state.begin(), s.state.end());
+  std::vector<double> y_ref(s.y.size(), 0.0);
+  ref::SelectiveScan(s.args, cb, ce, state_ref.data(), y_ref.data());
+  const std::vector<float> state_in = s.state;
+  KernelsFor(isa).selective_scan(s.args, cb, ce);
+  if (ce > cb && c.L > 0) {
+    ASSERT_TRUE(AssertRelL2("mamba2 scan y", isa,
+                            testing::Region(s.y.data(), c.L, s.args.ldy, cb, ce),
+                            testing::Region(y_ref.data(), c.L, s.args.ldy, cb, ce), kScanRelL2));
+    ASSERT_TRUE(AssertRelL2("mamba2 scan state", isa,
+                            testing::Region(s.state.data(), 1, 0, cb * N, ce * N),
+                            testing::Region(state_ref.data(), 1, 0, cb * N, ce * N), kScanRelL2));
+  }
+  for (int64_t i = 0; i < di * N; ++i) {
+    if (i < cb * N || i >= ce * N) {
+      ASSERT_EQ(s.state[i], state_in[i]) << "state outside, i=" << i;
+    }
+  }
+  for (int64_t t = 0; t < c.L; ++t)
+    for (int64_t ch = 0; ch < s.args.ldy; ++ch)
+      if (ch < cb || ch >= ce) {
+        ASSERT_TRUE(std::isnan(s.y[t * s.args.ldy + ch])) << t << "," << ch;
+      }
+}
+
+// Heads 4, headdim 8 / 32, 2 groups, d_state 16 / 64; L 0, 1, odd, prime; all channels and odd
+// sub-ranges that start and end inside heads. Tolerance: kScanRelL2, the Mamba-1 derivation
+// (the layout changes where A, B, C, dt and D come from, not the recurrence's rounding).
+TEST_P(ScanTest, Mamba2LayoutAgainstFloat64) {
+  SCOPED_TRACE(testing::ReplayHint());
+  for (int64_t headdim : {8, 32}) {
+    for (int64_t d_state : {16, 64}) {
+      for (int64_t L : {0, 1, 7, 13}) {
+        const int64_t di = 4 * headdim;
+        RunMamba2Case(GetParam(), {.L = L, .headdim = headdim, .d_state = d_state});
+        RunMamba2Case(GetParam(), {.L = L, .headdim = headdim, .d_state = d_state,
+                                   .c_begin = 3, .c_end = di - 5, .gate = true});
+        if (HasFatalFailure()) return;
+      }
+    }
+  }
+}
+
+// Mamba-1 addressing written out explicitly (a_ld = d_state, bc_group = d_inner) is the
+// default layout: same path, same bits.
+TEST_P(ScanTest, ExplicitMamba1LayoutEqualsDefault) {
+  SCOPED_TRACE(testing::ReplayHint());
+  for (int64_t L : {1, 5, 33}) {
+    const ScanCase c{.L = L, .d_inner = 70, .d_state = 16, .c_begin = 3, .c_end = 69, .pad = 4,
+                     .bc_offset = 6};
+    ScanBuffers def = MakeScan(c, Salt({L, 11})), exp = MakeScan(c, Salt({L, 11}));
+    exp.args.layout.a_ld = 16;
+    exp.args.layout.bc_group = 70;
+    exp.args.layout.bc_ld = 123;  // unused: one group
+    ASSERT_TRUE(exp.args.layout.IsMamba1(70, 16));
+    KernelsFor(GetParam()).selective_scan(def.args, c.c_begin, c.c_end);
+    KernelsFor(GetParam()).selective_scan(exp.args, c.c_begin, c.c_end);
+    const std::vector<float> yd = testing::Region(def.y.data(), L, def.args.ldy, 0, def.args.ldy);
+    const std::vector<float> ye = testing::Region(exp.y.data(), L, exp.args.ldy, 0, exp.args.ldy);
+    for (size_t i = 0; i < yd.size(); ++i)
+      ASSERT_TRUE(std::memcmp(&yd[i], &ye[i], 4) == 0) << "y differs at " << i;
+    ASSERT_EQ(0, std::memcmp(def.state.data(), exp.state.data(), def.state.size() * 4));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, ScanTest, ::testing::ValuesIn(testing::AllIsas()),
                          testing::IsaParamName);
 
 }  // namespace

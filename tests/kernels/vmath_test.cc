@@ -1,6 +1,6 @@
 // Tests of the SIMD exp / softplus / SiLU approximations used by the x86 scan and conv kernels
 // (through the x86_common.h row hooks) against double-precision libm, on dense sweeps of the
-// ranges the kernels use. Each ISA runs only where the CPU supports it.
+// ranges the kernels use. Each SIMD ISA runs where the CPU supports it (skipped otherwise).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -42,18 +42,25 @@ struct VmathIsa {
   void (*silu_row)(const float*, int64_t, float*);
 };
 
-std::vector<VmathIsa> SimdIsas() {
-  std::vector<VmathIsa> v;
-  if (IsaSupported(Isa::kAvx2)) {
-    v.push_back({Isa::kAvx2, x86::avx2::ExpRow, x86::avx2::Exp2NonPositiveRow,
-                 x86::avx2::SoftplusRow, x86::avx2::SiluRow});
+// The row hooks of a SIMD ISA (callers skip generic, which has no vector math).
+VmathIsa Hooks(Isa isa) {
+  if (isa == Isa::kAvx2) {
+    return {Isa::kAvx2, x86::avx2::ExpRow, x86::avx2::Exp2NonPositiveRow, x86::avx2::SoftplusRow,
+            x86::avx2::SiluRow};
   }
-  if (IsaSupported(Isa::kAvx512)) {
-    v.push_back({Isa::kAvx512, x86::avx512::ExpRow, x86::avx512::Exp2NonPositiveRow,
-                 x86::avx512::SoftplusRow, x86::avx512::SiluRow});
-  }
-  return v;
+  return {Isa::kAvx512, x86::avx512::ExpRow, x86::avx512::Exp2NonPositiveRow,
+          x86::avx512::SoftplusRow, x86::avx512::SiluRow};
 }
+
+class VmathTest : public testing::IsaTest {
+ protected:
+  void SetUp() override {
+    IsaTest::SetUp();
+    if (IsSkipped()) return;
+    if (GetParam() == Isa::kGeneric)
+      GTEST_SKIP() << "generic has no vector math: its exp, softplus and SiLU are libm's";
+  }
+};
 
 // n evenly spaced points in [lo, hi] plus the endpoints' neighbours; n is odd so that lengths
 // exercise the masked tails.
@@ -67,8 +74,9 @@ std::vector<float> Sweep(double lo, double hi, int64_t n) {
 // floors below.
 double UlpAt(double v) { return v == 0.0 ? 0.0 : std::ldexp(1.0, std::ilogb(v) - 23); }
 
-TEST(VmathTest, ExpWithinTwoUlps) {
-  for (const VmathIsa& s : SimdIsas()) {
+TEST_P(VmathTest, ExpWithinTwoUlps) {
+  const VmathIsa s = Hooks(GetParam());
+  {
     // The scan's range (x = dt * A <= 0) and the positive side SiLU/softplus can reach.
     std::vector<float> x = Sweep(-86.5, 0.0, 400001);
     for (float v : Sweep(0.0, 88.5, 100001)) x.push_back(v);
@@ -85,8 +93,9 @@ TEST(VmathTest, ExpWithinTwoUlps) {
   }
 }
 
-TEST(VmathTest, ExpUnderflowAndSpecials) {
-  for (const VmathIsa& s : SimdIsas()) {
+TEST_P(VmathTest, ExpUnderflowAndSpecials) {
+  const VmathIsa s = Hooks(GetParam());
+  {
     std::vector<float> x = Sweep(-110.0, -87.0, 2001);
     std::vector<float> y(x.size());
     s.exp_row(x.data(), static_cast<int64_t>(x.size()), y.data());
@@ -109,8 +118,9 @@ TEST(VmathTest, ExpUnderflowAndSpecials) {
 
 // 2^t on t <= 0, the scan's exp(dt * A) (log2 e folded into A): same 2-ulp bound over the
 // normal range; below 2^-125.5 avx2 flushes to 0 and avx512 rounds into the subnormals.
-TEST(VmathTest, Exp2NonPositiveWithinTwoUlps) {
-  for (const VmathIsa& s : SimdIsas()) {
+TEST_P(VmathTest, Exp2NonPositiveWithinTwoUlps) {
+  const VmathIsa s = Hooks(GetParam());
+  {
     std::vector<float> x = Sweep(-150.0, 0.0, 600001);
     for (float v : {-0.0f, -1e-30f, -1e-7f, -0.5f, -0.49999997f, -0.50000006f, -1e30f}) {
       x.push_back(v);
@@ -127,8 +137,9 @@ TEST(VmathTest, Exp2NonPositiveWithinTwoUlps) {
   }
 }
 
-TEST(VmathTest, SoftplusMatchesUpstreamDefinition) {
-  for (const VmathIsa& s : SimdIsas()) {
+TEST_P(VmathTest, SoftplusMatchesUpstreamDefinition) {
+  const VmathIsa s = Hooks(GetParam());
+  {
     std::vector<float> x = Sweep(-100.0, 100.0, 200001);
     for (float v : {19.999998f, 20.0f, 20.000002f, -0.0f, 1e-8f, -1e-8f}) x.push_back(v);
     std::vector<float> y(x.size());
@@ -143,8 +154,9 @@ TEST(VmathTest, SoftplusMatchesUpstreamDefinition) {
   }
 }
 
-TEST(VmathTest, SiluWithinBound) {
-  for (const VmathIsa& s : SimdIsas()) {
+TEST_P(VmathTest, SiluWithinBound) {
+  const VmathIsa s = Hooks(GetParam());
+  {
     std::vector<float> x = Sweep(-120.0, 90.0, 210001);
     std::vector<float> y(x.size());
     s.silu_row(x.data(), static_cast<int64_t>(x.size()), y.data());
@@ -156,6 +168,9 @@ TEST(VmathTest, SiluWithinBound) {
     ASSERT_TRUE(AssertClose("silu", s.isa, y, expect, tol));
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Isa, VmathTest, ::testing::ValuesIn(testing::AllIsas()),
+                         testing::IsaParamName);
 
 }  // namespace
 }  // namespace quamba::kernels

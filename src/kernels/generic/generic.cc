@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/check.h"
+#include "kernels/generic/q8_generic.h"
 
 namespace quamba::kernels::generic {
 namespace {
@@ -26,9 +27,13 @@ inline float LoadF16(uint16_t v) { return F16ToF32(v); }
 inline float LoadBF16(uint16_t v) { return BF16ToF32(v); }
 
 template <typename WT, float (*Load)(WT)>
-void MatMulT(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w, int64_t n_begin,
-             int64_t n_end, float* y, int64_t ldy) {
-  const WT* W = static_cast<const WT*>(w);
+void MatMulT(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
+  QM_DCHECK(g.a == nullptr && g.col == nullptr, "float GEMMs have no epilogue");
+  QM_DCHECK(g.K == g.w->cols && n_end <= g.w->rows, "GEMM shape outside the weight");
+  const float* x = static_cast<const float*>(g.x);
+  float* y = static_cast<float*>(g.y);
+  const int64_t M = g.M, K = g.K, ldx = g.ldx, ldy = g.ldy;
+  const WT* W = static_cast<const WT*>(g.w->data);
   for (int64_t n = n_begin; n < n_end; ++n) {
     const WT* wrow = W + n * K;
     for (int64_t m = 0; m < M; ++m) y[m * ldy + n] = Dot<WT, Load>(x + m * ldx, wrow, K);
@@ -41,17 +46,14 @@ inline float Softplus(float v) { return v <= 20.0f ? std::log1p(std::exp(v)) : v
 
 }  // namespace
 
-void MatMulF32(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w, int64_t n_begin,
-               int64_t n_end, float* y, int64_t ldy) {
-  MatMulT<float, LoadF32>(x, M, K, ldx, w, n_begin, n_end, y, ldy);
+void GemmF32F32ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
+  MatMulT<float, LoadF32>(g, n_begin, n_end);
 }
-void MatMulF16(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w, int64_t n_begin,
-               int64_t n_end, float* y, int64_t ldy) {
-  MatMulT<uint16_t, LoadF16>(x, M, K, ldx, w, n_begin, n_end, y, ldy);
+void GemmF32F16ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
+  MatMulT<uint16_t, LoadF16>(g, n_begin, n_end);
 }
-void MatMulBF16(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w, int64_t n_begin,
-                int64_t n_end, float* y, int64_t ldy) {
-  MatMulT<uint16_t, LoadBF16>(x, M, K, ldx, w, n_begin, n_end, y, ldy);
+void GemmF32BF16ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
+  MatMulT<uint16_t, LoadBF16>(g, n_begin, n_end);
 }
 
 void AddRmsNorm(float* residual, const float* h, const float* w, int64_t n, float eps, float* y) {
@@ -84,21 +86,25 @@ void CausalConv1dSilu(const float* x, int64_t L, int64_t C, int64_t ldx, const f
 
 void SelectiveScan(const ScanArgs& a, int64_t c_begin, int64_t c_end) {
   const int64_t N = a.d_state;
+  const ScanLayout& lo = a.layout;
+  const int64_t a_ld = lo.ALd(N), as = lo.a_n_stride;
   for (int64_t c = c_begin; c < c_end; ++c) {
     float* h = a.state + c * N;
-    const float* Ac = a.A + c * N;
+    const float* Ac = a.A + (c / lo.a_group) * a_ld;
+    const int64_t bc = (c / lo.bc_group) * lo.bc_ld, dc = c / lo.dt_group;
+    const float Dc = a.D[c / lo.d_group];
     for (int64_t t = 0; t < a.L; ++t) {
       const float u = a.u[t * a.ldu + c];
-      const float dt = Softplus(a.delta[t * a.ld_delta + c] + a.delta_bias[c]);
-      const float* Bt = a.B + t * a.ld_bc;
-      const float* Ct = a.C + t * a.ld_bc;
+      const float dt = Softplus(a.delta[t * a.ld_delta + dc] + a.delta_bias[dc]);
+      const float* Bt = a.B + t * a.ld_bc + bc;
+      const float* Ct = a.C + t * a.ld_bc + bc;
       const float dtu = dt * u;
       float acc = 0;
       for (int64_t n = 0; n < N; ++n) {
-        h[n] = std::exp(dt * Ac[n]) * h[n] + dtu * Bt[n];
+        h[n] = std::exp(dt * Ac[n * as]) * h[n] + dtu * Bt[n];
         acc += h[n] * Ct[n];
       }
-      float out = acc + a.D[c] * u;
+      float out = acc + Dc * u;
       if (a.z != nullptr) out *= Silu(a.z[t * a.ldz + c]);
       a.y[t * a.ldy + c] = out;
     }
@@ -136,15 +142,16 @@ uint64_t SumU64(const uint8_t* p, int64_t n) {
 }
 
 void FillTable(KernelTable* t) {
-  t->matmul_f32 = MatMulF32;
-  t->matmul_f16 = MatMulF16;
-  t->matmul_bf16 = MatMulBF16;
+  t->SetGemm(NumType::kF32, NumType::kF32, NumType::kF32, GemmF32F32ToF32);
+  t->SetGemm(NumType::kF32, NumType::kF16, NumType::kF32, GemmF32F16ToF32);
+  t->SetGemm(NumType::kF32, NumType::kBF16, NumType::kF32, GemmF32BF16ToF32);
   t->add_rms_norm = AddRmsNorm;
   t->causal_conv1d_silu = CausalConv1dSilu;
   t->selective_scan = SelectiveScan;
   t->convert_f16 = ConvertF16;
   t->convert_bf16 = ConvertBF16;
   t->sum_u64 = SumU64;
+  FillQ8Table(t);
 }
 
 }  // namespace quamba::kernels::generic

@@ -27,20 +27,29 @@ inline int32_t DotS8(const int8_t* x, const int8_t* w, int64_t K) {
 // acc (M, [n_begin, n_end)) through an epilogue Out(m, n, acc). Blocks of 8 W rows stay in
 // L1/L2 while every x row passes over them, so W is read from memory once.
 template <typename Out>
-void GemmCore(const GemmS8Args& g, int64_t n_begin, int64_t n_end, Out out) {
+void GemmCore(const GemmArgs& g, int64_t n_begin, int64_t n_end, Out out) {
   QM_DCHECK(g.K <= kGemmS8MaxK, "K = %lld exceeds the int32-exact bound",
             static_cast<long long>(g.K));
+  QM_DCHECK(g.w->format == WeightFormat::kS8PerTensor || g.w->format == WeightFormat::kS8PerRow,
+            "int8 GEMM on a non-int8 weight");
+  QM_DCHECK(g.K == g.w->cols && n_end <= g.w->rows, "GEMM shape outside the weight");
+  const int8_t* x = static_cast<const int8_t*>(g.x);
+  const int8_t* w = static_cast<const int8_t*>(g.w->data);
   constexpr int64_t kNb = 8;
   for (int64_t n0 = n_begin; n0 < n_end; n0 += kNb) {
     const int64_t n1 = n0 + kNb < n_end ? n0 + kNb : n_end;
     for (int64_t m = 0; m < g.M; ++m) {
-      const int8_t* xm = g.x + m * g.ldx;
-      for (int64_t n = n0; n < n1; ++n) out(m, n, DotS8(xm, g.w + n * g.K, g.K));
+      const int8_t* xm = x + m * g.ldx;
+      for (int64_t n = n0; n < n1; ++n) out(m, n, DotS8(xm, w + n * g.K, g.K));
     }
   }
 }
 
-inline float RowScale(const GemmS8Args& g, int64_t m) { return g.a[m * g.a_stride] * g.b; }
+// c_mn of the kernels.h epilogue: fl(a[m] * b), times col[n] when given.
+inline float OutScale(const GemmArgs& g, int64_t m, int64_t n) {
+  const float s = g.a[m * g.a_stride] * g.b;
+  return g.col != nullptr ? s * g.col[n] : s;
+}
 
 }  // namespace
 
@@ -78,19 +87,22 @@ float AddRmsNormQuant(float* residual, const float* h, const float* w, int64_t n
   return scale;
 }
 
-void GemmS8S8ToS32(const GemmS8Args& g, int32_t* y, int64_t ldy, int64_t n_begin, int64_t n_end) {
-  GemmCore(g, n_begin, n_end, [&](int64_t m, int64_t n, int32_t acc) { y[m * ldy + n] = acc; });
+void GemmS8S8ToS32(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
+  int32_t* y = static_cast<int32_t*>(g.y);
+  GemmCore(g, n_begin, n_end, [&](int64_t m, int64_t n, int32_t acc) { y[m * g.ldy + n] = acc; });
 }
 
-void GemmS8S8ToS8(const GemmS8Args& g, int8_t* y, int64_t ldy, int64_t n_begin, int64_t n_end) {
+void GemmS8S8ToS8(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
+  int8_t* y = static_cast<int8_t*>(g.y);
   GemmCore(g, n_begin, n_end, [&](int64_t m, int64_t n, int32_t acc) {
-    y[m * ldy + n] = RoundS8(static_cast<float>(acc) * RowScale(g, m));
+    y[m * g.ldy + n] = RoundS8(static_cast<float>(acc) * OutScale(g, m, n));
   });
 }
 
-void GemmS8S8ToF32(const GemmS8Args& g, float* y, int64_t ldy, int64_t n_begin, int64_t n_end) {
+void GemmS8S8ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
+  float* y = static_cast<float*>(g.y);
   GemmCore(g, n_begin, n_end, [&](int64_t m, int64_t n, int32_t acc) {
-    y[m * ldy + n] = static_cast<float>(acc) * RowScale(g, m);
+    y[m * g.ldy + n] = static_cast<float>(acc) * OutScale(g, m, n);
   });
 }
 
@@ -98,11 +110,15 @@ void CausalConv1dSiluS8(const Conv1dS8Args& a, int64_t c_begin, int64_t c_end) {
   QM_DCHECK(a.d_conv >= 1 && a.d_conv <= 8, "d_conv %d outside 1..8", a.d_conv);
   const int P = a.d_conv - 1;  // past inputs carried in `state`
   const int64_t C = a.C;
-  const float swx = a.scale_w * a.scale_x;
+  const float swx_t = a.scale_w * a.scale_x;
   for (int64_t c = c_begin; c < c_end; ++c) {
     int32_t win[8];  // win[0..P-1] = previous inputs (oldest first), win[P] = current
     for (int j = 0; j < P; ++j) win[j] = a.state[j * C + c];
-    const float bias = a.b != nullptr ? a.scale_b * static_cast<float>(a.b[c]) : 0.0f;
+    const float swx = a.scale_acc != nullptr ? a.scale_acc[c] : swx_t;
+    const float bias = a.bias_f32 != nullptr ? a.bias_f32[c]
+                       : a.b != nullptr     ? a.scale_b * static_cast<float>(a.b[c])
+                                            : 0.0f;
+    const float inv_y = a.inv_scale_y_ch != nullptr ? a.inv_scale_y_ch[c] : a.inv_scale_y;
     for (int64_t t = 0; t < a.L; ++t) {
       win[P] = a.x[t * a.ldx + c];
       int32_t acc = 0;
@@ -111,7 +127,7 @@ void CausalConv1dSiluS8(const Conv1dS8Args& a, int64_t c_begin, int64_t c_end) {
       if (a.y_f32 != nullptr) {
         a.y_f32[t * a.ldy + c] = s;
       } else {
-        a.y[t * a.ldy + c] = RoundS8(s * a.inv_scale_y);
+        a.y[t * a.ldy + c] = RoundS8(s * inv_y);
       }
       for (int j = 0; j < P; ++j) win[j] = win[j + 1];
     }
@@ -121,24 +137,28 @@ void CausalConv1dSiluS8(const Conv1dS8Args& a, int64_t c_begin, int64_t c_end) {
 
 void SelectiveScanS8(const ScanS8Args& a, int64_t c_begin, int64_t c_end) {
   const int64_t N = a.d_state;
+  const ScanLayout& lo = a.layout;
+  const int64_t a_ld = lo.ALd(N), as = lo.a_n_stride;
   for (int64_t c = c_begin; c < c_end; ++c) {
     float* h = a.state + c * N;
-    const float* Ac = a.A + c * N;
+    const float* Ac = a.A + (c / lo.a_group) * a_ld;
+    const int64_t bc = (c / lo.bc_group) * lo.bc_ld, dc = c / lo.dt_group;
+    const float Dc = a.D[c / lo.d_group];
     for (int64_t t = 0; t < a.L; ++t) {
       const float u = a.scale_u * static_cast<float>(a.u[t * a.ldu + c]);
-      const float delta = a.scale_delta * static_cast<float>(a.delta[t * a.ld_delta + c]);
-      const float dt = Softplus(delta + a.delta_bias[c]);
-      const int8_t* Bt = a.B + t * a.ld_bc;
-      const int8_t* Ct = a.C + t * a.ld_bc;
+      const float delta = a.scale_delta * static_cast<float>(a.delta[t * a.ld_delta + dc]);
+      const float dt = Softplus(delta + a.delta_bias[dc]);
+      const int8_t* Bt = a.B + t * a.ld_bc + bc;
+      const int8_t* Ct = a.C + t * a.ld_bc + bc;
       const float dtu = dt * u;
       float acc = 0;
       for (int64_t n = 0; n < N; ++n) {
         const float b = a.scale_B * static_cast<float>(Bt[n]);
         const float cc = a.scale_C * static_cast<float>(Ct[n]);
-        h[n] = std::exp(dt * Ac[n]) * h[n] + dtu * b;
+        h[n] = std::exp(dt * Ac[n * as]) * h[n] + dtu * b;
         acc += h[n] * cc;
       }
-      float out = acc + a.D[c] * u;
+      float out = acc + Dc * u;
       if (a.z != nullptr) out *= Silu(a.scale_z * static_cast<float>(a.z[t * a.ldz + c]));
       a.y[t * a.ldy + c] = out;
     }
@@ -175,12 +195,12 @@ void HadamardF32ToS8(const float* x, int64_t L, int64_t n, int64_t ldx, float in
   }
 }
 
-void FillQ8Table(Q8KernelTable* t) {
+void FillQ8Table(KernelTable* t) {
   t->quantize_f32_s8 = QuantizeF32ToS8;
   t->add_rms_norm_quant = AddRmsNormQuant;
-  t->gemm_s8s8_s32 = GemmS8S8ToS32;
-  t->gemm_s8s8_s8 = GemmS8S8ToS8;
-  t->gemm_s8s8_f32 = GemmS8S8ToF32;
+  t->SetGemm(NumType::kS8, NumType::kS8, NumType::kS32, GemmS8S8ToS32);
+  t->SetGemm(NumType::kS8, NumType::kS8, NumType::kS8, GemmS8S8ToS8);
+  t->SetGemm(NumType::kS8, NumType::kS8, NumType::kF32, GemmS8S8ToF32);
   t->causal_conv1d_silu_s8 = CausalConv1dSiluS8;
   t->selective_scan_s8 = SelectiveScanS8;
   t->hadamard_f32 = HadamardF32;

@@ -1,8 +1,9 @@
 // Portable int8 kernels (kernels/q8.h contracts), no intrinsics: the production fallback on any
 // CPU and the per-entry default of every ISA's table.
+// Fills the int8 entries (generic::FillTable calls it).
 #pragma once
 
-#include "kernels/q8.h"
+#include "kernels/kernels.h"
 
 namespace quamba::kernels::generic {
 
@@ -10,15 +11,15 @@ void QuantizeF32ToS8(const float* x, int64_t L, int64_t C, int64_t ldx, float in
                      const float* col_mult, int8_t* q, int64_t ldq);
 float AddRmsNormQuant(float* residual, const float* h, const float* w, int64_t n, float eps,
                       float inv_scale, int8_t* q);
-void GemmS8S8ToS32(const GemmS8Args& g, int32_t* y, int64_t ldy, int64_t n_begin, int64_t n_end);
-void GemmS8S8ToS8(const GemmS8Args& g, int8_t* y, int64_t ldy, int64_t n_begin, int64_t n_end);
-void GemmS8S8ToF32(const GemmS8Args& g, float* y, int64_t ldy, int64_t n_begin, int64_t n_end);
+void GemmS8S8ToS32(const GemmArgs& g, int64_t n_begin, int64_t n_end);
+void GemmS8S8ToS8(const GemmArgs& g, int64_t n_begin, int64_t n_end);
+void GemmS8S8ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end);
 void CausalConv1dSiluS8(const Conv1dS8Args& a, int64_t c_begin, int64_t c_end);
 void SelectiveScanS8(const ScanS8Args& a, int64_t c_begin, int64_t c_end);
 void HadamardF32(float* x, int64_t L, int64_t n, int64_t ldx);
 void HadamardF32ToS8(const float* x, int64_t L, int64_t n, int64_t ldx, float inv_scale, int8_t* q,
                      int64_t ldq);
 
-void FillQ8Table(Q8KernelTable* t);
+void FillQ8Table(KernelTable* t);
 
 }  // namespace quamba::kernels::generic

@@ -47,12 +47,15 @@ double AddRmsNormQuant(float* residual, const float* h, const float* w, int64_t 
   return scale;
 }
 
-void GemmS8S8(const GemmS8Args& g, int64_t n_begin, int64_t n_end, int64_t* acc, int64_t ldacc) {
+void GemmS8S8(const GemmArgs& g, int64_t n_begin, int64_t n_end, int64_t* acc, int64_t ldacc) {
+  QM_CHECK(WeightNumType(g.w->format) == NumType::kS8, "int8 oracle on a non-int8 weight");
+  const int8_t* x = static_cast<const int8_t*>(g.x);
+  const int8_t* w = static_cast<const int8_t*>(g.w->data);
   for (int64_t m = 0; m < g.M; ++m) {
     for (int64_t n = n_begin; n < n_end; ++n) {
       int64_t s = 0;
       for (int64_t k = 0; k < g.K; ++k)
-        s += static_cast<int64_t>(g.x[m * g.ldx + k]) * g.w[n * g.K + k];
+        s += static_cast<int64_t>(x[m * g.ldx + k]) * w[n * g.K + k];
       acc[m * ldacc + n] = s;
     }
   }
@@ -67,6 +70,25 @@ int8_t EpilogueS8Contract(int64_t acc, float a, float b) {
   return RoundS8(EpilogueF32Contract(acc, a, b));
 }
 
+float EpilogueF32Contract(int64_t acc, float a, float b, float col) {
+  const float scale = a * b;
+  const float c = scale * col;
+  return static_cast<float>(acc) * c;
+}
+
+int8_t EpilogueS8Contract(int64_t acc, float a, float b, float col) {
+  return RoundS8(EpilogueF32Contract(acc, a, b, col));
+}
+
+double S4Weight(const WeightDesc& w, int64_t n, int64_t k) {
+  QM_CHECK(w.format == WeightFormat::kS4Group && w.cols % 2 == 0 && w.group > 0 &&
+               w.cols % w.group == 0,
+           "not a kS4Group weight");
+  const uint8_t byte = static_cast<const uint8_t*>(w.data)[n * (w.cols / 2) + k / 2];
+  const int code = k % 2 == 0 ? byte & 0xF : byte >> 4;
+  return static_cast<double>(w.scales[n * (w.cols / w.group) + k / w.group]) * (code - kS4Zero);
+}
+
 void CausalConv1dSiluS8(const Conv1dS8Args& a, int64_t c_begin, int64_t c_end, double* y,
                         int64_t ldy) {
   const int P = a.d_conv - 1;
@@ -79,8 +101,14 @@ void CausalConv1dSiluS8(const Conv1dS8Args& a, int64_t c_begin, int64_t c_end, d
         const int8_t xv = src >= 0 ? a.x[src * a.ldx + c] : a.state[(P + src) * C + c];
         acc += static_cast<int64_t>(a.w[k * C + c]) * xv;
       }
-      double v = static_cast<double>(a.scale_w) * a.scale_x * static_cast<double>(acc);
-      if (a.b != nullptr) v += static_cast<double>(a.scale_b) * a.b[c];
+      const double sa = a.scale_acc != nullptr ? static_cast<double>(a.scale_acc[c])
+                                               : static_cast<double>(a.scale_w) * a.scale_x;
+      double v = sa * static_cast<double>(acc);
+      if (a.bias_f32 != nullptr) {
+        v += a.bias_f32[c];
+      } else if (a.b != nullptr) {
+        v += static_cast<double>(a.scale_b) * a.b[c];
+      }
       y[t * ldy + c] = Silu(v);
     }
     // New state: the last P inputs of the sequence state ++ x.
@@ -96,20 +124,25 @@ void CausalConv1dSiluS8(const Conv1dS8Args& a, int64_t c_begin, int64_t c_end, d
 void SelectiveScanS8(const ScanS8Args& a, int64_t c_begin, int64_t c_end, double* state,
                      double* y) {
   const int64_t N = a.d_state;
+  const ScanLayout& lo = a.layout;
+  const int64_t a_ld = lo.a_ld != 0 ? lo.a_ld : N;
   for (int64_t c = c_begin; c < c_end; ++c) {
     double* h = state + c * N;
     for (int64_t t = 0; t < a.L; ++t) {
       const double u = static_cast<double>(a.scale_u) * a.u[t * a.ldu + c];
-      const double dt = Softplus(static_cast<double>(a.scale_delta) * a.delta[t * a.ld_delta + c] +
-                                 a.delta_bias[c]);
+      const int64_t dc = c / lo.dt_group;
+      const double dt = Softplus(static_cast<double>(a.scale_delta) * a.delta[t * a.ld_delta + dc] +
+                                 a.delta_bias[dc]);
       double acc = 0;
       for (int64_t n = 0; n < N; ++n) {
-        const double b = static_cast<double>(a.scale_B) * a.B[t * a.ld_bc + n];
-        const double cc = static_cast<double>(a.scale_C) * a.C[t * a.ld_bc + n];
-        h[n] = std::exp(dt * a.A[c * N + n]) * h[n] + dt * b * u;
+        const int64_t i_bc = t * a.ld_bc + (c / lo.bc_group) * lo.bc_ld + n;
+        const double b = static_cast<double>(a.scale_B) * a.B[i_bc];
+        const double cc = static_cast<double>(a.scale_C) * a.C[i_bc];
+        const double A = a.A[(c / lo.a_group) * a_ld + n * lo.a_n_stride];
+        h[n] = std::exp(dt * A) * h[n] + dt * b * u;
         acc += h[n] * cc;
       }
-      double out = acc + static_cast<double>(a.D[c]) * u;
+      double out = acc + static_cast<double>(a.D[c / lo.d_group]) * u;
       if (a.z != nullptr) out *= Silu(static_cast<double>(a.scale_z) * a.z[t * a.ldz + c]);
       y[t * a.ldy + c] = out;
     }

@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "kernels/q8.h"
+#include "kernels/kernels.h"
 
 namespace quamba::kernels::ref {
 
@@ -26,16 +26,25 @@ void QuantizeF32ToS8(const float* x, int64_t L, int64_t C, int64_t ldx, float in
 double AddRmsNormQuant(float* residual, const float* h, const float* w, int64_t n, float eps,
                        float inv_scale, int8_t* q, double* y_out = nullptr);
 
-// acc[m * ldacc + n] = sum_k x[m, k] * w[n, k] exactly, n in [n_begin, n_end).
-void GemmS8S8(const GemmS8Args& g, int64_t n_begin, int64_t n_end, int64_t* acc, int64_t ldacc);
-// The q8.h epilogues on one accumulator, replicating the float32 contract exactly:
-// fl(fl(float(acc)) * fl(a * b)) and RoundS8 of it.
+// acc[m * ldacc + n] = sum_k x[m, k] * q[n, k] exactly, n in [n_begin, n_end), for int8 x and
+// weights (kS8PerTensor / kS8PerRow; the weight's scales are not applied).
+void GemmS8S8(const GemmArgs& g, int64_t n_begin, int64_t n_end, int64_t* acc, int64_t ldacc);
+// The kernels.h int8 epilogues on one accumulator, replicating the float32 contract exactly:
+// fl(fl(float(acc)) * fl(a * b)) and RoundS8 of it; with a column multiplier col,
+// fl(fl(float(acc)) * fl(fl(a * b) * col)).
 float EpilogueF32Contract(int64_t acc, float a, float b);
 int8_t EpilogueS8Contract(int64_t acc, float a, float b);
+float EpilogueF32Contract(int64_t acc, float a, float b, float col);
+int8_t EpilogueS8Contract(int64_t acc, float a, float b, float col);
+
+// Element (n, k) of a kS4Group weight in double: scales[n * (K / group) + k / group] *
+// (code - kS4Zero), the code read from the documented nibble layout (kernels.h).
+double S4Weight(const WeightDesc& w, int64_t n, int64_t k);
 
 // Depthwise causal conv1d + bias + SiLU in double over channels [c_begin, c_end):
-// y[t*ldy + c] = SiLU(s_w s_x sum_k w x + s_b b) (double), state updated as the kernels do.
-// Ignores a.y / a.y_f32.
+// y[t*ldy + c] = SiLU(sa sum_k w x + bias) (double; sa = scale_acc[c] or s_w s_x, bias =
+// bias_f32[c] or s_b b[c]), state updated as the kernels do. Ignores a.y / a.y_f32 and the
+// output scale (the caller applies inv_scale_y or inv_scale_y_ch).
 void CausalConv1dSiluS8(const Conv1dS8Args& a, int64_t c_begin, int64_t c_end, double* y,
                         int64_t ldy);
 

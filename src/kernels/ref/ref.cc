@@ -114,19 +114,22 @@ void CausalConv1dSilu(const float* x, int64_t L, int64_t C, int64_t ldx, const f
 
 void SelectiveScan(const ScanArgs& a, int64_t c_begin, int64_t c_end, double* state, double* y) {
   const int64_t N = a.d_state;
+  const ScanLayout& lo = a.layout;
+  const int64_t a_ld = lo.a_ld != 0 ? lo.a_ld : N;
   for (int64_t c = c_begin; c < c_end; ++c) {
     double* h = state + c * N;
     for (int64_t t = 0; t < a.L; ++t) {
       const double u = a.u[t * a.ldu + c];
-      const double dt =
-          Softplus(static_cast<double>(a.delta[t * a.ld_delta + c]) + a.delta_bias[c]);
+      const double dt = Softplus(static_cast<double>(a.delta[t * a.ld_delta + c / lo.dt_group]) +
+                                 a.delta_bias[c / lo.dt_group]);
       double acc = 0;
       for (int64_t n = 0; n < N; ++n) {
-        const double dA = std::exp(dt * a.A[c * N + n]);
-        h[n] = dA * h[n] + dt * a.B[t * a.ld_bc + n] * u;
-        acc += h[n] * a.C[t * a.ld_bc + n];
+        const double A = a.A[(c / lo.a_group) * a_ld + n * lo.a_n_stride];
+        const int64_t i_bc = t * a.ld_bc + (c / lo.bc_group) * lo.bc_ld + n;
+        h[n] = std::exp(dt * A) * h[n] + dt * a.B[i_bc] * u;
+        acc += h[n] * a.C[i_bc];
       }
-      double out = acc + static_cast<double>(a.D[c]) * u;
+      double out = acc + static_cast<double>(a.D[c / lo.d_group]) * u;
       if (a.z != nullptr) out *= Silu(a.z[t * a.ldz + c]);
       y[t * a.ldy + c] = out;
     }

@@ -10,8 +10,8 @@ namespace quamba::kernels::x86 {
 
 // Per-thread scratch buffers, 64-byte aligned, grown on first use and kept for the thread's
 // life (the "allocation-free except a per-thread scratch buffer" rule of kernels.h).
-enum class ScratchSlot : int { kPackedW = 0, kPackedX = 1, kMisc = 2 };
-constexpr int kNumScratchSlots = 3;
+enum class ScratchSlot : int { kPackedW = 0, kPackedX = 1 };
+constexpr int kNumScratchSlots = 2;
 // Returns a buffer of at least n_floats floats; contents are unspecified. The pointer is valid
 // until the next call with the same slot on the same thread.
 float* Scratch(ScratchSlot slot, int64_t n_floats);

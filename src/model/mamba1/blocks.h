@@ -46,7 +46,7 @@ class BlockBase : public Block {
   const ModelWeights& w_;
   ThreadPool& pool_;
   const kernels::KernelTable& k_;
-  const kernels::Q8KernelTable& q8_;
+  const kernels::KernelTable& q8_;
   const int64_t dm_, di_, ds_, R_, n_dbl_;  // d_model, d_inner, d_state, dt_rank, R + 2 ds
   const float eps_;
   // Scratch, (max_rows, width) each.

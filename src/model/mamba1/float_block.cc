@@ -46,15 +46,15 @@ void BlockBase::MixerRmsNorm(int64_t T) {
 
 void FloatBlock::MatMulRange(const float* x, int64_t M, int64_t ldx, const MatrixRef& w,
                              float* y, int64_t ldy, int64_t nb, int64_t ne) {
-  k_.MatMulFor(w.dtype)(x, M, w.cols, ldx, w.data, nb, ne, y, ldy);
+  quamba::MatMulRange(k_, x, M, ldx, w, y, ldy, nb, ne);
 }
 
 void FloatBlock::MatMul(const float* x, int64_t M, int64_t ldx, const MatrixRef& w, float* y,
                         int64_t ldy) {
-  const kernels::MatMulFn f = k_.MatMulFor(w.dtype);
-  const int64_t N = w.rows, K = w.cols;
   // Split output features across threads; 64 keeps slices aligned to any kernel's tile.
-  pool_.ParallelRange(N, 64, [&](int64_t b, int64_t e) { f(x, M, K, ldx, w.data, b, e, y, ldy); });
+  pool_.ParallelRange(w.rows, 64, [&](int64_t b, int64_t e) {
+    quamba::MatMulRange(k_, x, M, ldx, w, y, ldy, b, e);
+  });
 }
 
 // One Mamba block on rows [0, T).

@@ -80,9 +80,8 @@ class FloatBlock final : public Block {
     tap(Tap::kInProjIn, hn_, dm, dm);
 
     // zxbcdt = self.in_proj(u)                  (T, d_in_proj) = [z | xBC | dt]
-    const kernels::MatMulFn mm = k_.MatMulFor(L.in_proj.dtype);
     pool_.ParallelRange(dip_, 64, [&](int64_t b, int64_t e) {
-      mm(hn_, T, dm, dm, L.in_proj.data, b, e, zxbcdt_, dip_);
+      MatMulRange(k_, hn_, T, dm, L.in_proj, zxbcdt_, dip_, b, e);
     });
     tap(Tap::kInProjOut, zxbcdt_, dip_, dip_);
 
@@ -151,9 +150,8 @@ class FloatBlock final : public Block {
     tap(Tap::kOutProjIn, y_, di, di);
 
     // out = self.out_proj(y)                    h: (T, d_model)
-    const kernels::MatMulFn mo = k_.MatMulFor(L.out_proj.dtype);
     pool_.ParallelRange(dm, 64, [&](int64_t b, int64_t e) {
-      mo(y_, T, di, di, L.out_proj.data, b, e, io.h, dm);
+      MatMulRange(k_, y_, T, di, L.out_proj, io.h, dm, b, e);
     });
     tap(Tap::kOutProjOut, io.h, dm, dm);
   }

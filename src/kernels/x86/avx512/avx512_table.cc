@@ -30,15 +30,24 @@ void SoftplusRow(const float* x, int64_t n, float* y) { ApplyRow<Softplus>(x, n,
 void SiluRow(const float* x, int64_t n, float* y) { ApplyRow<Silu>(x, n, y); }
 
 void FillTable(KernelTable* t) {
-  t->matmul_f32 = MatMulF32;
-  t->matmul_f16 = MatMulF16;
-  t->matmul_bf16 = MatMulBF16;
+  t->SetGemm(NumType::kF32, NumType::kF32, NumType::kF32, GemmF32F32ToF32);
+  t->SetGemm(NumType::kF32, NumType::kF16, NumType::kF32, GemmF32F16ToF32);
+  t->SetGemm(NumType::kF32, NumType::kBF16, NumType::kF32, GemmF32BF16ToF32);
+  t->SetGemm(NumType::kS8, NumType::kS8, NumType::kS32, GemmS8S8ToS32);
+  t->SetGemm(NumType::kS8, NumType::kS8, NumType::kS8, GemmS8S8ToS8);
+  t->SetGemm(NumType::kS8, NumType::kS8, NumType::kF32, GemmS8S8ToF32);
   t->add_rms_norm = AddRmsNorm;
   t->causal_conv1d_silu = CausalConv1dSilu;
   t->selective_scan = SelectiveScan;
   t->convert_f16 = ConvertF16;
   t->convert_bf16 = ConvertBF16;
   t->sum_u64 = SumU64;
+  t->quantize_f32_s8 = QuantizeF32ToS8;
+  t->add_rms_norm_quant = AddRmsNormQuant;
+  t->causal_conv1d_silu_s8 = CausalConv1dSiluS8;
+  t->selective_scan_s8 = SelectiveScanS8;
+  t->hadamard_f32 = HadamardF32;
+  t->hadamard_quant = HadamardF32ToS8;
 }
 
 }  // namespace quamba::kernels::x86::avx512

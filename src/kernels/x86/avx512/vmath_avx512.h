@@ -1,5 +1,5 @@
 // AVX-512 elementwise math shared by the avx512 kernels: exp, softplus, SiLU, a 16x16 transpose,
-// widening loads and the RMSNorms' first pass. Include only from src/kernels/x86/avx512/*.cc (built
+// widening loads. Include only from src/kernels/x86/avx512/*.cc (built
 // with AVX-512 flags); the functions live in the avx512 namespace so no other ISA's copy can be
 // merged with them.
 #pragma once
@@ -153,27 +153,6 @@ inline __m512 LoadF16(const uint16_t* p) {
 inline __m512 LoadBF16(const uint16_t* p) {
   const __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
-}
-
-// Pass 1 of the RMSNorms (add_rms_norm and add_rms_norm_quant): residual (n) += h (n) when h
-// is not null, and returns sum(residual^2) in double (float squares are exact in double; two
-// accumulators over the 8-lane halves, then one reduction: the same order in both kernels).
-inline double AddResidualSumSquares(float* residual, const float* h, int64_t n) {
-  __m512d ss0 = _mm512_setzero_pd(), ss1 = _mm512_setzero_pd();
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = FirstLanes(n - i);
-    __m512 r = _mm512_maskz_loadu_ps(m, residual + i);
-    if (h != nullptr) {
-      r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, h + i));
-      _mm512_mask_storeu_ps(residual + i, m, r);
-    }
-    const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(r));
-    const __m512d hi =
-        _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(r), 1)));
-    ss0 = _mm512_fmadd_pd(lo, lo, ss0);
-    ss1 = _mm512_fmadd_pd(hi, hi, ss1);
-  }
-  return _mm512_reduce_add_pd(_mm512_add_pd(ss0, ss1));
 }
 
 }  // namespace quamba::kernels::x86::avx512

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 
+#include "core/check.h"
 #include "kernels/x86/avx2/avx2_kernels.h"
 #include "kernels/x86/avx2/vmath_avx2.h"
 #include "kernels/x86/x86_common.h"
@@ -359,17 +360,23 @@ void MatMul(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w_raw
 
 }  // namespace
 
-void MatMulF32(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w, int64_t n_begin,
-               int64_t n_end, float* y, int64_t ldy) {
-  MatMul<WF32>(x, M, K, ldx, w, n_begin, n_end, y, ldy);
+void GemmF32F32ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
+  QM_DCHECK(g.a == nullptr && g.col == nullptr, "float GEMMs have no epilogue");
+  QM_DCHECK(g.K == g.w->cols && n_end <= g.w->rows, "GEMM shape outside the weight");
+  MatMul<WF32>(static_cast<const float*>(g.x), g.M, g.K, g.ldx, g.w->data, n_begin, n_end,
+               static_cast<float*>(g.y), g.ldy);
 }
-void MatMulF16(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w, int64_t n_begin,
-               int64_t n_end, float* y, int64_t ldy) {
-  MatMul<WF16>(x, M, K, ldx, w, n_begin, n_end, y, ldy);
+void GemmF32F16ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
+  QM_DCHECK(g.a == nullptr && g.col == nullptr, "float GEMMs have no epilogue");
+  QM_DCHECK(g.K == g.w->cols && n_end <= g.w->rows, "GEMM shape outside the weight");
+  MatMul<WF16>(static_cast<const float*>(g.x), g.M, g.K, g.ldx, g.w->data, n_begin, n_end,
+               static_cast<float*>(g.y), g.ldy);
 }
-void MatMulBF16(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w, int64_t n_begin,
-                int64_t n_end, float* y, int64_t ldy) {
-  MatMul<WBF16>(x, M, K, ldx, w, n_begin, n_end, y, ldy);
+void GemmF32BF16ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
+  QM_DCHECK(g.a == nullptr && g.col == nullptr, "float GEMMs have no epilogue");
+  QM_DCHECK(g.K == g.w->cols && n_end <= g.w->rows, "GEMM shape outside the weight");
+  MatMul<WBF16>(static_cast<const float*>(g.x), g.M, g.K, g.ldx, g.w->data, n_begin, n_end,
+               static_cast<float*>(g.y), g.ldy);
 }
 
 }  // namespace quamba::kernels::x86::avx2

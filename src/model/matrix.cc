@@ -1,0 +1,33 @@
+#include "model/matrix.h"
+
+#include "core/check.h"
+
+namespace quamba {
+
+void MatMulRange(const kernels::KernelTable& k, const float* x, int64_t M, int64_t ldx,
+                 const MatrixRef& w, float* y, int64_t ldy, int64_t nb, int64_t ne) {
+  kernels::WeightDesc wd;
+  wd.format = kernels::FloatWeightFormat(w.dtype);
+  wd.data = w.data;
+  wd.rows = w.rows;
+  wd.cols = w.cols;
+  const kernels::GemmFn f = k.Gemm(kernels::NumType::kF32, wd, kernels::NumType::kF32);
+  QM_CHECK(f != nullptr, "no float GEMM for weight dtype %s", DTypeName(w.dtype));
+  kernels::GemmArgs g;
+  g.M = M;
+  g.K = w.cols;
+  g.x = x;
+  g.ldx = ldx;
+  g.w = &wd;
+  g.y = y;
+  g.ldy = ldy;
+  f(g, nb, ne);
+}
+
+void MatMulRangeF32(const kernels::KernelTable& k, const float* x, int64_t M, int64_t K,
+                    int64_t ldx, const float* w, int64_t N, float* y, int64_t ldy, int64_t nb,
+                    int64_t ne) {
+  MatMulRange(k, x, M, ldx, MatrixRef{w, DType::kF32, N, K}, y, ldy, nb, ne);
+}
+
+}  // namespace quamba
