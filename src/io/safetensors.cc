@@ -111,7 +111,8 @@ Status TensorStore::AddFile(const std::string& file) {
                                    (unsigned long long)std::min(kMaxHeaderBytes, f->size() - 8),
                                    (unsigned long long)hlen));
   const char* hbeg = reinterpret_cast<const char*>(f->data() + 8);
-  QM_ASSIGN_OR_RETURN(const Json j, ParseJson(std::string_view(hbeg, hlen), f->path() + ": header"));
+  QM_ASSIGN_OR_RETURN(const Json j,
+                      ParseJson(std::string_view(hbeg, hlen), f->path() + ": header"));
   if (!j.is_object())
     return Status::Error(StrFormat("%s: header: expected a JSON object, found %s", fn,
                                    DescribeJson(j).c_str()));

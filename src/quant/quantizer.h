@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -20,8 +21,10 @@ struct QuantizeOptions {
   int threads = 1;
   double percentile_alpha = 0.99999;
   std::string lm_head = "f16";  // keep | f16 | bf16 | int8 (QuantConfig::lm_head)
-  bool force = false;  // replace an existing output directory
+  bool force = false;  // replace an earlier quantize output (io/output_dir.h)
   bool progress = true;
+  // Lines about the output folder (leftover temporary folders removed or left alone).
+  std::function<void(const std::string&)> on_note;
 };
 
 // Per-layer statistics gathered by calibration (all abs-max style, over all samples).
@@ -43,7 +46,9 @@ StatusOr<CalibStats> Calibrate(const MambaModel& model, const QuantConfig& qc,
                                                const std::vector<std::vector<int32_t>>& samples,
                                                int threads, bool progress);
 
-// Quantizes `model` into `out_dir` (written to a temporary directory, then renamed).
+// Quantizes `model` into `out_dir`: written to a temporary folder, then renamed into place, with
+// the rules of io/output_dir.h (no overlap with the model or the calibration files; --force
+// replaces only an earlier quantize output; missing parents are created).
 Status QuantizeModel(const MambaModel& model, const QuantizeOptions& opt,
                      const std::string& out_dir);
 

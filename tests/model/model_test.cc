@@ -330,7 +330,8 @@ TEST_F(LoaderTest, TensorsMustTileTheDataSection) {
                                    "the 360193-byte data section, found 1 spare byte(s) after "
                                    "the last tensor"));
   WriteAll(d / "model.safetensors", bytes + std::string(4, '\0'));  // spare bytes at the end
-  EXPECT_THAT(LoadError(d.path()), ::testing::HasSubstr("found 4 spare byte(s) after the last tensor"));
+  EXPECT_THAT(LoadError(d.path()),
+              ::testing::HasSubstr("found 4 spare byte(s) after the last tensor"));
 }
 
 // A tensor named twice in one header: JSON parsers keep one of the two silently (item 17).

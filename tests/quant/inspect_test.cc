@@ -568,6 +568,12 @@ TEST_F(InspectTest, CliRefusesBadInput) {
   EXPECT_THAT(r.err, HasSubstr("missing.txt"));
   r = RunQuamba("inspect" + m + " --calib " + CalibFile() + " --calib-len 1");
   EXPECT_EQ(r.code, 2);
+  // The report's files never land in the model directory (they would replace its own).
+  r = RunQuamba("inspect" + m + " --calib " + CalibFile() + " -q -o " + (*dir_ / "fp/report"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("expected an output apart from every input, found it inside the "
+                               "input"));
+  EXPECT_FALSE(std::filesystem::exists(*dir_ / "fp/report"));
 }
 
 TEST_F(InspectTest, QuantizedModelsAreRefused) {
