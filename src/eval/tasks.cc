@@ -509,6 +509,8 @@ TaskResult AggregateTask(const TaskData& task,
   TaskResult r;
   r.task = task.name;
   r.n = static_cast<int64_t>(task.docs.size());
+  for (const auto& res : results)
+    for (const LoglikResult& x : res) r.non_finite += !std::isfinite(x.logprob);
   if (r.n == 0) return r;
   if (task.type == TaskType::kLoglikelihood) {
     double hits = 0, sum = 0, sum_sq = 0;

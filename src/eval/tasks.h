@@ -50,6 +50,7 @@ struct TaskResult {
   double ppl = 0, ppl_stderr = 0;     // stderr: delta method (lm-eval bootstraps it)
   std::vector<int> pred, pred_norm;   // per doc: argmax of logprob / of logprob per code point
   std::vector<LoglikResult> lambada;  // per doc (loglikelihood tasks)
+  int64_t non_finite = 0;             // requests whose log-likelihood is NaN or Inf (0 expected)
 };
 
 // lambada_openai, hellaswag, piqa, arc_easy, arc_challenge, winogrande.

@@ -10,6 +10,7 @@
 #include "io/mapped_file.h"
 #include "io/output_dir.h"
 #include "kernels/q8.h"
+#include "model/finite.h"
 #include "quant/calib_data.h"
 #include "quant/hadamard.h"
 #include "quant/observers.h"
@@ -136,6 +137,24 @@ float SmoothedAbsMax(const std::vector<float>& act_ch, const std::vector<float>&
   return m;
 }
 
+// Finite weights can still overflow float32 on some text: an infinite or NaN range would make
+// an unusable scale.
+Status CheckCalibrationFinite(const CalibStats& s, const std::string& dir) {
+  for (size_t l = 0; l < s.layers.size(); ++l) {
+    const LayerActStats& a = s.layers[l];
+    for (float v : {a.in_proj_in, a.in_proj_out, a.x_proj_in, a.x_proj_in_pct, a.x_proj_out,
+                    a.dt_proj_out, a.out_proj_in, a.out_proj_in_had})
+      if (!std::isfinite(v))
+        return Status::Error(StrFormat("%s: layer %zu: expected finite activations on the "
+                                       "calibration text, found %g: the model overflows float32",
+                                       dir.c_str(), l, v));
+  }
+  if (!std::isfinite(s.lm_head_in))
+    return Status::Error(StrFormat("%s: lm_head input: expected finite activations on the "
+                                   "calibration text, found %g", dir.c_str(), s.lm_head_in));
+  return Status::Ok();
+}
+
 // An earlier quantize output: its quantization_config.json names this format.
 bool IsQuantizeOutput(const std::string& dir) {
   auto text = ReadFileToString(dir + "/quantization_config.json");
@@ -175,6 +194,9 @@ Status QuantizeModel(const MambaModel& model, const QuantizeOptions& opt,
     return Status::Error(StrFormat("%s/tokenizer.json: expected a tokenizer (needed to read "
                                    "calibration text), found no such file", model.dir().c_str()));
   QM_ASSIGN_OR_RETURN(QuantConfig qc, QuantConfig::ForRecipe(opt.recipe));
+  // Every weight is read below: a NaN or Inf is named now, not written into scales that every
+  // command would refuse.
+  QM_RETURN_IF_ERROR(FindNonFiniteWeights(model));
   qc.percentile_alpha = opt.percentile_alpha;
   QM_RETURN_IF_ERROR(CheckLmHeadMode("--lm-head", opt.lm_head));
   qc.lm_head = opt.lm_head;
@@ -207,6 +229,7 @@ Status QuantizeModel(const MambaModel& model, const QuantizeOptions& opt,
     qc.calib_len = opt.calib_len;
     for (const auto& s : samples) qc.calib_tokens += (int64_t)s.size();
     QM_ASSIGN_OR_RETURN(calib, Calibrate(model, qc, samples, opt.threads, opt.progress));
+    QM_RETURN_IF_ERROR(CheckCalibrationFinite(calib, model.dir()));
   }
 
   // Build every output tensor; names/shapes follow ForEachQuantTensor (checked at the end).

@@ -8,8 +8,10 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -303,6 +305,51 @@ TEST_F(OutputDirCliTest, ParentsPermissionsAndLeftovers) {
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("none.txt: cannot open"));
   EXPECT_FALSE(std::filesystem::exists(d / "x"));
+}
+
+// One NaN in a weight: quantize said "wrote" and made a model every command then refused;
+// generate made 0 tokens and eval printed "ppl -nan", both exiting 0. Every command that turns
+// logits into an answer now names the tensor (item 12).
+TEST_F(OutputDirCliTest, NonFiniteWeightsAreNamed) {
+  TempDir d;
+  std::filesystem::copy(M(), d / "nan");
+  {
+    auto st = TensorStore::Open(M());
+    ASSERT_TRUE(st.ok());
+    std::vector<std::vector<uint8_t>> keep;
+    std::vector<TensorToWrite> tensors;
+    for (const auto& [name, t] : (*st)->tensors()) {
+      keep.emplace_back(t.data, t.data + t.nbytes);
+      if (name == "backbone.layers.0.mixer.in_proj.weight") {
+        const float nan = std::nanf("");
+        std::memcpy(keep.back().data() + 4 * 77, &nan, 4);
+      }
+      tensors.push_back({name, t.dtype, t.shape, keep.back().data(), nullptr});
+    }
+    ASSERT_TRUE(WriteSafeTensors(d / "nan/model.safetensors", tensors, (*st)->metadata()).ok());
+  }
+  const std::string named =
+      "tensor \"backbone.layers.0.mixer.in_proj.weight\": expected finite values, found nan at "
+      "element 77";
+  CliResult r = Quantize(d / "nan", d / "q");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(Lines(r.err), 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr(named));
+  EXPECT_FALSE(std::filesystem::exists(d / "q"));
+  r = RunQuamba("generate -m " + (d / "nan") + " -p Hello -n 4");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr(named));
+  std::ofstream(d / "text.txt") << "It is a truth universally acknowledged, that a single man in "
+                                   "possession of a good fortune, must be in want of a wife.";
+  r = RunQuamba("eval -m " + (d / "nan") + " --ppl " + (d / "text.txt") + " --ctx 8");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr(named));
+  std::filesystem::create_directories(d / "data/piqa");
+  std::ofstream(d / "data/piqa/valid.jsonl") << "{\"goal\": \"g\", \"sol1\": \"a\", \"sol2\": \"b\"}\n";
+  std::ofstream(d / "data/piqa/valid-labels.lst") << "1\n";
+  r = RunQuamba("eval -m " + (d / "nan") + " --tasks piqa --data " + (d / "data"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr(named));
 }
 
 }  // namespace
