@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -62,7 +63,15 @@ bool IsKnownTask(std::string_view name);
 // valid-labels.lst, arc/ARC-{Easy,Challenge}-Test.jsonl, winogrande/dev.jsonl [+ dev-labels.lst]).
 // limit > 0 keeps the first `limit` docs (lm-eval's --limit). Errors name the file, the line, the
 // field, what was expected and what was found.
-StatusOr<TaskData> LoadTask(const std::string& name, const std::string& data_dir, int64_t limit);
+// Where task files come from: the disk, or memory (tests, fuzzing).
+struct TaskFiles {
+  std::function<bool(const std::string& path)> exists;  // a regular file
+  std::function<StatusOr<std::string>(const std::string& path)> read;
+};
+const TaskFiles& DiskTaskFiles();
+
+StatusOr<TaskData> LoadTask(const std::string& name, const std::string& data_dir, int64_t limit,
+                            const TaskFiles& files = DiskTaskFiles());
 
 // Doc builders (the templates), public for tests.
 TaskDoc LambadaDoc(std::string_view text);

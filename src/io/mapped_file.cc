@@ -92,15 +92,25 @@ StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& path) 
       return Status::Error(StrFormat("%s: mmap failed: %s", path.c_str(), strerror(errno)));
     }
     f->data_ = static_cast<const uint8_t*>(p);
+    f->mapped_ = true;
     f->guard_slot_ = RegisterMapping(f->data_, f->size_, path);
   }
   ::close(fd);
   return f;
 }
 
+std::unique_ptr<MappedFile> MappedFile::FromString(const std::string& path, std::string bytes) {
+  std::unique_ptr<MappedFile> f(new MappedFile());
+  f->path_ = path;
+  f->owned_ = std::move(bytes);
+  f->data_ = reinterpret_cast<const uint8_t*>(f->owned_.data());
+  f->size_ = f->owned_.size();
+  return f;
+}
+
 MappedFile::~MappedFile() {
   if (guard_slot_ >= 0) g_slots[guard_slot_].begin.store(0);  // before the range goes away
-  if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
+  if (mapped_) ::munmap(const_cast<uint8_t*>(data_), size_);
 }
 
 StatusOr<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::Create(const std::string& path) {

@@ -12,6 +12,8 @@ namespace quamba {
 class MappedFile {
  public:
   static StatusOr<std::unique_ptr<MappedFile>> Open(const std::string& path);
+  // Bytes held in memory, seen through the same interface (tests, fuzzing).
+  static std::unique_ptr<MappedFile> FromString(const std::string& path, std::string bytes);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
@@ -25,6 +27,8 @@ class MappedFile {
   std::string path_;
   const uint8_t* data_ = nullptr;
   uint64_t size_ = 0;
+  bool mapped_ = false;
+  std::string owned_;    // FromString's bytes
   int guard_slot_ = -1;  // this mapping's entry for InstallMappedFileGuard, or -1
 };
 

@@ -99,6 +99,17 @@ StatusOr<std::unique_ptr<TensorStore>> TensorStore::Open(const std::string& path
 
 Status TensorStore::AddFile(const std::string& file) {
   QM_ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> f, MappedFile::Open(file));
+  return AddMapped(std::move(f));
+}
+
+StatusOr<std::unique_ptr<TensorStore>> TensorStore::FromBytes(const std::string& name,
+                                                               std::string bytes) {
+  std::unique_ptr<TensorStore> st(new TensorStore());
+  QM_RETURN_IF_ERROR(st->AddMapped(MappedFile::FromString(name, std::move(bytes))));
+  return st;
+}
+
+Status TensorStore::AddMapped(std::unique_ptr<MappedFile> f) {
   const char* fn = f->path().c_str();
   if (f->size() < 8)
     return Status::Error(StrFormat("%s: header length: expected 8 bytes, found a %llu-byte file",
