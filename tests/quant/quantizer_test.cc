@@ -323,6 +323,54 @@ TEST_F(QuantizerTest, EveryCalibFileMustExistAndOnlyUsedOnesAreRecorded) {
   EXPECT_EQ(qc->calib_files, std::vector<std::string>{first});
 }
 
+// quantization_config.json fields of the wrong JSON type were an uncaught
+// nlohmann::json::type_error (SIGABRT); format_version 4294967298 was read as 2 (items 1, 16).
+TEST(QuantConfigTest, WrongTypesAndRangesAreOneLineErrors) {
+  const std::string base = QuantConfig::ForRecipe("minmax")->ToJson();
+  auto with = [&](const std::string& from, const std::string& to) {
+    std::string t = base;
+    const size_t p = t.find(from);
+    EXPECT_NE(p, std::string::npos) << from;
+    if (p != std::string::npos) t.replace(p, from.size(), to);
+    auto q = QuantConfig::FromJson(t, "q.json");
+    return q.ok() ? std::string("ok") : q.status().message();
+  };
+  EXPECT_EQ(with("", ""), "ok");
+  EXPECT_EQ(with("\"format\": \"quamba.cpp\"", "\"format\": 5"),
+            "q.json: format: expected a string, found 5");
+  for (const char* v : {"5", "null", "[\"a\"]"})
+    EXPECT_EQ(with("\"source_model\": \"\"", std::string("\"source_model\": ") + v),
+              std::string("q.json: source_model: expected a string, found ") +
+                  (v[0] == '[' ? "an array" : v));
+  EXPECT_EQ(with("\"samples\": 0", "\"samples\": \"eight\""),
+            "q.json: calibration.samples: expected an integer, found \"eight\"");
+  EXPECT_EQ(with("\"files\": []", "\"files\": [1]"),
+            "q.json: calibration.files: expected an array of strings, found 1");
+  EXPECT_EQ(with("\"format_version\": 2", "\"format_version\": 4294967298"),
+            "q.json: format_version: expected 1..2, found 4294967298");
+  EXPECT_EQ(with("\"lm_head\": \"f16\"", "\"lm_head\": 8"),
+            "q.json: lm_head: expected a string, found 8");
+  EXPECT_EQ(with("\"percentile_alpha\": 0.99999", "\"percentile_alpha\": \"x\""),
+            "q.json: percentile_alpha: expected a number, found \"x\"");
+  const std::string deep = std::string(80000, '[') + std::string(80000, ']');
+  EXPECT_EQ(with("\"recipe\": \"minmax\"", "\"recipe\": " + deep).rfind(
+                "q.json: expected JSON nested at most 64 levels deep", 0),
+            0u);
+}
+
+// Paths are bytes, JSON is UTF-8: a model directory or calibration file whose name is not valid
+// UTF-8 made the writer throw (type_error 316) after the whole calibration.
+TEST(QuantConfigTest, NonUtf8PathsAreWrittenReplaced) {
+  QuantConfig q = *QuantConfig::ForRecipe("minmax");
+  q.source_model = "models/\xff";
+  q.calib_files = {"calib\xfe.txt"};
+  std::string text;
+  ASSERT_NO_THROW(text = q.ToJson());
+  auto back = QuantConfig::FromJson(text, "q.json");
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(back->source_model, "models/\xEF\xBF\xBD");  // U+FFFD
+}
+
 TEST_F(QuantizerTest, BadInputIsRefused) {
   Status s = QuantizeModel(*model_, Options("gptq"), *dir_ / "x");
   EXPECT_THAT(s.message(), HasSubstr("--recipe: expected quamba, minmax, smoothquant or dynamic"));
