@@ -352,5 +352,20 @@ TEST_F(OutputDirCliTest, NonFiniteWeightsAreNamed) {
   EXPECT_THAT(r.err, HasSubstr(named));
 }
 
+// A model folder whose name is not valid UTF-8: the JSON reports replace the bytes (U+FFFD)
+// instead of throwing nlohmann's type_error 316 after all the work.
+TEST_F(OutputDirCliTest, JsonReportsOfANonUtf8PathAreWritten) {
+  TempDir d;
+  const std::string m = d / "m\xff";
+  std::filesystem::copy(M(), m);
+  std::ofstream(d / "text.txt") << "It is a truth universally acknowledged, that a single man.";
+  CliResult r = RunQuamba("eval -m '" + m + "' --ppl " + (d / "text.txt") + " --ctx 8 --json");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("m\xEF\xBF\xBD\""));
+  r = RunQuamba("bench -m '" + m + "' -p 4 -n 2 -r 1 -o json");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("m\xEF\xBF\xBD\""));
+}
+
 }  // namespace
 }  // namespace quamba

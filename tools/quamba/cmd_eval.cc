@@ -289,7 +289,10 @@ int CmdEval(int argc, char** argv) {
   }
 
   if (json) {
-    std::printf("%s\n", out.dump(2).c_str());
+    // Paths are bytes, JSON is UTF-8: invalid bytes become U+FFFD rather than an exception.
+    const std::string text =
+        out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
+    std::printf("%s\n", text.c_str());
   } else {
     std::printf("| task | n | metric | value | stderr |\n|---|---:|---|---:|---:|\n%s",
                 table.c_str());
