@@ -287,16 +287,26 @@ StatusOr<std::unique_ptr<QuantizedWeights>> BindQuantizedWeights(
       L.conv_b_f = w->owned_floats.back().data();
     }
     if (qc.smooth) {
-      auto inverse = [&](const std::string& n) {
+      // Each factor divides an activation channel: 0, NaN, Inf or a negative one is a corrupt
+      // file (an Inf, NaN or sign-flipped channel), not a bug.
+      auto inverse = [&](const std::string& n, const float** out) -> Status {
         std::vector<float> v(c.d_inner);
         const float* s = floats(n);
-        for (int64_t k = 0; k < c.d_inner; ++k) v[k] = 1.0f / s[k];
+        for (int64_t k = 0; k < c.d_inner; ++k) {
+          v[k] = 1.0f / s[k];
+          if (!(s[k] > 0.0f) || !std::isfinite(s[k]) || !std::isfinite(v[k]))
+            return Status::Error(StrFormat("%s: tensor \"%s\": expected positive finite "
+                                           "smoothing factors, found %g at element %lld",
+                                           t.at(n)->file->c_str(), n.c_str(), s[k],
+                                           (long long)k));
+        }
         w->owned_floats.push_back(std::move(v));
-        return w->owned_floats.back().data();
+        *out = w->owned_floats.back().data();
+        return Status::Ok();
       };
-      L.x_proj_smooth_inv = inverse(m + "x_proj.smooth");
+      QM_RETURN_IF_ERROR(inverse(m + "x_proj.smooth", &L.x_proj_smooth_inv));
       L.s_u_smooth = scalar(m + "x_proj.input_scale");
-      L.out_proj_smooth_inv = inverse(m + "out_proj.smooth");
+      QM_RETURN_IF_ERROR(inverse(m + "out_proj.smooth", &L.out_proj_smooth_inv));
     }
     L.x_proj = qmat(m + "x_proj");
     L.s_xdbl = scalar(m + "x_proj.output_scale");

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <cstring>
 #include <fstream>
 
 #include "model/mamba.h"
@@ -369,6 +370,38 @@ TEST(QuantConfigTest, NonUtf8PathsAreWrittenReplaced) {
   auto back = QuantConfig::FromJson(text, "q.json");
   ASSERT_TRUE(back.ok()) << back.status().message();
   EXPECT_EQ(back->source_model, "models/\xEF\xBF\xBD");  // U+FFFD
+}
+
+// Rewrites one float element of a quantized checkpoint's tensor.
+void SetElement(const std::string& dir, const std::string& tensor, int64_t i, float v) {
+  auto st = TensorStore::Open(dir);
+  ASSERT_TRUE(st.ok()) << st.status().message();
+  std::vector<std::vector<uint8_t>> keep;
+  std::vector<TensorToWrite> tensors;
+  for (const auto& [name, t] : (*st)->tensors()) {
+    keep.emplace_back(t.data, t.data + t.nbytes);
+    if (name == tensor) std::memcpy(keep.back().data() + 4 * i, &v, 4);
+    tensors.push_back({name, t.dtype, t.shape, keep.back().data(), nullptr});
+  }
+  const auto meta = (*st)->metadata();
+  st->reset();
+  ASSERT_TRUE(WriteSafeTensors(dir + "/model.safetensors", tensors, meta).ok());
+}
+
+// A SmoothQuant factor of 0, NaN, Inf or -1 is a corrupt file: its inverse scales an activation
+// channel by Inf, NaN or a sign flip (item 16).
+TEST_F(QuantizerTest, BadSmoothingFactorsAreRefused) {
+  const std::string out = *dir_ / "sq_bad";
+  ASSERT_TRUE(QuantizeModel(*model_, Options("smoothquant"), out).ok());
+  const std::string t = "backbone.layers.1.mixer.x_proj.smooth";
+  for (float bad : {0.0f, std::nanf(""), INFINITY, -1.0f}) {
+    SetElement(out, t, 5, bad);
+    auto m = MambaModel::Load(out);
+    ASSERT_FALSE(m.ok()) << bad;
+    EXPECT_THAT(m.status().message(),
+                HasSubstr("tensor \"" + t + "\": expected positive finite smoothing factors, "
+                          "found " + StrFormat("%g", bad) + " at element 5"));
+  }
 }
 
 TEST_F(QuantizerTest, BadInputIsRefused) {
