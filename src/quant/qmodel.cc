@@ -176,6 +176,20 @@ StatusOr<std::unique_ptr<QuantizedWeights>> BindQuantizedWeights(
     return Status::Error(StrFormat("%s: tensor \"backbone.embeddings.weight\": dtype: expected "
                                    "F32, F16 or BF16, found %s", emb->file->c_str(),
                                    DTypeName(emb->dtype)));
+  // The config and the weights must be of one recipe: the tensor names alone cannot tell quamba
+  // from minmax (the Hadamard rotation is folded into the weights), the writer's metadata can.
+  const auto meta = store->metadata().find("quamba_recipe");
+  if (meta == store->metadata().end() || meta->second != qc.recipe)
+    return Status::Error(StrFormat(
+        "%s: __metadata__.quamba_recipe: expected \"%s\" (the recipe of "
+        "quantization_config.json), found %s", emb->file->c_str(), qc.recipe.c_str(),
+        meta == store->metadata().end() ? "nothing" : QuoteForMessage(meta->second).c_str()));
+  const DType head_dtype = qc.lm_head == "bf16" ? DType::kBF16 : DType::kF16;
+  if (qc.lm_head != "keep" && emb->dtype != head_dtype)
+    return Status::Error(StrFormat("%s: tensor \"backbone.embeddings.weight\": expected %s (the "
+                                   "lm_head of quantization_config.json is \"%s\"), found %s",
+                                   emb->file->c_str(), DTypeName(head_dtype), qc.lm_head.c_str(),
+                                   DTypeName(emb->dtype)));
   // Check every tensor first, then bind.
   Status status;
   std::map<std::string, const TensorView*> t;

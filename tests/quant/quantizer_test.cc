@@ -404,6 +404,41 @@ TEST_F(QuantizerTest, BadSmoothingFactorsAreRefused) {
   }
 }
 
+// A quantized folder whose recipe was edited, or whose config and weights come from different
+// recipes, loaded and produced garbage (ppl 20479 instead of 210): the weights name the recipe
+// they were made for (__metadata__.quamba_recipe), and it must be the config's (item 13).
+TEST_F(QuantizerTest, ConfigAndWeightsMustBeOfOneRecipe) {
+  const std::string qa = *dir_ / "r_quamba", mm = *dir_ / "r_minmax";
+  ASSERT_TRUE(QuantizeModel(*model_, Options("quamba"), qa).ok());
+  ASSERT_TRUE(QuantizeModel(*model_, Options("minmax"), mm).ok());
+  auto error = [](const std::string& dir) {
+    auto m = MambaModel::Load(dir);
+    return m.ok() ? std::string("loaded") : m.status().message();
+  };
+  // The recipe edited in quantization_config.json (same tensor names: only the metadata tells).
+  const std::string cfg = ReadAll(qa + "/quantization_config.json");
+  std::string edited = cfg;
+  edited.replace(edited.find("\"recipe\": \"quamba\""), 18, "\"recipe\": \"minmax\"");
+  std::ofstream(qa + "/quantization_config.json") << edited;
+  EXPECT_THAT(error(qa), HasSubstr("model.safetensors: __metadata__.quamba_recipe: expected "
+                                   "\"minmax\" (the recipe of quantization_config.json), found "
+                                   "\"quamba\""));
+  std::ofstream(qa + "/quantization_config.json") << cfg;
+  EXPECT_EQ(error(qa), "loaded");
+  // The weights of the other recipe.
+  std::filesystem::copy_file(mm + "/model.safetensors", qa + "/model.safetensors",
+                             std::filesystem::copy_options::overwrite_existing);
+  EXPECT_THAT(error(qa), HasSubstr("expected \"quamba\" (the recipe of "
+                                   "quantization_config.json), found \"minmax\""));
+  // lm_head: the config says bf16, the table is float16.
+  std::string head = ReadAll(mm + "/quantization_config.json");
+  const std::string f16 = "\"lm_head\": \"f16\"";
+  head.replace(head.find(f16), f16.size(), "\"lm_head\": \"bf16\"");
+  std::ofstream(mm + "/quantization_config.json") << head;
+  EXPECT_THAT(error(mm), HasSubstr("tensor \"backbone.embeddings.weight\": expected BF16 (the "
+                                   "lm_head of quantization_config.json is \"bf16\"), found F16"));
+}
+
 TEST_F(QuantizerTest, BadInputIsRefused) {
   Status s = QuantizeModel(*model_, Options("gptq"), *dir_ / "x");
   EXPECT_THAT(s.message(), HasSubstr("--recipe: expected quamba, minmax, smoothquant or dynamic"));
