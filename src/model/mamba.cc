@@ -10,6 +10,7 @@
 
 #include "core/clock.h"
 #include "io/mapped_file.h"
+#include "model/tensor_check.h"
 
 namespace quamba {
 
@@ -50,10 +51,12 @@ StatusOr<std::unique_ptr<MambaModel>> MambaModel::Load(const std::string& dir) {
   if (::stat(qpath.c_str(), &st) == 0) {
     QM_ASSIGN_OR_RETURN(std::string qtext, ReadFileToString(qpath));
     QM_ASSIGN_OR_RETURN(QuantConfig qc, QuantConfig::FromJson(qtext, qpath));
+    QM_RETURN_IF_ERROR(CheckTensorSet(m->config_, *store, &qc, dir));  // before any allocation
     auto bound = BindQuantizedWeights(m->config_, qc, std::move(store));
     if (!bound.ok()) return with_dir(bound.status());
     m->qweights_ = std::move(bound).value();
   } else {
+    QM_RETURN_IF_ERROR(CheckTensorSet(m->config_, *store, nullptr, dir));
     auto bound = BindWeights(m->config_, std::move(store));
     if (!bound.ok()) return with_dir(bound.status());
     m->weights_ = std::move(bound).value();

@@ -2,6 +2,7 @@
 
 #include "fuzz/fuzz_targets.h"
 #include "io/safetensors.h"
+#include "model/tensor_check.h"
 #include "model/weights.h"
 #include "quant/qmodel.h"
 
@@ -22,11 +23,15 @@ int FuzzSafetensors(const uint8_t* data, size_t size) {
   c.dt_rank = 1;
   c.d_state = 4;
   c.vocab_size = 16;
-  (void)BindWeights(c, std::move(st).value());
+  c.dialect = "hf";
+  // As MambaModel::Load: the tensor set first, then the binder (which may allocate).
+  if (CheckTensorSet(c, **st, nullptr, "m").ok()) (void)BindWeights(c, std::move(st).value());
   for (const char* recipe : {"minmax", "smoothquant", "dynamic"}) {
     auto q = QuantConfig::ForRecipe(recipe);
     auto again = TensorStore::FromBytes("model.safetensors", bytes);
-    if (q.ok() && again.ok()) (void)BindQuantizedWeights(c, *q, std::move(again).value());
+    if (!q.ok() || !again.ok()) continue;
+    (void)CheckTensorSet(c, **again, &*q, "m");  // reported, but bind anyway: more to cover
+    (void)BindQuantizedWeights(c, *q, std::move(again).value());
   }
   return 0;
 }

@@ -439,6 +439,22 @@ TEST_F(QuantizerTest, ConfigAndWeightsMustBeOfOneRecipe) {
                                    "lm_head of quantization_config.json is \"bf16\"), found F16"));
 }
 
+// A dynamic-recipe config over static weights: their activation scales are tensors the dynamic
+// recipe does not use (item 17).
+TEST_F(QuantizerTest, TensorsOfAnotherRecipeAreRefused) {
+  const std::string mm = *dir_ / "t_minmax", dy = *dir_ / "t_dynamic";
+  ASSERT_TRUE(QuantizeModel(*model_, Options("minmax"), mm).ok());
+  ASSERT_TRUE(QuantizeModel(*model_, Options("dynamic"), dy).ok());
+  std::string cfg = ReadAll(dy + "/quantization_config.json");
+  std::ofstream(mm + "/quantization_config.json") << cfg;
+  auto m = MambaModel::Load(mm);
+  ASSERT_FALSE(m.ok());
+  EXPECT_THAT(m.status().message(),
+              HasSubstr("tensor \"backbone.layers.0.mixer.conv1d.output_scale\": expected only "
+                        "tensors the model of config.json uses (recipe dynamic), found one it "
+                        "does not"));
+}
+
 TEST_F(QuantizerTest, BadInputIsRefused) {
   Status s = QuantizeModel(*model_, Options("gptq"), *dir_ / "x");
   EXPECT_THAT(s.message(), HasSubstr("--recipe: expected quamba, minmax, smoothquant or dynamic"));
