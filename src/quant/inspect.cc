@@ -12,6 +12,7 @@
 #include "core/progress.h"
 #include "core/thread_pool.h"
 #include "io/mapped_file.h"
+#include "model/finite.h"
 #include "quant/hadamard.h"
 #include "quant/observers.h"
 #include "quant/svg_plot.h"
@@ -384,6 +385,21 @@ StatusOr<InspectReport> InspectActivations(const MambaModel& model,
     if (bar) bar->Update((int64_t)i + 1);
   }
   if (bar) bar->Finish();
+
+  // A NaN or Inf activation poisons the moments and never enters the percentile tail: bad
+  // input (a non-finite weight, or weights that overflow float32), reported before any statistic.
+  for (int l = 0; l < c.n_layer; ++l)
+    for (int p = 0; p < kP; ++p) {
+      const MomentAccumulator& m = obs.acc(l, static_cast<InspectPoint>(p)).moments;
+      if (m.count() == 0 || (std::isfinite(m.mean()) && std::isfinite(m.min()) &&
+                             std::isfinite(m.max())))
+        continue;
+      QM_RETURN_IF_ERROR(FindNonFiniteWeights(model));
+      return Status::Error(StrFormat("%s: layer %d %s: expected finite activations on the "
+                                     "calibration text, found NaN or Inf with finite weights: "
+                                     "the activations overflow float32", model.dir().c_str(), l,
+                                     InspectPointName(static_cast<InspectPoint>(p))));
+    }
 
   r.layers.resize(c.n_layer);
   r.pct_ema.resize(c.n_layer);
