@@ -560,7 +560,7 @@ std::string OutliersJson(const InspectReport& r) {
   };
   j["histograms"] = {{"ssm_input", hist(r.ssm_hist)}, {"out_proj_input", hist(r.out_hist)}};
   if (r.hadamard) j["histograms"]["out_proj_input_hadamard"] = hist(r.had_hist);
-  return j.dump(1) + "\n";
+  return j.dump(1, ' ', false, Json::error_handler_t::replace) + "\n";  // paths are bytes
 }
 
 std::string OutliersTable(const InspectReport& r) {

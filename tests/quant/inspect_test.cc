@@ -606,6 +606,17 @@ TEST_F(InspectTest, NonFiniteActivationsNameTheTensor) {
                                "finite values, found nan at element 3"));
 }
 
+// outliers.json of a model folder whose name is not valid UTF-8: U+FFFD, not nlohmann's
+// type_error 316 after the whole pass.
+TEST_F(InspectTest, NonUtf8ModelPathIsWrittenReplaced) {
+  TempDir d;
+  std::filesystem::copy(*dir_ / "fp", d / "m\xff");
+  const CliResult r = RunQuamba("inspect -m '" + (d / "m\xff") + "' --calib " + CalibFile() +
+                                " --calib-samples 2 --calib-len 32 -t 1 -q -o " + (d / "out"));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(ReadAll(d / "out/outliers.json"), HasSubstr("m\xEF\xBF\xBD\""));
+}
+
 TEST_F(InspectTest, QuantizedModelsAreRefused) {
   QuantizeOptions o;
   o.recipe = "dynamic";
