@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <ostream>
 #include <string>
 
 #include "fuzz/fuzz_targets.h"
@@ -12,6 +13,13 @@ namespace quamba::fuzz {
 namespace {
 
 class FuzzCorpusTest : public ::testing::TestWithParam<FuzzTarget> {};
+
+}  // namespace
+
+// ctest lists the target by name, not as bytes.
+void PrintTo(const FuzzTarget& t, std::ostream* os) { *os << t.name; }
+
+namespace {
 
 TEST_P(FuzzCorpusTest, EveryCorpusFileRunsClean) {
   const std::string dir = testing::SourcePath("tests/fuzz/corpus/") + GetParam().name;
