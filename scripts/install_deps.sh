@@ -4,9 +4,11 @@
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+# clang-16 + libclang-rt-16-dev (its ASan/UBSan/libFuzzer runtimes; only "recommended" by
+# clang-16) + libfuzzer-16-dev: the fuzz build of scripts/fuzz.sh.
 PKGS=(g++ cmake ninja-build git pkg-config libgtest-dev libgmock-dev libbenchmark-dev
-      nlohmann-json3-dev libutf8proc-dev libbz2-dev
-      python3 bible-kjv-text fortunes dict-gcide)  # the last three: the reference corpus
+      nlohmann-json3-dev libutf8proc-dev libbz2-dev clang-16 libclang-rt-16-dev libfuzzer-16-dev
+      libcpp-httplib-dev python3 bible-kjv-text fortunes dict-gcide)  # the last three: the reference corpus
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

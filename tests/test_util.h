@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -31,6 +32,12 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// Wall-clock seconds (steady clock), for tests that bound how long something takes.
+inline double NowSecondsForTest() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 inline std::string SharedData(const std::string& rel) {
   return std::string(QM_SHARED_DATA_DIR) + "/" + rel;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "eval/pystr.h"
+#include "model/finite.h"
 
 namespace quamba {
 namespace {
@@ -129,6 +130,17 @@ StatusOr<PerplexityResult> EvaluatePerplexity(EvalModel m, EvalModel r,
       });
       for (int64_t t = 0; t < T; ++t) {  // serial, in token order: sums are reproducible
         const TokenStats& st = chunk_stats[t];
+        if (!std::isfinite(st.nll) || !std::isfinite(st.ref_nll) || !std::isfinite(st.kld)) {
+          // A NaN or Inf logit: name the tensor behind it (model, else reference).
+          const std::string where = StrFormat("window %lld, token %lld", (long long)w,
+                                              (long long)(start + t + 1));
+          QM_RETURN_IF_ERROR(CheckFiniteLogits(*m.model, logits.data() + t * vocab, vocab, where));
+          if (ref)
+            QM_RETURN_IF_ERROR(
+                CheckFiniteLogits(*r.model, ref_logits.data() + t * vocab, vocab, where));
+          return Status::Error(StrFormat("expected a finite log-likelihood, found %g (%s)",
+                                         st.nll, where.c_str()));
+        }
         nll_sum += st.nll;
         nll_sq += st.nll * st.nll;
         ++count;

@@ -18,14 +18,14 @@ using json = Json;
 
 // ---- reading files -----------------------------------------------------------------------
 
-StatusOr<std::string> ReadTaskFile(const std::string& path, const std::string& task) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec))
+StatusOr<std::string> ReadTaskFile(const TaskFiles& fs, const std::string& path,
+                                   const std::string& task) {
+  if (!fs.exists(path))
     return Status::Error(
         StrFormat("%s: expected the %s data file, found no such file (--data "
                   "DIR must follow the layout of docs/eval.md)",
                   path.c_str(), task.c_str()));
-  return ReadFileToString(path);
+  return fs.read(path);
 }
 
 // Lines without their "\n" (and a "\r" before it); a final newline ends the last line.
@@ -91,9 +91,9 @@ Status GetString(const json& o, const char* key, const std::string& path, int64_
 }
 
 // One integer label per line (PIQA's valid-labels.lst, WinoGrande's dev-labels.lst).
-StatusOr<std::vector<int>> ReadLabels(const std::string& path, const std::string& task, int lo,
-                                      int hi, int64_t want) {
-  QM_ASSIGN_OR_RETURN(std::string text, ReadTaskFile(path, task));
+StatusOr<std::vector<int>> ReadLabels(const TaskFiles& fs, const std::string& path,
+                                      const std::string& task, int lo, int hi, int64_t want) {
+  QM_ASSIGN_OR_RETURN(std::string text, ReadTaskFile(fs, path, task));
   std::vector<int> labels;
   int64_t line_no = 0;
   for (std::string_view line : SplitLines(text)) {
@@ -114,10 +114,10 @@ StatusOr<std::vector<int>> ReadLabels(const std::string& path, const std::string
 
 // ---- the tasks -----------------------------------------------------------------------------
 
-StatusOr<TaskData> LoadLambada(const std::string& dir, int64_t limit) {
+StatusOr<TaskData> LoadLambada(const TaskFiles& fs, const std::string& dir, int64_t limit) {
   TaskData t{
       "lambada_openai", TaskType::kLoglikelihood, false, dir + "/lambada/lambada_test.jsonl", {}};
-  QM_ASSIGN_OR_RETURN(std::string text, ReadTaskFile(t.source, t.name));
+  QM_ASSIGN_OR_RETURN(std::string text, ReadTaskFile(fs, t.source, t.name));
   QM_RETURN_IF_ERROR(ForEachJsonl(t.source, text, limit, [&](int64_t line, const json& o) {
     std::string s;
     QM_RETURN_IF_ERROR(GetString(o, "text", t.source, line, &s));
@@ -128,9 +128,9 @@ StatusOr<TaskData> LoadLambada(const std::string& dir, int64_t limit) {
 }
 
 // rowanz/hellaswag's hellaswag_val.jsonl (= HF "hellaswag" validation): exactly lm-eval's input.
-StatusOr<TaskData> LoadHellaswagJsonl(const std::string& path, int64_t limit) {
+StatusOr<TaskData> LoadHellaswagJsonl(const TaskFiles& fs, const std::string& path, int64_t limit) {
   TaskData t{"hellaswag", TaskType::kMultipleChoice, true, path, {}};
-  QM_ASSIGN_OR_RETURN(std::string text, ReadTaskFile(path, t.name));
+  QM_ASSIGN_OR_RETURN(std::string text, ReadTaskFile(fs, path, t.name));
   QM_RETURN_IF_ERROR(ForEachJsonl(path, text, limit, [&](int64_t line, const json& o) {
     std::string label, ctx_a, ctx_b;
     QM_RETURN_IF_ERROR(GetString(o, "activity_label", path, line, &label));
@@ -166,9 +166,10 @@ StatusOr<TaskData> LoadHellaswagJsonl(const std::string& path, int64_t limit) {
 
 // klosax/hellaswag_text_data's hellaswag_val_full.txt: 6 lines a task (activity_label + ": " +
 // ctx, gold label, 4 endings), already lightly preprocessed; ctx_b was not capitalised.
-StatusOr<TaskData> LoadHellaswagText(const std::string& path, bool bz2, int64_t limit) {
+StatusOr<TaskData> LoadHellaswagText(const TaskFiles& fs, const std::string& path, bool bz2,
+                                     int64_t limit) {
   TaskData t{"hellaswag", TaskType::kMultipleChoice, true, path, {}};
-  QM_ASSIGN_OR_RETURN(std::string raw, ReadTaskFile(path, t.name));
+  QM_ASSIGN_OR_RETURN(std::string raw, ReadTaskFile(fs, path, t.name));
   std::string text;
   if (bz2) {
     QM_ASSIGN_OR_RETURN(text, Bzip2Decompress(raw, path));
@@ -194,19 +195,18 @@ StatusOr<TaskData> LoadHellaswagText(const std::string& path, bool bz2, int64_t 
   return t;
 }
 
-StatusOr<TaskData> LoadHellaswag(const std::string& dir, int64_t limit) {
+StatusOr<TaskData> LoadHellaswag(const TaskFiles& fs, const std::string& dir, int64_t limit) {
   const std::string base = dir + "/hellaswag/";
-  std::error_code ec;
-  if (std::filesystem::is_regular_file(base + "hellaswag_val.jsonl", ec))
-    return LoadHellaswagJsonl(base + "hellaswag_val.jsonl", limit);
-  if (std::filesystem::is_regular_file(base + "hellaswag_val_full.txt", ec))
-    return LoadHellaswagText(base + "hellaswag_val_full.txt", false, limit);
-  return LoadHellaswagText(base + "hellaswag_val_full.txt.bz2", true, limit);
+  if (fs.exists(base + "hellaswag_val.jsonl"))
+    return LoadHellaswagJsonl(fs, base + "hellaswag_val.jsonl", limit);
+  if (fs.exists(base + "hellaswag_val_full.txt"))
+    return LoadHellaswagText(fs, base + "hellaswag_val_full.txt", false, limit);
+  return LoadHellaswagText(fs, base + "hellaswag_val_full.txt.bz2", true, limit);
 }
 
-StatusOr<TaskData> LoadPiqa(const std::string& dir, int64_t limit) {
+StatusOr<TaskData> LoadPiqa(const TaskFiles& fs, const std::string& dir, int64_t limit) {
   TaskData t{"piqa", TaskType::kMultipleChoice, true, dir + "/piqa/valid.jsonl", {}};
-  QM_ASSIGN_OR_RETURN(std::string text, ReadTaskFile(t.source, t.name));
+  QM_ASSIGN_OR_RETURN(std::string text, ReadTaskFile(fs, t.source, t.name));
   std::vector<std::array<std::string, 3>> recs;
   QM_RETURN_IF_ERROR(ForEachJsonl(t.source, text, limit, [&](int64_t line, const json& o) {
     std::array<std::string, 3> r;
@@ -218,7 +218,7 @@ StatusOr<TaskData> LoadPiqa(const std::string& dir, int64_t limit) {
   }));
   const std::string labels_path = dir + "/piqa/valid-labels.lst";
   QM_ASSIGN_OR_RETURN(std::vector<int> labels,
-                      ReadLabels(labels_path, t.name, 0, 1, static_cast<int64_t>(recs.size())));
+                      ReadLabels(fs, labels_path, t.name, 0, 1, static_cast<int64_t>(recs.size())));
   for (size_t i = 0; i < recs.size(); ++i)
     t.docs.push_back(PiqaDoc(recs[i][0], recs[i][1], recs[i][2], labels[i]));
   t.source += " + " + labels_path;
@@ -227,11 +227,11 @@ StatusOr<TaskData> LoadPiqa(const std::string& dir, int64_t limit) {
 
 // AI2's layout ({"question": {"stem", "choices": [{"text", "label"}]}, "answerKey"}) or HF
 // ai2_arc's ({"question": str, "choices": {"text": [...], "label": [...]}, "answerKey"}).
-StatusOr<TaskData> LoadArc(const std::string& name, const std::string& file, const std::string& dir,
-                           int64_t limit) {
+StatusOr<TaskData> LoadArc(const TaskFiles& fs, const std::string& name, const std::string& file,
+                           const std::string& dir, int64_t limit) {
   TaskData t{name, TaskType::kMultipleChoice, true, dir + "/arc/" + file, {}};
   const std::string& p = t.source;
-  QM_ASSIGN_OR_RETURN(std::string text, ReadTaskFile(p, t.name));
+  QM_ASSIGN_OR_RETURN(std::string text, ReadTaskFile(fs, p, t.name));
   QM_RETURN_IF_ERROR(ForEachJsonl(p, text, limit, [&](int64_t line, const json& o) {
     std::string question, key;
     std::vector<std::string> texts, labels;
@@ -283,10 +283,10 @@ StatusOr<TaskData> LoadArc(const std::string& name, const std::string& file, con
   return t;
 }
 
-StatusOr<TaskData> LoadWinogrande(const std::string& dir, int64_t limit) {
+StatusOr<TaskData> LoadWinogrande(const TaskFiles& fs, const std::string& dir, int64_t limit) {
   TaskData t{"winogrande", TaskType::kMultipleChoice, false, dir + "/winogrande/dev.jsonl", {}};
   const std::string& p = t.source;
-  QM_ASSIGN_OR_RETURN(std::string text, ReadTaskFile(p, t.name));
+  QM_ASSIGN_OR_RETURN(std::string text, ReadTaskFile(fs, p, t.name));
   struct Rec {
     std::string sentence, option1, option2, answer;
     int64_t line;
@@ -309,13 +309,12 @@ StatusOr<TaskData> LoadWinogrande(const std::string& dir, int64_t limit) {
   // The answer is in dev.jsonl (what HF's winogrande loader reads); dev-labels.lst, when
   // present, must agree, and supplies answers a jsonl lacks.
   const std::string labels_path = dir + "/winogrande/dev-labels.lst";
-  std::error_code ec;
   const bool need_labels =
       std::any_of(recs.begin(), recs.end(), [](const Rec& r) { return r.answer.empty(); });
   std::vector<int> labels;
-  if (need_labels || std::filesystem::is_regular_file(labels_path, ec)) {
-    QM_ASSIGN_OR_RETURN(labels,
-                        ReadLabels(labels_path, t.name, 1, 2, static_cast<int64_t>(recs.size())));
+  if (need_labels || fs.exists(labels_path)) {
+    QM_ASSIGN_OR_RETURN(
+        labels, ReadLabels(fs, labels_path, t.name, 1, 2, static_cast<int64_t>(recs.size())));
     t.source += " + " + labels_path;
   }
   for (size_t i = 0; i < recs.size(); ++i) {
@@ -367,13 +366,24 @@ bool IsKnownTask(std::string_view name) {
   return std::find(k.begin(), k.end(), name) != k.end();
 }
 
-StatusOr<TaskData> LoadTask(const std::string& name, const std::string& dir, int64_t limit) {
-  if (name == "lambada_openai") return LoadLambada(dir, limit);
-  if (name == "hellaswag") return LoadHellaswag(dir, limit);
-  if (name == "piqa") return LoadPiqa(dir, limit);
-  if (name == "arc_easy") return LoadArc(name, "ARC-Easy-Test.jsonl", dir, limit);
-  if (name == "arc_challenge") return LoadArc(name, "ARC-Challenge-Test.jsonl", dir, limit);
-  if (name == "winogrande") return LoadWinogrande(dir, limit);
+const TaskFiles& DiskTaskFiles() {
+  static const TaskFiles files{
+      [](const std::string& path) {
+        std::error_code ec;
+        return std::filesystem::is_regular_file(path, ec);
+      },
+      [](const std::string& path) { return ReadFileToString(path); }};
+  return files;
+}
+
+StatusOr<TaskData> LoadTask(const std::string& name, const std::string& dir, int64_t limit,
+                            const TaskFiles& fs) {
+  if (name == "lambada_openai") return LoadLambada(fs, dir, limit);
+  if (name == "hellaswag") return LoadHellaswag(fs, dir, limit);
+  if (name == "piqa") return LoadPiqa(fs, dir, limit);
+  if (name == "arc_easy") return LoadArc(fs, name, "ARC-Easy-Test.jsonl", dir, limit);
+  if (name == "arc_challenge") return LoadArc(fs, name, "ARC-Challenge-Test.jsonl", dir, limit);
+  if (name == "winogrande") return LoadWinogrande(fs, dir, limit);
   std::string all;
   for (const auto& k : KnownTasks()) all += (all.empty() ? "" : ", ") + k;
   return Status::Error(
@@ -509,6 +519,8 @@ TaskResult AggregateTask(const TaskData& task,
   TaskResult r;
   r.task = task.name;
   r.n = static_cast<int64_t>(task.docs.size());
+  for (const auto& res : results)
+    for (const LoglikResult& x : res) r.non_finite += !std::isfinite(x.logprob);
   if (r.n == 0) return r;
   if (task.type == TaskType::kLoglikelihood) {
     double hits = 0, sum = 0, sum_sq = 0;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -50,6 +51,7 @@ struct TaskResult {
   double ppl = 0, ppl_stderr = 0;     // stderr: delta method (lm-eval bootstraps it)
   std::vector<int> pred, pred_norm;   // per doc: argmax of logprob / of logprob per code point
   std::vector<LoglikResult> lambada;  // per doc (loglikelihood tasks)
+  int64_t non_finite = 0;             // requests whose log-likelihood is NaN or Inf (0 expected)
 };
 
 // lambada_openai, hellaswag, piqa, arc_easy, arc_challenge, winogrande.
@@ -61,7 +63,15 @@ bool IsKnownTask(std::string_view name);
 // valid-labels.lst, arc/ARC-{Easy,Challenge}-Test.jsonl, winogrande/dev.jsonl [+ dev-labels.lst]).
 // limit > 0 keeps the first `limit` docs (lm-eval's --limit). Errors name the file, the line, the
 // field, what was expected and what was found.
-StatusOr<TaskData> LoadTask(const std::string& name, const std::string& data_dir, int64_t limit);
+// Where task files come from: the disk, or memory (tests, fuzzing).
+struct TaskFiles {
+  std::function<bool(const std::string& path)> exists;  // a regular file
+  std::function<StatusOr<std::string>(const std::string& path)> read;
+};
+const TaskFiles& DiskTaskFiles();
+
+StatusOr<TaskData> LoadTask(const std::string& name, const std::string& data_dir, int64_t limit,
+                            const TaskFiles& files = DiskTaskFiles());
 
 // Doc builders (the templates), public for tests.
 TaskDoc LambadaDoc(std::string_view text);

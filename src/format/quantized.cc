@@ -2,11 +2,11 @@
 
 #include <cmath>
 #include <cstring>
-#include <nlohmann/json.hpp>
+#include "io/json_util.h"
 
 namespace quamba {
 namespace {
-using json = nlohmann::json;
+using json = Json;
 constexpr const char* kFormatName = "quamba.cpp";
 }  // namespace
 
@@ -41,7 +41,7 @@ std::string QuantConfig::ToJson() const {
               {"samples", calib_samples},
               {"seq_len", calib_len},
               {"tokens", calib_tokens}}}};
-  return j.dump(2) + "\n";
+  return j.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";  // paths are bytes
 }
 
 StatusOr<QuantConfig> QuantConfig::ForRecipe(const std::string& recipe) {
@@ -63,69 +63,64 @@ StatusOr<QuantConfig> QuantConfig::ForRecipe(const std::string& recipe) {
 }
 
 StatusOr<QuantConfig> QuantConfig::FromJson(const std::string& text, const std::string& file) {
+  // Every field a typed, range-checked read (io/json_util.h): a wrong type is a one-line error.
   const char* fn = file.c_str();
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object())
-    return Status::Error(StrFormat("%s: expected a JSON object, found malformed JSON", fn));
-  if (j.value("format", "") != kFormatName)
-    return Status::Error(StrFormat("%s: format: expected \"%s\", found %s", fn, kFormatName,
-                                   j.contains("format") ? j["format"].dump().c_str() : "nothing"));
-  if (!j.contains("format_version") || !j["format_version"].is_number_integer() ||
-      j["format_version"].get<int>() < kQuantFormatMinVersion ||
-      j["format_version"].get<int>() > kQuantFormatVersion)
-    return Status::Error(StrFormat("%s: format_version: expected %d..%d, found %s", fn,
-                                   kQuantFormatMinVersion, kQuantFormatVersion,
-                                   j.contains("format_version")
-                                       ? j["format_version"].dump().c_str() : "nothing"));
-  if (!j.contains("recipe") || !j["recipe"].is_string())
-    return Status::Error(StrFormat("%s: recipe: expected a string", fn));
-  auto q = ForRecipe(j["recipe"].get<std::string>());
+  QM_ASSIGN_OR_RETURN(const Json root, ParseJson(text, file));
+  QM_ASSIGN_OR_RETURN(const JsonObject j, JsonObject::Of(root, file, ""));
+  std::string format;
+  QM_RETURN_IF_ERROR(j.String("format", &format));
+  if (format != kFormatName)
+    return j.Error("format", StrFormat("\"%s\"", kFormatName), QuoteForMessage(format));
+  const Json* version = j.Find("format_version");
+  int64_t v = 0;
+  if (version == nullptr ||
+      !JsonIntIn(*version, kQuantFormatMinVersion, kQuantFormatVersion, &v))
+    return j.Error("format_version",
+                   StrFormat("%d..%d", kQuantFormatMinVersion, kQuantFormatVersion),
+                   version ? DescribeJson(*version) : "nothing");
+  std::string recipe;
+  QM_RETURN_IF_ERROR(j.String("recipe", &recipe));
+  auto q = ForRecipe(recipe);
   if (!q.ok()) return Status::Error(std::string(fn) + ": " + q.status().message().substr(2));
   QuantConfig c = std::move(q).value();
-  auto num = [&](const char* k, double* v) -> Status {
-    if (!j.contains(k)) return Status::Ok();
-    if (!j[k].is_number())
-      return Status::Error(StrFormat("%s: %s: expected a number, found %s", fn, k,
-                                     j[k].dump().c_str()));
-    *v = j[k].get<double>();
-    return Status::Ok();
-  };
   // Ablations of a recipe (quamba --no-hadamard / --no-clip) switch these off; files always
   // record them, and a switch may only turn off what the recipe has.
-  auto ablate = [&](const char* k, bool* v) -> Status {
-    if (!j.contains(k)) return Status::Ok();
-    if (!j[k].is_boolean())
-      return Status::Error(StrFormat("%s: %s: expected true or false, found %s", fn, k,
-                                     j[k].is_string() ? "a string" : "another type"));
-    const bool b = j[k].get<bool>();
-    if (b && !*v)
-      return Status::Error(StrFormat("%s: %s: expected false for recipe %s, found true", fn, k,
-                                     c.recipe.c_str()));
-    *v = b;
+  auto ablate = [&](const char* k, bool* out) -> Status {
+    bool b = *out;
+    QM_RETURN_IF_ERROR(j.OptBool(k, &b));
+    if (b && !*out)
+      return j.Error(k, StrFormat("false for recipe %s", c.recipe.c_str()), "true");
+    *out = b;
     return Status::Ok();
   };
   QM_RETURN_IF_ERROR(ablate("hadamard_out_proj", &c.hadamard));
   QM_RETURN_IF_ERROR(ablate("percentile_u", &c.percentile_u));
-  QM_RETURN_IF_ERROR(num("percentile_alpha", &c.percentile_alpha));
-  QM_RETURN_IF_ERROR(num("percentile_sigma", &c.percentile_sigma));
-  QM_RETURN_IF_ERROR(num("smoothquant_alpha", &c.smooth_alpha));
+  QM_RETURN_IF_ERROR(j.OptNumber("percentile_alpha", 0, 1, &c.percentile_alpha));
+  QM_RETURN_IF_ERROR(j.OptNumber("percentile_sigma", 0, 1, &c.percentile_sigma));
+  QM_RETURN_IF_ERROR(j.OptNumber("smoothquant_alpha", 0, 1, &c.smooth_alpha));
   // Version 1 files, written before lm_head was a choice, kept the source precision.
   c.lm_head = "keep";
-  if (j.contains("lm_head")) {
-    const json& v = j["lm_head"];
-    const std::string mode = v.is_string() ? v.get<std::string>() : v.dump();
+  bool found = false;
+  std::string mode;
+  QM_RETURN_IF_ERROR(j.OptString("lm_head", &mode, &found));
+  if (found) {
     QM_RETURN_IF_ERROR(CheckLmHeadMode(StrFormat("%s: lm_head", fn), mode));
     c.lm_head = mode;
   }
-  c.source_model = j.value("source_model", "");
-  if (j.contains("calibration") && j["calibration"].is_object()) {
-    const json& cal = j["calibration"];
-    if (cal.contains("files") && cal["files"].is_array())
-      for (auto& f : cal["files"])
-        if (f.is_string()) c.calib_files.push_back(f.get<std::string>());
-    c.calib_samples = cal.value("samples", int64_t{0});
-    c.calib_len = cal.value("seq_len", int64_t{0});
-    c.calib_tokens = cal.value("tokens", int64_t{0});
+  QM_RETURN_IF_ERROR(j.OptString("source_model", &c.source_model));
+  if (j.Find("calibration") != nullptr) {
+    QM_ASSIGN_OR_RETURN(const JsonObject cal, j.Object("calibration"));
+    if (const Json* files = cal.Find("files")) {
+      if (!files->is_array()) return cal.Mismatch("files", "an array of strings");
+      for (const Json& f : *files) {
+        if (!f.is_string()) return cal.Error("files", "an array of strings", DescribeJson(f));
+        c.calib_files.push_back(f.get<std::string>());
+      }
+    }
+    constexpr int64_t kMaxCount = int64_t{1} << 62;
+    QM_RETURN_IF_ERROR(cal.OptInt("samples", 0, kMaxCount, &c.calib_samples));
+    QM_RETURN_IF_ERROR(cal.OptInt("seq_len", 0, kMaxCount, &c.calib_len));
+    QM_RETURN_IF_ERROR(cal.OptInt("tokens", 0, kMaxCount, &c.calib_tokens));
   }
   return c;
 }

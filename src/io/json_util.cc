@@ -55,19 +55,26 @@ std::string ParseErrorText(const char* what) {
 
 StatusOr<Json> ParseJson(std::string_view text, const std::string& file) {
   if (const size_t at = TooDeepAt(text, kMaxJsonDepth); at != std::string_view::npos)
-    return Status::Error(StrFormat("%s: expected JSON nested at most %d levels deep, found deeper "
-                                   "nesting at byte %zu", file.c_str(), kMaxJsonDepth, at));
+    return Status::Error(
+        StrFormat("%s: expected JSON nested at most %d levels deep, found deeper "
+                  "nesting at byte %zu",
+                  file.c_str(), kMaxJsonDepth, at));
   // One key set per open object, to refuse {"a": 1, "a": 2} (nlohmann keeps the last silently).
   std::vector<std::unordered_set<std::string>> keys;
   const Json::parser_callback_t on_event = [&](int, Json::parse_event_t event, Json& parsed) {
     switch (event) {
-      case Json::parse_event_t::object_start: keys.emplace_back(); break;
-      case Json::parse_event_t::object_end: keys.pop_back(); break;
+      case Json::parse_event_t::object_start:
+        keys.emplace_back();
+        break;
+      case Json::parse_event_t::object_end:
+        keys.pop_back();
+        break;
       case Json::parse_event_t::key:
         if (!keys.back().insert(parsed.get_ref<const std::string&>()).second)
           throw DuplicateKey{parsed.get<std::string>()};
         break;
-      default: break;
+      default:
+        break;
     }
     return true;
   };
@@ -92,18 +99,25 @@ std::string QuoteForMessage(std::string_view s, size_t max_bytes) {
 
 std::string DescribeJson(const Json& v) {
   switch (v.type()) {
-    case Json::value_t::null: return "null";
-    case Json::value_t::discarded: return "nothing";
-    case Json::value_t::object: return "an object";
-    case Json::value_t::array: return "an array";
-    case Json::value_t::string: return QuoteForMessage(v.get_ref<const std::string&>());
-    case Json::value_t::binary: return "binary data";
+    case Json::value_t::null:
+      return "null";
+    case Json::value_t::discarded:
+      return "nothing";
+    case Json::value_t::object:
+      return "an object";
+    case Json::value_t::array:
+      return "an array";
+    case Json::value_t::string:
+      return QuoteForMessage(v.get_ref<const std::string&>());
+    case Json::value_t::binary:
+      return "binary data";
     case Json::value_t::number_float: {
       const double x = v.get<double>();
       if (!std::isfinite(x)) return x > 0 ? "inf" : "-inf";  // dump() would say null
       return v.dump();
     }
-    default: return v.dump();  // an integer or a boolean: at most 20 characters
+    default:
+      return v.dump();  // an integer or a boolean: at most 20 characters
   }
 }
 
@@ -131,8 +145,8 @@ bool JsonUintIn(const Json& v, uint64_t hi, uint64_t* out) {
   return true;
 }
 
-StatusOr<JsonObject> JsonObject::Of(const Json& j, const std::string& file,
-                                    const std::string& path, bool null_is_absent) {
+StatusOr<JsonObject> JsonObject::Of(const Json& j, const std::string& file, const std::string& path,
+                                    bool null_is_absent) {
   if (!j.is_object())
     return Status::Error(StrFormat("%s: %s: expected an object, found %s", file.c_str(),
                                    path.empty() ? "(top level)" : path.c_str(),
@@ -156,8 +170,8 @@ const Json* JsonObject::Find(const char* key) const {
 
 Status JsonObject::Error(std::string_view key, const std::string& expected,
                          const std::string& found) const {
-  return Status::Error(StrFormat("%s: %s: expected %s, found %s", file_.c_str(),
-                                 Field(key).c_str(), expected.c_str(), found.c_str()));
+  return Status::Error(StrFormat("%s: %s: expected %s, found %s", file_.c_str(), Field(key).c_str(),
+                                 expected.c_str(), found.c_str()));
 }
 
 Status JsonObject::Mismatch(const char* key, const std::string& expected) const {

@@ -1,14 +1,78 @@
 #include "io/mapped_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 namespace quamba {
+namespace {
+
+// The live mappings, for the SIGBUS handler: fixed storage (no allocation in a handler), a slot
+// published by storing its begin last. A model has a few shards; past kSlots a mapping is not
+// named by the guard (its SIGBUS keeps the default action).
+constexpr int kSlots = 256;
+struct GuardSlot {
+  std::atomic<uintptr_t> begin{0};  // 0: free; 1: being filled
+  std::atomic<uint64_t> size{0};
+  char path[512];
+};
+GuardSlot g_slots[kSlots];
+std::atomic<bool> g_guard_installed{false};
+
+int RegisterMapping(const uint8_t* data, uint64_t size, const std::string& path) {
+  for (int i = 0; i < kSlots; ++i) {
+    uintptr_t expected = 0;
+    if (g_slots[i].begin.compare_exchange_strong(expected, 1)) {
+      std::snprintf(g_slots[i].path, sizeof(g_slots[i].path), "%s", path.c_str());
+      g_slots[i].size.store(size);
+      g_slots[i].begin.store(reinterpret_cast<uintptr_t>(data));
+      return i;
+    }
+  }
+  return -1;
+}
+
+void WriteStderr(const char* s) {
+  const ssize_t n = ::write(2, s, std::strlen(s));
+  (void)n;
+}
+
+void OnSigbus(int sig, siginfo_t* info, void*) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(info->si_addr);
+  for (int i = 0; i < kSlots; ++i) {
+    const uintptr_t b = g_slots[i].begin.load();
+    if (b > 1 && a >= b && a - b < g_slots[i].size.load()) {
+      // Async-signal-safe: write(2) and _exit(2) only.
+      WriteStderr("quamba: ");
+      WriteStderr(g_slots[i].path);
+      WriteStderr(": expected the file to keep its size while in use, found it shorter "
+                  "(truncated or rewritten in place while this command read it)\n");
+      ::_exit(1);
+    }
+  }
+  // Not a read from a mapped file: the default action, as without the guard.
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
+}  // namespace
+
+void InstallMappedFileGuard() {
+  if (g_guard_installed.exchange(true)) return;
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof(sa));
+  sa.sa_sigaction = OnSigbus;
+  sa.sa_flags = SA_SIGINFO;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGBUS, &sa, nullptr);
+}
 
 StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -28,13 +92,25 @@ StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& path) 
       return Status::Error(StrFormat("%s: mmap failed: %s", path.c_str(), strerror(errno)));
     }
     f->data_ = static_cast<const uint8_t*>(p);
+    f->mapped_ = true;
+    f->guard_slot_ = RegisterMapping(f->data_, f->size_, path);
   }
   ::close(fd);
   return f;
 }
 
+std::unique_ptr<MappedFile> MappedFile::FromString(const std::string& path, std::string bytes) {
+  std::unique_ptr<MappedFile> f(new MappedFile());
+  f->path_ = path;
+  f->owned_ = std::move(bytes);
+  f->data_ = reinterpret_cast<const uint8_t*>(f->owned_.data());
+  f->size_ = f->owned_.size();
+  return f;
+}
+
 MappedFile::~MappedFile() {
-  if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
+  if (guard_slot_ >= 0) g_slots[guard_slot_].begin.store(0);  // before the range goes away
+  if (mapped_) ::munmap(const_cast<uint8_t*>(data_), size_);
 }
 
 StatusOr<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::Create(const std::string& path) {

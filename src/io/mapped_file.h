@@ -12,6 +12,8 @@ namespace quamba {
 class MappedFile {
  public:
   static StatusOr<std::unique_ptr<MappedFile>> Open(const std::string& path);
+  // Bytes held in memory, seen through the same interface (tests, fuzzing).
+  static std::unique_ptr<MappedFile> FromString(const std::string& path, std::string bytes);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
@@ -25,7 +27,15 @@ class MappedFile {
   std::string path_;
   const uint8_t* data_ = nullptr;
   uint64_t size_ = 0;
+  bool mapped_ = false;
+  std::string owned_;    // FromString's bytes
+  int guard_slot_ = -1;  // this mapping's entry for InstallMappedFileGuard, or -1
 };
+
+// Turns the SIGBUS of a read from a mapped file that shrank while in use (truncated or
+// rewritten in place by another program) into one line, "quamba: FILE: ...", and exit code 1,
+// instead of a crash. A SIGBUS elsewhere keeps its default action. The CLI installs it once.
+void InstallMappedFileGuard();
 
 // Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync'd, then
 // renamed over `path`. On failure nothing is left behind.

@@ -99,6 +99,17 @@ StatusOr<std::unique_ptr<TensorStore>> TensorStore::Open(const std::string& path
 
 Status TensorStore::AddFile(const std::string& file) {
   QM_ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> f, MappedFile::Open(file));
+  return AddMapped(std::move(f));
+}
+
+StatusOr<std::unique_ptr<TensorStore>> TensorStore::FromBytes(const std::string& name,
+                                                               std::string bytes) {
+  std::unique_ptr<TensorStore> st(new TensorStore());
+  QM_RETURN_IF_ERROR(st->AddMapped(MappedFile::FromString(name, std::move(bytes))));
+  return st;
+}
+
+Status TensorStore::AddMapped(std::unique_ptr<MappedFile> f) {
   const char* fn = f->path().c_str();
   if (f->size() < 8)
     return Status::Error(StrFormat("%s: header length: expected 8 bytes, found a %llu-byte file",
@@ -111,7 +122,8 @@ Status TensorStore::AddFile(const std::string& file) {
                                    (unsigned long long)std::min(kMaxHeaderBytes, f->size() - 8),
                                    (unsigned long long)hlen));
   const char* hbeg = reinterpret_cast<const char*>(f->data() + 8);
-  QM_ASSIGN_OR_RETURN(const Json j, ParseJson(std::string_view(hbeg, hlen), f->path() + ": header"));
+  QM_ASSIGN_OR_RETURN(const Json j,
+                      ParseJson(std::string_view(hbeg, hlen), f->path() + ": header"));
   if (!j.is_object())
     return Status::Error(StrFormat("%s: header: expected a JSON object, found %s", fn,
                                    DescribeJson(j).c_str()));

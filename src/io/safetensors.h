@@ -37,6 +37,9 @@ class TensorStore {
   // `path` is a .safetensors file, a model.safetensors.index.json, or a directory holding
   // either (model.safetensors preferred).
   static StatusOr<std::unique_ptr<TensorStore>> Open(const std::string& path);
+  // One safetensors file held in memory (tests, fuzzing); `name` stands for its path.
+  static StatusOr<std::unique_ptr<TensorStore>> FromBytes(const std::string& name,
+                                                          std::string bytes);
 
   const TensorView* Find(const std::string& name) const;
   const std::map<std::string, TensorView>& tensors() const { return tensors_; }
@@ -45,6 +48,8 @@ class TensorStore {
 
  private:
   Status AddFile(const std::string& file);
+  // Checks the header and the data layout; adds the tensors only if all of it is valid.
+  Status AddMapped(std::unique_ptr<MappedFile> f);
   std::vector<std::unique_ptr<MappedFile>> files_;
   std::map<std::string, TensorView> tensors_;
   std::map<std::string, std::string> metadata_;

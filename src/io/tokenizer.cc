@@ -19,6 +19,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "io/json_util.h"
 #include "io/unicode.h"
 
 namespace quamba {
@@ -794,19 +795,8 @@ StatusOr<Tokenizer> Tokenizer::Load(const std::string& path) {
 
 StatusOr<Tokenizer> Tokenizer::FromJson(std::string_view json_text,
                                         const std::string& name_for_errors) {
-  json root;
-  try {
-    root = json::parse(json_text.begin(), json_text.end());
-  } catch (const json::parse_error& e) {
-    std::string what = e.what();
-    const size_t bracket = what.find("] ");
-    if (what.rfind("[json.exception", 0) == 0 && bracket != std::string::npos) {
-      what = what.substr(bracket + 2);
-    }
-    std::replace(what.begin(), what.end(), '\n', ' ');
-    return Status::Error(
-        StrFormat("%s: expected valid JSON, found %s", name_for_errors.c_str(), what.c_str()));
-  }
+  // Depth limit, duplicate keys, every nlohmann exception (1e400 is an out_of_range): json_util.
+  QM_ASSIGN_OR_RETURN(const json root, ParseJson(json_text, name_for_errors));
   auto impl = std::make_shared<Impl>();
   const Reader reader(name_for_errors);
   QM_RETURN_IF_ERROR(impl->Parse(root, reader));

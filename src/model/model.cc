@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "core/clock.h"
+#include "format/tensor_check.h"
 #include "io/mapped_file.h"
 
 namespace quamba {
@@ -29,6 +30,7 @@ StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir) {
   if (::stat(qpath.c_str(), &st) == 0) {
     QM_ASSIGN_OR_RETURN(std::string qtext, ReadFileToString(qpath));
     QM_ASSIGN_OR_RETURN(QuantConfig qc, QuantConfig::FromJson(qtext, qpath));
+    QM_RETURN_IF_ERROR(CheckTensorSet(c, *store, &qc, dir));  // before any allocation
     if (c.arch != Arch::kMamba1 || c.mixer_rms)
       return Status::Error(StrFormat("%s: expected a quantized Mamba-1 model, found a quantized "
                                      "%s one (not supported yet)", qpath.c_str(),
@@ -39,6 +41,7 @@ StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir) {
     kind = qc.static_acts ? BlockKind::kMamba1StaticInt8 : BlockKind::kMamba1DynamicInt8;
     m->qc_ = std::move(qc);
   } else {
+    QM_RETURN_IF_ERROR(CheckTensorSet(c, *store, nullptr, dir));
     auto bound = BindFloatWeights(c, std::move(store));
     if (!bound.ok()) return with_dir(bound.status());
     m->weights_ = std::move(bound).value();

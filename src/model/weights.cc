@@ -5,6 +5,7 @@
 #include <map>
 
 #include "format/tensors.h"
+#include "io/json_util.h"
 
 namespace quamba {
 namespace {
@@ -165,6 +166,20 @@ StatusOr<std::unique_ptr<ModelWeights>> BindQuantizedWeights(const MambaConfig& 
     return Status::Error(StrFormat("%s: tensor \"backbone.embeddings.weight\": dtype: expected "
                                    "F32, F16 or BF16, found %s", emb->file->c_str(),
                                    DTypeName(emb->dtype)));
+  // The config and the weights must be of one recipe: the tensor names alone cannot tell quamba
+  // from minmax (the Hadamard rotation is folded into the weights), the writer's metadata can.
+  const auto meta = store->metadata().find("quamba_recipe");
+  if (meta == store->metadata().end() || meta->second != qc.recipe)
+    return Status::Error(StrFormat(
+        "%s: __metadata__.quamba_recipe: expected \"%s\" (the recipe of "
+        "quantization_config.json), found %s", emb->file->c_str(), qc.recipe.c_str(),
+        meta == store->metadata().end() ? "nothing" : QuoteForMessage(meta->second).c_str()));
+  const DType head_dtype = qc.lm_head == "bf16" ? DType::kBF16 : DType::kF16;
+  if (qc.lm_head != "keep" && emb->dtype != head_dtype)
+    return Status::Error(StrFormat("%s: tensor \"backbone.embeddings.weight\": expected %s (the "
+                                   "lm_head of quantization_config.json is \"%s\"), found %s",
+                                   emb->file->c_str(), DTypeName(head_dtype), qc.lm_head.c_str(),
+                                   DTypeName(emb->dtype)));
   // Check every tensor first, then bind.
   Status status;
   std::map<std::string, const TensorView*> t;
@@ -276,16 +291,26 @@ StatusOr<std::unique_ptr<ModelWeights>> BindQuantizedWeights(const MambaConfig& 
       L.conv_b_f = w->owned_floats.back().data();
     }
     if (qc.smooth) {
-      auto inverse = [&](const std::string& n) {
+      // Each factor divides an activation channel: 0, NaN, Inf or a negative one is a corrupt
+      // file (an Inf, NaN or sign-flipped channel), not a bug.
+      auto inverse = [&](const std::string& n, const float** out) -> Status {
         std::vector<float> v(c.d_inner);
         const float* s = floats(n);
-        for (int64_t k = 0; k < c.d_inner; ++k) v[k] = 1.0f / s[k];
+        for (int64_t k = 0; k < c.d_inner; ++k) {
+          v[k] = 1.0f / s[k];
+          if (!(s[k] > 0.0f) || !std::isfinite(s[k]) || !std::isfinite(v[k]))
+            return Status::Error(StrFormat("%s: tensor \"%s\": expected positive finite "
+                                           "smoothing factors, found %g at element %lld",
+                                           t.at(n)->file->c_str(), n.c_str(), s[k],
+                                           (long long)k));
+        }
         w->owned_floats.push_back(std::move(v));
-        return w->owned_floats.back().data();
+        *out = w->owned_floats.back().data();
+        return Status::Ok();
       };
-      L.x_proj_smooth_inv = inverse(m + "x_proj.smooth");
+      QM_RETURN_IF_ERROR(inverse(m + "x_proj.smooth", &L.x_proj_smooth_inv));
       L.s_u_smooth = scalar(m + "x_proj.input_scale");
-      L.out_proj_smooth_inv = inverse(m + "out_proj.smooth");
+      QM_RETURN_IF_ERROR(inverse(m + "out_proj.smooth", &L.out_proj_smooth_inv));
     }
     L.x_proj = qmat(m + "x_proj");
     L.s_xdbl = scalar(m + "x_proj.output_scale");

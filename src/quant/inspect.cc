@@ -12,6 +12,7 @@
 #include "core/progress.h"
 #include "core/thread_pool.h"
 #include "io/mapped_file.h"
+#include "model/finite.h"
 #include "model/mamba1/mamba1.h"
 #include "model/mamba2/mamba2.h"
 #include "model/runtime.h"
@@ -428,6 +429,21 @@ StatusOr<InspectReport> InspectActivations(const Model& model,
   }
   if (bar) bar->Finish();
 
+  // A NaN or Inf activation poisons the moments and never enters the percentile tail: bad
+  // input (a non-finite weight, or weights that overflow float32), reported before any statistic.
+  for (int l = 0; l < c.n_layer; ++l)
+    for (int p = 0; p < kP; ++p) {
+      const MomentAccumulator& m = obs.acc(l, static_cast<InspectPoint>(p)).moments;
+      if (m.count() == 0 || (std::isfinite(m.mean()) && std::isfinite(m.min()) &&
+                             std::isfinite(m.max())))
+        continue;
+      QM_RETURN_IF_ERROR(FindNonFiniteWeights(model));
+      return Status::Error(StrFormat("%s: layer %d %s: expected finite activations on the "
+                                     "calibration text, found NaN or Inf with finite weights: "
+                                     "the activations overflow float32", model.dir().c_str(), l,
+                                     InspectPointName(static_cast<InspectPoint>(p))));
+    }
+
   r.layers.resize(c.n_layer);
   r.pct_ema.resize(c.n_layer);
   for (int l = 0; l < c.n_layer; ++l) {
@@ -587,7 +603,7 @@ std::string OutliersJson(const InspectReport& r) {
   };
   j["histograms"] = {{"ssm_input", hist(r.ssm_hist)}, {"out_proj_input", hist(r.out_hist)}};
   if (r.hadamard) j["histograms"]["out_proj_input_hadamard"] = hist(r.had_hist);
-  return j.dump(1) + "\n";
+  return j.dump(1, ' ', false, Json::error_handler_t::replace) + "\n";  // paths are bytes
 }
 
 std::string OutliersTable(const InspectReport& r) {

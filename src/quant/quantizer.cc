@@ -1,17 +1,16 @@
 #include "quant/quantizer.h"
 
-#include <stdlib.h>
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <filesystem>
 
 #include "core/dtype.h"
 #include "core/progress.h"
+#include "io/json_util.h"
 #include "io/mapped_file.h"
+#include "io/output_dir.h"
 #include "kernels/kernels.h"
+#include "model/finite.h"
 #include "quant/calib_data.h"
 #include "quant/hadamard.h"
 #include "model/mamba1/mamba1.h"
@@ -142,6 +141,32 @@ float SmoothedAbsMax(const std::vector<float>& act_ch, const std::vector<float>&
   return m;
 }
 
+// Finite weights can still overflow float32 on some text: an infinite or NaN range would make
+// an unusable scale.
+Status CheckCalibrationFinite(const CalibStats& s, const std::string& dir) {
+  for (size_t l = 0; l < s.layers.size(); ++l) {
+    const LayerActStats& a = s.layers[l];
+    for (float v : {a.in_proj_in, a.in_proj_out, a.x_proj_in, a.x_proj_in_pct, a.x_proj_out,
+                    a.dt_proj_out, a.out_proj_in, a.out_proj_in_had})
+      if (!std::isfinite(v))
+        return Status::Error(StrFormat("%s: layer %zu: expected finite activations on the "
+                                       "calibration text, found %g: the model overflows float32",
+                                       dir.c_str(), l, v));
+  }
+  if (!std::isfinite(s.lm_head_in))
+    return Status::Error(StrFormat("%s: lm_head input: expected finite activations on the "
+                                   "calibration text, found %g", dir.c_str(), s.lm_head_in));
+  return Status::Ok();
+}
+
+// An earlier quantize output: its quantization_config.json names this format.
+bool IsQuantizeOutput(const std::string& dir) {
+  auto text = ReadFileToString(dir + "/quantization_config.json");
+  if (!text.ok()) return false;
+  auto j = ParseJson(*text, dir);
+  return j.ok() && j->is_object() && j->value("format", Json()) == "quamba.cpp";
+}
+
 }  // namespace
 
 StatusOr<CalibStats> Calibrate(const Model& model, const QuantConfig& qc,
@@ -178,6 +203,9 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
         "quantization is not supported yet)", model.dir().c_str(), opt.recipe.c_str(),
         model.config().mixer_rms ? "falcon_mamba" : ArchName(model.config().arch)));
   QM_ASSIGN_OR_RETURN(QuantConfig qc, QuantConfig::ForRecipe(opt.recipe));
+  // Every weight is read below: a NaN or Inf is named now, not written into scales that every
+  // command would refuse.
+  QM_RETURN_IF_ERROR(FindNonFiniteWeights(model));
   qc.percentile_alpha = opt.percentile_alpha;
   if ((opt.no_hadamard || opt.no_clip) && opt.recipe != "quamba")
     return Status::Error(StrFormat("--no-hadamard/--no-clip: expected recipe quamba (the "
@@ -195,10 +223,17 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
       return Status::Error(StrFormat("%s/config.json: intermediate_size: %s", model.dir().c_str(),
                                      s.message().c_str()));
   }
-  struct stat st;
-  if (::stat(out_dir.c_str(), &st) == 0 && !opt.force)
-    return Status::Error(StrFormat("%s: expected a new output directory, found an existing one "
-                                   "(use --force to replace it)", out_dir.c_str()));
+  // The output is checked and its temporary folder made before the (long) calibration.
+  OutputDirOptions od;
+  od.command = "quantize";
+  od.force = opt.force;
+  od.inputs = opt.calib_files;
+  od.inputs.push_back(model.dir());
+  od.outputs = {"config.json", "model.safetensors", "quantization_config.json", "tokenizer.json"};
+  od.is_earlier_output = IsQuantizeOutput;
+  QM_ASSIGN_OR_RETURN(std::unique_ptr<OutputDir> out, OutputDir::Create(out_dir, od));
+  if (opt.on_note)
+    for (const std::string& n : out->notes()) opt.on_note(n);
 
   CalibStats calib;
   calib.layers.resize(c.n_layer);
@@ -210,6 +245,7 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
     qc.calib_len = opt.calib_len;
     for (const auto& s : samples) qc.calib_tokens += (int64_t)s.size();
     QM_ASSIGN_OR_RETURN(calib, Calibrate(model, qc, samples, k, opt.threads, opt.progress));
+    QM_RETURN_IF_ERROR(CheckCalibrationFinite(calib, model.dir()));
   }
 
   // Every output tensor, walking the model's tensor list (format/tensors.h); names, dtypes and
@@ -218,10 +254,10 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
   std::vector<std::vector<float>> keep_f;  // storage of tensors being written
   std::vector<std::vector<int8_t>> keep_q;
   std::vector<std::vector<uint16_t>> keep16;
-  std::vector<TensorToWrite> out;
+  std::vector<TensorToWrite> out_tensors;
   auto put_f = [&](const std::string& name, std::vector<float> v, std::vector<int64_t> shape) {
     keep_f.push_back(std::move(v));
-    out.push_back({name, DType::kF32, std::move(shape), keep_f.back().data(), nullptr});
+    out_tensors.push_back({name, DType::kF32, std::move(shape), keep_f.back().data(), nullptr});
   };
   auto put_scalar = [&](const std::string& name, float v) { put_f(name, {v}, {}); };
   auto put_q = [&](const std::string& name, const std::vector<float>& w,
@@ -229,7 +265,7 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
     std::vector<int8_t> q;
     const float s = QuantizeTensor(w, &q);
     keep_q.push_back(std::move(q));
-    out.push_back({name, DType::kI8, std::move(shape), keep_q.back().data(), nullptr});
+    out_tensors.push_back({name, DType::kI8, std::move(shape), keep_q.back().data(), nullptr});
     put_scalar(scale_name, s);
   };
   keep_f.reserve(64 * c.n_layer + 8);  // data pointers must stay put
@@ -253,7 +289,7 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
       h[i] = emb_dtype == DType::kF16 ? F32ToF16(v[i]) : F32ToBF16(v[i]);
     }
     keep16.push_back(std::move(h));
-    out.push_back({name, emb_dtype, t->shape, keep16.back().data(), nullptr});
+    out_tensors.push_back({name, emb_dtype, t->shape, keep16.back().data(), nullptr});
     return Status::Ok();
   };
 
@@ -339,7 +375,7 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
       case QuantKind::kHead:
         if (spec.role == TensorRole::kEmbedding) {
           if (emb_dtype == emb->dtype) {
-            out.push_back({spec.name, emb->dtype, emb->shape, emb->data, nullptr});
+            out_tensors.push_back({spec.name, emb->dtype, emb->shape, emb->data, nullptr});
           } else {
             status = put_16(spec.name, emb);
           }
@@ -350,7 +386,7 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
             put_scalar(base + ".input_scale", ScaleFromAbsMax(act_absmax(kActInput)));
         } else if (head != nullptr) {
           if (emb_dtype == head->dtype) {
-            out.push_back({spec.name, head->dtype, head->shape, head->data, nullptr});
+            out_tensors.push_back({spec.name, head->dtype, head->shape, head->data, nullptr});
           } else {
             status = put_16(spec.name, head);
           }
@@ -383,43 +419,25 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
   ForEachQuantTensor(c, qc, emb_dtype, [&](const QTensorSpec& spec) {
     if (spec.optional) return;
     ++n_expected;
-    const bool found = std::any_of(out.begin(), out.end(), [&](const TensorToWrite& t) {
-      return t.name == spec.name && t.dtype == spec.dtype && t.shape == spec.shape;
-    });
+    const bool found =
+        std::any_of(out_tensors.begin(), out_tensors.end(), [&](const TensorToWrite& t) {
+          return t.name == spec.name && t.dtype == spec.dtype && t.shape == spec.shape;
+        });
     QM_CHECK(found, "quantizer did not produce %s", spec.name.c_str());
   });
-  QM_CHECK(out.size() == n_expected, "quantizer produced %zu tensors, expected %zu", out.size(),
-           n_expected);
+  QM_CHECK(out_tensors.size() == n_expected, "quantizer produced %zu tensors, expected %zu",
+           out_tensors.size(), n_expected);
 
-  // Write into a temporary sibling directory, then rename: no partial output on failure.
-  std::string tmpl = out_dir + ".tmp-XXXXXX";
-  if (::mkdtemp(tmpl.data()) == nullptr)
-    return Status::Error(StrFormat("%s: cannot create a temporary directory beside it: %s",
-                                   out_dir.c_str(), std::strerror(errno)));
-  const std::string tmp = tmpl;
-  auto fail = [&](Status s) {
-    std::error_code ec;
-    std::filesystem::remove_all(tmp, ec);
-    return s;
-  };
+  // Written into the temporary folder, then renamed into place: no partial output on failure.
+  const std::string& tmp = out->tmp();
   std::map<std::string, std::string> meta = {{"format", "pt"}, {"quamba_recipe", qc.recipe}};
-  if (Status s = WriteSafeTensors(tmp + "/model.safetensors", std::move(out), meta); !s.ok())
-    return fail(s);
+  QM_RETURN_IF_ERROR(WriteSafeTensors(tmp + "/model.safetensors", std::move(out_tensors), meta));
   const std::string cfg = c.ToHfJson(), qcfg = qc.ToJson();
-  if (Status s = WriteFileAtomic(tmp + "/config.json", cfg.data(), cfg.size()); !s.ok())
-    return fail(s);
-  if (Status s = WriteFileAtomic(tmp + "/quantization_config.json", qcfg.data(), qcfg.size());
-      !s.ok())
-    return fail(s);
-  auto tok = ReadFileToString(model.dir() + "/tokenizer.json");
-  if (!tok.ok()) return fail(tok.status());
-  if (Status s = WriteFileAtomic(tmp + "/tokenizer.json", tok->data(), tok->size()); !s.ok())
-    return fail(s);
-  std::error_code ec;
-  if (opt.force) std::filesystem::remove_all(out_dir, ec);
-  if (::rename(tmp.c_str(), out_dir.c_str()) != 0)
-    return fail(Status::Error(StrFormat("%s: cannot rename the finished model into place: %s",
-                                        out_dir.c_str(), std::strerror(errno))));
+  QM_RETURN_IF_ERROR(WriteFileAtomic(tmp + "/config.json", cfg.data(), cfg.size()));
+  QM_RETURN_IF_ERROR(WriteFileAtomic(tmp + "/quantization_config.json", qcfg.data(), qcfg.size()));
+  QM_ASSIGN_OR_RETURN(const std::string tok, ReadFileToString(model.dir() + "/tokenizer.json"));
+  QM_RETURN_IF_ERROR(WriteFileAtomic(tmp + "/tokenizer.json", tok.data(), tok.size()));
+  QM_RETURN_IF_ERROR(out->Commit());
   return Status::Ok();
 }
 

@@ -1,8 +1,9 @@
 // `quamba quantize`: calibrate a float Mamba-1 model on text and write a quantized checkpoint
-// (quant/qmodel.h) for one of the recipes: quamba (spec §2), minmax, smoothquant, dynamic.
+// (format/quantized.h) for one of the recipes: quamba (spec §2), minmax, smoothquant, dynamic.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -27,8 +28,10 @@ struct QuantizeOptions {
   bool no_hadamard = false;
   bool no_clip = false;
   std::string lm_head = "f16";  // keep | f16 | bf16 | int8 (QuantConfig::lm_head)
-  bool force = false;  // replace an existing output directory
+  bool force = false;  // replace an earlier quantize output (io/output_dir.h)
   bool progress = true;
+  // Lines about the output folder (leftover temporary folders removed or left alone).
+  std::function<void(const std::string&)> on_note;
 };
 
 // Per-layer statistics gathered by calibration (all abs-max style, over all samples).
@@ -50,7 +53,9 @@ StatusOr<CalibStats> Calibrate(const Model& model, const QuantConfig& qc,
                                const std::vector<std::vector<int32_t>>& samples,
                                const kernels::KernelTable& k, int threads, bool progress);
 
-// Quantizes `model` into `out_dir` (written to a temporary directory, then renamed).
+// Quantizes `model` into `out_dir`: written to a temporary folder, then renamed into place, with
+// the rules of io/output_dir.h (no overlap with the model or the calibration files; --force
+// replaces only an earlier quantize output; missing parents are created).
 Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
                      const std::string& out_dir);
 

@@ -355,8 +355,8 @@ TEST(LoadTask, ErrorsNameFileLineFieldExpectedAndFound) {
 TEST(LoadTask, HellaswagLabelOutOfRangeIsAnError) {
   TempDir d;
   const std::string line =
-      "{\"activity_label\": \"A\", \"ctx_a\": \"b.\", \"ctx_b\": \"c\", \"endings\": [\"1\", \"2\", "
-      "\"3\", \"4\"], \"label\": ";
+      "{\"activity_label\": \"A\", \"ctx_a\": \"b.\", \"ctx_b\": \"c\", "
+      "\"endings\": [\"1\", \"2\", \"3\", \"4\"], \"label\": ";
   Write(d / "hellaswag/hellaswag_val.jsonl", line + "4294967296}\n");
   auto t = LoadTask("hellaswag", d.path(), 0);
   ASSERT_FALSE(t.ok());

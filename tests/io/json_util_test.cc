@@ -51,8 +51,8 @@ TEST(JsonUtil, MessagesStayShortWhateverTheInput) {
   ASSERT_TRUE(o.ok());
   int64_t x = 0;
   Status st = o->Int("a", 0, 10, &x);
-  EXPECT_EQ(st.message(), "f.json: a: expected an integer, found \"" + std::string(40, 'x') +
-                              "...\"");
+  EXPECT_EQ(st.message(),
+            "f.json: a: expected an integer, found \"" + std::string(40, 'x') + "...\"");
   EXPECT_EQ(o->Int("b", 0, 10, &x).message(), "f.json: b: expected an integer, found an array");
   EXPECT_EQ(DescribeJson(Json::parse("{\"k\": [1]}")), "an object");
   EXPECT_EQ(QuoteForMessage("\xff\xfe"), "\"\xEF\xBF\xBD\xEF\xBF\xBD\"");  // invalid UTF-8
@@ -85,7 +85,8 @@ TEST(JsonUtil, TypedReadsCheckTypeAndRange) {
   EXPECT_TRUE(o->Int("big", 0, INT64_MAX, &x).ok());
   EXPECT_EQ(x, 4294967298);
   double d = 0;
-  EXPECT_EQ(o->Number("f", 0, 1, &d).message(), "f.json: f: expected a number in [0, 1], found 1.5");
+  EXPECT_EQ(o->Number("f", 0, 1, &d).message(),
+            "f.json: f: expected a number in [0, 1], found 1.5");
   EXPECT_TRUE(o->Number("f", 0, 2, &d).ok());
   EXPECT_EQ(d, 1.5);
   std::string s;

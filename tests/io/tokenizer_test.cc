@@ -515,6 +515,18 @@ TEST(TokenizerErrors, MalformedJson) {
   EXPECT_EQ(message.find("[json.exception"), std::string::npos) << message;
 }
 
+// Found by the tokenizer fuzzer in seconds: a number beyond double's range is nlohmann's
+// out_of_range, which escaped the parse_error handler and aborted; and a value nested deeper
+// than the serializer's stack (item 2) where a message would print it.
+TEST(TokenizerErrors, NumberOverflowAndDeepNestingAreErrors) {
+  EXPECT_EQ(LoadError("{\"model\": {\"dropout\": 1e400}}"),
+            "tokenizer.json: expected valid JSON, found number overflow parsing '1e400'");
+  const std::string deep = std::string(80000, '[') + std::string(80000, ']');
+  EXPECT_EQ(LoadError("{\"model\": {\"type\": \"BPE\", \"dropout\": " + deep + "}}")
+                .rfind("tokenizer.json: expected JSON nested at most 64 levels", 0),
+            0u);
+}
+
 TEST(TokenizerErrors, WrongModelType) {
   json root = json::parse(MiniJson(false));
   root["model"]["type"] = "Unigram";

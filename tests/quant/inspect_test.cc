@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -572,6 +573,52 @@ TEST_F(InspectTest, CliRefusesBadInput) {
   EXPECT_THAT(r.err, HasSubstr("missing.txt"));
   r = RunQuamba("inspect" + m + " --calib " + CalibFile() + " --calib-len 1");
   EXPECT_EQ(r.code, 2);
+  // The report's files never land in the model directory (they would replace its own).
+  r = RunQuamba("inspect" + m + " --calib " + CalibFile() + " -q -o " + (*dir_ / "fp/report"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("expected an output apart from every input, found it inside the "
+                               "input"));
+  EXPECT_FALSE(std::filesystem::exists(*dir_ / "fp/report"));
+}
+
+// One NaN in a layer's in_proj.weight: the activations are NaN, the percentile tail keeps none
+// of them, and inspect aborted on "Bug: src/quant/inspect.cc:280 ... needs the top 63, have 0".
+// Non-finite activations are bad input: the tensor behind them is named (item 5).
+TEST_F(InspectTest, NonFiniteActivationsNameTheTensor) {
+  TempDir d;
+  std::filesystem::copy(*dir_ / "fp", d / "m");
+  {
+    auto st = TensorStore::Open(*dir_ / "fp");
+    ASSERT_TRUE(st.ok());
+    std::vector<std::vector<uint8_t>> keep;
+    std::vector<TensorToWrite> tensors;
+    for (const auto& [name, t] : (*st)->tensors()) {
+      keep.emplace_back(t.data, t.data + t.nbytes);
+      if (name == "backbone.layers.1.mixer.in_proj.weight") {
+        const float nan = std::nanf("");
+        std::memcpy(keep.back().data() + 4 * 3, &nan, 4);
+      }
+      tensors.push_back({name, t.dtype, t.shape, keep.back().data(), nullptr});
+    }
+    ASSERT_TRUE(WriteSafeTensors(d / "m/model.safetensors", tensors, (*st)->metadata()).ok());
+  }
+  const CliResult r = RunQuamba("inspect -m " + (d / "m") + " --calib " + CalibFile() +
+                                " --calib-samples 2 --calib-len 32 -t 1 -q");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("tensor \"backbone.layers.1.mixer.in_proj.weight\": expected "
+                               "finite values, found nan at element 3"));
+}
+
+// outliers.json of a model folder whose name is not valid UTF-8: U+FFFD, not nlohmann's
+// type_error 316 after the whole pass.
+TEST_F(InspectTest, NonUtf8ModelPathIsWrittenReplaced) {
+  TempDir d;
+  std::filesystem::copy(*dir_ / "fp", d / "m\xff");
+  const CliResult r = RunQuamba("inspect -m '" + (d / "m\xff") + "' --calib " + CalibFile() +
+                                " --calib-samples 2 --calib-len 32 -t 1 -q -o " + (d / "out"));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(ReadAll(d / "out/outliers.json"), HasSubstr("m\xEF\xBF\xBD\""));
 }
 
 TEST_F(InspectTest, QuantizedModelsAreRefused) {

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <cstring>
 #include <fstream>
 
 #include "model/runtime.h"
@@ -278,6 +279,143 @@ TEST_F(QuantizerTest, EveryCalibFileMustExistAndOnlyUsedOnesAreRecorded) {
   auto qc = QuantConfig::FromJson(ReadAll(*dir_ / "calib2/quantization_config.json"), "q");
   ASSERT_TRUE(qc.ok()) << qc.status().message();
   EXPECT_EQ(qc->calib_files, std::vector<std::string>{first});
+}
+
+// quantization_config.json fields of the wrong JSON type were an uncaught
+// nlohmann::json::type_error (SIGABRT); format_version 4294967298 was read as 2 (items 1, 16).
+TEST(QuantConfigTest, WrongTypesAndRangesAreOneLineErrors) {
+  const std::string base = QuantConfig::ForRecipe("minmax")->ToJson();
+  auto with = [&](const std::string& from, const std::string& to) {
+    std::string t = base;
+    const size_t p = t.find(from);
+    EXPECT_NE(p, std::string::npos) << from;
+    if (p != std::string::npos) t.replace(p, from.size(), to);
+    auto q = QuantConfig::FromJson(t, "q.json");
+    return q.ok() ? std::string("ok") : q.status().message();
+  };
+  EXPECT_EQ(with("", ""), "ok");
+  EXPECT_EQ(with("\"format\": \"quamba.cpp\"", "\"format\": 5"),
+            "q.json: format: expected a string, found 5");
+  for (const char* v : {"5", "null", "[\"a\"]"})
+    EXPECT_EQ(with("\"source_model\": \"\"", std::string("\"source_model\": ") + v),
+              std::string("q.json: source_model: expected a string, found ") +
+                  (v[0] == '[' ? "an array" : v));
+  EXPECT_EQ(with("\"samples\": 0", "\"samples\": \"eight\""),
+            "q.json: calibration.samples: expected an integer, found \"eight\"");
+  EXPECT_EQ(with("\"files\": []", "\"files\": [1]"),
+            "q.json: calibration.files: expected an array of strings, found 1");
+  EXPECT_EQ(with("\"format_version\": 2", "\"format_version\": 4294967298"),
+            "q.json: format_version: expected 1..2, found 4294967298");
+  EXPECT_EQ(with("\"lm_head\": \"f16\"", "\"lm_head\": 8"),
+            "q.json: lm_head: expected a string, found 8");
+  EXPECT_EQ(with("\"percentile_alpha\": 0.99999", "\"percentile_alpha\": \"x\""),
+            "q.json: percentile_alpha: expected a number, found \"x\"");
+  const std::string deep = std::string(80000, '[') + std::string(80000, ']');
+  EXPECT_EQ(with("\"recipe\": \"minmax\"", "\"recipe\": " + deep).rfind(
+                "q.json: expected JSON nested at most 64 levels deep", 0),
+            0u);
+}
+
+// Paths are bytes, JSON is UTF-8: a model directory or calibration file whose name is not valid
+// UTF-8 made the writer throw (type_error 316) after the whole calibration.
+TEST(QuantConfigTest, NonUtf8PathsAreWrittenReplaced) {
+  QuantConfig q = *QuantConfig::ForRecipe("minmax");
+  q.source_model = "models/\xff";
+  q.calib_files = {"calib\xfe.txt"};
+  std::string text;
+  ASSERT_NO_THROW(text = q.ToJson());
+  auto back = QuantConfig::FromJson(text, "q.json");
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(back->source_model, "models/\xEF\xBF\xBD");  // U+FFFD
+}
+
+// Rewrites one float element of a quantized checkpoint's tensor.
+void SetElement(const std::string& dir, const std::string& tensor, int64_t i, float v) {
+  auto st = TensorStore::Open(dir);
+  ASSERT_TRUE(st.ok()) << st.status().message();
+  std::vector<std::vector<uint8_t>> keep;
+  std::vector<TensorToWrite> tensors;
+  for (const auto& [name, t] : (*st)->tensors()) {
+    keep.emplace_back(t.data, t.data + t.nbytes);
+    if (name == tensor) std::memcpy(keep.back().data() + 4 * i, &v, 4);
+    tensors.push_back({name, t.dtype, t.shape, keep.back().data(), nullptr});
+  }
+  const auto meta = (*st)->metadata();
+  st->reset();
+  ASSERT_TRUE(WriteSafeTensors(dir + "/model.safetensors", tensors, meta).ok());
+}
+
+// A SmoothQuant factor of 0, NaN, Inf or -1 is a corrupt file: its inverse scales an activation
+// channel by Inf, NaN or a sign flip (item 16).
+TEST_F(QuantizerTest, BadSmoothingFactorsAreRefused) {
+  const std::string out = *dir_ / "sq_bad";
+  ASSERT_TRUE(QuantizeModel(*model_, Options("smoothquant"), out).ok());
+  const std::string t = "backbone.layers.1.mixer.x_proj.smooth";
+  for (float bad : {0.0f, std::nanf(""), INFINITY, -1.0f}) {
+    SetElement(out, t, 5, bad);
+    auto m = Model::Load(out);
+    ASSERT_FALSE(m.ok()) << bad;
+    EXPECT_THAT(m.status().message(),
+                HasSubstr("tensor \"" + t + "\": expected positive finite smoothing factors, "
+                          "found " + StrFormat("%g", bad) + " at element 5"));
+  }
+}
+
+// A quantized folder whose recipe was edited, or whose config and weights come from different
+// recipes, loaded and produced garbage (ppl 20479 instead of 210): the weights name the recipe
+// they were made for (__metadata__.quamba_recipe), and it must be the config's (item 13).
+TEST_F(QuantizerTest, ConfigAndWeightsMustBeOfOneRecipe) {
+  const std::string qa = *dir_ / "r_quamba", mm = *dir_ / "r_minmax";
+  ASSERT_TRUE(QuantizeModel(*model_, Options("quamba"), qa).ok());
+  ASSERT_TRUE(QuantizeModel(*model_, Options("minmax"), mm).ok());
+  auto error = [](const std::string& dir) {
+    auto m = Model::Load(dir);
+    return m.ok() ? std::string("loaded") : m.status().message();
+  };
+  // The recipe edited in quantization_config.json (same tensor names: only the metadata tells;
+  // the quamba switches recorded beside it are refused for minmax, so they are edited too).
+  const std::string cfg = ReadAll(qa + "/quantization_config.json");
+  std::string edited = cfg;
+  edited.replace(edited.find("\"recipe\": \"quamba\""), 18, "\"recipe\": \"minmax\"");
+  for (const std::string key : {"\"hadamard_out_proj\": true", "\"percentile_u\": true"}) {
+    const size_t at = edited.find(key);
+    ASSERT_NE(at, std::string::npos) << key;
+    edited.replace(at, key.size(), key.substr(0, key.size() - 4) + "false");
+  }
+  std::ofstream(qa + "/quantization_config.json") << edited;
+  EXPECT_THAT(error(qa), HasSubstr("model.safetensors: __metadata__.quamba_recipe: expected "
+                                   "\"minmax\" (the recipe of quantization_config.json), found "
+                                   "\"quamba\""));
+  std::ofstream(qa + "/quantization_config.json") << cfg;
+  EXPECT_EQ(error(qa), "loaded");
+  // The weights of the other recipe.
+  std::filesystem::copy_file(mm + "/model.safetensors", qa + "/model.safetensors",
+                             std::filesystem::copy_options::overwrite_existing);
+  EXPECT_THAT(error(qa), HasSubstr("expected \"quamba\" (the recipe of "
+                                   "quantization_config.json), found \"minmax\""));
+  // lm_head: the config says bf16, the table is float16.
+  std::string head = ReadAll(mm + "/quantization_config.json");
+  const std::string f16 = "\"lm_head\": \"f16\"";
+  head.replace(head.find(f16), f16.size(), "\"lm_head\": \"bf16\"");
+  std::ofstream(mm + "/quantization_config.json") << head;
+  EXPECT_THAT(error(mm), HasSubstr("tensor \"backbone.embeddings.weight\": expected BF16 (the "
+                                   "lm_head of quantization_config.json is \"bf16\"), found F16"));
+}
+
+// A dynamic-recipe config over static weights: their activation scales are tensors the dynamic
+// recipe does not use (item 17).
+TEST_F(QuantizerTest, TensorsOfAnotherRecipeAreRefused) {
+  const std::string mm = *dir_ / "t_minmax", dy = *dir_ / "t_dynamic";
+  ASSERT_TRUE(QuantizeModel(*model_, Options("minmax"), mm).ok());
+  ASSERT_TRUE(QuantizeModel(*model_, Options("dynamic"), dy).ok());
+  std::string cfg = ReadAll(dy + "/quantization_config.json");
+  std::ofstream(mm + "/quantization_config.json") << cfg;
+  auto m = Model::Load(mm);
+  ASSERT_FALSE(m.ok());
+  EXPECT_THAT(m.status().message(),
+              HasSubstr("tensor \"backbone.layers.0.mixer.conv1d.output_scale\": expected only "
+                        "tensors the model of config.json uses (recipe dynamic), found one it "
+                        "does not"));
 }
 
 TEST_F(QuantizerTest, BadInputIsRefused) {

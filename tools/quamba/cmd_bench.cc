@@ -245,7 +245,10 @@ int CmdBench(int argc, char** argv) {
                        {"commit", QM_GIT_COMMIT}});
   }
   if (output == "json") {
-    std::printf("%s\n", results.dump(2).c_str());
+    // Paths are bytes, JSON is UTF-8: invalid bytes become U+FFFD rather than an exception.
+    const std::string text =
+        results.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
+    std::printf("%s\n", text.c_str());
     return 0;
   }
   std::printf("| model | recipe | weights | size | isa | threads | batch | test | ttft/tpot ms | "

@@ -17,6 +17,7 @@
 #include "eval/perplexity.h"
 #include "eval/tasks.h"
 #include "io/mapped_file.h"
+#include "model/finite.h"
 #include "model/runtime.h"
 
 namespace quamba::cli {
@@ -257,6 +258,13 @@ int CmdEval(int argc, char** argv) {
       std::unique_ptr<Progress> bar;
       const double t0 = NowSeconds(), c0 = CpuSeconds();
       const TaskResult r = RunTask(t, tok, eot, &scorer, ProgressTo(&bar, t.name, "examples"));
+      if (r.non_finite > 0) {  // NaN or Inf logits: name the tensor, never print a wrong score
+        if (Status s = FindNonFiniteWeights(model); !s.ok()) return Fail(s);
+        return Fail(Status::Error(StrFormat(
+            "%s: %s: expected finite log-likelihoods, found %lld that are not, with finite "
+            "weights: the activations overflow float32",
+            model_dir.c_str(), r.task.c_str(), (long long)r.non_finite)));
+      }
       const double secs = NowSeconds() - t0, cpu = CpuSeconds() - c0;
       nlohmann::json j = {
           {"task", r.task}, {"n", r.n}, {"acc", r.acc}, {"stderr", NumOrNull(r.acc_stderr)}};
@@ -286,7 +294,10 @@ int CmdEval(int argc, char** argv) {
   }
 
   if (json) {
-    std::printf("%s\n", out.dump(2).c_str());
+    // Paths are bytes, JSON is UTF-8: invalid bytes become U+FFFD rather than an exception.
+    const std::string text =
+        out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
+    std::printf("%s\n", text.c_str());
   } else {
     std::printf("| task | n | metric | value | stderr |\n|---|---:|---|---:|---:|\n%s",
                 table.c_str());

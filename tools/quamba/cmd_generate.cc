@@ -7,6 +7,7 @@
 #include "commands.h"
 #include "core/thread_pool.h"
 #include "io/mapped_file.h"
+#include "model/finite.h"
 #include "model/runtime.h"
 #include "model/sampler.h"
 
@@ -105,6 +106,11 @@ int CmdGenerate(int argc, char** argv) {
   const double t1 = NowSeconds();
   engine.Prefill(&state, ids, logits.data(), /*all_logits=*/false);
   const double t_prompt = NowSeconds() - t1;
+  const int64_t V = model.config().vocab_size;
+  if (Status s = CheckFiniteLogits(model, logits.data(), V, "after the prompt"); !s.ok()) {
+    std::printf("\n");
+    return Fail(s);
+  }
 
   std::vector<int32_t> history = ids;
   int64_t generated = 0;
@@ -122,6 +128,12 @@ int CmdGenerate(int argc, char** argv) {
     }
     SequenceState* sp = &state;
     engine.DecodeStep({&sp, 1}, {&next, 1}, logits.data());
+    if (Status s = CheckFiniteLogits(model, logits.data(), V,
+                                     StrFormat("generated token %lld", (long long)generated + 1));
+        !s.ok()) {
+      std::printf("\n");
+      return Fail(s);
+    }
   }
   const double t_gen = NowSeconds() - t2;
   std::printf("\n");

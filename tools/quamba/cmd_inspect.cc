@@ -9,6 +9,7 @@
 #include "core/thread_pool.h"
 #include "format/quantized.h"
 #include "format/tensors.h"
+#include "io/output_dir.h"
 #include "model/runtime.h"
 #include "quant/calib_data.h"
 #include "quant/inspect.h"
@@ -46,6 +47,11 @@ int CmdInspect(int argc, char** argv) {
   if (!out_dir.empty() && calib_files.empty())
     return UsageError(Status::Error("inspect -o: expected --calib (the outlier report needs "
                                     "calibration text), found none"));
+  if (!out_dir.empty()) {  // the report's files must not land in the model or on the text
+    std::vector<std::string> inputs = calib_files;
+    inputs.push_back(model_dir);
+    if (Status s = CheckNoOverlap(out_dir, inputs, "inspect -o"); !s.ok()) return Fail(s);
+  }
   auto loaded = Model::Load(model_dir);
   if (!loaded.ok()) return Fail(loaded.status());
   const Model& m = **loaded;

@@ -15,7 +15,8 @@ int CmdQuantize(int argc, char** argv) {
   bool quiet = false;
   Flags flags("quantize", "-m DIR -o OUT --recipe R --calib FILE... [options]");
   flags.Add("-m,--model", &model_dir, "float model directory", true);
-  flags.Add("-o,--out", &out_dir, "output directory (must not exist unless --force)", true);
+  flags.Add("-o,--out", &out_dir, "output directory, created with its parents (must not exist "
+            "unless --force)", true);
   flags.Add("--recipe", &opt.recipe, "quamba | minmax | smoothquant | dynamic (default quamba)");
   flags.AddList("--calib", &opt.calib_files, "calibration text: .jsonl with a \"text\" field, or "
                 "plain text (repeatable; not needed for dynamic)");
@@ -31,7 +32,8 @@ int CmdQuantize(int argc, char** argv) {
   flags.Add("--lm-head", &opt.lm_head, "embedding + lm_head precision: f16 (default, as "
             "Quamba v1's fp16 models), bf16, keep (as the source), int8 (lm_head W8A8, Quamba2)");
   flags.Add("-t,--threads", &opt.threads, "threads (default: all cores)", 1, 1024);
-  flags.AddBool("--force", &opt.force, "replace an existing output directory");
+  flags.AddBool("--force", &opt.force, "replace an earlier quantize output at -o (only one that "
+                "holds nothing else)");
   flags.AddBool("-q,--quiet", &quiet, "no progress bar");
   if (Status s = flags.Parse(argc, argv, 2); !s.ok()) return UsageError(s);
   if (flags.help_requested()) {
@@ -39,6 +41,7 @@ int CmdQuantize(int argc, char** argv) {
     return 0;
   }
   opt.progress = !quiet;
+  opt.on_note = [](const std::string& n) { std::fprintf(stderr, "quantize: %s\n", n.c_str()); };
   if (Status s = CheckLmHeadMode("quantize --lm-head", opt.lm_head); !s.ok())
     return UsageError(s);
   if ((opt.no_hadamard || opt.no_clip) && opt.recipe != "quamba")

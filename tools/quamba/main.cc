@@ -4,6 +4,7 @@
 #include <string>
 
 #include "commands.h"
+#include "io/mapped_file.h"
 #include "kernels/kernels.h"
 
 namespace quamba::cli {
@@ -71,6 +72,7 @@ int main(int argc, char** argv) {
     std::printf("quamba %s (%s)\n", QM_VERSION, QM_GIT_COMMIT);
     return 0;
   }
+  quamba::InstallMappedFileGuard();  // a model file truncated while in use: one line, exit 1
   const std::string isa_error = quamba::kernels::IsaOverrideError();
   if (!isa_error.empty()) return Fail(quamba::Status::Error(isa_error));
   for (const Command& c : kCommands)
