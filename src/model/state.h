@@ -52,6 +52,9 @@ class SequenceState {
   void Reset();  // zeros (a new sequence), n_tokens = 0
   const StateLayout* layout() const { return layout_; }
   size_t bytes() const { return layout_ ? layout_->bytes() : 0; }
+  // The whole state as bytes() raw bytes (to save it to a file and load it back).
+  uint8_t* data() { return reinterpret_cast<uint8_t*>(words_.data()); }
+  const uint8_t* data() const { return reinterpret_cast<const uint8_t*>(words_.data()); }
   // Same layout and the same bytes (n_tokens not compared).
   bool SameContents(const SequenceState& o) const {
     return layout_ == o.layout_ && words_ == o.words_;

@@ -17,6 +17,7 @@ int CmdInspect(int argc, char** argv);
 int CmdBench(int argc, char** argv);
 int CmdQuantize(int argc, char** argv);
 int CmdEval(int argc, char** argv);
+int CmdServe(int argc, char** argv);
 
 // --simulate needs a quantized model: the error naming `dir` otherwise.
 Status CheckSimulate(const Model& model, const std::string& dir);

@@ -42,6 +42,7 @@ constexpr Command kCommands[] = {
     {"bench", CmdBench, "measure prefill and decode speed (llama-bench style)"},
     {"inspect", CmdInspect, "print a model's configuration and tensors"},
     {"synth", CmdSynth, "write a randomly initialised checkpoint at a real Mamba shape"},
+    {"serve", CmdServe, "OpenAI-compatible HTTP server (completions, log-probs, streaming)"},
 };
 
 void PrintUsage(FILE* f) {
