@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
-targets=${FUZZ_TARGETS:-"safetensors config tokenizer quant_config eval_tasks"}
+targets=${FUZZ_TARGETS:-"safetensors config tokenizer quant_config eval_tasks serve_request"}
 jobs=${FUZZ_JOBS:-1}
 out=build-fuzz
 gen=()

@@ -26,6 +26,9 @@ int FuzzQuantConfig(const uint8_t* data, size_t size);
 // An eval task's files: byte 0 picks the task and layout, the rest is the data file, then (after
 // a line "=====") the labels file; loaded docs are aggregated with dummy scores.
 int FuzzEvalTasks(const uint8_t* data, size_t size);
+// A POST body of `quamba serve`: byte 0 picks /v1/completions (even) or /v1/chat/completions
+// (odd), the rest is parsed and checked as the server does; accepted requests are answered.
+int FuzzServeRequest(const uint8_t* data, size_t size);
 
 struct FuzzTarget {
   const char* name;  // the corpus folder
@@ -34,7 +37,7 @@ struct FuzzTarget {
 inline constexpr FuzzTarget kFuzzTargets[] = {
     {"safetensors", FuzzSafetensors}, {"config", FuzzConfig},
     {"tokenizer", FuzzTokenizer},     {"quant_config", FuzzQuantConfig},
-    {"eval_tasks", FuzzEvalTasks},
+    {"eval_tasks", FuzzEvalTasks},    {"serve_request", FuzzServeRequest},
 };
 
 }  // namespace quamba::fuzz
