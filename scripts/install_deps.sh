@@ -8,7 +8,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # clang-16) + libfuzzer-16-dev: the fuzz build of scripts/fuzz.sh.
 PKGS=(g++ cmake ninja-build git pkg-config libgtest-dev libgmock-dev libbenchmark-dev
       nlohmann-json3-dev libutf8proc-dev libbz2-dev clang-16 libclang-rt-16-dev libfuzzer-16-dev
-      libcpp-httplib-dev python3 bible-kjv-text fortunes dict-gcide)  # the last three: the reference corpus
+      libcpp-httplib-dev python3
+      bible-kjv bible-kjv-text fortunes dict-gcide)  # the reference corpus (bible-kjv: `bible`)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
