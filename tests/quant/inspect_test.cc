@@ -25,7 +25,7 @@
 #include "quant/hadamard.h"
 #include "quant/observers.h"
 #include "quant/quantizer.h"
-#include "quant/svg_plot.h"
+#include "io/svg_plot.h"
 #include "test_util.h"
 
 namespace quamba {

@@ -16,7 +16,10 @@
 #include <fstream>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "io/safetensors.h"
+#include "model/model.h"
 #include "test_util.h"
 
 namespace quamba {
@@ -100,6 +103,14 @@ TEST(CliTest, SynthGenerateTokenizeInspectBench) {
   EXPECT_THAT(r.out, HasSubstr("\"decode_tok_s\""));
   EXPECT_THAT(r.out, HasSubstr("\"peak_rss_bytes\""));
   EXPECT_THAT(r.out, HasSubstr("\"decode_vs_ceiling\""));
+  {
+    // The state one sequence carries: Model::StateBytes() of this checkpoint.
+    const auto rows = nlohmann::json::parse(r.out);
+    auto m = Model::Load(d / "m");
+    ASSERT_TRUE(m.ok()) << m.status().message();
+    EXPECT_EQ(rows.at(0).at("state_bytes_per_seq").get<uint64_t>(), (*m)->StateBytes());
+    EXPECT_GT((*m)->StateBytes(), 0u);
+  }
 
   // quantize: a bad --lm-head is a usage error before any work; a good one round-trips through
   // eval --simulate (bit-identical to int8: same top token everywhere) and bench --interleave.

@@ -240,6 +240,7 @@ int CmdBench(int argc, char** argv) {
                        {"decode_vs_ceiling", s_ratio.mean},
                        {"decode_vs_ceiling_sd", s_ratio.sd},
                        {"model_bytes", run->file_bytes},
+                       {"state_bytes_per_seq", run->model->StateBytes()},
                        {"peak_rss_bytes", run->peak_rss},
                        {"interleaved", interleave},
                        {"commit", QM_GIT_COMMIT}});
@@ -252,22 +253,27 @@ int CmdBench(int argc, char** argv) {
     return 0;
   }
   std::printf("| model | recipe | weights | size | isa | threads | batch | test | ttft/tpot ms | "
-              "tok/s | GB/s (read ceiling) | peak RSS |\n");
-  std::printf("|---|---|---|---:|---|---:|---:|---|---:|---:|---:|---:|\n");
+              "tok/s | GB/s (read ceiling) | state/seq | peak RSS |\n");
+  std::printf("|---|---|---|---:|---|---:|---:|---|---:|---:|---:|---:|---:|\n");
   for (const auto& r : results) {
     const std::string size = StrFormat("%.2f GiB", r["model_bytes"].get<double>() / (1 << 30));
     const std::string rss = r["interleaved"].get<bool>()
                                 ? std::string("n/a")
                                 : StrFormat("%.2f GiB", r["peak_rss_bytes"].get<double>() / (1 << 30));
+    // The recurrent state one sequence carries (what a server slot or a snapshot costs).
+    const double sb = r["state_bytes_per_seq"].get<double>();
+    const std::string state = sb >= (1 << 20) ? StrFormat("%.2f MiB", sb / (1 << 20))
+                                               : StrFormat("%.1f KiB", sb / 1024);
     auto row = [&](const char* test, const char* lat, const char* tps, const std::string& bw) {
       std::printf("| %s | %s | %s | %s | %s | %d | %lld | %s | %.2f ± %.2f | %.2f ± %.2f | %s | "
-                  "%s |\n",
+                  "%s | %s |\n",
                   r["model"].get<std::string>().c_str(), r["recipe"].get<std::string>().c_str(),
                   r["weight_dtype"].get<std::string>().c_str(), size.c_str(),
                   r["isa"].get<std::string>().c_str(), r["threads"].get<int>(),
                   (long long)r["batch"].get<int64_t>(), test, r[lat].get<double>(),
                   r[std::string(lat) + "_sd"].get<double>(), r[tps].get<double>(),
-                  r[std::string(tps) + "_sd"].get<double>(), bw.c_str(), rss.c_str());
+                  r[std::string(tps) + "_sd"].get<double>(), bw.c_str(), state.c_str(),
+                  rss.c_str());
     };
     if (n_prompt)
       row(StrFormat("pp%lld", (long long)n_prompt).c_str(), "ttft_ms", "prefill_tok_s", "");

@@ -1,5 +1,5 @@
 // SVG rendering of line / histogram panels (see svg_plot.h).
-#include "quant/svg_plot.h"
+#include "io/svg_plot.h"
 
 #include <algorithm>
 #include <cstdio>
