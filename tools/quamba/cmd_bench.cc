@@ -78,7 +78,7 @@ struct Run {
   std::mt19937 rng{42};
   std::uniform_int_distribution<int32_t> tok;
   double step_bytes = 0;
-  uint64_t file_bytes = 0, peak_rss = 0;
+  uint64_t file_bytes = 0, peak_rss = 0, state_bytes = 0;  // state_bytes: one sequence's
   std::vector<double> ttft, tpot, ceiling;  // ms, ms per step, GB/s; one per repetition
 
   void Init(int threads, const kernels::KernelTable& k, int64_t batch, int64_t n_prompt) {
@@ -86,6 +86,7 @@ struct Run {
     recipe = model->recipe();
     weight_type = model->weight_type();
     file_bytes = model->file_bytes();
+    state_bytes = model->StateBytes();
     engine = std::make_unique<Runtime>(*model, threads, k, 256, batch);
     // Random ids avoid the first 1000 (often special/rare) and stay inside the vocabulary.
     tok = std::uniform_int_distribution<int32_t>(std::min<int64_t>(1000, c.vocab_size - 1) / 2,
@@ -240,7 +241,7 @@ int CmdBench(int argc, char** argv) {
                        {"decode_vs_ceiling", s_ratio.mean},
                        {"decode_vs_ceiling_sd", s_ratio.sd},
                        {"model_bytes", run->file_bytes},
-                       {"state_bytes_per_seq", run->model->StateBytes()},
+                       {"state_bytes_per_seq", run->state_bytes},
                        {"peak_rss_bytes", run->peak_rss},
                        {"interleaved", interleave},
                        {"commit", QM_GIT_COMMIT}});
