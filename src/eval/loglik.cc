@@ -25,15 +25,21 @@ void Accumulate(const float* logits, int64_t vocab, int32_t target, LoglikResult
 
 }  // namespace
 
-double LogSoftmaxAt(const float* logits, int64_t n, int32_t target, bool* is_argmax) {
-  int64_t arg = 0;
+LogNormalizer LogSoftmaxNormalizer(const float* logits, int64_t n) {
+  LogNormalizer z;
   for (int64_t i = 1; i < n; ++i)
-    if (logits[i] > logits[arg]) arg = i;
-  const double mx = logits[arg];
+    if (logits[i] > logits[z.argmax]) z.argmax = i;
+  z.max = logits[z.argmax];
   double sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(logits[i]) - mx);
-  if (is_argmax != nullptr) *is_argmax = arg == target;
-  return static_cast<double>(logits[target]) - mx - std::log(sum);
+  for (int64_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(logits[i]) - z.max);
+  z.log_sum = std::log(sum);
+  return z;
+}
+
+double LogSoftmaxAt(const float* logits, int64_t n, int32_t target, bool* is_argmax) {
+  const LogNormalizer z = LogSoftmaxNormalizer(logits, n);
+  if (is_argmax != nullptr) *is_argmax = z.argmax == target;
+  return z.LogProb(logits, target);
 }
 
 std::vector<int32_t> TruncatedSequence(const LoglikRequest& r, int64_t max_length,

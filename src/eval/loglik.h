@@ -79,6 +79,17 @@ class EngineScorer : public LoglikScorer {
   ThreadPool pool_;  // float64 log-softmax of a step's rows, between engine calls
 };
 
+// The normaliser of a log-softmax over `logits[0, n)` in float64: log_softmax[i] =
+// (logits[i] - max) - log_sum. argmax is the first index of the maximum.
+struct LogNormalizer {
+  double max = 0, log_sum = 0;
+  int64_t argmax = 0;
+  double LogProb(const float* logits, int64_t i) const {
+    return (static_cast<double>(logits[i]) - max) - log_sum;
+  }
+};
+LogNormalizer LogSoftmaxNormalizer(const float* logits, int64_t n);
+
 // Log-softmax of `logits[0, n)` at `target`, computed in float64; *is_argmax tells whether
 // target is the first index of the maximum (torch.argmax's tie rule on CPU).
 double LogSoftmaxAt(const float* logits, int64_t n, int32_t target, bool* is_argmax);

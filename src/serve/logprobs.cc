@@ -2,17 +2,14 @@
 
 #include <algorithm>
 
+#include "eval/loglik.h"
+
 namespace quamba::serve {
 
 void ComputeLogprobs(const float* logits, int64_t vocab, int k, TokenLogprob* rec) {
-  int64_t arg = 0;
-  for (int64_t i = 1; i < vocab; ++i)
-    if (logits[i] > logits[arg]) arg = i;
-  const double mx = logits[arg];
-  double sum = 0;
-  for (int64_t i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(logits[i]) - mx);
-  const double log_z = mx + std::log(sum);
-  auto lp = [&](int64_t i) { return static_cast<double>(logits[i]) - log_z; };
+  // The same normaliser and expression as `quamba eval` (eval/loglik.h): equal scores, bit for bit.
+  const LogNormalizer z = LogSoftmaxNormalizer(logits, vocab);
+  auto lp = [&](int64_t i) { return z.LogProb(logits, i); };
   rec->logprob = lp(rec->id);
   rec->top.clear();
   if (k <= 0) return;
