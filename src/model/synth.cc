@@ -86,10 +86,13 @@ bool SynthShape(const std::string& name, MambaConfig* c) {
   const bool m2 = name.rfind("mamba2-", 0) == 0;
   const std::string base = m2 ? "mamba-" + name.substr(7) : name;
   // Mamba-2 shares Mamba-1's layer/width table (quamba2-spec §1.1), 780m/2.7b named differently.
-  const std::string m1_name = base == "mamba-780m" ? "mamba-790m"
+  // (mamba2-1.3b: 48 x 2048 like mamba-1.4b.)
+  const std::string m1_name = base == "mamba-780m"   ? "mamba-790m"
+                              : base == "mamba-1.3b" ? "mamba-1.4b"
                               : base == "mamba-2.7b" ? "mamba-2.8b"
                                                      : base;
-  if (m2 && (base == "mamba-790m" || base == "mamba-2.8b")) return false;
+  if (m2 && (base == "mamba-790m" || base == "mamba-1.4b" || base == "mamba-2.8b")) return false;
+  if (!m2 && (base == "mamba-780m" || base == "mamba-1.3b" || base == "mamba-2.7b")) return false;
   for (const Shape& s : kShapes)
     if (m1_name == s.name) {
       c->n_layer = s.n_layer;

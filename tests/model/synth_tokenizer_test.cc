@@ -11,6 +11,37 @@
 namespace quamba {
 namespace {
 
+// Every shape `synth --help` lists resolves, to the official layer count and width
+// (quamba2-spec §1.1; Mamba-2 reuses Mamba-1's table: 1.3b = 48 x 2048 like mamba-1.4b);
+// the other family's names do not.
+TEST(SynthShapeTest, EveryListedShapeResolves) {
+  struct Want {
+    const char* name;
+    int64_t n_layer, d_model;
+    Arch arch;
+  };
+  for (const Want w : {Want{"mamba-130m", 24, 768, Arch::kMamba1},
+                       Want{"mamba-370m", 48, 1024, Arch::kMamba1},
+                       Want{"mamba-790m", 48, 1536, Arch::kMamba1},
+                       Want{"mamba-1.4b", 48, 2048, Arch::kMamba1},
+                       Want{"mamba-2.8b", 64, 2560, Arch::kMamba1},
+                       Want{"mamba2-130m", 24, 768, Arch::kMamba2},
+                       Want{"mamba2-370m", 48, 1024, Arch::kMamba2},
+                       Want{"mamba2-780m", 48, 1536, Arch::kMamba2},
+                       Want{"mamba2-1.3b", 48, 2048, Arch::kMamba2},
+                       Want{"mamba2-2.7b", 64, 2560, Arch::kMamba2}}) {
+    MambaConfig c;
+    ASSERT_TRUE(SynthShape(w.name, &c)) << w.name;
+    EXPECT_EQ(c.n_layer, w.n_layer) << w.name;
+    EXPECT_EQ(c.d_model, w.d_model) << w.name;
+    EXPECT_EQ(c.arch, w.arch) << w.name;
+  }
+  MambaConfig c;
+  for (const char* bad : {"mamba2-1.4b", "mamba2-790m", "mamba2-2.8b", "mamba-1.3b", "mamba-780m",
+                          "mamba-2.7b", "mamba3-130m", ""})
+    EXPECT_FALSE(SynthShape(bad, &c)) << bad;
+}
+
 TEST(SynthTokenizerTest, ByteLevelTokenizerRoundTripsEveryByte) {
   auto tok = Tokenizer::FromJson(ByteLevelTokenizerJson(), "synth tokenizer");
   ASSERT_TRUE(tok.ok()) << tok.status().message();
