@@ -58,4 +58,12 @@ for s in ${shapes//,/ }; do
     "$LLAMA/build/bin/llama-bench" -m "$d-f32.gguf" -m "$d-q8_0.gguf" -t "$t" -p 512 -n 128 \
         -r "$reps" -o md 2>/dev/null
   done
+  if [[ $s == mamba2-* ]]; then
+    t=${threads##*,}
+    echo "## $s, $t thread(s): SSD chunk length (QUAMBA_SSD_CHUNK), prefill pp512"
+    for q in 32 64 128 256; do
+      echo "chunk $q: $(QUAMBA_SSD_CHUNK=$q "$Q" bench -m "$d" -p 512 -n 0 -r 2 -t "$t" -o json 2>/dev/null |
+        "$PY" -c 'import json,sys; r=json.load(sys.stdin)[0]; print("%.1f tok/s" % r["prefill_tok_s"])')"
+    done
+  fi
 done
