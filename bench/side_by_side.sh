@@ -41,6 +41,9 @@ for s in ${shapes//,/ }; do
 done
 
 # ---- timing ----
+# Freshly written checkpoints are still being written back: let the disk settle first.
+sync
+sleep 20
 echo "# side_by_side: $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short=10 HEAD)," \
      "$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# llama.cpp $(git -C "$LLAMA" rev-parse --short=12 HEAD 2>/dev/null || echo '?')"
