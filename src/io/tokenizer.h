@@ -38,4 +38,9 @@ class Tokenizer {
   std::shared_ptr<Impl> impl_;
 };
 
+// A byte-level tokenizer.json (Hugging Face format) for synthetic checkpoints and tests: id 0 is
+// "<|endoftext|>" (the configs' eos_token_id), ids 1..256 the bytes 0..255, no merges. Every
+// text encodes (one id per byte), so `generate` and `quantize` work on a synthetic model.
+std::string ByteLevelTokenizerJson();
+
 }  // namespace quamba

@@ -8,6 +8,7 @@
 
 #include "io/json_util.h"
 #include "io/tokenizer_impl.h"
+#include "io/unicode.h"
 
 namespace quamba {
 namespace tokenizer_internal {
@@ -359,6 +360,36 @@ StatusOr<Tokenizer> Tokenizer::FromJson(std::string_view json_text,
   const Reader reader(name_for_errors);
   QM_RETURN_IF_ERROR(impl->Parse(root, reader));
   return Tokenizer(std::move(impl));
+}
+
+std::string ByteLevelTokenizerJson() {
+  nlohmann::ordered_json vocab;
+  vocab["<|endoftext|>"] = 0;
+  for (int b = 0; b < 256; ++b) {
+    const char byte = static_cast<char>(b);
+    vocab[unicode::ToByteLevel(std::string_view(&byte, 1))] = b + 1;
+  }
+  nlohmann::ordered_json j = {
+      {"version", "1.0"},
+      {"truncation", nullptr},
+      {"padding", nullptr},
+      {"added_tokens",
+       {{{"id", 0}, {"content", "<|endoftext|>"}, {"single_word", false}, {"lstrip", false},
+         {"rstrip", false}, {"normalized", false}, {"special", true}}}},
+      {"normalizer", nullptr},
+      {"pre_tokenizer",
+       {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true},
+        {"use_regex", true}}},
+      {"post_processor", nullptr},
+      {"decoder",
+       {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true},
+        {"use_regex", true}}},
+      {"model",
+       {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr},
+        {"continuing_subword_prefix", nullptr}, {"end_of_word_suffix", nullptr},
+        {"fuse_unk", false}, {"byte_fallback", false}, {"vocab", vocab},
+        {"merges", nlohmann::json::array()}}}};
+  return j.dump(1) + "\n";
 }
 
 }  // namespace quamba

@@ -8,6 +8,7 @@
 #include "core/dtype.h"
 #include "core/status.h"
 #include "format/config.h"
+#include "io/tokenizer.h"  // ByteLevelTokenizerJson, used with synth
 
 namespace quamba {
 
@@ -25,10 +26,5 @@ double SynthCheckpointBytes(MambaConfig c, DType dtype);
 // (bounded memory). Deterministic in seed. A checkpoint larger than the free space of dir's
 // filesystem is refused before anything is written.
 Status WriteSynthCheckpoint(MambaConfig c, DType dtype, uint64_t seed, const std::string& dir);
-
-// A byte-level tokenizer.json (Hugging Face format) for synthetic checkpoints: id 0 is
-// "<|endoftext|>" (the configs' eos_token_id), ids 1..256 the bytes 0..255, no merges. Every
-// text encodes (one id per byte), so `generate` and `quantize` work on a synthetic model.
-std::string ByteLevelTokenizerJson();
 
 }  // namespace quamba

@@ -8,7 +8,6 @@
 #include "fuzz/fuzz_targets.h"
 #include "io/json_util.h"
 #include "io/tokenizer.h"
-#include "io/unicode.h"
 #include "serve/api.h"
 
 namespace quamba::fuzz {
@@ -17,18 +16,7 @@ namespace {
 // 257 tokens: <|endoftext|> = 0, then one per byte (the synthetic checkpoints' tokenizer).
 const Tokenizer& ByteTokenizer() {
   static const Tokenizer* tok = [] {
-    Json vocab = Json::object();
-    vocab["<|endoftext|>"] = 0;
-    for (int b = 0; b < 256; ++b) {
-      const char byte = static_cast<char>(b);
-      vocab[unicode::ToByteLevel(std::string_view(&byte, 1))] = b + 1;
-    }
-    const Json j = {
-        {"added_tokens", {{{"id", 0}, {"content", "<|endoftext|>"}, {"special", true}}}},
-        {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}}},
-        {"decoder", {{"type", "ByteLevel"}}},
-        {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", Json::array()}}}};
-    auto t = Tokenizer::FromJson(j.dump(), "fuzz tokenizer.json");
+    auto t = Tokenizer::FromJson(ByteLevelTokenizerJson(), "byte-level tokenizer.json");
     QM_CHECK(t.ok(), "%s", t.status().message().c_str());
     return new Tokenizer(std::move(t).value());
   }();
