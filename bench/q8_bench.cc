@@ -120,13 +120,15 @@ void GemmArgs(benchmark::internal::Benchmark* b) {
   b->ArgNames({"M", "N", "K", "threads", "f32", "cold"});
   for (int threads : {1, 2}) {
     // Decode: in_proj (->s8), out_proj (->f32), x_proj (->s8), dt_proj (->s8) of mamba-1.4b.
-    for (int64_t M : {1, 4}) {
+    // M = 2..8: batched decode (quamba bench -b, serve's continuous batching).
+    for (int64_t M : {1, 2, 4, 6, 8}) {
       b->Args({M, 8192, 2048, threads, 0, 1});
       b->Args({M, 2048, 4096, threads, 1, 1});
     }
     b->Args({1, 160, 4096, threads, 0, 1});
     b->Args({1, 4096, 128, threads, 0, 1});
     b->Args({1, 8192, 2048, threads, 0, 0});  // hot: one 16 MiB copy (L3)
+    b->Args({8, 8192, 2048, threads, 0, 0});
     // Prefill: 512 tokens through in_proj and out_proj.
     b->Args({512, 8192, 2048, threads, 0, 0});
     b->Args({512, 2048, 4096, threads, 1, 0});

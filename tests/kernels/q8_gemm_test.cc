@@ -115,14 +115,14 @@ void RunGemmCase(Isa isa, const GemmCase& c) {
 
 class Q8GemmTest : public testing::IsaTest {};
 
-// K across every remainder of 4 (VNNI groups), 16/32/64 (vector widths), M across the GEMV (<= 4)
+// K across every remainder of 4 (VNNI groups), 16/32/64 (vector widths), M across the GEMV (<= 8)
 // and GEMM paths and their register-block remainders, odd column sub-ranges.
 TEST_P(Q8GemmTest, ShapeSweep) {
   SCOPED_TRACE(testing::ReplayHint());
   const int64_t Ks[] = {0, 1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129,
                         191, 257};
   for (bool col : {false, true}) {
-    for (int64_t M : {0, 1, 2, 3, 4, 5, 6, 7, 11, 12, 13, 17, 25, 64}) {
+    for (int64_t M : {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 17, 25, 64}) {
       for (int64_t K : Ks) {
         const int64_t N = 83;
         RunGemmCase(GetParam(), {.M = M, .N = N, .K = K, .n_begin = 3,
@@ -134,13 +134,14 @@ TEST_P(Q8GemmTest, ShapeSweep) {
   }
 }
 
-// Long rows, where the decode GEMV streams one W row at a time (K >= 1024 on AVX-512): every
-// remainder class of its 256-byte step and 64-byte vector around the switch-over K.
+// Long rows, where the decode GEMV streams one W row at a time (K >= 1024 and M <= 4 on
+// AVX-512): every remainder class of its 256-byte step and 64-byte vector around the
+// switch-over K, and the batched-decode M (5..8) beside it.
 TEST_P(Q8GemmTest, LongRowSweep) {
   SCOPED_TRACE(testing::ReplayHint());
   const int64_t Ks[] = {1023, 1024, 1025, 1031, 1087, 1088, 1151, 1216, 1279, 1280, 1281, 2047,
                         2111, 4099};
-  for (int64_t M : {1, 2, 3}) {
+  for (int64_t M : {1, 2, 3, 4, 5, 8}) {
     for (int64_t K : Ks) {
       RunGemmCase(GetParam(), {.M = M, .N = 19, .K = K, .n_begin = 2, .n_end = 2 + K % 17,
                                .ldx_pad = K % 3, .ldy_pad = 2, .a_stride = K % 2,
@@ -154,7 +155,7 @@ TEST_P(Q8GemmTest, LongRowSweep) {
 TEST_P(Q8GemmTest, ColumnRangeSweep) {
   SCOPED_TRACE(testing::ReplayHint());
   for (bool col : {false, true}) {
-    for (int64_t M : {1, 3, 4, 5, 9}) {
+    for (int64_t M : {1, 3, 4, 5, 8, 9}) {
       for (int64_t count = 0; count <= 70; ++count) {
         RunGemmCase(GetParam(), {.M = M, .N = 80, .K = 67, .n_begin = 7, .n_end = 7 + count,
                                  .ldx_pad = 13, .ldy_pad = 5, .a_stride = count % 2, .col = col});
@@ -168,7 +169,7 @@ TEST_P(Q8GemmTest, ColumnRangeSweep) {
 // +-2^31; the u8 x s8 trick's intermediate sums wrap modulo 2^32 and must still come out exact).
 TEST_P(Q8GemmTest, Int32BoundAtMaxK) {
   SCOPED_TRACE(testing::ReplayHint());
-  for (int64_t M : {1, 5}) {
+  for (int64_t M : {1, 5, 8, 9}) {
     RunGemmCase(GetParam(), {.M = M, .N = 3, .K = kGemmS8MaxK, .n_begin = 0, .n_end = 3,
                              .x_lo = -128, .x_hi = -128, .w_lo = -128, .w_hi = -128});
     RunGemmCase(GetParam(), {.M = M, .N = 3, .K = kGemmS8MaxK, .n_begin = 0, .n_end = 3,
@@ -194,7 +195,7 @@ TEST_P(Q8GemmTest, MambaShapes) {
                           {"dt_proj", di, r},      {"out_proj", dm, di}};
     for (const Proj& p : projs) {
       SCOPED_TRACE(p.name);
-      for (int64_t M : {1, 2, 3, 5, 17, 64, 512}) {
+      for (int64_t M : {1, 2, 3, 5, 8, 17, 64, 512}) {
         if (M == 512 && s.d_model != 2048) continue;  // one prefill-sized case per projection
         const int64_t nb = p.N / 3 + 1, ne = std::min(p.N, nb + (M == 512 ? 21 : 45));
         RunGemmCase(GetParam(), {.M = M, .N = p.N, .K = p.K, .n_begin = nb, .n_end = ne,

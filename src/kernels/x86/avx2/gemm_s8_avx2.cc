@@ -4,10 +4,10 @@
 // for every int8 input (no saturation, unlike vpmaddubsw's u8 x s8 pair sums), at the same 8
 // MACs per instruction pair (madd + add) as the vpmaddubsw sign trick, with no precondition on
 // the weights.
-//   M <= 4 (decode): x widened once into per-thread scratch; M <= 2 with K >= 1024 streams one
-//   W row at a time with software prefetch, otherwise 4 (M <= 2) or 2 consecutive W rows at a
-//   time, 16 k per step.
-//   M >= 5 (prefill): W strips of 16 columns packed into scratch as int16 k-pairs
+//   M <= 8 (decode, batched decode): x widened once into per-thread scratch; K >= 1024 streams
+//   one W row at a time with software prefetch, otherwise 4 (M <= 2), 2 (M <= 4) or 1
+//   consecutive W rows at a time, 16 k per step.
+//   M >= 9 (prefill): W strips of 16 columns packed into scratch as int16 k-pairs
 //   panel[k/2][16][2], x widened to int16, a 6 x 16 register tile (12 ymm accumulators).
 #include <immintrin.h>
 
@@ -119,7 +119,7 @@ void WidenX(const S8Gemm& g, int64_t Kp, int16_t* dst) {
   }
 }
 
-// GEMV for M (1..4) rows: R consecutive W rows per pass, 16 k per step; xw (M, Kp) int16.
+// GEMV for M (1..8) rows: R consecutive W rows per pass, 16 k per step; xw (M, Kp) int16.
 template <int M, int R, typename Out>
 inline void GemvRows(const S8Gemm& g, const int16_t* xw, int64_t Kp, int64_t n,
                      const Out& out) {
@@ -170,13 +170,14 @@ inline void GemvRows(const S8Gemm& g, const int16_t* xw, int64_t Kp, int64_t n,
 constexpr int64_t kStreamPrefetchBytes = 4096;
 constexpr int64_t kStreamMinK = 1024;
 
-// GEMV for M (1, 2) rows of x, one W row at a time with software prefetch: W is one forward
+// GEMV for M (1..8) rows of x, one W row at a time with software prefetch: W is one forward
 // stream per thread. The row tiles below keep 4 streams in flight without prefetch and were
-// latency-bound from DRAM (14 GB/s at 1 thread against 43 GB/s from L3).
-template <int M, typename Out>
+// latency-bound from DRAM (14 GB/s at 1 thread against 43 GB/s from L3). U steps of 16 k
+// per iteration, M x U <= 8 accumulators (16 ymm registers in all).
+template <int M, int U, typename Out>
 void GemvStream(const S8Gemm& g, const int16_t* xw, int64_t Kp, int64_t n_begin,
                 int64_t n_end, const Out& out) {
-  constexpr int U = 4;  // 64 bytes of W per step
+  static_assert(M * U <= 8 && 4 % U == 0, "accumulators must stay in registers");
   const int64_t K = g.K;
   for (int64_t n = n_begin; n < n_end; ++n) {
     const int8_t* wr = g.w + n * K;
@@ -186,21 +187,22 @@ void GemvStream(const S8Gemm& g, const int16_t* xw, int64_t Kp, int64_t n_begin,
 #pragma GCC unroll 8
       for (int u = 0; u < U; ++u) acc[m][u] = _mm256_setzero_si256();
     int64_t k = 0;
-    for (; k + 16 * U <= K; k += 16 * U) {
+    // 64 bytes of W (one cache line, one prefetch) per iteration; step j feeds acc[.][j % U].
+    for (; k + 64 <= K; k += 64) {
       _mm_prefetch(reinterpret_cast<const char*>(wr + k + kStreamPrefetchBytes), _MM_HINT_T0);
 #pragma GCC unroll 8
-      for (int u = 0; u < U; ++u) {
+      for (int j = 0; j < 4; ++j) {
         const __m256i wv = _mm256_cvtepi8_epi16(
-            _mm_loadu_si128(reinterpret_cast<const __m128i*>(wr + k + 16 * u)));
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(wr + k + 16 * j)));
 #pragma GCC unroll 8
         for (int m = 0; m < M; ++m) {
           const __m256i xv =
-              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xw + m * Kp + k + 16 * u));
-          acc[m][u] = _mm256_add_epi32(acc[m][u], _mm256_madd_epi16(wv, xv));
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xw + m * Kp + k + 16 * j));
+          acc[m][j % U] = _mm256_add_epi32(acc[m][j % U], _mm256_madd_epi16(wv, xv));
         }
       }
     }
-    for (; k < K; k += 16) {  // < U remaining steps; the last through a zero-padded copy
+    for (; k < K; k += 16) {  // < 4 remaining steps; the last through a zero-padded copy
       alignas(16) int8_t t[16] = {};
       std::memcpy(t, wr + k, static_cast<size_t>(K - k < 16 ? K - k : 16));
       const __m256i wv = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(t)));
@@ -212,8 +214,9 @@ void GemvStream(const S8Gemm& g, const int16_t* xw, int64_t Kp, int64_t n_begin,
     }
 #pragma GCC unroll 8
     for (int m = 0; m < M; ++m) {
-      const __m256i s = _mm256_add_epi32(_mm256_add_epi32(acc[m][0], acc[m][1]),
-                                         _mm256_add_epi32(acc[m][2], acc[m][3]));
+      __m256i s = acc[m][0];
+#pragma GCC unroll 8
+      for (int u = 1; u < U; ++u) s = _mm256_add_epi32(s, acc[m][u]);
       out.One(m, n, HSum(s));
     }
   }
@@ -224,10 +227,11 @@ void Gemv(const S8Gemm& g, int64_t n_begin, int64_t n_end, const Out& out) {
   const int64_t Kp = (g.K + 15) / 16 * 16;
   int16_t* xw = static_cast<int16_t*>(q8::Scratch(Q8Slot::kB, M * Kp * sizeof(int16_t)));
   WidenX(g, Kp, xw);
-  if constexpr (M <= 2) {
-    if (g.K >= kStreamMinK) return GemvStream<M>(g, xw, Kp, n_begin, n_end, out);
-  }
-  constexpr int R = M <= 2 ? 4 : 2;
+  // Batched decode (M 3..8) measured on a Zen 4 core, mamba-1.4b in_proj, 2 threads: M = 4
+  // 1.28 ms in tiles of 2 rows, M = 8 2.5 ms through the packed GEMM; streamed: see
+  // docs/PERFORMANCE.md.
+  if (g.K >= kStreamMinK) return GemvStream<M, (M <= 2 ? 4 : M <= 4 ? 2 : 1)>(g, xw, Kp, n_begin, n_end, out);
+  constexpr int R = M <= 2 ? 4 : M <= 4 ? 2 : 1;
   int64_t n = n_begin;
   for (; n + R <= n_end; n += R) GemvRows<M, R>(g, xw, Kp, n, out);
   for (; n < n_end; ++n) GemvRows<M, 1>(g, xw, Kp, n, out);
@@ -322,6 +326,10 @@ void GemmAny(const S8Gemm& g, int64_t n_begin, int64_t n_end, const Out& out) {
     case 2: Gemv<2>(g, n_begin, n_end, out); return;
     case 3: Gemv<3>(g, n_begin, n_end, out); return;
     case 4: Gemv<4>(g, n_begin, n_end, out); return;
+    case 5: Gemv<5>(g, n_begin, n_end, out); return;
+    case 6: Gemv<6>(g, n_begin, n_end, out); return;
+    case 7: Gemv<7>(g, n_begin, n_end, out); return;
+    case 8: Gemv<8>(g, n_begin, n_end, out); return;
     default: GemmPacked(g, n_begin, n_end, out); return;
   }
 }

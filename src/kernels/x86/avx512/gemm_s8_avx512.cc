@@ -6,8 +6,9 @@
 // The per-row x sums cost O(M K) per call, so W needs no precomputed row sums or packing on
 // disk. Intermediate sums may wrap modulo 2^32 (|sum| <= K 255 128); the final subtraction
 // restores acc exactly whenever acc itself fits in int32 (K <= kGemmS8MaxK).
-//   M <= 4 (decode): GEMV streaming 4 consecutive W rows at a time, 64 k per vpdpbusd, x in L1.
-//   M >= 5 (prefill): W strips of 32 columns packed into per-thread scratch as
+//   M <= 8 (decode, batched decode): GEMV streaming one W row at a time (K >= kStreamMinK) or
+//   tiles of 4 (M <= 4) / 2 rows, 64 k per vpdpbusd, x in L1; M x-rows share each W load.
+//   M >= 9 (prefill): W strips of 32 columns packed into per-thread scratch as
 //   panel[k/4][32][4] (u8), a 12 x 32 register tile (24 zmm accumulators), x broadcast 4 bytes
 //   at a time straight from its rows (from a zero-padded copy when K % 4 != 0).
 // GCC 12 warns about the deliberately undefined lanes inside its own AVX-512 intrinsics
@@ -123,6 +124,8 @@ inline int32_t WrapSub(int32_t a, int32_t b) {
   return static_cast<int32_t>(static_cast<uint32_t>(a) - static_cast<uint32_t>(b));
 }
 
+constexpr int kGemvMaxM = 8;  // x rows up to which the GEMV (unpacked W) paths are used
+
 // Lane j of the result = sum of the 16 lanes of v[j], j < 4 (128-bit result).
 inline __m128i ReduceAdd4(__m512i v0, __m512i v1, __m512i v2, __m512i v3) {
   auto half = [](__m512i v) {
@@ -134,7 +137,26 @@ inline __m128i ReduceAdd4(__m512i v0, __m512i v1, __m512i v2, __m512i v3) {
   return _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
 }
 
-// GEMV for M (1..4) rows of x: R (4 or 1) consecutive W rows per pass, 64 k per step.
+// Software prefetch distance of the single-row GEMV (bytes ahead of the current load; past a
+// row's end it runs into the next row, which is read next).
+constexpr int64_t kStreamPrefetchBytes = 4096;
+constexpr int64_t kStreamMinK = 1024;
+
+// The exact accumulators of M x rows against one W row from their per-row vector sums (M
+// <= kGemvMaxM): groups of 4 reduced together (ReduceAdd4), the rest one at a time.
+template <int M, typename Out>
+inline void FinishRow(const __m512i* s, const int32_t* xsum, int64_t n, const Out& out) {
+  int m = 0;
+  for (; m + 4 <= M; m += 4) {
+    alignas(16) int32_t t[4];
+    _mm_store_si128(reinterpret_cast<__m128i*>(t), ReduceAdd4(s[m], s[m + 1], s[m + 2], s[m + 3]));
+    for (int j = 0; j < 4; ++j) out.One(m + j, n, WrapSub(t[j], 128 * xsum[m + j]));
+  }
+  for (; m < M; ++m) out.One(m, n, WrapSub(HSum(s[m]), 128 * xsum[m]));
+}
+
+// GEMV for M (1..kGemvMaxM) rows of x: R (1, 2 or 4) consecutive W rows per pass, 64 k per
+// step.
 template <int M, int R, typename Out>
 inline void GemvRows(const S8Gemm& g, const int32_t* xsum, int64_t n, const Out& out) {
   const int64_t K = g.K;
@@ -142,58 +164,55 @@ inline void GemvRows(const S8Gemm& g, const int32_t* xsum, int64_t n, const Out&
   __m512i acc[R][M];
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int m = 0; m < M; ++m) acc[r][m] = _mm512_setzero_si512();
   const int8_t* wr = g.w + n * K;
-  int64_t k = 0;
-  for (; k + 64 <= K; k += 64) {
-    __m512i xv[M];
-#pragma GCC unroll 4
-    for (int m = 0; m < M; ++m) xv[m] = _mm512_loadu_si512(g.x + m * g.ldx + k);
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) {
-      const __m512i wv = _mm512_xor_si512(_mm512_loadu_si512(wr + r * K + k), off);
-#pragma GCC unroll 4
-      for (int m = 0; m < M; ++m) acc[r][m] = _mm512_dpbusd_epi32(acc[r][m], wv, xv[m]);
-    }
-  }
-  if (k < K) {  // masked tail: w lanes read as 0 become 128, x lanes are 0: no contribution
+  // One loop with masked loads throughout (the last vector's w lanes read as 0 become 128,
+  // x lanes are 0: no contribution): a separate tail loop made GCC copy every accumulator
+  // between registers on each step.
+  for (int64_t k = 0; k < K; k += 64) {
     const __mmask64 km = FirstBytes(K - k);
     __m512i xv[M];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int m = 0; m < M; ++m) xv[m] = _mm512_maskz_loadu_epi8(km, g.x + m * g.ldx + k);
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
+      _mm_prefetch(reinterpret_cast<const char*>(wr + r * K + k + kStreamPrefetchBytes),
+                   _MM_HINT_T0);
       const __m512i wv = _mm512_xor_si512(_mm512_maskz_loadu_epi8(km, wr + r * K + k), off);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int m = 0; m < M; ++m) acc[r][m] = _mm512_dpbusd_epi32(acc[r][m], wv, xv[m]);
     }
   }
-#pragma GCC unroll 4
-  for (int m = 0; m < M; ++m) {
-    if constexpr (R == 4) {
+  if constexpr (R == 4) {
+#pragma GCC unroll 8
+    for (int m = 0; m < M; ++m) {
       alignas(16) int32_t s[4];
       _mm_store_si128(reinterpret_cast<__m128i*>(s),
                       ReduceAdd4(acc[0][m], acc[1][m], acc[2][m], acc[3][m]));
       for (int r = 0; r < 4; ++r) out.One(m, n + r, WrapSub(s[r], 128 * xsum[m]));
-    } else {
-      out.One(m, n, WrapSub(HSum(acc[0][m]), 128 * xsum[m]));
+    }
+  } else {
+    // FinishRow takes an array's address: copy, so acc itself never has to live in memory
+    // (passing acc[r] made GCC store all accumulators to the stack on every step).
+#pragma GCC unroll 2
+    for (int r = 0; r < R; ++r) {
+      __m512i s[M];
+#pragma GCC unroll 8
+      for (int m = 0; m < M; ++m) s[m] = acc[r][m];
+      FinishRow<M>(s, xsum, n + r, out);
     }
   }
 }
 
-// Software prefetch distance of the single-row GEMV (bytes ahead of the current load; past a
-// row's end it runs into the next row, which is read next).
-constexpr int64_t kStreamPrefetchBytes = 4096;
-constexpr int64_t kStreamMinK = 1024;
-
-// GEMV for M (1, 2) rows of x, one W row at a time: W is then one forward stream per thread,
-// prefetched kStreamPrefetchBytes ahead (the float GEMV's lesson: tiles of 4 rows were 4
-// streams per thread and reached ~70% of a plain read with 2 threads).
-template <int M, typename Out>
+// GEMV for M (1..4) rows of x, one W row at a time: W is then one forward stream per
+// thread, prefetched kStreamPrefetchBytes ahead (the float GEMV's lesson: tiles of 4 rows were
+// 4 streams per thread and reached ~70% of a plain read with 2 threads). U vectors of 64 k per
+// step with M x U accumulators (<= 16 zmm); x is read from L1 as vpdpbusd's memory operand.
+template <int M, int U, typename Out>
 void GemvStream(const S8Gemm& g, const int32_t* xsum, int64_t n_begin, int64_t n_end,
                 const Out& out) {
-  constexpr int U = 4;  // 256 bytes of W per step
+  static_assert(M * U <= 16, "accumulators must stay in registers");
   const int64_t K = g.K;
   const __m512i off = _mm512_set1_epi8(static_cast<char>(0x80));
   for (int64_t n = n_begin; n < n_end; ++n) {
@@ -212,7 +231,8 @@ void GemvStream(const S8Gemm& g, const int32_t* xsum, int64_t n_begin, int64_t n
         const __m512i wv = _mm512_xor_si512(_mm512_loadu_si512(wr + k + 64 * u), off);
 #pragma GCC unroll 8
         for (int m = 0; m < M; ++m)
-          acc[m][u] = _mm512_dpbusd_epi32(acc[m][u], wv, _mm512_loadu_si512(g.x + m * g.ldx + k + 64 * u));
+          acc[m][u] = _mm512_dpbusd_epi32(acc[m][u], wv,
+                                          _mm512_loadu_si512(g.x + m * g.ldx + k + 64 * u));
       }
     }
     for (; k < K; k += 64) {  // < U remaining vectors, the last one masked (see GemvRows)
@@ -220,14 +240,17 @@ void GemvStream(const S8Gemm& g, const int32_t* xsum, int64_t n_begin, int64_t n
       const __m512i wv = _mm512_xor_si512(_mm512_maskz_loadu_epi8(km, wr + k), off);
 #pragma GCC unroll 8
       for (int m = 0; m < M; ++m)
-        acc[m][0] = _mm512_dpbusd_epi32(acc[m][0], wv, _mm512_maskz_loadu_epi8(km, g.x + m * g.ldx + k));
+        acc[m][0] =
+            _mm512_dpbusd_epi32(acc[m][0], wv, _mm512_maskz_loadu_epi8(km, g.x + m * g.ldx + k));
     }
+    __m512i s[M];
 #pragma GCC unroll 8
     for (int m = 0; m < M; ++m) {
-      const __m512i s = _mm512_add_epi32(_mm512_add_epi32(acc[m][0], acc[m][1]),
-                                         _mm512_add_epi32(acc[m][2], acc[m][3]));
-      out.One(m, n, WrapSub(HSum(s), 128 * xsum[m]));
+      s[m] = acc[m][0];
+#pragma GCC unroll 8
+      for (int u = 1; u < U; ++u) s[m] = _mm512_add_epi32(s[m], acc[m][u]);
     }
+    FinishRow<M>(s, xsum, n, out);
   }
 }
 
@@ -235,12 +258,16 @@ template <int M, typename Out>
 void Gemv(const S8Gemm& g, const int32_t* xsum, int64_t n_begin, int64_t n_end,
           const Out& out) {
   // Short rows (dt_proj: K = dt_rank) would spend more on one reduction per row than on the
-  // stream (measured 5 GB/s at K = 128): tiles of 4 rows share one reduction.
-  if constexpr (M <= 2) {
-    if (g.K >= kStreamMinK) return GemvStream<M>(g, xsum, n_begin, n_end, out);
+  // stream (measured 5 GB/s at K = 128): tiles of rows share one reduction. For M > 4 the x
+  // rows must stay in registers (GemvRows) or the loads, one zmm per cycle, bound the step:
+  // mamba-1.4b in_proj at M = 8, 2 threads, 0.60-0.67 ms (tiles of 2) vs 0.90-1.06 ms
+  // (stream) vs 1.40 ms (packed GEMM).
+  if constexpr (M <= 4) {
+    if (g.K >= kStreamMinK) return GemvStream<M, 4>(g, xsum, n_begin, n_end, out);
   }
+  constexpr int R = M <= 4 ? 4 : 2;  // R x M accumulators <= 16 zmm
   int64_t n = n_begin;
-  for (; n + 4 <= n_end; n += 4) GemvRows<M, 4>(g, xsum, n, out);
+  for (; n + R <= n_end; n += R) GemvRows<M, R>(g, xsum, n, out);
   for (; n < n_end; ++n) GemvRows<M, 1>(g, xsum, n, out);
 }
 
@@ -353,7 +380,14 @@ void GemmAny(const S8Gemm& g, int64_t n_begin, int64_t n_end, int32_t* xsum, con
     case 2: Gemv<2>(g, xsum, n_begin, n_end, out); return;
     case 3: Gemv<3>(g, xsum, n_begin, n_end, out); return;
     case 4: Gemv<4>(g, xsum, n_begin, n_end, out); return;
-    default: GemmPacked(g, xsum, n_begin, n_end, out); return;
+    case 5: Gemv<5>(g, xsum, n_begin, n_end, out); return;
+    case 6: Gemv<6>(g, xsum, n_begin, n_end, out); return;
+    case 7: Gemv<7>(g, xsum, n_begin, n_end, out); return;
+    case 8: Gemv<8>(g, xsum, n_begin, n_end, out); return;
+    default:
+      static_assert(kGemvMaxM == 8, "the cases above cover M <= kGemvMaxM");
+      GemmPacked(g, xsum, n_begin, n_end, out);
+      return;
   }
 }
 
