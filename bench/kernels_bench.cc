@@ -96,7 +96,7 @@ void BM_MatMul(benchmark::State& state) {
   const DType dt = kDTypes[state.range(0)];
   const int64_t M = state.range(1), N = state.range(2), K = state.range(3);
   const int threads = static_cast<int>(state.range(4));
-  const bool decode = M <= 4;
+  const bool decode = M <= 16;  // GEMV regime (batched decode included): weights from memory
   const Weights w = MakeWeights(dt, N, K, decode);
   std::vector<float> x(M * K), y(M * N);
   Fill(x.data(), M * K, 1.0f);
@@ -137,6 +137,8 @@ void MatMulArgs(benchmark::internal::Benchmark* b) {
            std::vector<std::pair<int, int>>{{8192, 2048}, {2048, 4096}, {160, 4096}, {4096, 128}}) {
         b->Args({dt, 1, nk.first, nk.second, threads});
       }
+      // Batched decode (quamba bench -b, serve): 4 and 8 sequences through in_proj.
+      for (int64_t M : {4, 8}) b->Args({dt, M, 8192, 2048, threads});
       // Prefill: 512 tokens through in_proj and out_proj.
       b->Args({dt, 512, 8192, 2048, threads});
       b->Args({dt, 512, 2048, 4096, threads});

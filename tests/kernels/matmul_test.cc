@@ -144,11 +144,11 @@ class MatMulTest : public testing::IsaTest {
 };
 
 // Every K from 0 to 2 * 32 + 3 (32 = one 64-byte step of 16-bit weights on avx512), for the
-// GEMV row counts (1..4, and 5, 13 in row chunks) and a GEMM row count (29: 12-row tiles + 5,
+// GEMV row counts (1..8, and 13 in row chunks) and a GEMM row count (29: 12-row tiles + 5,
 // 6-row tiles + 5); a 37-column slice starting at an odd column covers the GEMV row tiles
 // (2..8) and the GEMM panel widths (16, 32) with remainders.
 TEST_P(MatMulTest, EveryKUpTo67) {
-  for (int64_t M : {1, 2, 3, 4, 5, 13, 29}) {
+  for (int64_t M : {1, 2, 3, 4, 5, 6, 7, 8, 13, 29}) {
     for (int64_t K = 0; K <= 67; ++K) {
       Run({.M = M, .K = K, .n_begin = 1, .n_end = 38, .ldx_pad = 3, .ldy_pad = 2});
       if (HasFatalFailure()) return;
@@ -159,7 +159,7 @@ TEST_P(MatMulTest, EveryKUpTo67) {
 // Every output slice width 0..70 at an odd and an even start, across GEMV row counts (up to 16)
 // and GEMM row counts (17, 25).
 TEST_P(MatMulTest, EverySliceWidthUpTo70) {
-  for (int64_t M : {1, 2, 3, 4, 5, 7, 13, 16, 17, 25}) {
+  for (int64_t M : {1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 17, 25}) {
     for (int64_t n_begin : {0, 3}) {
       for (int64_t width = 0; width <= 70; ++width) {
         Run({.M = M, .K = 45, .n_begin = n_begin, .n_end = n_begin + width, .ldy_pad = 1});
@@ -173,7 +173,7 @@ TEST_P(MatMulTest, EverySliceWidthUpTo70) {
 // packed k blocks.
 TEST_P(MatMulTest, PrimeAndBlockBoundaryK) {
   for (int64_t K : {97, 127, 255, 256, 257, 263, 511, 512, 513, 1031}) {
-    for (int64_t M : {1, 3, 4, 5, 17, 31}) {
+    for (int64_t M : {1, 3, 4, 5, 8, 17, 31}) {
       Run({.M = M, .K = K, .n_begin = 5, .n_end = 46, .ldx_pad = 1, .ldy_pad = 3});
       if (HasFatalFailure()) return;
     }
