@@ -137,6 +137,57 @@ void GemmArgs(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK(BM_GemmS8S8)->Apply(GemmArgs);
 
+// W4A8 (S8 x S4, group 128): Args M, N, K, threads, out (0 int8, 1 float). Weights from memory
+// (rotated copies); GB counts the codes and the group scales.
+void BM_GemmS8S4(benchmark::State& state) {
+  const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
+  const int threads = static_cast<int>(state.range(3));
+  const bool f32_out = state.range(4) != 0;
+  const int64_t group = 128, code_bytes = N * K / 2, ng = K / group;
+  const int64_t copies = std::max<int64_t>(2, (int64_t{256} << 20) / code_bytes + 1);
+  std::vector<std::vector<int8_t>> codes(copies, std::vector<int8_t>(code_bytes));
+  for (auto& c : codes) FillS8(c.data(), code_bytes);
+  std::vector<float> scales(N * ng, 1e-2f);
+  std::vector<int8_t> x(M * K), y8(M * N);
+  std::vector<float> yf(M * N), a(M, 0.01f);
+  FillS8(x.data(), M * K);
+  WeightDesc wd;
+  wd.format = WeightFormat::kS4Group;
+  wd.rows = N;
+  wd.cols = K;
+  wd.scales = scales.data();
+  wd.group = group;
+  kernels::GemmArgs g;  // (GemmArgs alone names the argument list above)
+  g.M = M;
+  g.K = K;
+  g.x = x.data();
+  g.ldx = K;
+  g.w = &wd;
+  g.a = a.data();
+  g.b = 1e-3f;
+  g.y = f32_out ? static_cast<void*>(yf.data()) : static_cast<void*>(y8.data());
+  g.ldy = N;
+  const KernelTable& k = Table();
+  const GemmFn fn = k.Gemm(NumType::kS8, wd, f32_out ? NumType::kF32 : NumType::kS8);
+  ThreadPool& pool = Pool(threads);
+  int64_t it = 0;
+  for (auto _ : state) {
+    wd.data = codes[it++ % copies].data();
+    pool.ParallelRange(N, 64, [&](int64_t b, int64_t e) { fn(g, b, e); });
+    benchmark::ClobberMemory();
+  }
+  state.SetLabel(std::string(IsaName(k.isa)) + (f32_out ? " ->f32" : " ->s8"));
+  const double bytes = static_cast<double>(code_bytes + N * ng * 4);
+  state.counters["GB"] =
+      benchmark::Counter(bytes * 1e-9 * state.iterations(), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_GemmS8S4)
+    ->ArgNames({"M", "N", "K", "threads", "f32"})
+    ->ArgsProduct({{1, 4}, {8192}, {2048}, {1, 2}, {0}})
+    ->Args({1, 2048, 4096, 2, 1})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
 // The read-bandwidth ceiling inside this harness: the same weight copies, thread split and
 // pool as BM_GemmS8S8, but the kernel only sums the bytes (KernelTable::sum_u64, the ceiling
 // `quamba bench` uses). GEMV efficiency = GemmS8S8 GB/s / this GB/s on the same machine and

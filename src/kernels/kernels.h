@@ -86,8 +86,18 @@ struct WeightDesc {
 // a_stride 0: one static input scale; 1: per-token dynamic scales. The kernels read only
 // w->data: the weight scale is the caller's, folded into b (kS8PerTensor) or passed as col
 // (kS8PerRow: col = w->scales, or their product with another per-column factor such as
-// 1 / s_out[n]). col null gives exactly the per-tensor epilogue. M <= 4 is the decode GEMV
+// 1 / s_out[n]). col null gives exactly the per-tensor epilogue. M <= 8 is the decode GEMV
 // (streams each W row once); larger M the prefill GEMM (W panels packed on the fly).
+//
+// Int8 activations, 4-bit weights (S8 x S4, kS4Group with group G: K % G == 0, G even): per
+// group g of G consecutive k, acc_g[m, n] = sum_{k in g} x[m, k] (code[n, k] - kS4Zero), exact
+// in int32 (|acc_g| <= 1024 G); t[m, n] = the float32 sum over g in ascending order of
+// fl(scales[n, g] * float(acc_g)), starting from 0 with one rounding per addition (no fused
+// multiply-add); with s_m and c_mn as above (b holds no weight scale: the group scales do)
+//   ToS8:  y = RoundS8(fl(t * c_mn))
+//   ToF32: y = fl(t * c_mn)
+// Identical bits on every ISA (quamba2-spec §2.7 "engine form": more exact than QQQ's int8
+// expansion of the codes).
 struct GemmArgs {
   int64_t M = 0, K = 0;
   const void* x = nullptr;           // (M, K), row stride ldx
@@ -177,10 +187,10 @@ struct KernelTable {
 
   // GEMMs by (activation, weight, output) element type, filled from the backends' type-named
   // functions (GemmF32F32ToF32, GemmF32F16ToF32, GemmF32BF16ToF32, GemmS8S8ToS32,
-  // GemmS8S8ToS8, GemmS8S8ToF32). Read through Gemm().
+  // GemmS8S8ToS8, GemmS8S8ToF32, GemmS8S4ToS8, GemmS8S4ToF32). Read through Gemm().
   GemmFn gemm_fns[kNumNumTypes][kNumNumTypes][kNumNumTypes] = {};
 
-  // The kernel for that combination, or null when there is none (yet: S4 weights).
+  // The kernel for that combination, or null when there is none (F32 x S4: W4A16, not yet).
   GemmFn Gemm(NumType act, NumType weight, NumType out) const;
   // Same, with the weight type of a descriptor's format.
   GemmFn Gemm(NumType act, const WeightDesc& w, NumType out) const {

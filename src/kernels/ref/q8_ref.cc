@@ -89,6 +89,46 @@ double S4Weight(const WeightDesc& w, int64_t n, int64_t k) {
   return static_cast<double>(w.scales[n * (w.cols / w.group) + k / w.group]) * (code - kS4Zero);
 }
 
+void GemmS8S4Contract(const GemmArgs& g, int64_t n_begin, int64_t n_end, float* t, int64_t ldt,
+                      double* t_abs) {
+  const WeightDesc& w = *g.w;
+  QM_CHECK(w.format == WeightFormat::kS4Group && g.K == w.cols && g.K % 2 == 0 && w.group > 0 &&
+               w.group % 2 == 0 && g.K % w.group == 0,
+           "not a kS4Group GEMM");
+  const auto* x = static_cast<const int8_t*>(g.x);
+  const auto* q = static_cast<const uint8_t*>(w.data);
+  const int64_t ng = g.K / w.group;
+  for (int64_t m = 0; m < g.M; ++m) {
+    for (int64_t n = n_begin; n < n_end; ++n) {
+      float sum = 0.0f;
+      double sum_abs = 0.0;
+      for (int64_t gi = 0; gi < ng; ++gi) {
+        int64_t acc = 0;
+        for (int64_t k = gi * w.group; k < (gi + 1) * w.group; ++k) {
+          const uint8_t byte = q[n * (g.K / 2) + k / 2];
+          const int code = k % 2 == 0 ? byte & 0xF : byte >> 4;
+          acc += static_cast<int64_t>(x[m * g.ldx + k]) * (code - kS4Zero);
+        }
+        const float term = w.scales[n * ng + gi] * static_cast<float>(acc);
+        sum = sum + term;
+        sum_abs += std::fabs(static_cast<double>(term));
+      }
+      t[m * ldt + n] = sum;
+      if (t_abs != nullptr) t_abs[m * ldt + n] = sum_abs;
+    }
+  }
+}
+
+void GemmS8S4Double(const GemmArgs& g, int64_t n_begin, int64_t n_end, double* y, int64_t ldy) {
+  const auto* x = static_cast<const int8_t*>(g.x);
+  for (int64_t m = 0; m < g.M; ++m)
+    for (int64_t n = n_begin; n < n_end; ++n) {
+      double sum = 0.0;
+      for (int64_t k = 0; k < g.K; ++k) sum += x[m * g.ldx + k] * S4Weight(*g.w, n, k);
+      y[m * ldy + n] = sum;
+    }
+}
+
 void CausalConv1dSiluS8(const Conv1dS8Args& a, int64_t c_begin, int64_t c_end, double* y,
                         int64_t ldy) {
   const int P = a.d_conv - 1;

@@ -41,6 +41,14 @@ int8_t EpilogueS8Contract(int64_t acc, float a, float b, float col);
 // (code - kS4Zero), the code read from the documented nibble layout (kernels.h).
 double S4Weight(const WeightDesc& w, int64_t n, int64_t k);
 
+// The S8 x S4 GEMM's t (kernels.h) on columns [n_begin, n_end), replicating its float32
+// contract exactly: per group the exact integer sum, then t = fl(t + fl(scale * float(acc_g)))
+// in ascending g. t_abs (optional) receives sum_g |fl(scale * acc_g)| for error bounds.
+void GemmS8S4Contract(const GemmArgs& g, int64_t n_begin, int64_t n_end, float* t, int64_t ldt,
+                      double* t_abs = nullptr);
+// The same product in double from the dequantised weights (S4Weight): sum_k x[m, k] w[n, k].
+void GemmS8S4Double(const GemmArgs& g, int64_t n_begin, int64_t n_end, double* y, int64_t ldy);
+
 // Depthwise causal conv1d + bias + SiLU in double over channels [c_begin, c_end):
 // y[t*ldy + c] = SiLU(sa sum_k w x + bias) (double; sa = scale_acc[c] or s_w s_x, bias =
 // bias_f32[c] or s_b b[c]), state updated as the kernels do. Ignores a.y / a.y_f32 and the

@@ -1,0 +1,62 @@
+// Portable S8 x S4 GEMM (int8 activations, 4-bit group-scaled weights; contract in kernels.h):
+// the production fallback on every CPU and the per-entry default of the ISA tables. Built with
+// -ffp-contract=off (CMakeLists.txt): the contract rounds every product and sum separately.
+#include <cstdint>
+
+#include "core/check.h"
+#include "kernels/generic/q8_generic.h"
+#include "kernels/q8_rowops.h"
+
+namespace quamba::kernels::generic {
+namespace {
+
+// t[m, n] of the contract for one (m, n): exact group sums, float32 sum in ascending g.
+float GroupSum(const int8_t* x, const uint8_t* row, const float* scales, int64_t K,
+               int64_t group) {
+  float t = 0.0f;
+  for (int64_t k0 = 0, gi = 0; k0 < K; k0 += group, ++gi) {
+    int32_t acc = 0;
+    for (int64_t k = k0; k < k0 + group; k += 2) {
+      const uint8_t byte = row[k / 2];
+      acc += x[k] * ((byte & 0xF) - kS4Zero) + x[k + 1] * ((byte >> 4) - kS4Zero);
+    }
+    const float term = scales[gi] * static_cast<float>(acc);
+    t = t + term;
+  }
+  return t;
+}
+
+template <typename Store>
+void GemmS4Core(const GemmArgs& g, int64_t n_begin, int64_t n_end, const Store& store) {
+  const WeightDesc& w = *g.w;
+  QM_DCHECK(w.format == WeightFormat::kS4Group && g.K == w.cols && w.group > 0 &&
+                w.group % 2 == 0 && g.K % w.group == 0 && n_end <= w.rows,
+            "S8 x S4 GEMM on a weight that is not kS4Group (K %lld, group %lld)",
+            static_cast<long long>(g.K), static_cast<long long>(w.group));
+  const auto* x = static_cast<const int8_t*>(g.x);
+  const auto* q = static_cast<const uint8_t*>(w.data);
+  const int64_t ng = g.K / w.group;
+  for (int64_t m = 0; m < g.M; ++m) {
+    const float s = g.a[m * g.a_stride] * g.b;
+    for (int64_t n = n_begin; n < n_end; ++n) {
+      const float t = GroupSum(x + m * g.ldx, q + n * (g.K / 2), w.scales + n * ng, g.K, w.group);
+      const float c = g.col != nullptr ? s * g.col[n] : s;
+      store(m, n, t * c);
+    }
+  }
+}
+
+}  // namespace
+
+void GemmS8S4ToS8(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
+  auto* y = static_cast<int8_t*>(g.y);
+  GemmS4Core(g, n_begin, n_end,
+             [&](int64_t m, int64_t n, float v) { y[m * g.ldy + n] = q8::RoundS8(v); });
+}
+
+void GemmS8S4ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
+  auto* y = static_cast<float*>(g.y);
+  GemmS4Core(g, n_begin, n_end, [&](int64_t m, int64_t n, float v) { y[m * g.ldy + n] = v; });
+}
+
+}  // namespace quamba::kernels::generic
