@@ -21,6 +21,8 @@ uint64_t SumU64(const uint8_t* p, int64_t n);
 void GemmS8S8ToS32(const GemmArgs& g, int64_t n_begin, int64_t n_end);
 void GemmS8S8ToS8(const GemmArgs& g, int64_t n_begin, int64_t n_end);
 void GemmS8S8ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end);
+void GemmS8S4ToS8(const GemmArgs& g, int64_t n_begin, int64_t n_end);
+void GemmS8S4ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end);
 
 // Width-generic bodies (src/kernels/simd/*.inc) compiled for this ISA in simd_avx2.cc.
 // AddRmsNorm / AddRmsNormQuant: sum of squares accumulated in double, as generic.
