@@ -98,6 +98,12 @@ struct WeightDesc {
 //   ToF32: y = fl(t * c_mn)
 // Identical bits on every ISA (quamba2-spec §2.7 "engine form": more exact than QQQ's int8
 // expansion of the codes).
+//
+// Float activations, 4-bit weights (F32 x S4, W4A16): y = sum_g scales[n, g] *
+// sum_{k in g} x[m, k] (code[n, k] - kS4Zero), fp32 accumulation in an ISA-specific order (each
+// group's sum first, then the scaled group sums); no epilogue (a and col null). Within
+// (G + K / G + 8) u sum_k |scales (code - 8) x| of the exact value (the longest chain of
+// roundings: G group additions, K / G scaled sums, the products and a final reduction).
 struct GemmArgs {
   int64_t M = 0, K = 0;
   const void* x = nullptr;           // (M, K), row stride ldx
@@ -187,10 +193,11 @@ struct KernelTable {
 
   // GEMMs by (activation, weight, output) element type, filled from the backends' type-named
   // functions (GemmF32F32ToF32, GemmF32F16ToF32, GemmF32BF16ToF32, GemmS8S8ToS32,
-  // GemmS8S8ToS8, GemmS8S8ToF32, GemmS8S4ToS8, GemmS8S4ToF32). Read through Gemm().
+  // GemmS8S8ToS8, GemmS8S8ToF32, GemmS8S4ToS8, GemmS8S4ToF32, GemmF32S4ToF32). Read
+  // through Gemm().
   GemmFn gemm_fns[kNumNumTypes][kNumNumTypes][kNumNumTypes] = {};
 
-  // The kernel for that combination, or null when there is none (F32 x S4: W4A16, not yet).
+  // The kernel for that combination, or null when there is none.
   GemmFn Gemm(NumType act, NumType weight, NumType out) const;
   // Same, with the weight type of a descriptor's format.
   GemmFn Gemm(NumType act, const WeightDesc& w, NumType out) const {

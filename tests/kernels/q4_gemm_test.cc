@@ -1,5 +1,5 @@
 // Tests of the W4A8 GEMM (GemmS8S4To{S8,F32}: int8 activations, 4-bit group-scaled weights,
-// kernels.h contract) on every ISA: outputs bit-exact to the oracle that replicates the
+// kernels.h contract) and the W4A16 GEMM (GemmF32S4ToF32, tolerance contract) on every ISA: outputs bit-exact to the oracle that replicates the
 // float32 contract (ref::GemmS8S4Contract), and the contract's t within its derived bound of
 // the float64 product of the dequantised weights (ref::GemmS8S4Double). Sweeps: M across the
 // decode rows (1..4 share a W load, more take further passes), K across group counts with
@@ -190,6 +190,75 @@ TEST_P(Q4GemmTest, MambaShapes) {
       }
     }
   }
+}
+
+// ---- W4A16 (F32 x S4 -> F32): tolerance contract of kernels.h against float64.
+
+void RunF32S4Case(Isa isa, const S4Case& c) {
+  const int64_t ldx = c.K + c.ldx_pad, ldy = c.N + c.ldy_pad, ng = c.K / c.group;
+  SCOPED_TRACE(::testing::Message() << "W4A16 M=" << c.M << " N=" << c.N << " K=" << c.K
+                                    << " group=" << c.group << " n=[" << c.n_begin << ","
+                                    << c.n_end << ")");
+  Rng rng(Salt({c.M, c.N, c.K, c.group, c.n_begin, c.n_end, ldx, ldy, 16}));
+  std::vector<float> x(c.M * ldx + 1);
+  rng.Fill(x.data(), c.M * ldx + 1, -3.0f, 3.0f);
+  std::vector<uint8_t> q(c.N * c.K / 2 + 1);
+  for (auto& b : q)
+    b = static_cast<uint8_t>(rng.Int(c.code_lo, c.code_hi) | (rng.Int(c.code_lo, c.code_hi) << 4));
+  std::vector<float> scales(c.N * ng + 1);
+  rng.Fill(scales.data(), c.N * ng + 1, 0.25e-2f, 2e-2f);
+  WeightDesc wd;
+  wd.format = WeightFormat::kS4Group;
+  wd.data = q.data();
+  wd.rows = c.N;
+  wd.cols = c.K;
+  wd.scales = scales.data();
+  wd.group = c.group;
+  GemmArgs g;
+  g.M = c.M;
+  g.K = c.K;
+  g.x = x.data();
+  g.ldx = ldx;
+  g.w = &wd;
+  g.ldy = ldy;
+  const int64_t ny = c.M * ldy + 1;
+  std::vector<double> exact(ny), sum_abs(ny);
+  ref::GemmF32S4Double(g, c.n_begin, c.n_end, exact.data(), ldy, sum_abs.data());
+  // Sentinels outside the written range must survive: expected = sentinel, tolerance 0.
+  std::vector<double> want(ny, -3.0), tol(ny, 0.0);
+  for (int64_t m = 0; m < c.M; ++m)
+    for (int64_t n = c.n_begin; n < c.n_end; ++n) {
+      const int64_t i = m * ldy + n;
+      want[i] = exact[i];
+      tol[i] = static_cast<double>(c.group + ng + 8) * kU * sum_abs[i] + 1e-30;
+    }
+  const GemmFn fn = KernelsFor(isa).Gemm(NumType::kF32, wd, NumType::kF32);
+  ASSERT_NE(fn, nullptr);
+  std::vector<float> y(ny, -3.0f);
+  g.y = y.data();
+  fn(g, c.n_begin, c.n_end);
+  ASSERT_TRUE(testing::AssertClose("w4a16 vs float64", isa, y, want, tol));
+}
+
+TEST_P(Q4GemmTest, W4A16ShapeSweep) {
+  SCOPED_TRACE(testing::ReplayHint());
+  for (int64_t M : {0, 1, 2, 3, 4, 5, 8}) {
+    for (int64_t ng : {0, 1, 2, 3, 5}) {
+      RunF32S4Case(GetParam(), {.M = M, .N = 29, .K = 128 * ng, .group = 128,
+                                .n_begin = 1 + ng % 2, .n_end = 29 - M % 3, .ldx_pad = M % 3,
+                                .ldy_pad = 2});
+      if (HasFatalFailure()) return;
+    }
+  }
+  for (int64_t group : {2, 64, 256}) {
+    RunF32S4Case(GetParam(), {.M = 3, .N = 9, .K = 3 * group, .group = group, .n_end = 9});
+    if (HasFatalFailure()) return;
+  }
+  // Code extremes, and the Mamba-1 in_proj / out_proj of the largest size at decode M.
+  RunF32S4Case(GetParam(), {.M = 2, .N = 5, .K = 1024, .n_end = 5, .code_lo = 0, .code_hi = 0});
+  RunF32S4Case(GetParam(), {.M = 2, .N = 5, .K = 1024, .n_end = 5, .code_lo = 15, .code_hi = 15});
+  RunF32S4Case(GetParam(), {.M = 1, .N = 2 * 5120, .K = 2560, .n_begin = 999, .n_end = 1020});
+  RunF32S4Case(GetParam(), {.M = 4, .N = 2560, .K = 5120, .n_begin = 7, .n_end = 30});
 }
 
 INSTANTIATE_TEST_SUITE_P(Isa, Q4GemmTest, ::testing::ValuesIn(testing::AllIsas()),

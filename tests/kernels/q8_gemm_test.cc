@@ -219,8 +219,8 @@ TEST_P(Q8GemmTest, FullMatricesAndSplitRanges) {
   RunGemmCase(GetParam(), {.M = 512, .N = 200, .K = 48, .n_begin = 0, .n_end = 200, .col = true});
 }
 
-// The table holds the eight GEMMs under their types and nothing else yet (W4A16, F32 x S4, is
-// still null); the lookup answers every combination.
+// The table holds the nine GEMMs under their types and nothing else; the lookup answers every
+// combination.
 TEST_P(Q8GemmTest, LookupByType) {
   const KernelTable& k = KernelsFor(GetParam());
   const NumType f32 = NumType::kF32, s8 = NumType::kS8;
@@ -228,7 +228,7 @@ TEST_P(Q8GemmTest, LookupByType) {
     NumType a, w, o;
   } have[] = {{f32, f32, f32}, {f32, NumType::kF16, f32}, {f32, NumType::kBF16, f32},
               {s8, s8, NumType::kS32}, {s8, s8, s8}, {s8, s8, f32},
-              {s8, NumType::kS4, s8}, {s8, NumType::kS4, f32}};
+              {s8, NumType::kS4, s8}, {s8, NumType::kS4, f32}, {f32, NumType::kS4, f32}};
   int n_have = 0;
   for (int a = 0; a < kNumNumTypes; ++a) {
     for (int w = 0; w < kNumNumTypes; ++w) {
@@ -244,13 +244,13 @@ TEST_P(Q8GemmTest, LookupByType) {
       }
     }
   }
-  EXPECT_EQ(n_have, 8);
+  EXPECT_EQ(n_have, 9);
   WeightDesc w4;
   w4.format = WeightFormat::kS4Group;
   EXPECT_EQ(WeightNumType(w4.format), NumType::kS4);
   EXPECT_NE(k.Gemm(s8, w4, s8), nullptr);    // W4A8 (q4_gemm_test.cc)
   EXPECT_NE(k.Gemm(s8, w4, NumType::kF32), nullptr);
-  EXPECT_EQ(k.Gemm(f32, w4, f32), nullptr);  // W4A16: not yet
+  EXPECT_NE(k.Gemm(f32, w4, f32), nullptr);  // W4A16
   WeightDesc wr;
   wr.format = WeightFormat::kS8PerRow;
   EXPECT_EQ(k.Gemm(s8, wr, s8), k.Gemm(s8, s8, s8));

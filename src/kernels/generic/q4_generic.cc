@@ -1,4 +1,5 @@
-// Portable S8 x S4 GEMM (int8 activations, 4-bit group-scaled weights; contract in kernels.h):
+// Portable S8 x S4 (W4A8) and F32 x S4 (W4A16) GEMMs (4-bit group-scaled weights; contracts in
+// kernels.h):
 // the production fallback on every CPU and the per-entry default of the ISA tables. Built with
 // -ffp-contract=off (CMakeLists.txt): the contract rounds every product and sum separately.
 #include <cstdint>
@@ -57,6 +58,34 @@ void GemmS8S4ToS8(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
 void GemmS8S4ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
   auto* y = static_cast<float*>(g.y);
   GemmS4Core(g, n_begin, n_end, [&](int64_t m, int64_t n, float v) { y[m * g.ldy + n] = v; });
+}
+
+void GemmF32S4ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
+  const WeightDesc& w = *g.w;
+  QM_DCHECK(w.format == WeightFormat::kS4Group && g.K == w.cols && w.group > 0 &&
+                w.group % 2 == 0 && g.K % w.group == 0 && n_end <= w.rows,
+            "F32 x S4 GEMM on a weight that is not kS4Group");
+  const auto* x = static_cast<const float*>(g.x);
+  const auto* q = static_cast<const uint8_t*>(w.data);
+  auto* y = static_cast<float*>(g.y);
+  const int64_t ng = g.K / w.group;
+  for (int64_t m = 0; m < g.M; ++m) {
+    const float* xr = x + m * g.ldx;
+    for (int64_t n = n_begin; n < n_end; ++n) {
+      const uint8_t* row = q + n * (g.K / 2);
+      float sum = 0.0f;
+      for (int64_t gi = 0; gi < ng; ++gi) {
+        float acc = 0.0f;
+        for (int64_t k = gi * w.group; k < (gi + 1) * w.group; k += 2) {
+          const uint8_t byte = row[k / 2];
+          acc += xr[k] * static_cast<float>((byte & 0xF) - kS4Zero);
+          acc += xr[k + 1] * static_cast<float>((byte >> 4) - kS4Zero);
+        }
+        sum += w.scales[n * ng + gi] * acc;
+      }
+      y[m * g.ldy + n] = sum;
+    }
+  }
 }
 
 }  // namespace quamba::kernels::generic

@@ -203,6 +203,7 @@ void FillQ8Table(KernelTable* t) {
   t->SetGemm(NumType::kS8, NumType::kS8, NumType::kF32, GemmS8S8ToF32);
   t->SetGemm(NumType::kS8, NumType::kS4, NumType::kS8, GemmS8S4ToS8);
   t->SetGemm(NumType::kS8, NumType::kS4, NumType::kF32, GemmS8S4ToF32);
+  t->SetGemm(NumType::kF32, NumType::kS4, NumType::kF32, GemmF32S4ToF32);
   t->causal_conv1d_silu_s8 = CausalConv1dSiluS8;
   t->selective_scan_s8 = SelectiveScanS8;
   t->hadamard_f32 = HadamardF32;

@@ -17,6 +17,7 @@ void GemmS8S8ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end);
 // S8 x S4 (q4_generic.cc): also the fallback of the SIMD versions for groups they do not tile.
 void GemmS8S4ToS8(const GemmArgs& g, int64_t n_begin, int64_t n_end);
 void GemmS8S4ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end);
+void GemmF32S4ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end);
 void CausalConv1dSiluS8(const Conv1dS8Args& a, int64_t c_begin, int64_t c_end);
 void SelectiveScanS8(const ScanS8Args& a, int64_t c_begin, int64_t c_end);
 void HadamardF32(float* x, int64_t L, int64_t n, int64_t ldx);

@@ -129,6 +129,22 @@ void GemmS8S4Double(const GemmArgs& g, int64_t n_begin, int64_t n_end, double* y
     }
 }
 
+void GemmF32S4Double(const GemmArgs& g, int64_t n_begin, int64_t n_end, double* y, int64_t ldy,
+                     double* y_abs) {
+  const auto* x = static_cast<const float*>(g.x);
+  for (int64_t m = 0; m < g.M; ++m)
+    for (int64_t n = n_begin; n < n_end; ++n) {
+      double sum = 0.0, sum_abs = 0.0;
+      for (int64_t k = 0; k < g.K; ++k) {
+        const double p = x[m * g.ldx + k] * S4Weight(*g.w, n, k);
+        sum += p;
+        sum_abs += std::fabs(p);
+      }
+      y[m * ldy + n] = sum;
+      if (y_abs != nullptr) y_abs[m * ldy + n] = sum_abs;
+    }
+}
+
 void CausalConv1dSiluS8(const Conv1dS8Args& a, int64_t c_begin, int64_t c_end, double* y,
                         int64_t ldy) {
   const int P = a.d_conv - 1;

@@ -48,6 +48,10 @@ void GemmS8S4Contract(const GemmArgs& g, int64_t n_begin, int64_t n_end, float* 
                       double* t_abs = nullptr);
 // The same product in double from the dequantised weights (S4Weight): sum_k x[m, k] w[n, k].
 void GemmS8S4Double(const GemmArgs& g, int64_t n_begin, int64_t n_end, double* y, int64_t ldy);
+// W4A16: sum_k x[m, k] w[n, k] in double for float x; y_abs (optional) receives
+// sum_k |x w| (the scale of the kernels' rounding errors).
+void GemmF32S4Double(const GemmArgs& g, int64_t n_begin, int64_t n_end, double* y, int64_t ldy,
+                     double* y_abs = nullptr);
 
 // Depthwise causal conv1d + bias + SiLU in double over channels [c_begin, c_end):
 // y[t*ldy + c] = SiLU(sa sum_k w x + bias) (double; sa = scale_acc[c] or s_w s_x, bias =

@@ -23,6 +23,7 @@ void GemmS8S8ToS8(const GemmArgs& g, int64_t n_begin, int64_t n_end);
 void GemmS8S8ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end);
 void GemmS8S4ToS8(const GemmArgs& g, int64_t n_begin, int64_t n_end);
 void GemmS8S4ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end);
+void GemmF32S4ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end);
 
 // Width-generic bodies (src/kernels/simd/*.inc) compiled for this ISA in simd_avx512.cc.
 // AddRmsNorm / AddRmsNormQuant: sum of squares accumulated in double, as generic.

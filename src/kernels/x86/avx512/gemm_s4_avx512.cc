@@ -75,8 +75,99 @@ inline void RowGroupSums(const uint8_t* row, const float* scales, const int8_t* 
   for (int m = 0; m < M; ++m) t[m] = sum[m];
 }
 
+// ---- W4A16 (F32 x S4): float activations, fp32 accumulation (tolerance contract, kernels.h).
+
+// xf (M, K) float: per 128 k the 64 even then the 64 odd x values (the codes' nibble order).
+void SplitXF32(const GemmArgs& g, float* xf) {
+  const auto* x = static_cast<const float*>(g.x);
+  for (int64_t m = 0; m < g.M; ++m) {
+    const float* xr = x + m * g.ldx;
+    float* d = xf + m * g.K;
+    for (int64_t k0 = 0; k0 < g.K; k0 += kS4Block)
+      for (int64_t j = 0; j < kS4Block / 2; ++j) {
+        d[k0 + j] = xr[k0 + 2 * j];
+        d[k0 + kS4Block / 2 + j] = xr[k0 + 2 * j + 1];
+      }
+  }
+}
+
+// 16 codes (bytes of c, 16-byte lane j) as floats minus kS4Zero.
+template <int J>
+inline __m512 CodesF32(__m512i c) {
+  const __m512i c32 = _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(c, J));
+  return _mm512_sub_ps(_mm512_cvtepi32_ps(c32), _mm512_set1_ps(static_cast<float>(kS4Zero)));
+}
+
+// y[m] for x rows m < M against W row n: per group a vector sum of (code - 8) x, then
+// y += scale_g * that, reduced at the end.
+template <int M>
+inline void RowF32(const uint8_t* row, const float* scales, const float* xf, int64_t K,
+                   int64_t group, float* y, int64_t ldy) {
+  const __m512i nib = _mm512_set1_epi8(0x0F);
+  const int64_t ng = K / group;
+  __m512 out[M];
+#pragma GCC unroll 4
+  for (int m = 0; m < M; ++m) out[m] = _mm512_setzero_ps();
+  for (int64_t gi = 0; gi < ng; ++gi) {
+    __m512 acc[M];
+#pragma GCC unroll 4
+    for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
+    for (int64_t k = gi * group; k < (gi + 1) * group; k += kS4Block) {
+      _mm_prefetch(reinterpret_cast<const char*>(row + k / 2 + kS4PrefetchBytes), _MM_HINT_T0);
+      const __m512i v = _mm512_loadu_si512(row + k / 2);
+      const __m512i lo = _mm512_and_si512(v, nib);
+      const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
+      const __m512 w[8] = {CodesF32<0>(lo), CodesF32<1>(lo), CodesF32<2>(lo), CodesF32<3>(lo),
+                           CodesF32<0>(hi), CodesF32<1>(hi), CodesF32<2>(hi), CodesF32<3>(hi)};
+#pragma GCC unroll 4
+      for (int m = 0; m < M; ++m) {
+        const float* xm = xf + m * K + k;
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; ++j) acc[m] = _mm512_fmadd_ps(w[j], _mm512_loadu_ps(xm + 16 * j), acc[m]);
+      }
+    }
+    const __m512 s = _mm512_set1_ps(scales[gi]);
+#pragma GCC unroll 4
+    for (int m = 0; m < M; ++m) out[m] = _mm512_fmadd_ps(s, acc[m], out[m]);
+  }
+#pragma GCC unroll 4
+  for (int m = 0; m < M; ++m) y[m * ldy] = _mm512_reduce_add_ps(out[m]);
+}
+
+template <int M>
+void RowsF32(const GemmArgs& g, const float* xf, int64_t m0, int64_t n_begin, int64_t n_end) {
+  const WeightDesc& w = *g.w;
+  const auto* q = static_cast<const uint8_t*>(w.data);
+  auto* y = static_cast<float*>(g.y);
+  const int64_t ng = g.K / w.group;
+  for (int64_t n = n_begin; n < n_end; ++n)
+    RowF32<M>(q + n * (g.K / 2), w.scales + n * ng, xf + m0 * g.K, g.K, w.group,
+              y + m0 * g.ldy + n, g.ldy);
+}
+
 }  // namespace
 
 #include "kernels/q4_impl.inc"
+
+void GemmF32S4ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
+  if (g.M <= 0 || n_end <= n_begin) return;
+  const WeightDesc& w = *g.w;
+  if (w.group % kS4Block != 0) return generic::GemmF32S4ToF32(g, n_begin, n_end);
+  QM_DCHECK(w.format == WeightFormat::kS4Group && g.K == w.cols && g.K % w.group == 0 &&
+                n_end <= w.rows,
+            "F32 x S4 GEMM shape (K %lld, group %lld)", static_cast<long long>(g.K),
+            static_cast<long long>(w.group));
+  auto* xf = static_cast<float*>(q8::Scratch(q8::Q8Slot::kB, g.M * g.K * sizeof(float)));
+  SplitXF32(g, xf);
+  // Up to 4 x rows share each load and conversion of the codes.
+  int64_t m0 = 0;
+  for (; m0 + 4 <= g.M; m0 += 4) RowsF32<4>(g, xf, m0, n_begin, n_end);
+  switch (g.M - m0) {
+    case 1: RowsF32<1>(g, xf, m0, n_begin, n_end); break;
+    case 2: RowsF32<2>(g, xf, m0, n_begin, n_end); break;
+    case 3: RowsF32<3>(g, xf, m0, n_begin, n_end); break;
+    default: break;
+  }
+}
 
 }  // namespace quamba::kernels::x86::avx512
