@@ -75,21 +75,13 @@ inline void RowGroupSums(const uint8_t* row, const float* scales, const int8_t* 
   for (int m = 0; m < M; ++m) t[m] = sum[m];
 }
 
-// ---- W4A16 (F32 x S4): float activations, fp32 accumulation (tolerance contract, kernels.h).
+}  // namespace
 
-// xf (M, K) float: per 128 k the 64 even then the 64 odd x values (the codes' nibble order).
-void SplitXF32(const GemmArgs& g, float* xf) {
-  const auto* x = static_cast<const float*>(g.x);
-  for (int64_t m = 0; m < g.M; ++m) {
-    const float* xr = x + m * g.ldx;
-    float* d = xf + m * g.K;
-    for (int64_t k0 = 0; k0 < g.K; k0 += kS4Block)
-      for (int64_t j = 0; j < kS4Block / 2; ++j) {
-        d[k0 + j] = xr[k0 + 2 * j];
-        d[k0 + kS4Block / 2 + j] = xr[k0 + 2 * j + 1];
-      }
-  }
-}
+#include "kernels/q4_impl.inc"
+
+namespace {
+
+// ---- W4A16 (F32 x S4): float activations, fp32 accumulation (tolerance contract, kernels.h).
 
 // 16 codes (bytes of c, 16-byte lane j) as floats minus kS4Zero.
 template <int J>
@@ -147,8 +139,6 @@ void RowsF32(const GemmArgs& g, const float* xf, int64_t m0, int64_t n_begin, in
 
 }  // namespace
 
-#include "kernels/q4_impl.inc"
-
 void GemmF32S4ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
   if (g.M <= 0 || n_end <= n_begin) return;
   const WeightDesc& w = *g.w;
@@ -158,7 +148,8 @@ void GemmF32S4ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
             "F32 x S4 GEMM shape (K %lld, group %lld)", static_cast<long long>(g.K),
             static_cast<long long>(w.group));
   auto* xf = static_cast<float*>(q8::Scratch(q8::Q8Slot::kB, g.M * g.K * sizeof(float)));
-  SplitXF32(g, xf);
+  // x in the codes' nibble order (q4_impl.inc).
+  SplitEvenOdd(static_cast<const float*>(g.x), g.ldx, g.M, g.K, xf);
   // Up to 4 x rows share each load and conversion of the codes.
   int64_t m0 = 0;
   for (; m0 + 4 <= g.M; m0 += 4) RowsF32<4>(g, xf, m0, n_begin, n_end);
