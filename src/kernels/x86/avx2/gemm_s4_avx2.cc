@@ -16,19 +16,13 @@
 #include "kernels/q8_internal.h"
 #include "kernels/q8_rowops.h"
 #include "kernels/x86/avx2/avx2_kernels.h"
+#include "kernels/x86/avx2/vec_avx2.h"
 
 namespace quamba::kernels::x86::avx2 {
 namespace {
 
 constexpr int64_t kS4Block = 128;           // k per two 32-byte loads of codes
 constexpr int64_t kS4PrefetchBytes = 2048;  // ahead on the W stream
-
-inline int32_t HSum(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-  return _mm_cvtsi128_si32(s);
-}
 
 // t[m] for x rows m0 .. m0 + M - 1 against W row n.
 template <int M>
@@ -65,7 +59,7 @@ inline void RowGroupSums(const uint8_t* row, const float* scales, const int8_t* 
     }
 #pragma GCC unroll 4
     for (int m = 0; m < M; ++m) {
-      const int32_t a = HSum(acc[m]) - zx[m * ng + gi];
+      const int32_t a = HSumEpi32(acc[m]) - zx[m * ng + gi];
       const float term = scales[gi] * static_cast<float>(a);
       sum[m] = sum[m] + term;
     }

@@ -28,13 +28,6 @@ namespace {
 
 using q8::Q8Slot;
 
-inline int32_t HSum(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-  return _mm_cvtsi128_si32(s);
-}
-
 // ------------------------------------------------------------------------------------------
 // GEMM / GEMV.
 
@@ -161,7 +154,7 @@ inline void GemvRows(const S8Gemm& g, const int16_t* xw, int64_t Kp, int64_t n,
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
-    for (int m = 0; m < M; ++m) out.One(m, n + r, HSum(acc[r][m]));
+    for (int m = 0; m < M; ++m) out.One(m, n + r, HSumEpi32(acc[r][m]));
 }
 
 // Software prefetch distance of the single-row GEMV, and the shortest row it is used for
@@ -217,7 +210,7 @@ void GemvStream(const S8Gemm& g, const int16_t* xw, int64_t Kp, int64_t n_begin,
       __m256i s = acc[m][0];
 #pragma GCC unroll 8
       for (int u = 1; u < U; ++u) s = _mm256_add_epi32(s, acc[m][u]);
-      out.One(m, n, HSum(s));
+      out.One(m, n, HSumEpi32(s));
     }
   }
 }

@@ -116,4 +116,12 @@ struct Vec {
   }
 };
 
+// Sum of the 8 int32 lanes modulo 2^32, in vector adds only.
+inline int32_t HSumEpi32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+
 }  // namespace quamba::kernels::x86::avx2

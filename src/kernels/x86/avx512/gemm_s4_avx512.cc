@@ -21,6 +21,7 @@
 #include "kernels/q8_internal.h"
 #include "kernels/q8_rowops.h"
 #include "kernels/x86/avx512/avx512_kernels.h"
+#include "kernels/x86/avx512/vec_avx512.h"
 
 namespace quamba::kernels::x86::avx512 {
 namespace {
@@ -29,15 +30,6 @@ using q8::Q8Slot;
 
 constexpr int64_t kS4Block = 128;              // k per 64-byte load of codes
 constexpr int64_t kS4PrefetchBytes = 2048;     // ahead on the W stream
-
-// Sum of the 16 lanes (no wrap-around possible: |lane| <= 15 * 128 * 8 per block).
-inline int32_t HSum(__m512i v) {
-  const __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-  return _mm_cvtsi128_si32(s);
-}
 
 // t[m] for x rows m0 .. m0 + M - 1 against W row n.
 template <int M>
@@ -66,7 +58,7 @@ inline void RowGroupSums(const uint8_t* row, const float* scales, const int8_t* 
     }
 #pragma GCC unroll 4
     for (int m = 0; m < M; ++m) {
-      const int32_t a = HSum(acc[m]) - zx[m * ng + gi];
+      const int32_t a = HSumEpi32(acc[m]) - zx[m * ng + gi];
       const float term = scales[gi] * static_cast<float>(a);
       sum[m] = sum[m] + term;
     }

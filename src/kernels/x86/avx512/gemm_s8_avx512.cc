@@ -100,23 +100,13 @@ struct OutF32 {
   }
 };
 
-// Sum of the 16 lanes modulo 2^32, in vector adds only (_mm512_reduce_add_epi32 finishes with
-// signed scalar adds, undefined behaviour for the wrapped u8 x s8 sums).
-inline int32_t HSum(__m512i v) {
-  const __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-  return _mm_cvtsi128_si32(s);
-}
-
 // xsum[m] = sum_k x[m, k] via vpdpbusd with u8 ones.
 int32_t RowSumS8(const int8_t* x, int64_t K) {
   const __m512i ones = _mm512_set1_epi8(1);
   __m512i acc = _mm512_setzero_si512();
   for (int64_t k = 0; k < K; k += 64)
     acc = _mm512_dpbusd_epi32(acc, ones, _mm512_maskz_loadu_epi8(FirstBytes(K - k), x + k));
-  return HSum(acc);
+  return HSumEpi32(acc);
 }
 
 // a - b modulo 2^32: the wrapped u8 x s8 sum minus the offset term is the exact accumulator.
@@ -152,7 +142,7 @@ inline void FinishRow(const __m512i* s, const int32_t* xsum, int64_t n, const Ou
     _mm_store_si128(reinterpret_cast<__m128i*>(t), ReduceAdd4(s[m], s[m + 1], s[m + 2], s[m + 3]));
     for (int j = 0; j < 4; ++j) out.One(m + j, n, WrapSub(t[j], 128 * xsum[m + j]));
   }
-  for (; m < M; ++m) out.One(m, n, WrapSub(HSum(s[m]), 128 * xsum[m]));
+  for (; m < M; ++m) out.One(m, n, WrapSub(HSumEpi32(s[m]), 128 * xsum[m]));
 }
 
 // GEMV for M (1..kGemvMaxM) rows of x: R (1, 2 or 4) consecutive W rows per pass, 64 k per

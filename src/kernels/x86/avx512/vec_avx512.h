@@ -102,4 +102,14 @@ inline __m512 Vec::ReduceAddRows(const __m512 v[16]) {
                        _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
 }
 
+// Sum of the 16 int32 lanes modulo 2^32, in vector adds only (_mm512_reduce_add_epi32 finishes
+// with signed scalar adds, undefined behaviour for the wrapped u8 x s8 sums of the int8 GEMV).
+inline int32_t HSumEpi32(__m512i v) {
+  const __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+
 }  // namespace quamba::kernels::x86::avx512
