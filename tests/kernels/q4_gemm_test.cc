@@ -30,6 +30,28 @@ struct S4Case {
   bool col = false;
 };
 
+// Random codes in [code_lo, code_hi] and group scales over a factor 8 (as GPTQ's per-group
+// absmax spreads them), drawn in that order, and their kS4Group descriptor.
+struct S4Weights {
+  std::vector<uint8_t> q;
+  std::vector<float> scales;
+  WeightDesc desc;
+};
+void MakeS4Weights(Rng& rng, const S4Case& c, S4Weights* w) {
+  w->q.resize(c.N * c.K / 2 + 1);
+  for (auto& b : w->q)
+    b = static_cast<uint8_t>(rng.Int(c.code_lo, c.code_hi) | (rng.Int(c.code_lo, c.code_hi) << 4));
+  const int64_t n_scales = c.N * (c.K / c.group) + 1;
+  w->scales.resize(n_scales);
+  rng.Fill(w->scales.data(), n_scales, 0.25e-2f, 2e-2f);
+  w->desc.format = WeightFormat::kS4Group;
+  w->desc.data = w->q.data();
+  w->desc.rows = c.N;
+  w->desc.cols = c.K;
+  w->desc.scales = w->scales.data();
+  w->desc.group = c.group;
+}
+
 void RunS4Case(Isa isa, const S4Case& c) {
   const int64_t ldx = c.K + c.ldx_pad, ldy = c.N + c.ldy_pad, ng = c.K / c.group;
   SCOPED_TRACE(::testing::Message() << "M=" << c.M << " N=" << c.N << " K=" << c.K << " group="
@@ -39,12 +61,9 @@ void RunS4Case(Isa isa, const S4Case& c) {
   Rng rng(Salt({c.M, c.N, c.K, c.group, c.n_begin, c.n_end, ldx, ldy, c.a_stride, c.code_lo,
                 c.x_lo, c.col}));
   std::vector<int8_t> x = testing::RandomS8(rng, c.M * ldx + 1, c.x_lo, c.x_hi);
-  std::vector<uint8_t> q(c.N * c.K / 2 + 1);
-  for (auto& b : q)
-    b = static_cast<uint8_t>(rng.Int(c.code_lo, c.code_hi) | (rng.Int(c.code_lo, c.code_hi) << 4));
-  // Group scales over a factor 8, as GPTQ's per-group absmax spreads them.
-  std::vector<float> scales(c.N * ng + 1);
-  rng.Fill(scales.data(), c.N * ng + 1, 0.25e-2f, 2e-2f);
+  S4Weights sw;
+  MakeS4Weights(rng, c, &sw);
+  const WeightDesc& wd = sw.desc;
   std::vector<float> a(c.M + 1);
   rng.Fill(a.data(), c.M + 1, 0.5e-2f, 2e-2f);
   std::vector<float> col(c.N + 1);
@@ -52,13 +71,6 @@ void RunS4Case(Isa isa, const S4Case& c) {
   // Output spread of about +-100 LSB: t's standard deviation is ~1e-2 * 74 * 4.6 * sqrt(K).
   const float b = 100.0f / (1.25e-2f * 1e-2f * 340.0f * std::sqrt(static_cast<float>(c.K) + 1));
 
-  WeightDesc wd;
-  wd.format = WeightFormat::kS4Group;
-  wd.data = q.data();
-  wd.rows = c.N;
-  wd.cols = c.K;
-  wd.scales = scales.data();
-  wd.group = c.group;
   GemmArgs g;
   g.M = c.M;
   g.K = c.K;
@@ -202,18 +214,9 @@ void RunF32S4Case(Isa isa, const S4Case& c) {
   Rng rng(Salt({c.M, c.N, c.K, c.group, c.n_begin, c.n_end, ldx, ldy, 16}));
   std::vector<float> x(c.M * ldx + 1);
   rng.Fill(x.data(), c.M * ldx + 1, -3.0f, 3.0f);
-  std::vector<uint8_t> q(c.N * c.K / 2 + 1);
-  for (auto& b : q)
-    b = static_cast<uint8_t>(rng.Int(c.code_lo, c.code_hi) | (rng.Int(c.code_lo, c.code_hi) << 4));
-  std::vector<float> scales(c.N * ng + 1);
-  rng.Fill(scales.data(), c.N * ng + 1, 0.25e-2f, 2e-2f);
-  WeightDesc wd;
-  wd.format = WeightFormat::kS4Group;
-  wd.data = q.data();
-  wd.rows = c.N;
-  wd.cols = c.K;
-  wd.scales = scales.data();
-  wd.group = c.group;
+  S4Weights sw;
+  MakeS4Weights(rng, c, &sw);
+  const WeightDesc& wd = sw.desc;
   GemmArgs g;
   g.M = c.M;
   g.K = c.K;
