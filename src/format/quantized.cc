@@ -10,26 +10,38 @@ using json = Json;
 constexpr const char* kFormatName = "quamba.cpp";
 }  // namespace
 
-Status CheckLmHeadMode(const std::string& field, const std::string& mode) {
-  if (mode == "keep" || mode == "f16" || mode == "bf16" || mode == "int8") return Status::Ok();
-  return Status::Error(StrFormat("%s: expected keep, f16, bf16 or int8, found \"%s\"",
-                                 field.c_str(), mode.c_str()));
+Status CheckLmHeadMode(const std::string& field, const std::string& mode, bool a16) {
+  if (mode == "keep" || mode == "f16" || mode == "bf16" || (mode == "int8" && !a16))
+    return Status::Ok();
+  return Status::Error(StrFormat("%s: expected keep, f16, bf16%s, found \"%s\"", field.c_str(),
+                                 a16 ? " (float activations: no int8 lm_head)" : " or int8",
+                                 mode.c_str()));
 }
 
 std::string QuantConfig::ToJson() const {
+  const bool w4 = weight_bits == 4;
   json j = {{"format", kFormatName},
-            {"format_version", kQuantFormatVersion},
+            {"format_version", w4 ? 3 : 2},  // the oldest reader that can load the file
             {"recipe", recipe},
-            {"weight_bits", 8},
-            {"act_bits", 8},
-            {"weights", "int8 symmetric per-tensor, scale = absmax/127"},
-            {"activations", static_acts ? "int8 symmetric per-tensor static (calibrated)"
-                                        : "int8 symmetric per-token dynamic"},
+            {"weight_bits", weight_bits},
+            {"act_bits", act_bits},
+            {"weights",
+             w4 ? StrFormat("in_proj, out_proj (Mamba-1: and x_proj): 4-bit codes 0..15 packed "
+                            "two per byte (low nibble = even column), w = scale * (code - 8), "
+                            "one F32 scale per row and group of %lld columns, by %s; the rest "
+                            "float32", (long long)group_size, gptq ? "GPTQ" : "round-to-nearest")
+                : "int8 symmetric per-tensor, scale = absmax/127"},
+            {"activations", a16() ? "float32"
+                            : static_acts ? "int8 symmetric per-tensor static (calibrated)"
+                                          : "int8 symmetric per-token dynamic"},
             {"rounding", "round half to even, clamp to [-128, 127]"},
             {"percentile_u", percentile_u},
             {"percentile_alpha", percentile_alpha},
             {"percentile_sigma", percentile_sigma},
             {"hadamard_out_proj", hadamard},
+            {"residual_hadamard", residual_hadamard},
+            {"gptq", gptq},
+            {"group_size", group_size},
             {"smoothquant", smooth},
             {"smoothquant_alpha", smooth_alpha},
             {"lm_head", lm_head},
@@ -55,9 +67,18 @@ StatusOr<QuantConfig> QuantConfig::ForRecipe(const std::string& recipe) {
     q.smooth = true;
   } else if (recipe == "dynamic") {
     q.static_acts = false;
+  } else if (recipe == "quamba2-w4a16") {
+    // quamba2-spec §2.8 W4A16 column: GPTQ in_proj/out_proj, RTN Mamba-1 x_proj, float rest;
+    // residual rotation and the online out_proj-input Hadamard (float).
+    q.weight_bits = 4;
+    q.act_bits = 16;
+    q.static_acts = false;
+    q.gptq = true;
+    q.residual_hadamard = true;
+    q.hadamard = true;
   } else {
-    return Status::Error(StrFormat("--recipe: expected quamba, minmax, smoothquant or dynamic, "
-                                   "found \"%s\"", recipe.c_str()));
+    return Status::Error(StrFormat("--recipe: expected %s, found \"%s\"", kRecipeNames,
+                                   recipe.c_str()));
   }
   return q;
 }
@@ -93,7 +114,17 @@ StatusOr<QuantConfig> QuantConfig::FromJson(const std::string& text, const std::
     *out = b;
     return Status::Ok();
   };
+  if (c.weight_bits == 4 && v < 3)
+    return j.Error("format_version", StrFormat("3 for recipe %s", c.recipe.c_str()),
+                   std::to_string(v));
   QM_RETURN_IF_ERROR(ablate("hadamard_out_proj", &c.hadamard));
+  QM_RETURN_IF_ERROR(ablate("residual_hadamard", &c.residual_hadamard));
+  QM_RETURN_IF_ERROR(ablate("gptq", &c.gptq));
+  if (c.weight_bits == 4) {
+    int64_t g = c.group_size;
+    QM_RETURN_IF_ERROR(j.OptInt("group_size", 0, int64_t{1} << 40, &g));
+    if (g != c.group_size) return j.Error("group_size", "128", std::to_string(g));
+  }
   QM_RETURN_IF_ERROR(ablate("percentile_u", &c.percentile_u));
   QM_RETURN_IF_ERROR(j.OptNumber("percentile_alpha", 0, 1, &c.percentile_alpha));
   QM_RETURN_IF_ERROR(j.OptNumber("percentile_sigma", 0, 1, &c.percentile_sigma));
@@ -104,7 +135,7 @@ StatusOr<QuantConfig> QuantConfig::FromJson(const std::string& text, const std::
   std::string mode;
   QM_RETURN_IF_ERROR(j.OptString("lm_head", &mode, &found));
   if (found) {
-    QM_RETURN_IF_ERROR(CheckLmHeadMode(StrFormat("%s: lm_head", fn), mode));
+    QM_RETURN_IF_ERROR(CheckLmHeadMode(StrFormat("%s: lm_head", fn), mode, c.a16()));
     c.lm_head = mode;
   }
   QM_RETURN_IF_ERROR(j.OptString("source_model", &c.source_model));
@@ -134,6 +165,21 @@ void ForEachQuantTensor(const MambaConfig& c, const QuantConfig& qc, DType embed
       f(QTensorSpec{std::move(name), dt, std::move(shape), optional, &s});
     };
     const std::string base = WeightBase(s.name);
+    if (qc.a16()) {
+      // W4A16: the 4-bit linears as codes + group scales, every other tensor float32 (the
+      // embedding and lm_head per --lm-head); no activation scales.
+      if (qc.W4(s.role)) {
+        emit(s.name, DType::kU8, {s.shape[0], s.shape[1] / 2});
+        emit(base + ".weight_scale", DType::kF32, {s.shape[0], s.shape[1] / qc.group_size});
+      } else if (s.quant == QuantKind::kHead) {
+        // The rotation folds norm_f into lm_head: no longer the embedding's transpose.
+        emit(s.name, embedding_dtype, s.shape,
+             s.role == TensorRole::kLmHead && !qc.residual_hadamard && s.optional);
+      } else {
+        emit(s.name, DType::kF32, s.shape);  // conv1d.bias written even where absent: zeros
+      }
+      return;
+    }
     switch (s.quant) {
       case QuantKind::kFloat32: emit(s.name, DType::kF32, s.shape); break;
       case QuantKind::kHead:

@@ -19,17 +19,34 @@
 namespace quamba {
 
 // 2 added `lm_head` (an int8 lm_head a version-1 reader cannot load); version-1 files are read
-// as lm_head "keep".
-constexpr int kQuantFormatVersion = 2;
+// as lm_head "keep". 3 added 4-bit weights (Quamba2 recipes): packed codes U8 (N, K/2) with F32
+// group scales (N, K/group). Files of the 8-bit recipes are still written as version 2.
+constexpr int kQuantFormatVersion = 3;
 constexpr int kQuantFormatMinVersion = 1;
 
 struct QuantConfig {
-  std::string recipe;            // quamba | minmax | smoothquant | dynamic
+  std::string recipe;            // quamba | minmax | smoothquant | dynamic | quamba2-w4a16
+  // Weight and activation precision. 8/8: the W8A8 recipes. 4/16 (quamba2-w4a16): in_proj,
+  // out_proj (and Mamba-1 x_proj) as 4-bit codes with one scale per row and group_size columns,
+  // every activation float32 (no activation scales), everything else float32.
+  int weight_bits = 8;
+  int act_bits = 8;
+  int64_t group_size = 128;      // 4-bit weights: columns per scale (= GPTQ block)
+  bool gptq = false;             // 4-bit weights by GPTQ (false: round-to-nearest)
+  // Quamba2's residual-stream rotation (spec §2.2): embedding rows, in_proj and out_proj (both
+  // sides) and lm_head rotated by Hadamard matrices, norm weights folded into the next linear.
+  bool residual_hadamard = false;
   bool static_acts = true;       // static per-tensor activation scales (false: per-token dynamic)
   bool percentile_u = false;     // percentile observer for the SSM input x (= x_proj input)
   double percentile_alpha = 0.99999;
   double percentile_sigma = 0.01;  // EMA weight across calibration samples
   bool hadamard = false;         // rotate the out_proj input, H folded into W_out
+  bool a16() const { return act_bits == 16; }
+  // True for the 4-bit weight of `role` (in_proj, out_proj, Mamba-1 x_proj).
+  bool W4(TensorRole role) const {
+    return weight_bits == 4 && (role == TensorRole::kInProj || role == TensorRole::kOutProj ||
+                                role == TensorRole::kXProj);
+  }
   bool smooth = false;           // SmoothQuant per-channel smoothing
   double smooth_alpha = 0.5;
   // Precision of lm_head (and of the embedding table that feeds the first block):
@@ -52,8 +69,12 @@ struct QuantConfig {
 };
 
 // OK for an lm_head mode (keep, f16, bf16, int8); else the error "<field>: expected keep, f16,
-// bf16 or int8, found "<mode>"".
-Status CheckLmHeadMode(const std::string& field, const std::string& mode);
+// bf16 or int8, found "<mode>"". Float-activation recipes (W4A16) take keep, f16 or bf16 only.
+Status CheckLmHeadMode(const std::string& field, const std::string& mode, bool a16 = false);
+
+// Every recipe name, for help text and errors.
+inline constexpr const char* kRecipeNames =
+    "quamba, minmax, smoothquant, dynamic or quamba2-w4a16";
 
 // One tensor of a quantized checkpoint: derived from a float TensorSpec (`source`) by its
 // QuantKind and ActScales under a QuantConfig.

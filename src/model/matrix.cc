@@ -7,7 +7,13 @@ namespace quamba {
 void MatMulRange(const kernels::KernelTable& k, const float* x, int64_t M, int64_t ldx,
                  const MatrixRef& w, float* y, int64_t ldy, int64_t nb, int64_t ne) {
   kernels::WeightDesc wd;
-  wd.format = kernels::FloatWeightFormat(w.dtype);
+  if (w.s4()) {
+    wd.format = kernels::WeightFormat::kS4Group;
+    wd.scales = w.scales;
+    wd.group = w.group;
+  } else {
+    wd.format = kernels::FloatWeightFormat(w.dtype);
+  }
   wd.data = w.data;
   wd.rows = w.rows;
   wd.cols = w.cols;
@@ -22,6 +28,11 @@ void MatMulRange(const kernels::KernelTable& k, const float* x, int64_t M, int64
   g.y = y;
   g.ldy = ldy;
   f(g, nb, ne);
+}
+
+uint64_t MatrixRef::bytes() const {
+  if (s4()) return static_cast<uint64_t>(rows) * (cols / 2 + (cols / group) * sizeof(float));
+  return static_cast<uint64_t>(rows) * cols * DTypeSize(dtype);
 }
 
 void MatMulRangeF32(const kernels::KernelTable& k, const float* x, int64_t M, int64_t K,

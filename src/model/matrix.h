@@ -8,11 +8,18 @@
 
 namespace quamba {
 
-// A float matrix used in place: stored dtype (F32/F16/BF16), row-major (N, K).
+// A matrix used in place by the float-activation GEMMs, row-major (N, K): F32/F16/BF16, or
+// 4-bit codes (dtype U8: packed two per byte along K, kernels::kS4Group layout) with one float
+// scale per row and group of `group` columns (W4A16).
 struct MatrixRef {
   const void* data = nullptr;
   DType dtype = DType::kF32;
   int64_t rows = 0, cols = 0;
+  const float* scales = nullptr;  // U8 only: (rows, cols / group)
+  int64_t group = 0;              // U8 only
+  bool s4() const { return dtype == DType::kU8; }
+  // Bytes of the stored matrix (codes and scales).
+  uint64_t bytes() const;
 };
 
 // An int8 matrix (N, K) row-major with one symmetric scale: W ~= scale * q.

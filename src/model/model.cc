@@ -31,14 +31,15 @@ StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir) {
     QM_ASSIGN_OR_RETURN(std::string qtext, ReadFileToString(qpath));
     QM_ASSIGN_OR_RETURN(QuantConfig qc, QuantConfig::FromJson(qtext, qpath));
     QM_RETURN_IF_ERROR(CheckTensorSet(c, *store, &qc, dir));  // before any allocation
-    if (c.arch != Arch::kMamba1 || c.mixer_rms)
+    if (!qc.a16() && (c.arch != Arch::kMamba1 || c.mixer_rms))
       return Status::Error(StrFormat("%s: expected a quantized Mamba-1 model, found a quantized "
                                      "%s one (not supported yet)", qpath.c_str(),
                                      c.mixer_rms ? "falcon_mamba" : ArchName(c.arch)));
     auto bound = BindQuantizedWeights(c, qc, std::move(store));
     if (!bound.ok()) return with_dir(bound.status());
     m->weights_ = std::move(bound).value();
-    kind = qc.static_acts ? BlockKind::kMamba1StaticInt8 : BlockKind::kMamba1DynamicInt8;
+    if (!qc.a16())  // W4A16 runs the float blocks over 4-bit matrices
+      kind = qc.static_acts ? BlockKind::kMamba1StaticInt8 : BlockKind::kMamba1DynamicInt8;
     m->qc_ = std::move(qc);
   } else {
     QM_RETURN_IF_ERROR(CheckTensorSet(c, *store, nullptr, dir));
@@ -57,6 +58,20 @@ StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir) {
                                      (long long)c.vocab_size, tok.vocab_size()));
     m->tokenizer_ = std::make_unique<Tokenizer>(std::move(tok));
   }
+  return m;
+}
+
+std::unique_ptr<Model> Model::FromWeights(const MambaConfig& c,
+                                          std::unique_ptr<ModelWeights> w) {
+  std::unique_ptr<Model> m(new Model());
+  m->dir_ = "(in memory)";
+  m->config_ = c;
+  m->weights_ = std::move(w);
+  const BlockKind kind =
+      c.arch == Arch::kMamba2 ? BlockKind::kMamba2Float : BlockKind::kMamba1Float;
+  m->layer_kinds_.assign(c.n_layer, kind);
+  for (int l = 0; l < c.n_layer; ++l)
+    m->state_layout_.AddLayer(StateBuffers(m->layer_kinds_[l], c));
   return m;
 }
 
@@ -94,6 +109,13 @@ std::vector<std::span<const uint8_t>> Model::DecodeWeightSpans() const {
 std::string Model::recipe() const { return quantized() ? qc_->recipe : "fp"; }
 
 std::string Model::weight_type() const {
+  if (quantized() && qc_->a16()) {
+    std::string ablations;
+    if (!qc_->residual_hadamard) ablations += ", no Hadamard";
+    if (!qc_->gptq) ablations += ", RTN";
+    return StrFormat("S4 (W4A16 g%lld%s, lm_head %s)", (long long)qc_->group_size,
+                     ablations.c_str(), DTypeName(weights_->lm_head.dtype));
+  }
   if (quantized()) {
     const std::string head = qc_->lm_head == "int8" ? "I8" : DTypeName(weights_->lm_head.dtype);
     std::string ablations;

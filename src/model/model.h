@@ -29,6 +29,10 @@ class Model {
   // tokenizer.json; a quantized model also quantization_config.json. Every tensor is checked
   // against the config before anything runs.
   static StatusOr<std::unique_ptr<Model>> Load(const std::string& dir);
+  // A float model over weights built in memory (quantizers: a rotated or fake-quantized copy of
+  // a loaded model). No tokenizer, no directory; w->store may be null.
+  static std::unique_ptr<Model> FromWeights(const MambaConfig& c,
+                                            std::unique_ptr<ModelWeights> w);
 
   const MambaConfig& config() const { return config_; }
   bool quantized() const { return qc_.has_value(); }

@@ -18,7 +18,7 @@ Runtime::Runtime(const Model& model, int n_threads, const kernels::KernelTable& 
       pool_(n_threads),
       max_rows_(std::max<int64_t>(1, std::max(max_chunk, max_batch))) {
   const int64_t R = max_rows_, dm = c_.d_model;
-  if (model.quantized()) {
+  if (model.quantized() && !model.quant_config().a16()) {  // W4A16 has no int8 GEMM
     if (simulate_) {
       gemm_ = std::make_unique<SimulatedInt8Gemm>(pool_, k_, q8_, Int8Matrices(c_, w_), R,
                                                   std::max(dm, c_.d_inner), 2 * c_.d_inner);
@@ -71,6 +71,31 @@ void Runtime::Layers(int64_t T, SequenceState* const* states, bool per_row_state
   io.h = h_;
   io.observer = per_row_states ? nullptr : observer_;
   for (int l = 0; l < c_.n_layer; ++l) layer_block_[l]->Forward(l, io);
+}
+
+void Runtime::EmbedRows(std::span<const int32_t> ids, float* h) {
+  const int64_t T = static_cast<int64_t>(ids.size());
+  QM_CHECK(T <= max_rows_, "%lld rows > %lld", (long long)T, (long long)max_rows_);
+  Embed(ids);
+  std::memcpy(h, h_, T * c_.d_model * sizeof(float));
+}
+
+void Runtime::RunLayers(SequenceState* s, int first, int last, float* residual, float* h,
+                        int64_t T) {
+  QM_CHECK(T <= max_rows_ && 0 <= first && first <= last && last <= c_.n_layer,
+           "RunLayers(%d, %d) on %lld rows", first, last, (long long)T);
+  const size_t bytes = T * c_.d_model * sizeof(float);
+  std::memcpy(residual_, first == 0 ? h : residual, bytes);
+  std::memcpy(h_, h, bytes);
+  BlockIo io;
+  io.T = T;
+  io.states = &s;
+  io.residual = residual_;
+  io.h = h_;
+  io.observer = observer_;
+  for (int l = first; l < last; ++l) layer_block_[l]->Forward(l, io);
+  std::memcpy(residual, residual_, bytes);
+  std::memcpy(h, h_, bytes);
 }
 
 // norm_f(residual + h) of rows [0, T) for the observer, leaving residual_ untouched (Logits

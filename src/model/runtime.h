@@ -40,6 +40,15 @@ class Runtime {
   void DecodeStep(std::span<SequenceState* const> states, std::span<const int32_t> ids,
                   float* logits);
 
+  // Layer by layer, for quantizers that change a layer's weights between passes (GPTQ): the
+  // caller keeps one sequence's streams between calls. T <= max_chunk rows.
+  // h (T, d_model) = the embedding rows of ids: layer 0's input.
+  void EmbedRows(std::span<const int32_t> ids, float* h);
+  // Layers [first, last) over residual (T, d_model) and h (T, d_model), in place, as BlockIo
+  // describes them (first == 0: residual is set from h); s's state of those layers advances
+  // and the observer sees their activations.
+  void RunLayers(SequenceState* s, int first, int last, float* residual, float* h, int64_t T);
+
   // Observer of the prefill path's activations (nullptr: none). Not called in DecodeStep.
   void set_observer(ActivationObserver* o) { observer_ = o; }
 

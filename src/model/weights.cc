@@ -49,11 +49,12 @@ float ElementAsFloat(const TensorView& t, int64_t i) {
   return 0;
 }
 
-}  // namespace
-
-StatusOr<std::unique_ptr<ModelWeights>> BindFloatWeights(const MambaConfig& c,
-                                                         std::unique_ptr<TensorStore> store) {
-  auto w = std::make_unique<ModelWeights>();
+// Binds float layers from a checked store: a float checkpoint (w4 null), or a W4A16 quantized
+// one whose tensor list ForEachQuantTensor already checked (w4: its config; the 4-bit linears
+// are bound as codes + group scales).
+Status BindFloatLayers(const MambaConfig& c, const TensorStore& st, const QuantConfig* w4,
+                       ModelWeights* w) {
+  const TensorStore* store = &st;
   w->layers.resize(c.n_layer);
   Status status;
 
@@ -95,6 +96,31 @@ StatusOr<std::unique_ptr<ModelWeights>> BindFloatWeights(const MambaConfig& c,
                                          s.name.c_str(), ShapeString(s.shape).c_str()));
       return;
     }
+    LayerWeights* L = s.layer >= 0 ? &w->layers[s.layer] : nullptr;
+    if (w4 != nullptr && w4->W4(s.role)) {
+      // Checked: codes U8 (N, K/2), scales F32 (N, K/group); scales copied (alignment).
+      const TensorView* sc = store->Find(WeightBase(s.name) + ".weight_scale");
+      MatrixRef m;
+      m.data = t->data;
+      m.dtype = DType::kU8;
+      m.rows = s.shape[0];
+      m.cols = s.shape[1];
+      m.group = w4->group_size;
+      std::vector<float> f(sc->numel());
+      std::memcpy(f.data(), sc->data, sc->nbytes);
+      for (size_t i = 0; i < f.size(); ++i)
+        if (!(f[i] > 0.0f) || !std::isfinite(f[i])) {
+          status = Status::Error(StrFormat("%s: tensor \"%s\": expected positive finite group "
+                                           "scales, found %g at element %zu", sc->file->c_str(),
+                                           sc->name.c_str(), f[i], i));
+          return;
+        }
+      m.scales = keep(std::move(f));
+      w->file_bytes += t->nbytes + sc->nbytes;
+      (s.role == TensorRole::kInProj ? L->in_proj
+       : s.role == TensorRole::kOutProj ? L->out_proj : L->x_proj) = m;
+      return;
+    }
     if (t->dtype != DType::kF32 && t->dtype != DType::kF16 && t->dtype != DType::kBF16) {
       status = Status::Error(StrFormat("%s: tensor \"%s\": dtype: expected F32, F16 or BF16, "
                                        "found %s", t->file->c_str(), t->name.c_str(),
@@ -109,7 +135,6 @@ StatusOr<std::unique_ptr<ModelWeights>> BindFloatWeights(const MambaConfig& c,
       return;
     }
     if (s.role != TensorRole::kLmHead) w->file_bytes += t->nbytes;
-    LayerWeights* L = s.layer >= 0 ? &w->layers[s.layer] : nullptr;
     switch (s.role) {
       case TensorRole::kEmbedding: w->embedding = as_matrix(*t); break;
       case TensorRole::kLmHead:
@@ -148,8 +173,19 @@ StatusOr<std::unique_ptr<ModelWeights>> BindFloatWeights(const MambaConfig& c,
   if (!status.ok()) return status;
   if (w->lm_head.data == nullptr) w->lm_head = w->embedding;
   const int64_t conv_channels = c.arch == Arch::kMamba2 ? c.conv_dim() : c.d_inner;
-  for (LayerWeights& L : w->layers)
+  for (LayerWeights& L : w->layers) {
     if (L.conv_b == nullptr) L.conv_b = keep(std::vector<float>(conv_channels, 0.0f));
+    L.out_proj_hadamard = w4 != nullptr && w4->hadamard;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<ModelWeights>> BindFloatWeights(const MambaConfig& c,
+                                                         std::unique_ptr<TensorStore> store) {
+  auto w = std::make_unique<ModelWeights>();
+  QM_RETURN_IF_ERROR(BindFloatLayers(c, *store, nullptr, w.get()));
   w->store = std::move(store);
   return w;
 }
@@ -251,6 +287,12 @@ StatusOr<std::unique_ptr<ModelWeights>> BindQuantizedWeights(const MambaConfig& 
                                      "found %g", v->file->c_str(), name.c_str(), s));
   }
 
+  if (qc.a16()) {  // W4A16: float layers over 4-bit matrices
+    w->file_bytes = 0;
+    QM_RETURN_IF_ERROR(BindFloatLayers(c, *store, &qc, w.get()));
+    w->store = std::move(store);
+    return w;
+  }
   w->embedding = matrix_ref(emb);
   if (qc.lm_head == "int8") {
     w->lm_head_q = qmat("lm_head");

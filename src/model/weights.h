@@ -31,6 +31,9 @@ struct LayerWeights {
   const float* D = nullptr;        // M1 (d_inner); M2 (nheads)
   const float* norm_gated = nullptr;  // M2 (d_inner): grouped gated RMSNorm weight
   MatrixRef out_proj;              // (d_model, d_inner)
+  // Quamba2 W4A16: y <- H_{d_inner} y before out_proj (the online Hadamard whose transpose is
+  // folded into out_proj's columns).
+  bool out_proj_hadamard = false;
 };
 
 // Per-layer int8 weights and static activation scales (spec §2.3 numbering in brackets).

@@ -75,6 +75,14 @@ void HessianAccumulator::Add(const float* x, int64_t rows, int64_t ld) {
   n_ += rows;
 }
 
+void HessianAccumulator::AddGram(const float* gram, int64_t rows) {
+  if (rows <= 0) return;
+  const double keep = static_cast<double>(n_) / static_cast<double>(n_ + rows);
+  const double add = 2.0 / static_cast<double>(n_ + rows);
+  for (size_t i = 0; i < h_.size(); ++i) h_[i] = h_[i] * keep + add * gram[i];
+  n_ += rows;
+}
+
 float GptqGroupScale(const double* w, int64_t n) {
   double m = 0;
   for (int64_t i = 0; i < n; ++i) m = std::max(m, std::fabs(w[i]));

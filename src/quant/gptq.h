@@ -39,6 +39,9 @@ class HessianAccumulator {
   explicit HessianAccumulator(int64_t cols) : cols_(cols), h_(cols * cols, 0.0) {}
   // x: (rows, cols) row-major, row stride ld.
   void Add(const float* x, int64_t rows, int64_t ld);
+  // The same for a block of `rows` rows given by its Gram matrix Σ x xᵀ (cols, cols), computed
+  // elsewhere (e.g. by a float32 GEMM).
+  void AddGram(const float* gram, int64_t rows);
   int64_t cols() const { return cols_; }
   int64_t samples() const { return n_; }
   const std::vector<double>& h() const { return h_; }  // (cols, cols)

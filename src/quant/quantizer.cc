@@ -16,6 +16,7 @@
 #include "model/mamba1/mamba1.h"
 #include "model/runtime.h"
 #include "quant/observers.h"
+#include "quant/quamba2.h"
 
 namespace quamba {
 namespace {
@@ -99,8 +100,13 @@ float QuantizeTensor(const std::vector<float>& w, std::vector<int8_t>* q) {
   return scale;
 }
 
-// A source tensor as float32, whatever its stored dtype.
 std::vector<float> ReadFloats(const TensorStore& st, const std::string& name) {
+  return ReadTensorAsFloats(st, name);
+}
+
+}  // namespace
+
+std::vector<float> ReadTensorAsFloats(const TensorStore& st, const std::string& name) {
   const TensorView* t = st.Find(name);
   if (t == nullptr && name == "backbone.embeddings.weight") t = st.Find("backbone.embedding.weight");
   QM_CHECK(t != nullptr, "tensor %s vanished after the model was checked", name.c_str());
@@ -116,6 +122,8 @@ std::vector<float> ReadFloats(const TensorStore& st, const std::string& name) {
   }
   return v;
 }
+
+namespace {
 
 // SmoothQuant (α): s_k = max|X_k|^α / max_n |W_nk|^(1-α), clamped away from 0.
 std::vector<float> SmoothFactors(const std::vector<float>& act_ch, const std::vector<float>& w,
@@ -189,6 +197,36 @@ StatusOr<CalibStats> Calibrate(const Model& model, const QuantConfig& qc,
   return obs.Take();
 }
 
+Status WriteQuantizedOutput(const Model& model, const QuantConfig& qc, DType emb_dtype,
+                            std::vector<TensorToWrite> out_tensors, OutputDir& out) {
+  const MambaConfig& c = model.config();
+  // Same list as the loader checks: a mismatch here is a bug, not bad input.
+  size_t n_expected = 0;
+  ForEachQuantTensor(c, qc, emb_dtype, [&](const QTensorSpec& spec) {
+    if (spec.optional) return;
+    ++n_expected;
+    const bool found =
+        std::any_of(out_tensors.begin(), out_tensors.end(), [&](const TensorToWrite& t) {
+          return t.name == spec.name && t.dtype == spec.dtype && t.shape == spec.shape;
+        });
+    QM_CHECK(found, "quantizer did not produce %s", spec.name.c_str());
+  });
+  QM_CHECK(out_tensors.size() == n_expected, "quantizer produced %zu tensors, expected %zu",
+           out_tensors.size(), n_expected);
+
+  // Written into the temporary folder, then renamed into place: no partial output on failure.
+  const std::string& tmp = out.tmp();
+  std::map<std::string, std::string> meta = {{"format", "pt"}, {"quamba_recipe", qc.recipe}};
+  QM_RETURN_IF_ERROR(WriteSafeTensors(tmp + "/model.safetensors", std::move(out_tensors), meta));
+  const std::string cfg = c.ToHfJson(), qcfg = qc.ToJson();
+  QM_RETURN_IF_ERROR(WriteFileAtomic(tmp + "/config.json", cfg.data(), cfg.size()));
+  QM_RETURN_IF_ERROR(WriteFileAtomic(tmp + "/quantization_config.json", qcfg.data(), qcfg.size()));
+  QM_ASSIGN_OR_RETURN(const std::string tok, ReadFileToString(model.dir() + "/tokenizer.json"));
+  QM_RETURN_IF_ERROR(WriteFileAtomic(tmp + "/tokenizer.json", tok.data(), tok.size()));
+  QM_RETURN_IF_ERROR(out.Commit());
+  return Status::Ok();
+}
+
 Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
                      const std::string& out_dir) {
   if (model.quantized())
@@ -197,23 +235,30 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
   if (model.tokenizer() == nullptr)
     return Status::Error(StrFormat("%s/tokenizer.json: expected a tokenizer (needed to read "
                                    "calibration text), found no such file", model.dir().c_str()));
-  if (model.config().arch != Arch::kMamba1 || model.config().mixer_rms)
+  QM_ASSIGN_OR_RETURN(QuantConfig qc, QuantConfig::ForRecipe(opt.recipe));
+  if (!qc.a16() && (model.config().arch != Arch::kMamba1 || model.config().mixer_rms))
     return Status::Error(StrFormat(
         "%s/config.json: model_type: expected a Mamba-1 model for recipe %s, found %s (its "
         "quantization is not supported yet)", model.dir().c_str(), opt.recipe.c_str(),
         model.config().mixer_rms ? "falcon_mamba" : ArchName(model.config().arch)));
-  QM_ASSIGN_OR_RETURN(QuantConfig qc, QuantConfig::ForRecipe(opt.recipe));
   // Every weight is read below: a NaN or Inf is named now, not written into scales that every
   // command would refuse.
   QM_RETURN_IF_ERROR(FindNonFiniteWeights(model));
   qc.percentile_alpha = opt.percentile_alpha;
-  if ((opt.no_hadamard || opt.no_clip) && opt.recipe != "quamba")
-    return Status::Error(StrFormat("--no-hadamard/--no-clip: expected recipe quamba (the "
-                                   "switches ablate its parts), found \"%s\"",
+  if (opt.no_hadamard && opt.recipe != "quamba" && qc.weight_bits != 4)
+    return Status::Error(StrFormat("--no-hadamard: expected recipe quamba or quamba2-* (the "
+                                   "switch ablates their rotations), found \"%s\"",
                                    opt.recipe.c_str()));
-  if (opt.no_hadamard) qc.hadamard = false;
+  if (opt.no_clip && opt.recipe != "quamba")
+    return Status::Error(StrFormat("--no-clip: expected recipe quamba (the switch ablates its "
+                                   "percentile clip), found \"%s\"", opt.recipe.c_str()));
+  if (opt.rtn && qc.weight_bits != 4)
+    return Status::Error(StrFormat("--rtn: expected a 4-bit recipe (quamba2-w4*; the switch "
+                                   "replaces GPTQ), found \"%s\"", opt.recipe.c_str()));
+  if (opt.no_hadamard) qc.hadamard = qc.residual_hadamard = false;
   if (opt.no_clip) qc.percentile_u = false;
-  QM_RETURN_IF_ERROR(CheckLmHeadMode("--lm-head", opt.lm_head));
+  if (opt.rtn) qc.gptq = false;
+  QM_RETURN_IF_ERROR(CheckLmHeadMode("--lm-head", opt.lm_head, qc.a16()));
   qc.lm_head = opt.lm_head;
   qc.source_model = model.dir();
   const MambaConfig& c = model.config();
@@ -222,6 +267,21 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
     if (Status s = CheckHadamardSize(c.d_inner); !s.ok())
       return Status::Error(StrFormat("%s/config.json: intermediate_size: %s", model.dir().c_str(),
                                      s.message().c_str()));
+  }
+  if (qc.residual_hadamard) {
+    if (Status s = CheckHadamardSize(c.d_model); !s.ok())
+      return Status::Error(StrFormat("%s/config.json: hidden_size: %s", model.dir().c_str(),
+                                     s.message().c_str()));
+  }
+  if (qc.weight_bits == 4) {
+    // Every 4-bit matrix's K (in_proj: d_model; out_proj, x_proj: d_inner) in whole groups.
+    for (auto [key, K] : {std::pair<const char*, int64_t>{"hidden_size", c.d_model},
+                          {"intermediate_size", c.d_inner}})
+      if (K % qc.group_size != 0)
+        return Status::Error(StrFormat("%s/config.json: %s: expected a multiple of %lld for "
+                                       "4-bit weights (one scale per %lld columns), found %lld",
+                                       model.dir().c_str(), key, (long long)qc.group_size,
+                                       (long long)qc.group_size, (long long)K));
   }
   // The output is checked and its temporary folder made before the (long) calibration.
   OutputDirOptions od;
@@ -234,6 +294,7 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
   QM_ASSIGN_OR_RETURN(std::unique_ptr<OutputDir> out, OutputDir::Create(out_dir, od));
   if (opt.on_note)
     for (const std::string& n : out->notes()) opt.on_note(n);
+  if (qc.weight_bits == 4) return QuantizeW4(model, opt, std::move(qc), k, *out);
 
   CalibStats calib;
   calib.layers.resize(c.n_layer);
@@ -414,31 +475,7 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
   });
   QM_RETURN_IF_ERROR(status);
 
-  // Same list as the loader checks: a mismatch here is a bug, not bad input.
-  size_t n_expected = 0;
-  ForEachQuantTensor(c, qc, emb_dtype, [&](const QTensorSpec& spec) {
-    if (spec.optional) return;
-    ++n_expected;
-    const bool found =
-        std::any_of(out_tensors.begin(), out_tensors.end(), [&](const TensorToWrite& t) {
-          return t.name == spec.name && t.dtype == spec.dtype && t.shape == spec.shape;
-        });
-    QM_CHECK(found, "quantizer did not produce %s", spec.name.c_str());
-  });
-  QM_CHECK(out_tensors.size() == n_expected, "quantizer produced %zu tensors, expected %zu",
-           out_tensors.size(), n_expected);
-
-  // Written into the temporary folder, then renamed into place: no partial output on failure.
-  const std::string& tmp = out->tmp();
-  std::map<std::string, std::string> meta = {{"format", "pt"}, {"quamba_recipe", qc.recipe}};
-  QM_RETURN_IF_ERROR(WriteSafeTensors(tmp + "/model.safetensors", std::move(out_tensors), meta));
-  const std::string cfg = c.ToHfJson(), qcfg = qc.ToJson();
-  QM_RETURN_IF_ERROR(WriteFileAtomic(tmp + "/config.json", cfg.data(), cfg.size()));
-  QM_RETURN_IF_ERROR(WriteFileAtomic(tmp + "/quantization_config.json", qcfg.data(), qcfg.size()));
-  QM_ASSIGN_OR_RETURN(const std::string tok, ReadFileToString(model.dir() + "/tokenizer.json"));
-  QM_RETURN_IF_ERROR(WriteFileAtomic(tmp + "/tokenizer.json", tok.data(), tok.size()));
-  QM_RETURN_IF_ERROR(out->Commit());
-  return Status::Ok();
+  return WriteQuantizedOutput(model, qc, emb_dtype, std::move(out_tensors), *out);
 }
 
 }  // namespace quamba

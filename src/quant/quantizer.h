@@ -10,6 +10,8 @@
 #include "core/status.h"
 #include "format/quantized.h"
 #include "kernels/kernels.h"
+#include "io/output_dir.h"
+#include "io/safetensors.h"
 #include "model/model.h"
 
 namespace quamba {
@@ -27,6 +29,9 @@ struct QuantizeOptions {
   // rotation; abs-max instead of the percentile clip for the SSM input x.
   bool no_hadamard = false;
   bool no_clip = false;
+  // Ablation of the 4-bit recipes: round-to-nearest instead of GPTQ. (--no-hadamard ablates
+  // the quamba2 recipes' residual and out_proj rotations.)
+  bool rtn = false;
   std::string lm_head = "f16";  // keep | f16 | bf16 | int8 (QuantConfig::lm_head)
   bool force = false;  // replace an earlier quantize output (io/output_dir.h)
   bool progress = true;
@@ -58,5 +63,14 @@ StatusOr<CalibStats> Calibrate(const Model& model, const QuantConfig& qc,
 // replaces only an earlier quantize output; missing parents are created).
 Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
                      const std::string& out_dir);
+
+// For the recipes' files (quant/quamba2.cc):
+// A source tensor as float32, whatever its stored dtype (F32/F16/BF16).
+std::vector<float> ReadTensorAsFloats(const TensorStore& st, const std::string& name);
+// Checks out_tensors against ForEachQuantTensor(c, qc, emb_dtype) (a mismatch is a bug), writes
+// model.safetensors, config.json, quantization_config.json and tokenizer.json into out's
+// temporary folder and commits it.
+Status WriteQuantizedOutput(const Model& model, const QuantConfig& qc, DType emb_dtype,
+                            std::vector<TensorToWrite> out_tensors, OutputDir& out);
 
 }  // namespace quamba

@@ -1,4 +1,4 @@
-// quamba quantize: calibrate on text and write a W8A8 model directory.
+// quamba quantize: calibrate on text and write a W8A8 or W4A16 model directory.
 #include <cstdio>
 
 #include "args.h"
@@ -17,16 +17,20 @@ int CmdQuantize(int argc, char** argv) {
   flags.Add("-m,--model", &model_dir, "float model directory", true);
   flags.Add("-o,--out", &out_dir, "output directory, created with its parents (must not exist "
             "unless --force)", true);
-  flags.Add("--recipe", &opt.recipe, "quamba | minmax | smoothquant | dynamic (default quamba)");
+  flags.Add("--recipe", &opt.recipe, "quamba | minmax | smoothquant | dynamic | quamba2-w4a16 "
+            "(default quamba)");
   flags.AddList("--calib", &opt.calib_files, "calibration text: .jsonl with a \"text\" field, or "
                 "plain text (repeatable; not needed for dynamic)");
-  flags.Add("--calib-samples", &opt.calib_samples, "calibration samples (default 512)", 1,
-            1 << 20);
-  flags.Add("--calib-len", &opt.calib_len, "tokens per sample (default 512)", 2, 1 << 16);
+  flags.Add("--calib-samples", &opt.calib_samples, "calibration samples (default 512; "
+            "quamba2-*: 128, as Quamba2's GPTQ)", 1, 1 << 20);
+  flags.Add("--calib-len", &opt.calib_len, "tokens per sample (default 512; quamba2-*: 1024)", 2,
+            1 << 16);
   flags.Add("--percentile", &opt.percentile_alpha, "percentile of |x| for the SSM input scale "
             "(quamba; default 0.99999)", 0.5, 1.0);
-  flags.AddBool("--no-hadamard", &opt.no_hadamard, "ablation (quamba): no Hadamard rotation "
-                "of the out_proj input");
+  flags.AddBool("--no-hadamard", &opt.no_hadamard, "ablation (quamba, quamba2-*): no Hadamard "
+                "rotation of the out_proj input (quamba2: nor of the residual stream)");
+  flags.AddBool("--rtn", &opt.rtn, "ablation (quamba2-w4*): round-to-nearest 4-bit weights "
+                "instead of GPTQ (no calibration)");
   flags.AddBool("--no-clip", &opt.no_clip, "ablation (quamba): abs-max instead of the "
                 "percentile clip for the SSM input x");
   flags.Add("--lm-head", &opt.lm_head, "embedding + lm_head precision: f16 (default, as "
@@ -41,13 +45,22 @@ int CmdQuantize(int argc, char** argv) {
     return 0;
   }
   opt.progress = !quiet;
+  const bool quamba2 = opt.recipe.rfind("quamba2-", 0) == 0;
+  if (quamba2 && !flags.given("--calib-samples")) opt.calib_samples = 128;
+  if (quamba2 && !flags.given("--calib-len")) opt.calib_len = 1024;
   opt.on_note = [](const std::string& n) { std::fprintf(stderr, "quantize: %s\n", n.c_str()); };
-  if (Status s = CheckLmHeadMode("quantize --lm-head", opt.lm_head); !s.ok())
+  if (Status s = CheckLmHeadMode("quantize --lm-head", opt.lm_head, quamba2); !s.ok())
     return UsageError(s);
-  if ((opt.no_hadamard || opt.no_clip) && opt.recipe != "quamba")
-    return UsageError(Status::Error(StrFormat("quantize --no-hadamard/--no-clip: expected "
-                                              "--recipe quamba, found %s", opt.recipe.c_str())));
-  if (opt.recipe != "dynamic" && opt.calib_files.empty())
+  if (opt.no_hadamard && opt.recipe != "quamba" && !quamba2)
+    return UsageError(Status::Error(StrFormat("quantize --no-hadamard: expected --recipe quamba "
+                                              "or quamba2-*, found %s", opt.recipe.c_str())));
+  if (opt.no_clip && opt.recipe != "quamba")
+    return UsageError(Status::Error(StrFormat("quantize --no-clip: expected --recipe quamba, "
+                                              "found %s", opt.recipe.c_str())));
+  if (opt.rtn && !quamba2)
+    return UsageError(Status::Error(StrFormat("quantize --rtn: expected --recipe quamba2-*, "
+                                              "found %s", opt.recipe.c_str())));
+  if (opt.recipe != "dynamic" && !(quamba2 && opt.rtn) && opt.calib_files.empty())
     return UsageError(Status::Error(StrFormat("quantize --calib: expected calibration text for "
                                               "recipe %s, found none", opt.recipe.c_str())));
   const double t0 = NowSeconds();

@@ -100,6 +100,9 @@ void FloatBlock::Forward(int layer, const BlockIo& io) {
   });
   tap(Tap::kDtProjOut, dt_, di);
   tap(Tap::kOutProjIn, y_, di);
+  // Quamba2 (spec §2.2): y = had(y), whose H^T is folded into out_proj's columns.
+  if (L.out_proj_hadamard)
+    ForRows(T, [&](int64_t b, int64_t e) { k_.hadamard_f32(y_ + b * di, e - b, di, di); });
 
   // out = self.out_proj(y)                      h: (T, d_model)
   MatMul(y_, T, di, L.out_proj, io.h, dm);

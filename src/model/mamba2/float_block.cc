@@ -148,6 +148,9 @@ class FloatBlock final : public Block {
     g.L = T;
     rows([&](int64_t b, int64_t e) { k_.gated_rms_norm(g, b, e); });
     tap(Tap::kOutProjIn, y_, di, di);
+    // Quamba2 (spec §2.2): y = had(y), whose H^T is folded into out_proj's columns.
+    if (L.out_proj_hadamard)
+      rows([&](int64_t b, int64_t e) { k_.hadamard_f32(y_ + b * di, e - b, di, di); });
 
     // out = self.out_proj(y)                    h: (T, d_model)
     pool_.ParallelRange(dm, 64, [&](int64_t b, int64_t e) {

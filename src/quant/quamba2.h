@@ -1,0 +1,53 @@
+// Quamba2's 4-bit recipes (quamba2-spec §2): today quamba2-w4a16 on Mamba-1, FalconMamba and
+// Mamba-2. The steps, in the official order (§2.1): the residual-stream rotation with the norm
+// weights folded out (§2.2), then GPTQ of in_proj and out_proj layer by layer, each layer's
+// Hessians measured with the layers before it already quantized (§2.7); Mamba-1 x_proj by
+// round-to-nearest on the same grid.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "core/status.h"
+#include "format/quantized.h"
+#include "io/output_dir.h"
+#include "kernels/kernels.h"
+#include "model/model.h"
+#include "quant/quantizer.h"
+
+namespace quamba {
+
+// A float32 copy of a float model, in memory, that the recipe changes as it goes. The matrices it
+// quantizes are owned and writable through these pointers (row-major, as in the checkpoint).
+struct WorkingModel {
+  std::unique_ptr<Model> model;
+  float* embedding = nullptr;  // (vocab, d_model)
+  float* lm_head = nullptr;    // (vocab, d_model); == embedding when tied and not rotated
+  struct Layer {
+    float* in_proj = nullptr;   // (N_in, d_model)
+    float* out_proj = nullptr;  // (d_model, d_inner)
+    float* x_proj = nullptr;    // Mamba-1 (dt_rank + 2 d_state, d_inner); null for Mamba-2
+  };
+  std::vector<Layer> layers;
+};
+
+// The copy of `src` (a float model) with, when `rotate`, the residual stream rotated (spec §2.2):
+//   embedding rows e <- H_dm e;
+//   per layer W_in <- W_in diag(w_norm) H_dm^T, w_norm <- 1;
+//             W_out <- H_dm W_out H_di^T, with the online y <- H_di y before out_proj;
+//   lm_head <- W_lm diag(w_norm_f) H_dm^T, w_norm_f <- 1 (untied from the embedding).
+// Its logits equal src's up to float rounding (RMSNorm commutes with an orthogonal H once its
+// weight is folded out). Other tensors are shared with src, which must outlive the copy.
+// Error: d_model or d_inner not a Hadamard size (2^k, 12 2^k, 40 2^k).
+StatusOr<WorkingModel> MakeWorkingModel(const Model& src, const kernels::KernelTable& k,
+                                        bool rotate);
+
+// Packs codes 0..15 (rows, cols), one per byte, two per byte along K (kernels::kS4Group layout:
+// low nibble = even column). cols even.
+std::vector<uint8_t> PackS4(const std::vector<uint8_t>& codes, int64_t rows, int64_t cols);
+
+// The 4-bit recipes behind QuantizeModel (qc.weight_bits == 4; options checked there).
+Status QuantizeW4(const Model& model, const QuantizeOptions& opt, QuantConfig qc,
+                  const kernels::KernelTable& k, OutputDir& out);
+
+}  // namespace quamba
