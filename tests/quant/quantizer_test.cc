@@ -305,7 +305,7 @@ TEST(QuantConfigTest, WrongTypesAndRangesAreOneLineErrors) {
   EXPECT_EQ(with("\"files\": []", "\"files\": [1]"),
             "q.json: calibration.files: expected an array of strings, found 1");
   EXPECT_EQ(with("\"format_version\": 2", "\"format_version\": 4294967298"),
-            "q.json: format_version: expected 1..2, found 4294967298");
+            "q.json: format_version: expected 1..3, found 4294967298");
   EXPECT_EQ(with("\"lm_head\": \"f16\"", "\"lm_head\": 8"),
             "q.json: lm_head: expected a string, found 8");
   EXPECT_EQ(with("\"percentile_alpha\": 0.99999", "\"percentile_alpha\": \"x\""),
@@ -420,7 +420,7 @@ TEST_F(QuantizerTest, TensorsOfAnotherRecipeAreRefused) {
 
 TEST_F(QuantizerTest, BadInputIsRefused) {
   Status s = QuantizeModel(*model_, Options("gptq"), *dir_ / "x");
-  EXPECT_THAT(s.message(), HasSubstr("--recipe: expected quamba, minmax, smoothquant or dynamic"));
+  EXPECT_THAT(s.message(), HasSubstr("--recipe: expected quamba, minmax, smoothquant, dynamic or quamba2-w4a16"));
   ASSERT_TRUE(QuantizeModel(*model_, Options("minmax"), *dir_ / "exists").ok());
   s = QuantizeModel(*model_, Options("minmax"), *dir_ / "exists");
   EXPECT_THAT(s.message(), HasSubstr("expected a new output directory"));
@@ -435,7 +435,7 @@ TEST_F(QuantizerTest, BadInputIsRefused) {
   std::ofstream(out + "/quantization_config.json") << "{\"format\": \"quamba.cpp\"}";
   auto m = Model::Load(out);
   ASSERT_FALSE(m.ok());
-  EXPECT_THAT(m.status().message(), HasSubstr("format_version: expected 1..2, found nothing"));
+  EXPECT_THAT(m.status().message(), HasSubstr("format_version: expected 1..3, found nothing"));
 }
 
 }  // namespace

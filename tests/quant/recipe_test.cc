@@ -85,9 +85,20 @@ TEST(RecipeTest, AblationSwitchesAreCheckedOnTheCommandLineAndInFiles) {
       "quantize -m " + testing::SourcePath("models/mamba-ref-d256-l6") +
       " -o /nonexistent/x --recipe minmax --no-hadamard --calib x");
   EXPECT_EQ(r.code, 2);
-  EXPECT_NE(r.err.find("--no-hadamard/--no-clip: expected --recipe quamba, found minmax"),
+  EXPECT_NE(r.err.find("--no-hadamard: expected --recipe quamba or quamba2-*, found minmax"),
             std::string::npos)
       << r.err;
+  const testing::CliResult rtn = testing::RunQuamba(
+      "quantize -m " + testing::SourcePath("models/mamba-ref-d256-l6") +
+      " -o /nonexistent/x --recipe quamba --rtn --calib x");
+  EXPECT_EQ(rtn.code, 2);
+  EXPECT_NE(rtn.err.find("--rtn: expected --recipe quamba2-*, found quamba"), std::string::npos)
+      << rtn.err;
+  auto gptq_on = QuantConfig::FromJson(
+      R"({"format": "quamba.cpp", "format_version": 3, "recipe": "quamba", "gptq": true})",
+      "q.json");
+  ASSERT_FALSE(gptq_on.ok());
+  EXPECT_EQ(gptq_on.status().message(), "q.json: gptq: expected false for recipe quamba, found true");
   auto bad = QuantConfig::FromJson(
       R"({"format": "quamba.cpp", "format_version": 2, "recipe": "minmax",
           "hadamard_out_proj": true})",
