@@ -128,6 +128,35 @@ TEST(GptqTest, HessianIsTwiceTheMeanOuterProductInAnyBatching) {
     }
 }
 
+// AddGram (a block's Σ x xᵀ computed elsewhere, as the recipe does with the float GEMM) gives the
+// Add result: exactly the same running mean when the Gram is the float64 sum rounded to float.
+// Tolerance: one float32 rounding of each Gram entry, 2^-24 relative of Σ|x_a x_b| <= the
+// diagonals' geometric mean (Cauchy-Schwarz), over the 2 blocks.
+TEST(GptqTest, HessianFromGramBlocksEqualsRowByRow) {
+  const Layer l = MakeLayer(1, 40, 37, 5);
+  HessianAccumulator rows(l.cols), grams(l.cols);
+  rows.Add(l.x.data(), l.n, l.cols);
+  for (auto [b, e] : {std::pair<int64_t, int64_t>{0, 20}, {20, l.n}}) {
+    std::vector<float> g(l.cols * l.cols);
+    for (int64_t a = 0; a < l.cols; ++a)
+      for (int64_t c = 0; c < l.cols; ++c) {
+        double s = 0;
+        for (int64_t t = b; t < e; ++t)
+          s += static_cast<double>(l.x[t * l.cols + a]) * l.x[t * l.cols + c];
+        g[a * l.cols + c] = static_cast<float>(s);
+      }
+    grams.AddGram(g.data(), e - b);
+  }
+  EXPECT_EQ(grams.samples(), l.n);
+  for (int64_t a = 0; a < l.cols; ++a)
+    for (int64_t c = 0; c < l.cols; ++c) {
+      const double da = rows.h()[a * l.cols + a], dc = rows.h()[c * l.cols + c];
+      EXPECT_NEAR(grams.h()[a * l.cols + c], rows.h()[a * l.cols + c],
+                  2 * std::ldexp(std::sqrt(da * dc), -24) + 1e-12 * (1 + da))
+          << a << "," << c;
+    }
+}
+
 TEST(GptqTest, GridMatchesTheSpec) {
   // s = max|w| 2/15 (values chosen so that every ratio is exact in binary): the largest weight
   // lands at 7.5 -> 8 (half-even) + 8 = 16 -> clamped to 15.
