@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates docs/RESULTS.md: perplexity, KL divergence vs FP32 and model bytes of the reference
-# model under every recipe, on the reference corpus's validation text and WikiText-2 test.
+# model under every recipe, on the reference corpus's validation text and WikiText-2 test; then
+# the Quamba2 4-bit recipes and their ablations on both reference models (Mamba-1, Mamba-2).
 # Usage: scripts/results.sh [MODEL_DIR]   (env: CTX=512 CALIB=... SAMPLES=64 THREADS=2 LIMIT=)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +44,28 @@ for set in valid wiki; do
   for r in "${RECIPES[@]}"; do run_eval "$r-$set" "$OUT/$r" "$f" "$fmt"; done
   for h in "${HEADS[@]}"; do run_eval "quamba-head-$h-$set" "$OUT/quamba-head-$h" "$f" "$fmt"; done
 done
+# Quamba2 W4A16 (recipe defaults: GPTQ on 128 samples of 1024 tokens) and its ablations.
+Q2_MODELS=(models/mamba-ref-d256-l6 models/mamba2-ref-d256-l6)
+Q2_VARIANTS=("w4a16:" "w4a16-rtn:--rtn" "w4a16-nohad:--no-hadamard" "w4a16-rtn-nohad:--rtn --no-hadamard")
+for m in "${Q2_MODELS[@]}"; do
+  mb=$(basename "$m")
+  for v in "${Q2_VARIANTS[@]}"; do
+    name=${v%%:*}; flags=${v#*:}
+    # shellcheck disable=SC2086  # flags is a word list
+    build/quamba quantize -m "$m" -o "$OUT/$mb-$name" --recipe quamba2-w4a16 $flags \
+      --calib "$CALIB" -t "$THREADS" --force -q
+  done
+  for set in valid wiki; do
+    if [ $set = valid ]; then f=$VALID; fmt=raw; else f=$WIKI; fmt=wikitext; fi
+    build/quamba eval -m "$m" --ppl "$f" --ppl-format "$fmt" --ctx "$CTX" -t "$THREADS" --json \
+      "${LIMIT_ARGS[@]}" > "$OUT/$mb-fp32-$set.json"
+    for v in "${Q2_VARIANTS[@]}"; do
+      name=${v%%:*}
+      build/quamba eval -m "$OUT/$mb-$name" --ppl "$f" --ppl-format "$fmt" --ctx "$CTX" \
+        --kld-ref "$m" -t "$THREADS" --json "${LIMIT_ARGS[@]}" > "$OUT/$mb-$name-$set.json"
+    done
+  done
+done
 /usr/bin/python3 - "$MODEL" "$CTX" "$SAMPLES" "$CALIB" <<'PY'
 import json, os, subprocess, sys
 model, ctx, samples, calib = sys.argv[1:5]
@@ -72,6 +95,29 @@ for set_name, title in [("valid", "reference corpus validation text"), ("wiki", 
         lines.append(f"| {label.get(name, name)} | {j['ppl']:.3f} | {100*(j['ppl']/base-1):+.2f}% | {kld:.5f} | {p99:.5f} | "
                      f"{100*top:.2f}% | {size(d)/1e6:.1f} MB |")
     lines.append("")
+q2 = [("fp32", "FP32"), ("w4a16", "quamba2-w4a16 (GPTQ, Hadamard)"),
+      ("w4a16-rtn", "  ablation: round-to-nearest (`--rtn`)"),
+      ("w4a16-nohad", "  ablation: no Hadamard (`--no-hadamard`)"),
+      ("w4a16-rtn-nohad", "  ablation: RTN, no Hadamard")]
+lines += ["## Quamba2 W4A16 on both reference models", "",
+          "`--recipe quamba2-w4a16`: in_proj and out_proj 4-bit by GPTQ (group 128, 128 samples of "
+          "1024 tokens of the calibration text), Mamba-1 x_proj 4-bit round-to-nearest, residual-stream "
+          "and out_proj-input Hadamard rotations (docs/quantization.md); float32 activations; "
+          "embedding and lm_head float16. Model bytes include the untied, rotated lm_head.", ""]
+for mdir in ["models/mamba-ref-d256-l6", "models/mamba2-ref-d256-l6"]:
+    mb = os.path.basename(mdir)
+    for set_name, title in [("valid", "validation text"), ("wiki", "WikiText-2 test")]:
+        base = load(f"{mb}-fp32-{set_name}")["ppl"]
+        lines += [f"### `{mb}`, {title}", "",
+                  "| recipe | ppl | Δppl vs fp32 | mean KLD | p99 KLD | same top token | model bytes |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for name, lab in q2:
+            j = load(f"{mb}-{name}-{set_name}")
+            d = mdir if name == "fp32" else f"{out}/{mb}-{name}"
+            kld = j.get("kld_mean", 0.0); p99 = j.get("kld_p99", 0.0); top = j.get("same_top", 1.0)
+            lines.append(f"| {lab} | {j['ppl']:.3f} | {100*(j['ppl']/base-1):+.2f}% | {kld:.5f} | {p99:.5f} | "
+                         f"{100*top:.2f}% | {size(d)/1e6:.1f} MB |")
+        lines.append("")
 with open("docs/RESULTS.md", "w") as f: f.write("\n".join(lines) + "\n")
 print("\n".join(lines))
 PY
