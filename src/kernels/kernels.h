@@ -103,7 +103,9 @@ struct WeightDesc {
 // sum_{k in g} x[m, k] (code[n, k] - kS4Zero), fp32 accumulation in an ISA-specific order (each
 // group's sum first, then the scaled group sums); no epilogue (a and col null). Within
 // (G + K / G + 8) u sum_k |scales (code - 8) x| of the exact value (the longest chain of
-// roundings: G group additions, K / G scaled sums, the products and a final reduction).
+// roundings: G group additions, K / G scaled sums, the products and a final reduction); for
+// M > 16 (prefill) within (K + 8) u sum_k |...|: a kernel may then dequantize W to float32 (one
+// rounding per weight) and run the float GEMM (K additions).
 struct GemmArgs {
   int64_t M = 0, K = 0;
   const void* x = nullptr;           // (M, K), row stride ldx

@@ -129,12 +129,56 @@ void RowsF32(const GemmArgs& g, const float* xf, int64_t m0, int64_t n_begin, in
               y + m0 * g.ldy + n, g.ldy);
 }
 
+// Prefill (M > kS4GemvMaxM): W rows dequantized a panel at a time, w = fl(scale * (code - 8)),
+// into float32 scratch, then the float GEMM (packed, register-tiled) on the panel: the codes
+// are widened once per call instead of once per 4 x rows.
+constexpr int64_t kS4GemvMaxM = 16;   // the float GEMV / GEMM crossover (gemm_f32_avx512.cc)
+constexpr int64_t kS4PanelRows = 128;  // a whole number of the float GEMM's 32-column tiles
+
+// rows [n0, n0 + nr) of W as float32 (nr, K), row-major.
+void DequantizePanel(const WeightDesc& w, int64_t n0, int64_t nr, float* out) {
+  const int64_t K = w.cols, ng = K / w.group;
+  const __m128i nib = _mm_set1_epi8(0x0F);
+  const __m512 zero = _mm512_set1_ps(static_cast<float>(kS4Zero));
+  for (int64_t r = 0; r < nr; ++r) {
+    const uint8_t* row = static_cast<const uint8_t*>(w.data) + (n0 + r) * (K / 2);
+    const float* sc = w.scales + (n0 + r) * ng;
+    float* o = out + r * K;
+    for (int64_t k = 0; k < K; k += 16) {  // K % group == 0 and group % 128 == 0 here
+      const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + k / 2));
+      const __m128i lo = _mm_and_si128(b, nib), hi = _mm_and_si128(_mm_srli_epi16(b, 4), nib);
+      const __m128i codes = _mm_unpacklo_epi8(lo, hi);  // k, k+1, ..., k+15
+      const __m512 v = _mm512_sub_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(codes)), zero);
+      _mm512_storeu_ps(o + k, _mm512_mul_ps(v, _mm512_set1_ps(sc[k / w.group])));
+    }
+  }
+}
+
+void GemmF32S4Panels(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
+  const WeightDesc& w = *g.w;
+  auto* panel = static_cast<float*>(q8::Scratch(Q8Slot::kA, kS4PanelRows * g.K * sizeof(float)));
+  for (int64_t n0 = n_begin; n0 < n_end; n0 += kS4PanelRows) {
+    const int64_t nr = n0 + kS4PanelRows <= n_end ? kS4PanelRows : n_end - n0;
+    DequantizePanel(w, n0, nr, panel);
+    WeightDesc pw;
+    pw.format = WeightFormat::kF32;
+    pw.data = panel;
+    pw.rows = nr;
+    pw.cols = g.K;
+    GemmArgs pg = g;
+    pg.w = &pw;
+    pg.y = static_cast<float*>(g.y) + n0;
+    GemmF32F32ToF32(pg, 0, nr);
+  }
+}
+
 }  // namespace
 
 void GemmF32S4ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
   if (g.M <= 0 || n_end <= n_begin) return;
   const WeightDesc& w = *g.w;
   if (w.group % kS4Block != 0) return generic::GemmF32S4ToF32(g, n_begin, n_end);
+  if (g.M > kS4GemvMaxM) return GemmF32S4Panels(g, n_begin, n_end);
   QM_DCHECK(w.format == WeightFormat::kS4Group && g.K == w.cols && g.K % w.group == 0 &&
                 n_end <= w.rows,
             "F32 x S4 GEMM shape (K %lld, group %lld)", static_cast<long long>(g.K),
