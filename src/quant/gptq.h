@@ -14,12 +14,14 @@
 #include <vector>
 
 #include "core/status.h"
+#include "core/thread_pool.h"
 
 namespace quamba {
 
 struct GptqOptions {
   int64_t group = 128;  // columns per scale group; also the lazy-update block
   double damp = 0.01;   // added to H's diagonal: damp * mean(diag H)
+  ThreadPool* pool = nullptr;  // rows split across its threads (null: the calling thread)
 };
 
 struct W4Weights {

@@ -156,6 +156,7 @@ Status RunGptq(WorkingModel& wm, const std::vector<std::vector<int32_t>>& sample
   int64_t done = 0;
   GptqOptions go;
   go.group = qc.group_size;
+  go.pool = &pool;
   const Arch arch = c.arch;
   for (int l = 0; l < c.n_layer; ++l) {
     obs.Begin(l);

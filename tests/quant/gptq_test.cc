@@ -187,6 +187,13 @@ TEST(GptqTest, EqualsTheSequentialFloat64Form) {
     opt.group = c.group;
     auto fast = GptqQuantize(l.w, l.rows, l.cols, h, opt);
     ASSERT_TRUE(fast.ok()) << fast.status().message();
+    // Rows split across threads: the same arithmetic per row, identical output.
+    ThreadPool pool(2);
+    opt.pool = &pool;
+    auto threaded = GptqQuantize(l.w, l.rows, l.cols, h, opt);
+    ASSERT_TRUE(threaded.ok());
+    EXPECT_EQ(threaded->codes, fast->codes);
+    EXPECT_EQ(threaded->scales, fast->scales);
     const W4Weights slow = NaiveGptq(l, h, c.group, opt.damp);
     // Both compute the same real numbers by different float64 routes (relative differences
     // ~1e-13): a code may differ only where w/s lies within that of a rounding boundary; on
