@@ -11,10 +11,12 @@ constexpr const char* kFormatName = "quamba.cpp";
 }  // namespace
 
 Status CheckLmHeadMode(const std::string& field, const std::string& mode, bool a16) {
-  if (mode == "keep" || mode == "f16" || mode == "bf16" || (mode == "int8" && !a16))
+  if (mode == "keep" || mode == "f16" || mode == "bf16" || (mode == "int8" && !a16) ||
+      (mode == "w4" && a16))
     return Status::Ok();
   return Status::Error(StrFormat("%s: expected keep, f16, bf16%s, found \"%s\"", field.c_str(),
-                                 a16 ? " (float activations: no int8 lm_head)" : " or int8",
+                                 a16 ? " or w4 (float activations: no int8 lm_head)"
+                                     : " or int8 (w4: quamba2 recipes only)",
                                  mode.c_str()));
 }
 
@@ -46,6 +48,7 @@ std::string QuantConfig::ToJson() const {
             {"smoothquant_alpha", smooth_alpha},
             {"lm_head", lm_head},
             {"float_tensors", lm_head == "int8" ? "embedding, norm_f"
+                              : lm_head == "w4" ? "norm_f"
                                                 : "embedding, norm_f, lm_head (as in Quamba v1)"},
             {"source_model", source_model},
             {"calibration",

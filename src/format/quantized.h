@@ -43,9 +43,12 @@ struct QuantConfig {
   bool hadamard = false;         // rotate the out_proj input, H folded into W_out
   bool a16() const { return act_bits == 16; }
   // True for the 4-bit weight of `role` (in_proj, out_proj, Mamba-1 x_proj).
+  // With lm_head "w4" also the embedding and lm_head.
   bool W4(TensorRole role) const {
-    return weight_bits == 4 && (role == TensorRole::kInProj || role == TensorRole::kOutProj ||
-                                role == TensorRole::kXProj);
+    return weight_bits == 4 &&
+           (role == TensorRole::kInProj || role == TensorRole::kOutProj ||
+            role == TensorRole::kXProj ||
+            (lm_head == "w4" && (role == TensorRole::kEmbedding || role == TensorRole::kLmHead)));
   }
   bool smooth = false;           // SmoothQuant per-channel smoothing
   double smooth_alpha = 0.5;
@@ -53,6 +56,9 @@ struct QuantConfig {
   //   keep  both as in the source checkpoint (Quamba v1 on an fp32 model: fp32)
   //   f16   both float16, as the fp16 models Quamba v1 runs (default; halves lm_head's bytes)
   //   bf16  both bfloat16
+  //   w4    (quamba2 4-bit recipes) both 4-bit with group scales like the linears: lm_head by
+  //         GPTQ on the norm_f output (round-to-nearest with --rtn), the embedding by
+  //         round-to-nearest (it has no input to measure)
   //   int8  lm_head W8A8 as Quamba2's --quantize_lm_head (spec §3.5): per-tensor int8 weight,
   //         static per-tensor int8 input (the norm_f output, abs-max calibrated), fp32 logits;
   //         per-token dynamic input for the dynamic recipe. Embedding float16.

@@ -87,7 +87,7 @@ bool Model::embedding_is_lm_head() const {
 
 uint64_t Model::DecodeWeightBytes() const {
   const MatrixRef& emb = weights_->embedding;
-  const uint64_t emb_bytes = static_cast<uint64_t>(emb.rows * emb.cols) * DTypeSize(emb.dtype);
+  const uint64_t emb_bytes = emb.bytes();
   return file_bytes() - (embedding_is_lm_head() ? 0 : emb_bytes);
 }
 
@@ -98,7 +98,10 @@ std::vector<std::span<const uint8_t>> Model::DecodeWeightSpans() const {
   uint64_t left = DecodeWeightBytes();
   for (const auto& [name, t] : store().tensors()) {
     if (left == 0) break;
-    if (skip_emb && t.data == table) continue;
+    // The table (and a 4-bit table's scales): one row per token, not streamed.
+    if (skip_emb && (t.data == table || (weights_->embedding.s4() &&
+                                         name == "backbone.embeddings.weight_scale")))
+      continue;
     const uint64_t n = std::min<uint64_t>(left, t.nbytes);
     spans.emplace_back(t.data, n);
     left -= n;
@@ -114,7 +117,8 @@ std::string Model::weight_type() const {
     if (!qc_->residual_hadamard) ablations += ", no Hadamard";
     if (!qc_->gptq) ablations += ", RTN";
     return StrFormat("S4 (W4A16 g%lld%s, lm_head %s)", (long long)qc_->group_size,
-                     ablations.c_str(), DTypeName(weights_->lm_head.dtype));
+                     ablations.c_str(),
+                     weights_->lm_head.s4() ? "S4" : DTypeName(weights_->lm_head.dtype));
   }
   if (quantized()) {
     const std::string head = qc_->lm_head == "int8" ? "I8" : DTypeName(weights_->lm_head.dtype);

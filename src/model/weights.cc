@@ -117,8 +117,11 @@ Status BindFloatLayers(const MambaConfig& c, const TensorStore& st, const QuantC
         }
       m.scales = keep(std::move(f));
       w->file_bytes += t->nbytes + sc->nbytes;
-      (s.role == TensorRole::kInProj ? L->in_proj
-       : s.role == TensorRole::kOutProj ? L->out_proj : L->x_proj) = m;
+      (s.role == TensorRole::kEmbedding ? w->embedding
+       : s.role == TensorRole::kLmHead  ? w->lm_head
+       : s.role == TensorRole::kInProj  ? L->in_proj
+       : s.role == TensorRole::kOutProj ? L->out_proj
+                                        : L->x_proj) = m;
       return;
     }
     if (t->dtype != DType::kF32 && t->dtype != DType::kF16 && t->dtype != DType::kBF16) {
@@ -198,7 +201,8 @@ StatusOr<std::unique_ptr<ModelWeights>> BindQuantizedWeights(const MambaConfig& 
   if (emb == nullptr)
     return Status::Error("tensor \"backbone.embeddings.weight\": expected a float tensor, found "
                          "no such tensor");
-  if (emb->dtype != DType::kF32 && emb->dtype != DType::kF16 && emb->dtype != DType::kBF16)
+  if (emb->dtype != DType::kF32 && emb->dtype != DType::kF16 && emb->dtype != DType::kBF16 &&
+      !(emb->dtype == DType::kU8 && qc.lm_head == "w4"))
     return Status::Error(StrFormat("%s: tensor \"backbone.embeddings.weight\": dtype: expected "
                                    "F32, F16 or BF16, found %s", emb->file->c_str(),
                                    DTypeName(emb->dtype)));
@@ -210,7 +214,9 @@ StatusOr<std::unique_ptr<ModelWeights>> BindQuantizedWeights(const MambaConfig& 
         "%s: __metadata__.quamba_recipe: expected \"%s\" (the recipe of "
         "quantization_config.json), found %s", emb->file->c_str(), qc.recipe.c_str(),
         meta == store->metadata().end() ? "nothing" : QuoteForMessage(meta->second).c_str()));
-  const DType head_dtype = qc.lm_head == "bf16" ? DType::kBF16 : DType::kF16;
+  const DType head_dtype = qc.lm_head == "bf16" ? DType::kBF16
+                          : qc.lm_head == "w4"  ? DType::kU8
+                                                : DType::kF16;
   if (qc.lm_head != "keep" && emb->dtype != head_dtype)
     return Status::Error(StrFormat("%s: tensor \"backbone.embeddings.weight\": expected %s (the "
                                    "lm_head of quantization_config.json is \"%s\"), found %s",

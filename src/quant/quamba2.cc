@@ -81,8 +81,7 @@ class HessianObserver : public ActivationObserver {
     }
   }
 
- private:
-  // gram (cols, cols) = xᵀ x as the GEMM y = A Bᵀ with A = B = xᵀ (cols, rows).
+  // gram (cols, cols) = xᵀ x as the GEMM y = A Bᵀ with A = B = xᵀ (cols, rows), into h.
   void AddGram(const float* x, int64_t rows, int64_t cols, int64_t ld, HessianAccumulator* h) {
     QM_CHECK(cols == h->cols(), "Hessian of %lld columns fed %lld", (long long)h->cols(),
              (long long)cols);
@@ -113,7 +112,7 @@ class HessianObserver : public ActivationObserver {
   ThreadPool& pool_;
   const bool out_hadamard_;
   const int64_t dm_, di_;
-  int in_tap_, out_tap_;
+  int in_tap_ = 0, out_tap_ = 0;
   int layer_ = -1;
   std::unique_ptr<HessianAccumulator> h_in_, h_out_;
   std::vector<float> buf_, xt_, gram_;
@@ -129,12 +128,17 @@ struct LayerCodes {
   W4Weights in_proj, out_proj, x_proj;  // x_proj: Mamba-1 only
 };
 
+// --lm-head w4: the 4-bit embedding and lm_head.
+struct HeadCodes {
+  W4Weights embedding, lm_head;
+};
+
 // GPTQ layer by layer (spec §2.7): per layer one pass over the samples with float weights
 // collects both Hessians, GPTQ quantizes in_proj and out_proj (and RTN x_proj), and a second
 // pass with the quantized layer makes the next layer's inputs.
 Status RunGptq(WorkingModel& wm, const std::vector<std::vector<int32_t>>& samples,
                const QuantConfig& qc, const kernels::KernelTable& k, const QuantizeOptions& opt,
-               std::vector<LayerCodes>* codes) {
+               std::vector<LayerCodes>* codes, HeadCodes* head) {
   const MambaConfig& c = wm.model->config();
   const int64_t dm = c.d_model, n_samples = static_cast<int64_t>(samples.size());
   int64_t max_len = 1;
@@ -198,6 +202,26 @@ Status RunGptq(WorkingModel& wm, const std::vector<std::vector<int32_t>>& sample
     }
   }
   if (opt.progress) bar.Finish();
+  if (qc.lm_head == "w4") {
+    // lm_head: Hessian of its input norm_f(residual + h) over the same samples (§2.7).
+    const ModelWeights& ww = wm.model->weights();
+    HessianAccumulator hh(dm);
+    std::vector<float> x, sum(dm);
+    for (int64_t s = 0; s < n_samples; ++s) {
+      const int64_t T = static_cast<int64_t>(samples[s].size());
+      x.resize(T * dm);
+      for (int64_t t = 0; t < T; ++t) {
+        for (int64_t i = 0; i < dm; ++i) sum[i] = res[s][t * dm + i] + h[s][t * dm + i];
+        k.add_rms_norm(sum.data(), nullptr, ww.norm_f, dm, static_cast<float>(c.norm_eps),
+                       x.data() + t * dm);
+      }
+      obs.AddGram(x.data(), T, dm, dm, &hh);
+    }
+    auto q = GptqQuantize(std::vector<float>(wm.lm_head, wm.lm_head + ww.lm_head.rows * dm),
+                          ww.lm_head.rows, dm, hh.h(), go);
+    if (!q.ok()) return Status::Error("lm_head: " + q.status().message());
+    head->lm_head = std::move(q).value();
+  }
   return Status::Ok();
 }
 
@@ -290,6 +314,7 @@ Status QuantizeW4(const Model& model, const QuantizeOptions& opt, QuantConfig qc
   const MambaConfig& c = model.config();
   QM_ASSIGN_OR_RETURN(WorkingModel wm, MakeWorkingModel(model, k, qc.residual_hadamard));
   std::vector<LayerCodes> codes(c.n_layer);
+  HeadCodes head;
   if (qc.gptq) {
     QM_ASSIGN_OR_RETURN(auto samples,
                         LoadCalibrationSamples(opt.calib_files, *model.tokenizer(),
@@ -298,7 +323,7 @@ Status QuantizeW4(const Model& model, const QuantizeOptions& opt, QuantConfig qc
     qc.calib_samples = static_cast<int64_t>(samples.size());
     qc.calib_len = opt.calib_len;
     for (const auto& s : samples) qc.calib_tokens += static_cast<int64_t>(s.size());
-    QM_RETURN_IF_ERROR(RunGptq(wm, samples, qc, k, opt, &codes));
+    QM_RETURN_IF_ERROR(RunGptq(wm, samples, qc, k, opt, &codes, &head));
   } else {
     // Round-to-nearest on GPTQ's grid: no calibration.
     for (int l = 0; l < c.n_layer; ++l) {
@@ -311,7 +336,15 @@ Status QuantizeW4(const Model& model, const QuantizeOptions& opt, QuantConfig qc
       codes[l].out_proj = rtn(wm.layers[l].out_proj, L.out_proj);
       if (c.arch != Arch::kMamba2) codes[l].x_proj = rtn(wm.layers[l].x_proj, L.x_proj);
     }
+    if (qc.lm_head == "w4")
+      head.lm_head = RtnQuantize4(std::vector<float>(wm.lm_head, wm.lm_head +
+                                                     wm.model->weights().lm_head.rows * c.d_model),
+                                  wm.model->weights().lm_head.rows, c.d_model, qc.group_size);
   }
+  if (qc.lm_head == "w4")  // no input to measure: round-to-nearest
+    head.embedding = RtnQuantize4(
+        std::vector<float>(wm.embedding, wm.embedding + c.vocab_size * c.d_model), c.vocab_size,
+        c.d_model, qc.group_size);
 
   // Every output tensor, walking the model's tensor list (names, dtypes and shapes as
   // ForEachQuantTensor lists them; WriteQuantizedOutput checks).
@@ -319,6 +352,7 @@ Status QuantizeW4(const Model& model, const QuantizeOptions& opt, QuantConfig qc
   const ModelWeights& ww = wm.model->weights();
   const DType emb_dtype = qc.lm_head == "keep"   ? model.weights().embedding.dtype
                           : qc.lm_head == "bf16" ? DType::kBF16
+                          : qc.lm_head == "w4"   ? DType::kU8
                                                  : DType::kF16;
   std::deque<std::vector<float>> keep_f;  // deques: element addresses stay put
   std::deque<std::vector<uint8_t>> keep_u8;
@@ -352,10 +386,12 @@ Status QuantizeW4(const Model& model, const QuantizeOptions& opt, QuantConfig qc
   ForEachTensor(c, [&](const TensorSpec& spec) {
     if (!status.ok()) return;
     if (qc.W4(spec.role)) {
-      const LayerCodes& lc = codes[spec.layer];
-      const W4Weights& q = spec.role == TensorRole::kInProj    ? lc.in_proj
-                           : spec.role == TensorRole::kOutProj ? lc.out_proj
-                                                               : lc.x_proj;
+      const LayerCodes* lc = spec.layer >= 0 ? &codes[spec.layer] : nullptr;
+      const W4Weights& q = spec.role == TensorRole::kEmbedding ? head.embedding
+                           : spec.role == TensorRole::kLmHead  ? head.lm_head
+                           : spec.role == TensorRole::kInProj  ? lc->in_proj
+                           : spec.role == TensorRole::kOutProj ? lc->out_proj
+                                                               : lc->x_proj;
       QM_CHECK(q.rows == spec.shape[0] && q.cols == spec.shape[1], "%s: codes %lldx%lld",
                spec.name.c_str(), (long long)q.rows, (long long)q.cols);
       keep_u8.push_back(PackS4(q.codes, q.rows, q.cols));

@@ -34,7 +34,8 @@ int CmdQuantize(int argc, char** argv) {
   flags.AddBool("--no-clip", &opt.no_clip, "ablation (quamba): abs-max instead of the "
                 "percentile clip for the SSM input x");
   flags.Add("--lm-head", &opt.lm_head, "embedding + lm_head precision: f16 (default, as "
-            "Quamba v1's fp16 models), bf16, keep (as the source), int8 (lm_head W8A8, Quamba2)");
+            "Quamba v1's fp16 models), bf16, keep (as the source), int8 (lm_head W8A8, Quamba2), "
+            "w4 (quamba2-w4*: both 4-bit, lm_head by GPTQ)");
   flags.Add("-t,--threads", &opt.threads, "threads (default: all cores)", 1, 1024);
   flags.AddBool("--force", &opt.force, "replace an earlier quantize output at -o (only one that "
                 "holds nothing else)");
