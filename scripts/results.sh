@@ -46,7 +46,8 @@ for set in valid wiki; do
 done
 # Quamba2 W4A16 (recipe defaults: GPTQ on 128 samples of 1024 tokens) and its ablations.
 Q2_MODELS=(models/mamba-ref-d256-l6 models/mamba2-ref-d256-l6)
-Q2_VARIANTS=("w4a16:" "w4a16-rtn:--rtn" "w4a16-nohad:--no-hadamard" "w4a16-rtn-nohad:--rtn --no-hadamard")
+Q2_VARIANTS=("w4a16:" "w4a16-w4head:--lm-head w4" "w4a16-rtn:--rtn" "w4a16-nohad:--no-hadamard"
+  "w4a16-rtn-nohad:--rtn --no-hadamard")
 for m in "${Q2_MODELS[@]}"; do
   mb=$(basename "$m")
   for v in "${Q2_VARIANTS[@]}"; do
@@ -96,6 +97,7 @@ for set_name, title in [("valid", "reference corpus validation text"), ("wiki", 
                      f"{100*top:.2f}% | {size(d)/1e6:.1f} MB |")
     lines.append("")
 q2 = [("fp32", "FP32"), ("w4a16", "quamba2-w4a16 (GPTQ, Hadamard)"),
+      ("w4a16-w4head", "quamba2-w4a16, 4-bit embedding and lm_head (`--lm-head w4`)"),
       ("w4a16-rtn", "  ablation: round-to-nearest (`--rtn`)"),
       ("w4a16-nohad", "  ablation: no Hadamard (`--no-hadamard`)"),
       ("w4a16-rtn-nohad", "  ablation: RTN, no Hadamard")]
@@ -103,7 +105,8 @@ lines += ["## Quamba2 W4A16 on both reference models", "",
           "`--recipe quamba2-w4a16`: in_proj and out_proj 4-bit by GPTQ (group 128, 128 samples of "
           "1024 tokens of the calibration text), Mamba-1 x_proj 4-bit round-to-nearest, residual-stream "
           "and out_proj-input Hadamard rotations (docs/quantization.md); float32 activations; "
-          "embedding and lm_head float16. Model bytes include the untied, rotated lm_head.", ""]
+          "embedding and lm_head float16 unless the row says otherwise. Model bytes include the untied, "
+          "rotated lm_head (2.1 MB in float16 at this vocabulary, a third of the file).", ""]
 for mdir in ["models/mamba-ref-d256-l6", "models/mamba2-ref-d256-l6"]:
     mb = os.path.basename(mdir)
     for set_name, title in [("valid", "validation text"), ("wiki", "WikiText-2 test")]:
