@@ -51,29 +51,25 @@ Runtime::~Runtime() = default;
 void Runtime::Embed(std::span<const int32_t> ids) {
   // hidden_states = self.embeddings(input_ids)
   const MatrixRef& emb = w_.embedding;
-  if (emb.s4()) {  // 4-bit table (quamba2 --lm-head w4): w = scale * (code - 8), per row
-    const int64_t dm = c_.d_model, ng = dm / emb.group;
-    for (size_t t = 0; t < ids.size(); ++t) {
-      QM_CHECK(ids[t] >= 0 && ids[t] < c_.vocab_size, "token id %d outside [0, %lld)", ids[t],
-               (long long)c_.vocab_size);
-      const uint8_t* row = static_cast<const uint8_t*>(emb.data) + ids[t] * (dm / 2);
-      const float* sc = emb.scales + ids[t] * ng;
-      float* out = h_ + t * dm;
-      for (int64_t k = 0; k < dm; k += 2) {
-        const float s = sc[k / emb.group];
-        out[k] = s * static_cast<float>((row[k / 2] & 15) - kernels::kS4Zero);
-        out[k + 1] = s * static_cast<float>((row[k / 2] >> 4) - kernels::kS4Zero);
-      }
-    }
-    return;
-  }
-  const kernels::ConvertRowFn convert = k_.ConvertFor(emb.dtype);
-  const int64_t row_bytes = c_.d_model * DTypeSize(emb.dtype);
+  const int64_t dm = c_.d_model;
+  const kernels::ConvertRowFn convert = emb.s4() ? nullptr : k_.ConvertFor(emb.dtype);
   for (size_t t = 0; t < ids.size(); ++t) {
     QM_CHECK(ids[t] >= 0 && ids[t] < c_.vocab_size, "token id %d outside [0, %lld)", ids[t],
              (long long)c_.vocab_size);
-    convert(static_cast<const uint8_t*>(emb.data) + ids[t] * row_bytes, c_.d_model,
-            h_ + t * c_.d_model);
+    float* out = h_ + t * dm;
+    if (convert != nullptr) {
+      convert(static_cast<const uint8_t*>(emb.data) + ids[t] * dm * DTypeSize(emb.dtype), dm,
+              out);
+      continue;
+    }
+    // 4-bit table (quamba2 --lm-head w4): w = scale * (code - 8), row-major codes + scales.
+    const uint8_t* row = static_cast<const uint8_t*>(emb.data) + ids[t] * (dm / 2);
+    const float* sc = emb.scales + ids[t] * (dm / emb.group);
+    for (int64_t k = 0; k < dm; k += 2) {
+      const float s = sc[k / emb.group];
+      out[k] = s * static_cast<float>((row[k / 2] & 15) - kernels::kS4Zero);
+      out[k + 1] = s * static_cast<float>((row[k / 2] >> 4) - kernels::kS4Zero);
+    }
   }
 }
 

@@ -315,6 +315,11 @@ Status QuantizeW4(const Model& model, const QuantizeOptions& opt, QuantConfig qc
   QM_ASSIGN_OR_RETURN(WorkingModel wm, MakeWorkingModel(model, k, qc.residual_hadamard));
   std::vector<LayerCodes> codes(c.n_layer);
   HeadCodes head;
+  // Round-to-nearest on GPTQ's grid of a working-model matrix w with m's shape.
+  auto rtn = [&](const float* w, const MatrixRef& m) {
+    return RtnQuantize4(std::vector<float>(w, w + m.rows * m.cols), m.rows, m.cols,
+                        qc.group_size);
+  };
   if (qc.gptq) {
     QM_ASSIGN_OR_RETURN(auto samples,
                         LoadCalibrationSamples(opt.calib_files, *model.tokenizer(),
@@ -328,23 +333,14 @@ Status QuantizeW4(const Model& model, const QuantizeOptions& opt, QuantConfig qc
     // Round-to-nearest on GPTQ's grid: no calibration.
     for (int l = 0; l < c.n_layer; ++l) {
       const LayerWeights& L = wm.model->weights().layers[l];
-      auto rtn = [&](const float* w, const MatrixRef& m) {
-        return RtnQuantize4(std::vector<float>(w, w + m.rows * m.cols), m.rows, m.cols,
-                            qc.group_size);
-      };
       codes[l].in_proj = rtn(wm.layers[l].in_proj, L.in_proj);
       codes[l].out_proj = rtn(wm.layers[l].out_proj, L.out_proj);
       if (c.arch != Arch::kMamba2) codes[l].x_proj = rtn(wm.layers[l].x_proj, L.x_proj);
     }
-    if (qc.lm_head == "w4")
-      head.lm_head = RtnQuantize4(std::vector<float>(wm.lm_head, wm.lm_head +
-                                                     wm.model->weights().lm_head.rows * c.d_model),
-                                  wm.model->weights().lm_head.rows, c.d_model, qc.group_size);
+    if (qc.lm_head == "w4") head.lm_head = rtn(wm.lm_head, wm.model->weights().lm_head);
   }
-  if (qc.lm_head == "w4")  // no input to measure: round-to-nearest
-    head.embedding = RtnQuantize4(
-        std::vector<float>(wm.embedding, wm.embedding + c.vocab_size * c.d_model), c.vocab_size,
-        c.d_model, qc.group_size);
+  // The table has no input to measure: round-to-nearest.
+  if (qc.lm_head == "w4") head.embedding = rtn(wm.embedding, wm.model->weights().embedding);
 
   // Every output tensor, walking the model's tensor list (names, dtypes and shapes as
   // ForEachQuantTensor lists them; WriteQuantizedOutput checks).

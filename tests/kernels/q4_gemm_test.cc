@@ -251,10 +251,11 @@ TEST_P(Q4GemmTest, W4A16ShapeSweep) {
   // M 17 and 40: the prefill path (dequantized panels through the float GEMM on AVX-512); N
   // 300 spans three 128-row panels, the last partial.
   for (int64_t M : {0, 1, 2, 3, 4, 5, 8, 16, 17, 40}) {
+    const int64_t N = M > 16 ? 300 : 29;
     for (int64_t ng : {0, 1, 2, 3, 5}) {
-      RunF32S4Case(GetParam(), {.M = M, .N = M > 16 ? 300 : 29, .K = 128 * ng, .group = 128,
-                                .n_begin = 1 + ng % 2, .n_end = (M > 16 ? 300 : 29) - M % 3,
-                                .ldx_pad = M % 3, .ldy_pad = 2});
+      RunF32S4Case(GetParam(), {.M = M, .N = N, .K = 128 * ng, .group = 128,
+                                .n_begin = 1 + ng % 2, .n_end = N - M % 3, .ldx_pad = M % 3,
+                                .ldy_pad = 2});
       if (HasFatalFailure()) return;
     }
   }
