@@ -23,15 +23,18 @@ Status CheckLmHeadMode(const std::string& field, const std::string& mode, bool a
 std::string QuantConfig::ToJson() const {
   const bool w4 = weight_bits == 4;
   json j = {{"format", kFormatName},
-            {"format_version", w4 ? 3 : 2},  // the oldest reader that can load the file
+            // The oldest reader that can load the file (the quamba2 recipes came with 3).
+            {"format_version", w4 || residual_hadamard ? 3 : 2},
             {"recipe", recipe},
             {"weight_bits", weight_bits},
             {"act_bits", act_bits},
             {"weights",
              w4 ? StrFormat("in_proj, out_proj (Mamba-1: and x_proj): 4-bit codes 0..15 packed "
                             "two per byte (low nibble = even column), w = scale * (code - 8), "
-                            "one F32 scale per row and group of %lld columns, by %s; the rest "
-                            "float32", (long long)group_size, gptq ? "GPTQ" : "round-to-nearest")
+                            "one F32 scale per row and group of %lld columns, by %s (x_proj: "
+                            "round-to-nearest); the rest %s", (long long)group_size,
+                            gptq ? "GPTQ" : "round-to-nearest",
+                            a16() ? "float32" : "int8 symmetric per-tensor, scale = absmax/127")
                 : "int8 symmetric per-tensor, scale = absmax/127"},
             {"activations", a16() ? "float32"
                             : static_acts ? "int8 symmetric per-tensor static (calibrated)"
@@ -70,6 +73,17 @@ StatusOr<QuantConfig> QuantConfig::ForRecipe(const std::string& recipe) {
     q.smooth = true;
   } else if (recipe == "dynamic") {
     q.static_acts = false;
+  } else if (recipe == "quamba2-w8a8" || recipe == "quamba2-w4a8") {
+    // quamba2-spec §2.8 W8A8 / W4A8 columns, Mamba-1 rows (§3): Quamba v1's static per-tensor
+    // int8 activations (percentile x, out_proj-input Hadamard) on top of the residual rotation;
+    // W4A8: in_proj/out_proj 4-bit by GPTQ, x_proj 4-bit RTN, dt_proj int8.
+    q.percentile_u = true;
+    q.hadamard = true;
+    q.residual_hadamard = true;
+    if (recipe == "quamba2-w4a8") {
+      q.weight_bits = 4;
+      q.gptq = true;
+    }
   } else if (recipe == "quamba2-w4a16") {
     // quamba2-spec §2.8 W4A16 column: GPTQ in_proj/out_proj, RTN Mamba-1 x_proj, float rest;
     // residual rotation and the online out_proj-input Hadamard (float).
@@ -191,12 +205,18 @@ void ForEachQuantTensor(const MambaConfig& c, const QuantConfig& qc, DType embed
           emit(s.name, DType::kI8, s.shape);
           emit(base + ".weight_scale", DType::kF32, scalar);
         } else {
-          emit(s.name, embedding_dtype, s.shape, s.optional);
+          // The residual rotation folds norm_f into lm_head: no longer the embedding's transpose.
+          emit(s.name, embedding_dtype, s.shape, s.optional && !qc.residual_hadamard);
         }
         break;
       case QuantKind::kLinear:
-        emit(s.name, DType::kI8, s.shape);
-        emit(base + ".weight_scale", DType::kF32, scalar);
+        if (qc.W4(s.role)) {  // W4A8: codes + group scales, activation scales as int8
+          emit(s.name, DType::kU8, {s.shape[0], s.shape[1] / 2});
+          emit(base + ".weight_scale", DType::kF32, {s.shape[0], s.shape[1] / qc.group_size});
+        } else {
+          emit(s.name, DType::kI8, s.shape);
+          emit(base + ".weight_scale", DType::kF32, scalar);
+        }
         if (st && (s.act_scales & kActInput)) emit(base + ".input_scale", DType::kF32, scalar);
         if (st && (s.act_scales & kActOutput)) emit(base + ".output_scale", DType::kF32, scalar);
         if (qc.smooth && (s.act_scales & kActSmooth)) {

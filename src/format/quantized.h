@@ -25,10 +25,13 @@ constexpr int kQuantFormatVersion = 3;
 constexpr int kQuantFormatMinVersion = 1;
 
 struct QuantConfig {
-  std::string recipe;            // quamba | minmax | smoothquant | dynamic | quamba2-w4a16
+  // quamba | minmax | smoothquant | dynamic | quamba2-w8a8 | quamba2-w4a8 | quamba2-w4a16
+  std::string recipe;
   // Weight and activation precision. 8/8: the W8A8 recipes. 4/16 (quamba2-w4a16): in_proj,
   // out_proj (and Mamba-1 x_proj) as 4-bit codes with one scale per row and group_size columns,
-  // every activation float32 (no activation scales), everything else float32.
+  // every activation float32 (no activation scales), everything else float32. 4/8
+  // (quamba2-w4a8): the same 4-bit linears in the static int8 dataflow of the W8A8 recipes
+  // (their activation scales as there; dt_proj int8).
   int weight_bits = 8;
   int act_bits = 8;
   int64_t group_size = 128;      // 4-bit weights: columns per scale (= GPTQ block)
@@ -80,7 +83,7 @@ Status CheckLmHeadMode(const std::string& field, const std::string& mode, bool a
 
 // Every recipe name, for help text and errors.
 inline constexpr const char* kRecipeNames =
-    "quamba, minmax, smoothquant, dynamic or quamba2-w4a16";
+    "quamba, minmax, smoothquant, dynamic, quamba2-w8a8, quamba2-w4a8 or quamba2-w4a16";
 
 // One tensor of a quantized checkpoint: derived from a float TensorSpec (`source`) by its
 // QuantKind and ActScales under a QuantConfig.

@@ -14,11 +14,18 @@ void KernelInt8Gemm::RunRange(const int8_t* x, int64_t M, int64_t K, int64_t ldx
                               const QMatrix& w, const float* a, int64_t a_stride, float b,
                               int8_t* y8, float* yf, int64_t ldy, int64_t nb, int64_t ne) {
   kernels::WeightDesc wd;
-  wd.format = kernels::WeightFormat::kS8PerTensor;
-  wd.data = w.q;
   wd.rows = w.rows;
   wd.cols = w.cols;
   wd.scale = w.scale;
+  if (w.s4()) {  // W4A8: group scales in the kernel; w.scale is 1 (folded into b by the caller)
+    wd.format = kernels::WeightFormat::kS4Group;
+    wd.data = w.q4;
+    wd.scales = w.scales;
+    wd.group = w.group;
+  } else {
+    wd.format = kernels::WeightFormat::kS8PerTensor;
+    wd.data = w.q;
+  }
   kernels::GemmArgs g;
   g.M = M;
   g.K = K;

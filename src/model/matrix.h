@@ -22,11 +22,20 @@ struct MatrixRef {
   uint64_t bytes() const;
 };
 
-// An int8 matrix (N, K) row-major with one symmetric scale: W ~= scale * q.
+// A weight of the int8-activation GEMMs, (N, K) row-major: int8 with one symmetric scale
+// (W ~= scale * q), or (W4A8) 4-bit codes with group scales (kernels::kS4Group layout:
+// W ~= scales[n, k / group] * (code - 8), and `scale` is 1: the group scales carry it, so a
+// block's epilogue factor `scale * s_in / s_out` is the same expression for both).
 struct QMatrix {
-  const int8_t* q = nullptr;
+  const int8_t* q = nullptr;      // int8 (N, K)
+  const uint8_t* q4 = nullptr;    // or 4-bit codes (N, K / 2)
+  const float* scales = nullptr;  // q4: (N, K / group)
+  int64_t group = 0;              // q4
   int64_t rows = 0, cols = 0;
   float scale = 0;
+  bool s4() const { return q4 != nullptr; }
+  // The data pointer that identifies the matrix (simulation grids are keyed by it).
+  const void* key() const { return s4() ? static_cast<const void*>(q4) : q; }
 };
 
 // Columns [nb, ne) of y (M, N) = x (M, K) @ W^T (row strides ldx, ldy) with the float GEMM of

@@ -120,9 +120,18 @@ std::string Model::weight_type() const {
                      ablations.c_str(),
                      weights_->lm_head.s4() ? "S4" : DTypeName(weights_->lm_head.dtype));
   }
+  if (quantized() && qc_->weight_bits == 4) {  // W4A8
+    const std::string head = qc_->lm_head == "int8" ? "I8" : DTypeName(weights_->lm_head.dtype);
+    std::string ablations;
+    if (!qc_->residual_hadamard) ablations += ", no Hadamard";
+    if (!qc_->gptq) ablations += ", RTN";
+    return StrFormat("S4 (W4A8 g%lld static%s, lm_head %s)", (long long)qc_->group_size,
+                     ablations.c_str(), head.c_str());
+  }
   if (quantized()) {
     const std::string head = qc_->lm_head == "int8" ? "I8" : DTypeName(weights_->lm_head.dtype);
     std::string ablations;
+    if (qc_->recipe == "quamba2-w8a8" && !qc_->residual_hadamard) ablations += ", no Hadamard";
     if (qc_->recipe == "quamba" && !qc_->hadamard) ablations += ", no Hadamard";
     if (qc_->recipe == "quamba" && !qc_->percentile_u) ablations += ", no clip";
     return std::string("I8 (") + (qc_->static_acts ? "W8A8 static" : "W8A8 dynamic") +

@@ -10,31 +10,64 @@ SimulatedInt8Gemm::SimulatedInt8Gemm(ThreadPool& pool, const kernels::KernelTabl
                                      int64_t max_k, int64_t max_n_int8_out)
     : pool_(pool), k_(k), q8_(q8), x_(max_rows * max_k), acc_(max_rows * max_n_int8_out) {
   for (const QMatrix& m : matrices) {
-    if (m.q == nullptr) continue;
-    std::vector<float>& v = grid_[m.q];
+    if (m.key() == nullptr) continue;
+    std::vector<float>& v = grid_[m.key()];
     v.resize(m.rows * m.cols);
-    for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(m.q[i]);
+    if (!m.s4()) {
+      for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(m.q[i]);
+      continue;
+    }
+    // 4-bit: code - 8 as floats, laid out group by group, (K / group, N, group), so that each
+    // group's columns are one contiguous (N, group) matrix for the float GEMM.
+    const int64_t G = m.group, N = m.rows, K = m.cols;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k) {
+        const uint8_t byte = m.q4[n * (K / 2) + k / 2];
+        const int code = (k % 2 == 0) ? (byte & 15) : (byte >> 4);
+        v[(k / G) * N * G + n * G + k % G] = static_cast<float>(code - kernels::kS4Zero);
+      }
   }
 }
 
 const float* SimulatedInt8Gemm::Grid(const QMatrix& w) const {
-  auto it = grid_.find(w.q);
+  auto it = grid_.find(w.key());
   QM_CHECK(it != grid_.end(), "no float copy of a %lld x %lld weight", (long long)w.rows,
            (long long)w.cols);
   return it->second.data();
 }
 
-void SimulatedInt8Gemm::Columns(const float* xf, int64_t M, int64_t K, int64_t N,
-                                const float* wf,
+void SimulatedInt8Gemm::Columns(const float* xf, int64_t M, int64_t K, const QMatrix& w,
                                 const float* a, int64_t a_stride, float b, int8_t* y8, float* yf,
                                 int64_t ldy, float* acc, int64_t ld_acc, int64_t nb,
                                 int64_t ne) {
+  const int64_t N = w.rows;
+  const float* wf = Grid(w);
   // acc: straight into yf (fp32 output), else into the scratch.
   if (y8 == nullptr) {
     acc = yf;
     ld_acc = ldy;
   }
-  MatMulRangeF32(k_, xf, M, K, K, wf, N, acc, ld_acc, nb, ne);
+  if (w.s4()) {
+    // The W4A8 contract: per group an exact integer sum (a float GEMM over |acc_g| <= 1024 G
+    // < 2^24), then t = sum over groups in ascending order of fl(scale[n, g] * acc_g), one
+    // rounding per operation, as the kernels.
+    const int64_t G = w.group, n_groups = K / G;
+    thread_local std::vector<float> t, part;
+    t.assign(M * N, 0.0f);
+    part.resize(M * N);
+    for (int64_t g = 0; g < n_groups; ++g) {
+      MatMulRangeF32(k_, xf + g * G, M, G, K, wf + g * N * G, N, part.data(), N, nb, ne);
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = nb; n < ne; ++n) {
+          const float prod = w.scales[n * n_groups + g] * part[m * N + n];
+          t[m * N + n] = t[m * N + n] + prod;
+        }
+    }
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = nb; n < ne; ++n) acc[m * ld_acc + n] = t[m * N + n];
+  } else {
+    MatMulRangeF32(k_, xf, M, K, K, wf, N, acc, ld_acc, nb, ne);
+  }
   for (int64_t m = 0; m < M; ++m) {
     const float scale = a[m * a_stride] * b;
     if (y8 != nullptr) {
@@ -50,7 +83,6 @@ void SimulatedInt8Gemm::Columns(const float* xf, int64_t M, int64_t K, int64_t N
 void SimulatedInt8Gemm::Run(const int8_t* x, int64_t M, int64_t K, int64_t ldx, const QMatrix& w,
                             const float* a, int64_t a_stride, float b, int8_t* y8, float* yf,
                             int64_t ldy) {
-  const float* wf = Grid(w);
   const int64_t N = w.rows;
   QM_CHECK(M * K <= static_cast<int64_t>(x_.size()), "simulation x scratch too small");
   QM_CHECK(y8 == nullptr || M * N <= static_cast<int64_t>(acc_.size()),
@@ -58,7 +90,7 @@ void SimulatedInt8Gemm::Run(const int8_t* x, int64_t M, int64_t K, int64_t ldx, 
   for (int64_t m = 0; m < M; ++m)
     for (int64_t k = 0; k < K; ++k) x_[m * K + k] = static_cast<float>(x[m * ldx + k]);
   pool_.ParallelRange(N, 64, [&](int64_t nb, int64_t ne) {
-    Columns(x_.data(), M, K, N, wf, a, a_stride, b, y8, yf, ldy, acc_.data(), N, nb, ne);
+    Columns(x_.data(), M, K, w, a, a_stride, b, y8, yf, ldy, acc_.data(), N, nb, ne);
   });
 }
 
@@ -72,7 +104,7 @@ void SimulatedInt8Gemm::RunRange(const int8_t* x, int64_t M, int64_t K, int64_t 
   for (int64_t m = 0; m < M; ++m)
     for (int64_t k = 0; k < K; ++k) xf[m * K + k] = static_cast<float>(x[m * ldx + k]);
   if (y8 != nullptr) acc.resize(M * w.rows);
-  Columns(xf.data(), M, K, w.rows, Grid(w), a, a_stride, b, y8, yf, ldy, acc.data(), w.rows, nb, ne);
+  Columns(xf.data(), M, K, w, a, a_stride, b, y8, yf, ldy, acc.data(), w.rows, nb, ne);
 }
 
 }  // namespace quamba

@@ -1,4 +1,5 @@
-// `--simulate`: the int8 x int8 -> int32 products of the int8 blocks done in float32 instead,
+// `--simulate`: the int8 x int8 -> int32 (and W4A8 int8 x 4-bit per-group) products of the int8
+// blocks done in float32 instead,
 // over the same integer-grid values (x_q and W_q as floats) with the same epilogue:
 //   acc = x_q @ W_q^T (a float GEMM: exact while partial sums stay below 2^24, i.e. always for
 //   K * 128 * 128 < 2^24, K < 1024), y = fl(acc * fl(a[m] * b)), RoundS8 for an int8 output.
@@ -38,13 +39,14 @@ class SimulatedInt8Gemm final : public Int8Gemm {
   const float* Grid(const QMatrix& w) const;
   // Columns [nb, ne) from x already converted to float (xf (M, K)); acc: scratch of stride ld_acc
   // for int8 outputs.
-  void Columns(const float* xf, int64_t M, int64_t K, int64_t N, const float* wf, const float* a,
+  void Columns(const float* xf, int64_t M, int64_t K, const QMatrix& w, const float* a,
                int64_t a_stride, float b, int8_t* y8, float* yf, int64_t ldy, float* acc,
                int64_t ld_acc, int64_t nb, int64_t ne);
   ThreadPool& pool_;
   const kernels::KernelTable& k_;
   const kernels::KernelTable& q8_;
-  std::unordered_map<const int8_t*, std::vector<float>> grid_;  // by the matrix's int8 data
+  // By QMatrix::key(): int8 q as floats (N, K); 4-bit code - 8 as floats (K / group, N, group).
+  std::unordered_map<const void*, std::vector<float>> grid_;
   std::vector<float> x_;    // (max_rows, max_k) x as floats
   std::vector<float> acc_;  // (max_rows, max_n_int8_out) accumulators of int8-output GEMMs
 };

@@ -267,13 +267,32 @@ StatusOr<std::unique_ptr<ModelWeights>> BindQuantizedWeights(const MambaConfig& 
     for (int64_t i = 0; i < v->numel(); ++i) f[i] = scale * (float)(int8_t)v->data[i];
     return f;
   };
+  // An int8 matrix with its scalar scale, or (W4A8, checked U8 (N, K/2) + F32 (N, K/group))
+  // 4-bit codes with group scales, which must be positive and finite (else `status`).
   auto qmat = [&](const std::string& n) {
     const TensorView* v = t.at(n + ".weight");
     QMatrix m;
-    m.q = reinterpret_cast<const int8_t*>(v->data);
     m.rows = v->shape[0];
-    m.cols = v->shape[1];
-    m.scale = scalar(n + ".weight_scale");
+    if (v->dtype != DType::kU8) {
+      m.q = reinterpret_cast<const int8_t*>(v->data);
+      m.cols = v->shape[1];
+      m.scale = scalar(n + ".weight_scale");
+      return m;
+    }
+    const TensorView* sc = t.at(n + ".weight_scale");
+    m.q4 = v->data;
+    m.cols = 2 * v->shape[1];
+    m.group = qc.group_size;
+    m.scale = 1.0f;
+    std::vector<float> f(sc->numel());
+    std::memcpy(f.data(), sc->data, sc->nbytes);  // copy: alignment is not guaranteed
+    for (size_t i = 0; i < f.size() && status.ok(); ++i)
+      if (!(f[i] > 0.0f) || !std::isfinite(f[i]))
+        status = Status::Error(StrFormat("%s: tensor \"%s\": expected positive finite group "
+                                         "scales, found %g at element %zu", sc->file->c_str(),
+                                         sc->name.c_str(), f[i], i));
+    w->owned_floats.push_back(std::move(f));
+    m.scales = w->owned_floats.back().data();
     return m;
   };
   auto matrix_ref = [&](const TensorView* v) {
@@ -374,6 +393,7 @@ StatusOr<std::unique_ptr<ModelWeights>> BindQuantizedWeights(const MambaConfig& 
     L.D = w->owned_floats.back().data();
     L.s_o = scalar(m + "out_proj.input_scale");
     L.out_proj = qmat(m + "out_proj");
+    if (!status.ok()) return status;
   }
   w->store = std::move(store);
   return w;

@@ -124,18 +124,8 @@ void WriteDequantized(const W4Weights& q, float* w) {
     for (int64_t c = 0; c < q.cols; ++c) w[r * q.cols + c] = q.Dequant(r, c);
 }
 
-struct LayerCodes {
-  W4Weights in_proj, out_proj, x_proj;  // x_proj: Mamba-1 only
-};
+}  // namespace
 
-// --lm-head w4: the 4-bit embedding and lm_head.
-struct HeadCodes {
-  W4Weights embedding, lm_head;
-};
-
-// GPTQ layer by layer (spec §2.7): per layer one pass over the samples with float weights
-// collects both Hessians, GPTQ quantizes in_proj and out_proj (and RTN x_proj), and a second
-// pass with the quantized layer makes the next layer's inputs.
 Status RunGptq(WorkingModel& wm, const std::vector<std::vector<int32_t>>& samples,
                const QuantConfig& qc, const kernels::KernelTable& k, const QuantizeOptions& opt,
                std::vector<LayerCodes>* codes, HeadCodes* head) {
@@ -224,8 +214,6 @@ Status RunGptq(WorkingModel& wm, const std::vector<std::vector<int32_t>>& sample
   }
   return Status::Ok();
 }
-
-}  // namespace
 
 StatusOr<WorkingModel> MakeWorkingModel(const Model& src, const kernels::KernelTable& k,
                                         bool rotate) {

@@ -1,5 +1,6 @@
-// Quamba2's 4-bit recipes (quamba2-spec §2): today quamba2-w4a16 on Mamba-1, FalconMamba and
-// Mamba-2. The steps, in the official order (§2.1): the residual-stream rotation with the norm
+// Quamba2's recipes (quamba2-spec §2): quamba2-w4a16 on Mamba-1, FalconMamba and Mamba-2 (here);
+// quamba2-w8a8 and quamba2-w4a8 on Mamba-1 (the int8 path of quantizer.cc, with the working
+// model and RunGptq of this file). The steps, in the official order (§2.1): the residual-stream rotation with the norm
 // weights folded out (§2.2), then GPTQ of in_proj and out_proj layer by layer, each layer's
 // Hessians measured with the layers before it already quantized (§2.7); Mamba-1 x_proj by
 // round-to-nearest on the same grid.
@@ -13,6 +14,7 @@
 #include "io/output_dir.h"
 #include "kernels/kernels.h"
 #include "model/model.h"
+#include "quant/gptq.h"
 #include "quant/quantizer.h"
 
 namespace quamba {
@@ -41,6 +43,25 @@ struct WorkingModel {
 // Error: d_model or d_inner not a Hadamard size (2^k, 12 2^k, 40 2^k).
 StatusOr<WorkingModel> MakeWorkingModel(const Model& src, const kernels::KernelTable& k,
                                         bool rotate);
+
+// 4-bit codes of one layer's matrices.
+struct LayerCodes {
+  W4Weights in_proj, out_proj, x_proj;  // x_proj: Mamba-1 only
+};
+
+// --lm-head w4: the 4-bit embedding and lm_head.
+struct HeadCodes {
+  W4Weights embedding, lm_head;
+};
+
+// GPTQ layer by layer (spec §2.7): per layer one pass over the samples with float weights
+// collects both Hessians (out_proj's after the online Hadamard when qc.hadamard), GPTQ quantizes
+// in_proj and out_proj (Mamba-1 x_proj by round-to-nearest), the dequantized values replace
+// wm's, and a second pass with the quantized layer makes the next layer's inputs. With
+// qc.lm_head "w4" also lm_head on the norm_f output. codes: n_layer entries.
+Status RunGptq(WorkingModel& wm, const std::vector<std::vector<int32_t>>& samples,
+               const QuantConfig& qc, const kernels::KernelTable& k, const QuantizeOptions& opt,
+               std::vector<LayerCodes>* codes, HeadCodes* head);
 
 // Packs codes 0..15 (rows, cols), one per byte, two per byte along K (kernels::kS4Group layout:
 // low nibble = even column). cols even.

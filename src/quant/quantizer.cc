@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <deque>
+#include <optional>
 
 #include "core/dtype.h"
 #include "core/progress.h"
@@ -244,7 +246,10 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
   // Every weight is read below: a NaN or Inf is named now, not written into scales that every
   // command would refuse.
   QM_RETURN_IF_ERROR(FindNonFiniteWeights(model));
-  qc.percentile_alpha = opt.percentile_alpha;
+  qc.percentile_alpha = opt.percentile_alpha > 0 ? opt.percentile_alpha
+                        : qc.recipe.rfind("quamba2-", 0) == 0 && model.config().d_model > 768
+                            ? 0.9995
+                            : 0.99999;
   if (opt.no_hadamard && opt.recipe != "quamba" && qc.weight_bits != 4)
     return Status::Error(StrFormat("--no-hadamard: expected recipe quamba or quamba2-* (the "
                                    "switch ablates their rotations), found \"%s\"",
@@ -294,10 +299,21 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
   QM_ASSIGN_OR_RETURN(std::unique_ptr<OutputDir> out, OutputDir::Create(out_dir, od));
   if (opt.on_note)
     for (const std::string& n : out->notes()) opt.on_note(n);
-  if (qc.weight_bits == 4) return QuantizeW4(model, opt, std::move(qc), k, *out);
+  if (qc.a16()) return QuantizeW4(model, opt, std::move(qc), k, *out);
 
+  // quamba2-w8a8 / -w4a8 (Mamba-1, spec §3): the recipe's float32 working copy, residual stream
+  // rotated (MakeWorkingModel; W_out there already carries the out_proj-input rotation), is
+  // what is calibrated, GPTQ'd and written; the other recipes read the source tensors.
+  const bool quamba2 = qc.recipe.rfind("quamba2-", 0) == 0;
+  std::optional<WorkingModel> wm;
+  if (quamba2) {
+    QM_ASSIGN_OR_RETURN(WorkingModel w, MakeWorkingModel(model, k, qc.residual_hadamard));
+    wm = std::move(w);
+  }
+  const Model& fm = quamba2 ? *wm->model : model;
   CalibStats calib;
   calib.layers.resize(c.n_layer);
+  std::vector<LayerCodes> codes(c.n_layer);
   if (qc.static_acts) {
     QM_ASSIGN_OR_RETURN(auto samples, LoadCalibrationSamples(opt.calib_files, *model.tokenizer(),
                                                              opt.calib_samples, opt.calib_len,
@@ -305,16 +321,35 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
     qc.calib_samples = (int64_t)samples.size();
     qc.calib_len = opt.calib_len;
     for (const auto& s : samples) qc.calib_tokens += (int64_t)s.size();
-    QM_ASSIGN_OR_RETURN(calib, Calibrate(model, qc, samples, k, opt.threads, opt.progress));
+    // Activation scales from the float (rotated) model, before GPTQ, as the official order
+    // (spec §2.1).
+    QM_ASSIGN_OR_RETURN(calib, Calibrate(fm, qc, samples, k, opt.threads, opt.progress));
     QM_RETURN_IF_ERROR(CheckCalibrationFinite(calib, model.dir()));
+    if (qc.weight_bits == 4 && qc.gptq) {
+      HeadCodes unused;
+      QM_RETURN_IF_ERROR(RunGptq(*wm, samples, qc, k, opt, &codes, &unused));
+    }
+  }
+  if (qc.weight_bits == 4 && !qc.gptq) {  // --rtn
+    for (int l = 0; l < c.n_layer; ++l) {
+      const LayerWeights& L = wm->model->weights().layers[l];
+      auto rtn = [&](const float* w, const MatrixRef& m) {
+        return RtnQuantize4(std::vector<float>(w, w + m.rows * m.cols), m.rows, m.cols,
+                            qc.group_size);
+      };
+      codes[l].in_proj = rtn(wm->layers[l].in_proj, L.in_proj);
+      codes[l].out_proj = rtn(wm->layers[l].out_proj, L.out_proj);
+      codes[l].x_proj = rtn(wm->layers[l].x_proj, L.x_proj);
+    }
   }
 
   // Every output tensor, walking the model's tensor list (format/tensors.h); names, dtypes and
   // shapes are those of ForEachQuantTensor (checked at the end).
   const TensorStore& src = model.store();
-  std::vector<std::vector<float>> keep_f;  // storage of tensors being written
-  std::vector<std::vector<int8_t>> keep_q;
-  std::vector<std::vector<uint16_t>> keep16;
+  std::deque<std::vector<float>> keep_f;  // storage of tensors being written (deques: element
+  std::deque<std::vector<int8_t>> keep_q;  // addresses stay put)
+  std::deque<std::vector<uint16_t>> keep16;
+  std::deque<std::vector<uint8_t>> keep_u8;
   std::vector<TensorToWrite> out_tensors;
   auto put_f = [&](const std::string& name, std::vector<float> v, std::vector<int64_t> shape) {
     keep_f.push_back(std::move(v));
@@ -329,9 +364,6 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
     out_tensors.push_back({name, DType::kI8, std::move(shape), keep_q.back().data(), nullptr});
     put_scalar(scale_name, s);
   };
-  keep_f.reserve(64 * c.n_layer + 8);  // data pointers must stay put
-  keep_q.reserve(16 * c.n_layer + 8);
-  keep16.reserve(2);
 
   // Embedding and lm_head (--lm-head): as stored, converted to 16 bits, or lm_head int8.
   const TensorView* emb = src.Find("backbone.embeddings.weight");
@@ -339,8 +371,13 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
   const TensorView* head = c.tie_embeddings ? nullptr : src.Find("lm_head.weight");
   const DType emb_dtype = qc.lm_head == "keep" ? emb->dtype
                           : qc.lm_head == "bf16" ? DType::kBF16 : DType::kF16;
-  auto put_16 = [&](const std::string& name, const TensorView* t) -> Status {
-    const std::vector<float> v = ReadFloats(src, t->name);
+  // Values v of tensor t (or of the working model's rotated copy of it) in emb_dtype.
+  auto put_values = [&](const std::string& name, const TensorView* t,
+                        const std::vector<float>& v) -> Status {
+    if (emb_dtype == DType::kF32) {
+      put_f(name, v, t->shape);
+      return Status::Ok();
+    }
     std::vector<uint16_t> h(v.size());
     for (size_t i = 0; i < v.size(); ++i) {
       if (emb_dtype == DType::kF16 && !(std::fabs(v[i]) <= 65504.0f))
@@ -352,6 +389,13 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
     keep16.push_back(std::move(h));
     out_tensors.push_back({name, emb_dtype, t->shape, keep16.back().data(), nullptr});
     return Status::Ok();
+  };
+  auto put_16 = [&](const std::string& name, const TensorView* t) -> Status {
+    return put_values(name, t, ReadFloats(src, t->name));
+  };
+  // The working model's embedding / lm_head values (vocab, d_model).
+  auto wm_values = [&](const float* p, const TensorView* t) {
+    return std::vector<float>(p, p + t->numel());
   };
 
   // Per layer: the float tensors after the recipe's transforms (SmoothQuant's factors folded
@@ -366,14 +410,23 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
     const std::string m = p + "mixer.";
     const LayerActStats& s = calib.layers[i];
     LayerPlan L;
-    L.norm = ReadFloats(src, p + "norm.weight");
-    L.w_in = ReadFloats(src, m + "in_proj.weight");
-    L.w_x = ReadFloats(src, m + "x_proj.weight");
-    L.w_out = ReadFloats(src, m + "out_proj.weight");
+    const int64_t dm = c.d_model, di = c.d_inner, n_dbl = c.dt_rank + 2 * c.d_state;
+    if (quamba2) {
+      const WorkingModel::Layer& W = wm->layers[i];
+      const float* norm = wm->model->weights().layers[i].norm;
+      L.norm.assign(norm, norm + dm);
+      L.w_in.assign(W.in_proj, W.in_proj + 2 * di * dm);
+      L.w_x.assign(W.x_proj, W.x_proj + n_dbl * di);
+      L.w_out.assign(W.out_proj, W.out_proj + dm * di);
+    } else {
+      L.norm = ReadFloats(src, p + "norm.weight");
+      L.w_in = ReadFloats(src, m + "in_proj.weight");
+      L.w_x = ReadFloats(src, m + "x_proj.weight");
+      L.w_out = ReadFloats(src, m + "out_proj.weight");
+    }
     L.in_absmax = s.in_proj_in;
     L.u_absmax = qc.percentile_u ? s.x_proj_in_pct : s.x_proj_in;
     L.o_absmax = qc.hadamard ? s.out_proj_in_had : s.out_proj_in;
-    const int64_t dm = c.d_model, di = c.d_inner, n_dbl = c.dt_rank + 2 * c.d_state;
     if (qc.smooth) {
       // in_proj: x/s is folded into the norm weight, s into W_in's columns (free at run time).
       const std::vector<float> s_in =
@@ -389,7 +442,8 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
       ScaleColumns(&L.w_out, dm, di, L.s_o);
       L.o_absmax = SmoothedAbsMax(s.out_proj_in_ch, L.s_o);
     }
-    if (qc.hadamard) QM_CHECK(FoldHadamardIntoWeight(k, L.w_out.data(), dm, di).ok());  // W_out H^T
+    // W_out H^T (the working model's W_out has it already).
+    if (qc.hadamard && !quamba2) QM_CHECK(FoldHadamardIntoWeight(k, L.w_out.data(), dm, di).ok());
     return L;
   };
 
@@ -410,6 +464,12 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
         case TensorRole::kInProj: return plan.w_in;
         case TensorRole::kXProj: return plan.w_x;
         case TensorRole::kOutProj: return plan.w_out;
+        case TensorRole::kNormF:
+          if (quamba2) {  // folded into lm_head by the rotation: ones
+            const float* nf = wm->model->weights().norm_f;
+            return std::vector<float>(nf, nf + c.d_model);
+          }
+          return ReadFloats(src, spec.name);
         case TensorRole::kConvB:
           if (src.Find(spec.name) == nullptr) return std::vector<float>(c.d_inner, 0.0f);
           return ReadFloats(src, spec.name);
@@ -434,6 +494,19 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
     switch (spec.quant) {
       case QuantKind::kFloat32: put_f(spec.name, values(), spec.shape); break;
       case QuantKind::kHead:
+        if (quamba2) {  // the rotated (and untied) copies
+          const bool is_emb = spec.role == TensorRole::kEmbedding;
+          const TensorView* t = is_emb || head == nullptr ? emb : head;
+          if (!is_emb && !qc.residual_hadamard && head == nullptr) break;  // still tied
+          std::vector<float> v = wm_values(is_emb ? wm->embedding : wm->lm_head, t);
+          if (!is_emb && qc.lm_head == "int8") {
+            put_q(spec.name, v, spec.shape, base + ".weight_scale");
+            put_scalar(base + ".input_scale", ScaleFromAbsMax(act_absmax(kActInput)));
+          } else {
+            status = put_values(spec.name, t, v);
+          }
+          break;
+        }
         if (spec.role == TensorRole::kEmbedding) {
           if (emb_dtype == emb->dtype) {
             out_tensors.push_back({spec.name, emb->dtype, emb->shape, emb->data, nullptr});
@@ -454,7 +527,20 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
         }
         break;
       case QuantKind::kLinear:
-        put_q(spec.name, values(), spec.shape, base + ".weight_scale");
+        if (qc.W4(spec.role)) {  // W4A8: codes and group scales
+          const LayerCodes& lc = codes[spec.layer];
+          const W4Weights& q = spec.role == TensorRole::kInProj    ? lc.in_proj
+                               : spec.role == TensorRole::kOutProj ? lc.out_proj
+                                                                   : lc.x_proj;
+          QM_CHECK(q.rows == spec.shape[0] && q.cols == spec.shape[1], "%s: codes %lldx%lld",
+                   spec.name.c_str(), (long long)q.rows, (long long)q.cols);
+          keep_u8.push_back(PackS4(q.codes, q.rows, q.cols));
+          out_tensors.push_back({spec.name, DType::kU8, {q.rows, q.cols / 2},
+                                 keep_u8.back().data(), nullptr});
+          put_f(base + ".weight_scale", q.scales, {q.rows, q.cols / q.group});
+        } else {
+          put_q(spec.name, values(), spec.shape, base + ".weight_scale");
+        }
         if (qc.static_acts && (spec.act_scales & kActInput))
           put_scalar(base + ".input_scale", ScaleFromAbsMax(act_absmax(kActInput)));
         if (qc.static_acts && (spec.act_scales & kActOutput))

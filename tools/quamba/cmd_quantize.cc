@@ -17,8 +17,8 @@ int CmdQuantize(int argc, char** argv) {
   flags.Add("-m,--model", &model_dir, "float model directory", true);
   flags.Add("-o,--out", &out_dir, "output directory, created with its parents (must not exist "
             "unless --force)", true);
-  flags.Add("--recipe", &opt.recipe, "quamba | minmax | smoothquant | dynamic | quamba2-w4a16 "
-            "(default quamba)");
+  flags.Add("--recipe", &opt.recipe, "quamba | minmax | smoothquant | dynamic | quamba2-w8a8 | "
+            "quamba2-w4a8 | quamba2-w4a16 (default quamba)");
   flags.AddList("--calib", &opt.calib_files, "calibration text: .jsonl with a \"text\" field, or "
                 "plain text (repeatable; not needed for dynamic)");
   flags.Add("--calib-samples", &opt.calib_samples, "calibration samples (default 512; "
@@ -26,7 +26,8 @@ int CmdQuantize(int argc, char** argv) {
   flags.Add("--calib-len", &opt.calib_len, "tokens per sample (default 512; quamba2-*: 1024)", 2,
             1 << 16);
   flags.Add("--percentile", &opt.percentile_alpha, "percentile of |x| for the SSM input scale "
-            "(quamba; default 0.99999)", 0.5, 1.0);
+            "(quamba: default 0.99999; quamba2-w8a8/w4a8: 0.9995, or 0.99999 when d_model <= "
+            "768 as upstream advises for small models)", 0.5, 1.0);
   flags.AddBool("--no-hadamard", &opt.no_hadamard, "ablation (quamba, quamba2-*): no Hadamard "
                 "rotation of the out_proj input (quamba2: nor of the residual stream)");
   flags.AddBool("--rtn", &opt.rtn, "ablation (quamba2-w4*): round-to-nearest 4-bit weights "
@@ -50,7 +51,9 @@ int CmdQuantize(int argc, char** argv) {
   if (quamba2 && !flags.given("--calib-samples")) opt.calib_samples = 128;
   if (quamba2 && !flags.given("--calib-len")) opt.calib_len = 1024;
   opt.on_note = [](const std::string& n) { std::fprintf(stderr, "quantize: %s\n", n.c_str()); };
-  if (Status s = CheckLmHeadMode("quantize --lm-head", opt.lm_head, quamba2); !s.ok())
+  if (Status s = CheckLmHeadMode("quantize --lm-head", opt.lm_head,
+                                 opt.recipe == "quamba2-w4a16");
+      !s.ok())
     return UsageError(s);
   if (opt.no_hadamard && opt.recipe != "quamba" && !quamba2)
     return UsageError(Status::Error(StrFormat("quantize --no-hadamard: expected --recipe quamba "
@@ -58,10 +61,13 @@ int CmdQuantize(int argc, char** argv) {
   if (opt.no_clip && opt.recipe != "quamba")
     return UsageError(Status::Error(StrFormat("quantize --no-clip: expected --recipe quamba, "
                                               "found %s", opt.recipe.c_str())));
-  if (opt.rtn && !quamba2)
-    return UsageError(Status::Error(StrFormat("quantize --rtn: expected --recipe quamba2-*, "
+  const bool w4 = opt.recipe.rfind("quamba2-w4", 0) == 0;
+  if (opt.rtn && !w4)
+    return UsageError(Status::Error(StrFormat("quantize --rtn: expected --recipe quamba2-w4*, "
                                               "found %s", opt.recipe.c_str())));
-  if (opt.recipe != "dynamic" && !(quamba2 && opt.rtn) && opt.calib_files.empty())
+  // Everything calibrates but the dynamic recipe and W4A16 by round-to-nearest.
+  if (opt.recipe != "dynamic" && !(opt.recipe == "quamba2-w4a16" && opt.rtn) &&
+      opt.calib_files.empty())
     return UsageError(Status::Error(StrFormat("quantize --calib: expected calibration text for "
                                               "recipe %s, found none", opt.recipe.c_str())));
   const double t0 = NowSeconds();
