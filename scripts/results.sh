@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates docs/RESULTS.md: perplexity, KL divergence vs FP32 and model bytes of the reference
 # model under every recipe, on the reference corpus's validation text and WikiText-2 test; then
-# the Quamba2 4-bit recipes and their ablations on both reference models (Mamba-1, Mamba-2).
+# the Quamba2 recipes and their ablations on both reference models (Mamba-1, Mamba-2).
 # Usage: scripts/results.sh [MODEL_DIR]   (env: CTX=512 CALIB=... SAMPLES=64 THREADS=2 LIMIT=)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,23 +44,33 @@ for set in valid wiki; do
   for r in "${RECIPES[@]}"; do run_eval "$r-$set" "$OUT/$r" "$f" "$fmt"; done
   for h in "${HEADS[@]}"; do run_eval "quamba-head-$h-$set" "$OUT/quamba-head-$h" "$f" "$fmt"; done
 done
-# Quamba2 W4A16 (recipe defaults: GPTQ on 128 samples of 1024 tokens) and its ablations.
+# Quamba2 (recipe defaults: 128 samples of 1024 tokens) and its ablations: W4A16 on both
+# reference models; W8A8 and W4A8 on Mamba-1 (Mamba-2 activation quantization is not built yet).
 Q2_MODELS=(models/mamba-ref-d256-l6 models/mamba2-ref-d256-l6)
-Q2_VARIANTS=("w4a16:" "w4a16-w4head:--lm-head w4" "w4a16-rtn:--rtn" "w4a16-nohad:--no-hadamard"
-  "w4a16-rtn-nohad:--rtn --no-hadamard")
+# name:recipe:flags
+Q2_VARIANTS=("w4a16:w4a16:" "w4a16-w4head:w4a16:--lm-head w4" "w4a16-rtn:w4a16:--rtn"
+  "w4a16-nohad:w4a16:--no-hadamard" "w4a16-rtn-nohad:w4a16:--rtn --no-hadamard"
+  "w8a8:w8a8:" "w8a8-nohad:w8a8:--no-hadamard" "w4a8:w4a8:" "w4a8-int8head:w4a8:--lm-head int8"
+  "w4a8-rtn:w4a8:--rtn" "w4a8-nohad:w4a8:--no-hadamard")
+q2_variants() {  # the variants model $1 runs
+  for v in "${Q2_VARIANTS[@]}"; do
+    case "$1:$v" in *mamba2*:w4a16*) echo "$v" ;; *mamba2*) ;; *) echo "$v" ;; esac
+  done
+}
 for m in "${Q2_MODELS[@]}"; do
   mb=$(basename "$m")
-  for v in "${Q2_VARIANTS[@]}"; do
-    name=${v%%:*}; flags=${v#*:}
+  mapfile -t variants < <(q2_variants "$m")
+  for v in "${variants[@]}"; do
+    name=${v%%:*}; rest=${v#*:}; recipe=${rest%%:*}; flags=${rest#*:}
     # shellcheck disable=SC2086  # flags is a word list
-    build/quamba quantize -m "$m" -o "$OUT/$mb-$name" --recipe quamba2-w4a16 $flags \
+    build/quamba quantize -m "$m" -o "$OUT/$mb-$name" --recipe "quamba2-$recipe" $flags \
       --calib "$CALIB" -t "$THREADS" --force -q
   done
   for set in valid wiki; do
     if [ $set = valid ]; then f=$VALID; fmt=raw; else f=$WIKI; fmt=wikitext; fi
     build/quamba eval -m "$m" --ppl "$f" --ppl-format "$fmt" --ctx "$CTX" -t "$THREADS" --json \
       "${LIMIT_ARGS[@]}" > "$OUT/$mb-fp32-$set.json"
-    for v in "${Q2_VARIANTS[@]}"; do
+    for v in "${variants[@]}"; do
       name=${v%%:*}
       build/quamba eval -m "$OUT/$mb-$name" --ppl "$f" --ppl-format "$fmt" --ctx "$CTX" \
         --kld-ref "$m" -t "$THREADS" --json "${LIMIT_ARGS[@]}" > "$OUT/$mb-$name-$set.json"
@@ -100,12 +110,20 @@ q2 = [("fp32", "FP32"), ("w4a16", "quamba2-w4a16 (GPTQ, Hadamard)"),
       ("w4a16-w4head", "quamba2-w4a16, 4-bit embedding and lm_head (`--lm-head w4`)"),
       ("w4a16-rtn", "  ablation: round-to-nearest (`--rtn`)"),
       ("w4a16-nohad", "  ablation: no Hadamard (`--no-hadamard`)"),
-      ("w4a16-rtn-nohad", "  ablation: RTN, no Hadamard")]
-lines += ["## Quamba2 W4A16 on both reference models", "",
-          "`--recipe quamba2-w4a16`: in_proj and out_proj 4-bit by GPTQ (group 128, 128 samples of "
-          "1024 tokens of the calibration text), Mamba-1 x_proj 4-bit round-to-nearest, residual-stream "
-          "and out_proj-input Hadamard rotations (docs/quantization.md); float32 activations; "
-          "embedding and lm_head float16 unless the row says otherwise. Model bytes include the untied, "
+      ("w4a16-rtn-nohad", "  ablation: RTN, no Hadamard"),
+      ("w8a8", "quamba2-w8a8 (Hadamard, percentile x)"),
+      ("w8a8-nohad", "  ablation: no Hadamard (`--no-hadamard`)"),
+      ("w4a8", "quamba2-w4a8 (GPTQ, Hadamard, percentile x)"),
+      ("w4a8-int8head", "quamba2-w4a8, lm_head int8 (`--lm-head int8`)"),
+      ("w4a8-rtn", "  ablation: round-to-nearest (`--rtn`)"),
+      ("w4a8-nohad", "  ablation: no Hadamard (`--no-hadamard`)")]
+lines += ["## Quamba2 on both reference models", "",
+          "`--recipe quamba2-*` with the recipe defaults: 4-bit in_proj and out_proj by GPTQ (group 128, 128 "
+          "samples of 1024 tokens of the calibration text), Mamba-1 x_proj 4-bit round-to-nearest (W4A8: "
+          "dt_proj int8); residual-stream and out_proj-input Hadamard rotations; W4A16: float32 "
+          "activations; W8A8 and W4A8: Quamba's static per-tensor int8 activations (x percentile 0.99999 "
+          "at d_model 256) calibrated on the same samples, Mamba-1 only so far (docs/quantization.md). "
+          "Embedding and lm_head float16 unless the row says otherwise. Model bytes include the untied, "
           "rotated lm_head (2.1 MB in float16 at this vocabulary, a third of the file).", ""]
 for mdir in ["models/mamba-ref-d256-l6", "models/mamba2-ref-d256-l6"]:
     mb = os.path.basename(mdir)
@@ -115,6 +133,8 @@ for mdir in ["models/mamba-ref-d256-l6", "models/mamba2-ref-d256-l6"]:
                   "| recipe | ppl | Δppl vs fp32 | mean KLD | p99 KLD | same top token | model bytes |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
         for name, lab in q2:
+            if not os.path.exists(f"{out}/{mb}-{name}-{set_name}.json"):
+                continue  # a recipe this architecture does not run yet
             j = load(f"{mb}-{name}-{set_name}")
             d = mdir if name == "fp32" else f"{out}/{mb}-{name}"
             kld = j.get("kld_mean", 0.0); p99 = j.get("kld_p99", 0.0); top = j.get("same_top", 1.0)

@@ -16,7 +16,7 @@ Status CheckLmHeadMode(const std::string& field, const std::string& mode, bool a
     return Status::Ok();
   return Status::Error(StrFormat("%s: expected keep, f16, bf16%s, found \"%s\"", field.c_str(),
                                  a16 ? " or w4 (float activations: no int8 lm_head)"
-                                     : " or int8 (w4: quamba2 recipes only)",
+                                     : " or int8 (w4: quamba2-w4a16 only)",
                                  mode.c_str()));
 }
 

@@ -31,6 +31,7 @@ struct Variant {
 constexpr Variant kVariants[] = {
     {"quamba", "f16"},      {"quamba", "int8"},  {"minmax", "f16"},  {"minmax", "int8"},
     {"smoothquant", "f16"}, {"smoothquant", "int8"}, {"dynamic", "f16"}, {"dynamic", "int8"},
+    {"quamba2-w8a8", "f16"}, {"quamba2-w4a8", "f16"}, {"quamba2-w4a8", "int8"},
 };
 
 std::vector<int32_t> RandomIds(int64_t n, int64_t vocab, uint32_t seed) {
@@ -46,7 +47,9 @@ class Int8EngineTest : public ::testing::Test {
     dir_ = new TempDir();
     MambaConfig c;
     c.n_layer = 2;
-    c.d_model = 64;  // d_inner 128 = 2^7: Hadamard-able; K <= 128: simulation sums are exact
+    // d_model 128, d_inner 256: Hadamard sizes, whole 4-bit groups of 128 (quamba2-w4a8), and
+    // K <= 256: the simulation's int8 float sums stay exact (K 128^2 < 2^24).
+    c.d_model = 128;
     c.vocab_size = 50280;
     ASSERT_TRUE(WriteSynthCheckpoint(c, DType::kF32, 7, *dir_ / "fp").ok());
     std::filesystem::copy_file(testing::SharedData("tokenizer/gpt-neox-20b/tokenizer.json"),
@@ -97,7 +100,8 @@ TempDir* Int8EngineTest::dir_ = nullptr;
 std::vector<std::unique_ptr<Model>>* Int8EngineTest::models_ = nullptr;
 
 // Simulation does every int8 GEMM as a float GEMM over the same integer grid with the same
-// epilogue; with K * 128^2 < 2^24 (K <= 128 here) the float sums are exact, so the logits are
+// epilogue; with K * 128^2 < 2^24 (K <= 256 here) the float sums are exact (W4A8: each group's
+// sum, |acc_g| <= 1024 * 128, then the contract's sequence of roundings), so the logits are
 // bit-identical: any difference is a bug in an integer kernel (offset trick, wrap-around,
 // epilogue) or in how the block calls it. Prefill (all logits) and batched decode steps.
 TEST_F(Int8EngineTest, RealEqualsSimulationBitForBit) {

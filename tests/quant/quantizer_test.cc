@@ -204,8 +204,8 @@ TEST_F(QuantizerTest, LmHeadPrecisions) {
   QuantizeOptions o = Options("quamba");
   o.lm_head = "int4";
   Status st = QuantizeModel(*model_, o, *dir_ / "head-bad");
-  EXPECT_THAT(st.message(), HasSubstr("--lm-head: expected keep, f16, bf16 or int8 (w4: quamba2 "
-                                      "recipes only), found \"int4\""));
+  EXPECT_THAT(st.message(), HasSubstr("--lm-head: expected keep, f16, bf16 or int8 (w4: quamba2-w4a16 "
+                                      "only), found \"int4\""));
   // A version-1 checkpoint (before lm_head was a choice: no "lm_head" key) loads as "keep".
   const std::string old_dir = *dir_ / "head-keep-quamba";
   std::string cfg = ReadAll(old_dir + "/quantization_config.json");
@@ -421,7 +421,7 @@ TEST_F(QuantizerTest, TensorsOfAnotherRecipeAreRefused) {
 
 TEST_F(QuantizerTest, BadInputIsRefused) {
   Status s = QuantizeModel(*model_, Options("gptq"), *dir_ / "x");
-  EXPECT_THAT(s.message(), HasSubstr("--recipe: expected quamba, minmax, smoothquant, dynamic or quamba2-w4a16"));
+  EXPECT_THAT(s.message(), HasSubstr("--recipe: expected quamba, minmax, smoothquant, dynamic, quamba2-w8a8, quamba2-w4a8 or quamba2-w4a16"));
   ASSERT_TRUE(QuantizeModel(*model_, Options("minmax"), *dir_ / "exists").ok());
   s = QuantizeModel(*model_, Options("minmax"), *dir_ / "exists");
   EXPECT_THAT(s.message(), HasSubstr("expected a new output directory"));

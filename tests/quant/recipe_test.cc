@@ -92,7 +92,7 @@ TEST(RecipeTest, AblationSwitchesAreCheckedOnTheCommandLineAndInFiles) {
       "quantize -m " + testing::SourcePath("models/mamba-ref-d256-l6") +
       " -o /nonexistent/x --recipe quamba --rtn --calib x");
   EXPECT_EQ(rtn.code, 2);
-  EXPECT_NE(rtn.err.find("--rtn: expected --recipe quamba2-*, found quamba"), std::string::npos)
+  EXPECT_NE(rtn.err.find("--rtn: expected --recipe quamba2-w4*, found quamba"), std::string::npos)
       << rtn.err;
   auto gptq_on = QuantConfig::FromJson(
       R"({"format": "quamba.cpp", "format_version": 3, "recipe": "quamba", "gptq": true})",

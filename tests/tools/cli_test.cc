@@ -119,8 +119,8 @@ TEST(CliTest, SynthGenerateTokenizeInspectBench) {
              " --lm-head int4");
   EXPECT_EQ(r.code, 2);
   EXPECT_EQ(Lines(r.err), 1) << r.err;
-  EXPECT_THAT(r.err, HasSubstr("--lm-head: expected keep, f16, bf16 or int8 (w4: quamba2 "
-                               "recipes only), found \"int4\""));
+  EXPECT_THAT(r.err, HasSubstr("--lm-head: expected keep, f16, bf16 or int8 (w4: quamba2-w4a16 "
+                               "only), found \"int4\""));
   EXPECT_FALSE(std::filesystem::exists(d / "q"));
   r = RunQuamba("quantize -m " + (d / "m") + " -o " + (d / "q") + " --calib " + calib +
              " --calib-samples 2 --calib-len 32 --lm-head int8 -q");
