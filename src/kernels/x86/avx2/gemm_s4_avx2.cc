@@ -23,11 +23,13 @@ namespace {
 
 constexpr int64_t kS4Block = 128;           // k per two 32-byte loads of codes
 constexpr int64_t kS4PrefetchBytes = 2048;  // ahead on the W stream
+constexpr int kS4Rows = 1;                   // one W row per step
 
 // t[m] for x rows m0 .. m0 + M - 1 against W row n.
-template <int M>
+template <int M, int R>
 inline void RowGroupSums(const uint8_t* row, const float* scales, const int8_t* xs,
                          const int32_t* zx, int64_t K, int64_t group, float* t) {
+  static_assert(R == 1, "AVX2: one W row per step");
   const __m256i nib = _mm256_set1_epi8(0x0F);
   const __m256i ones = _mm256_set1_epi16(1);
   const int64_t ng = K / group;

@@ -8,7 +8,8 @@
 // with the codes (0..15) as vpdpbusd's unsigned operand directly; the offset term
 // kS4Zero * sum_{k in g} x[m, k] is computed once per call and group. Per group the 16 lanes are
 // reduced to the exact int32 acc_g, and t = fl(t + fl(scale * acc_g)) runs in ascending g as in
-// the contract. W rows are streamed one after another (one forward stream per thread); the
+// the contract. W rows are streamed 4 at a time (consecutive rows: one forward stream per
+// thread), each x load serving the 4; the
 // rest (x split, row loop, epilogues, the generic fallback) is kernels/q4_impl.inc.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -30,11 +31,79 @@ using q8::Q8Slot;
 
 constexpr int64_t kS4Block = 128;              // k per 64-byte load of codes
 constexpr int64_t kS4PrefetchBytes = 2048;     // ahead on the W stream
+// W rows per step: each x load serves 4 rows, and the 4 rows' group sums are reduced together
+// (ReduceAdd4) and rescaled as one 4-lane vector, lane j doing row j's contract operations.
+constexpr int kS4Rows = 4;
 
-// t[m] for x rows m0 .. m0 + M - 1 against W row n.
+// The 4 int32 sums of a0..a3 (lane j = sum of a_j's 16 lanes).
+inline __m128i ReduceAdd4(__m512i a0, __m512i a1, __m512i a2, __m512i a3) {
+  // Pairs interleaved: lanes of t01 alternate a0, a1 partial sums (and t23 a2, a3).
+  const __m512i t01 = _mm512_add_epi32(_mm512_unpacklo_epi32(a0, a1), _mm512_unpackhi_epi32(a0, a1));
+  const __m512i t23 = _mm512_add_epi32(_mm512_unpacklo_epi32(a2, a3), _mm512_unpackhi_epi32(a2, a3));
+  // Each 128-bit lane: [a0, a1, a2, a3] partials.
+  const __m512i u = _mm512_add_epi32(_mm512_unpacklo_epi64(t01, t23), _mm512_unpackhi_epi64(t01, t23));
+  const __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(u), _mm512_extracti64x4_epi64(u, 1));
+  return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+// t[m * 4 + j] for x rows m0 .. m0 + M - 1 against W rows n .. n + 3.
 template <int M>
+inline void RowGroupSums4(const uint8_t* row, const float* scales, const int8_t* xs,
+                          const int32_t* zx, int64_t K, int64_t group, float* t) {
+  const __m512i nib = _mm512_set1_epi8(0x0F);
+  const int64_t ng = K / group, rb = K / 2;
+  __m128 sum[M];
+#pragma GCC unroll 4
+  for (int m = 0; m < M; ++m) sum[m] = _mm_setzero_ps();
+  for (int64_t gi = 0; gi < ng; ++gi) {
+    __m512i acc[M][4];
+#pragma GCC unroll 4
+    for (int m = 0; m < M; ++m)
+      for (int j = 0; j < 4; ++j) acc[m][j] = _mm512_setzero_si512();
+    for (int64_t k = gi * group; k < (gi + 1) * group; k += kS4Block) {
+      __m512i lo[4], hi[4];
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) {
+        const uint8_t* p = row + j * rb + k / 2;
+        _mm_prefetch(reinterpret_cast<const char*>(p + kS4PrefetchBytes), _MM_HINT_T0);
+        const __m512i v = _mm512_loadu_si512(p);
+        lo[j] = _mm512_and_si512(v, nib);
+        hi[j] = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
+      }
+#pragma GCC unroll 4
+      for (int m = 0; m < M; ++m) {
+        const int8_t* xm = xs + m * K + k;
+        const __m512i xe = _mm512_loadu_si512(xm), xo = _mm512_loadu_si512(xm + kS4Block / 2);
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) {
+          acc[m][j] = _mm512_dpbusd_epi32(acc[m][j], lo[j], xe);
+          acc[m][j] = _mm512_dpbusd_epi32(acc[m][j], hi[j], xo);
+        }
+      }
+    }
+    const __m128 s = _mm_set_ps(scales[3 * ng + gi], scales[2 * ng + gi], scales[ng + gi],
+                                scales[gi]);
+#pragma GCC unroll 4
+    for (int m = 0; m < M; ++m) {
+      const __m128i a = _mm_sub_epi32(ReduceAdd4(acc[m][0], acc[m][1], acc[m][2], acc[m][3]),
+                                      _mm_set1_epi32(zx[m * ng + gi]));
+      // Per lane: fl(sum + fl(scale * float(acc_g))), no fused multiply-add.
+      sum[m] = _mm_add_ps(sum[m], _mm_mul_ps(s, _mm_cvtepi32_ps(a)));
+    }
+  }
+#pragma GCC unroll 4
+  for (int m = 0; m < M; ++m) _mm_storeu_ps(t + 4 * m, sum[m]);
+}
+
+// t[m] for x rows m0 .. m0 + M - 1 against W row n (R = 1), or RowGroupSums4 (R = 4).
+template <int M, int R>
 inline void RowGroupSums(const uint8_t* row, const float* scales, const int8_t* xs,
                          const int32_t* zx, int64_t K, int64_t group, float* t) {
+  static_assert(R == 1 || R == kS4Rows, "RowGroupSums: 1 or 4 rows");
+  if constexpr (R == kS4Rows) {
+    RowGroupSums4<M>(row, scales, xs, zx, K, group, t);
+    return;
+  }
   const __m512i nib = _mm512_set1_epi8(0x0F);
   const int64_t ng = K / group;
   float sum[M];
