@@ -250,7 +250,7 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
                         : qc.recipe.rfind("quamba2-", 0) == 0 && model.config().d_model > 768
                             ? 0.9995
                             : 0.99999;
-  if (opt.no_hadamard && opt.recipe != "quamba" && qc.weight_bits != 4)
+  if (opt.no_hadamard && !qc.hadamard && !qc.residual_hadamard)  // nothing to ablate
     return Status::Error(StrFormat("--no-hadamard: expected recipe quamba or quamba2-* (the "
                                    "switch ablates their rotations), found \"%s\"",
                                    opt.recipe.c_str()));
@@ -497,7 +497,8 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
         if (quamba2) {  // the rotated (and untied) copies
           const bool is_emb = spec.role == TensorRole::kEmbedding;
           const TensorView* t = is_emb || head == nullptr ? emb : head;
-          if (!is_emb && !qc.residual_hadamard && head == nullptr) break;  // still tied
+          // Still tied (no rotation): a 16-bit lm_head is the table itself.
+          if (!is_emb && !qc.residual_hadamard && head == nullptr && qc.lm_head != "int8") break;
           std::vector<float> v = wm_values(is_emb ? wm->embedding : wm->lm_head, t);
           if (!is_emb && qc.lm_head == "int8") {
             put_q(spec.name, v, spec.shape, base + ".weight_scale");

@@ -403,6 +403,41 @@ TEST(Quamba2Test, A8RecipesOnMamba1LoadRunAndStayClose) {
   }
 }
 
+// Every head precision and ablation combination writes a model that loads and runs: the
+// unrotated (--no-hadamard) model keeps a tied 16-bit head but writes an int8 one; the model
+// says what it is.
+TEST(Quamba2Test, A8AblationsAndHeadsLoadAndRun) {
+  TempDir dir;
+  auto src = std::move(Model::Load(testing::SourcePath(kRefModels[0]))).value();
+  struct Case {
+    const char* recipe;
+    bool no_hadamard, rtn;
+    const char* head;
+    const char* type;  // expected in weight_type()
+  };
+  for (const Case& k : {Case{"quamba2-w8a8", true, false, "int8", "no Hadamard, lm_head I8"},
+                        Case{"quamba2-w4a8", true, true, "int8", "no Hadamard, RTN, lm_head I8"},
+                        Case{"quamba2-w4a8", true, false, "f16", "no Hadamard, lm_head F16"},
+                        Case{"quamba2-w4a8", false, false, "keep", "static, lm_head F32"}}) {
+    const std::string name = StrFormat("%s-%d%d-%s", k.recipe, k.no_hadamard, k.rtn, k.head);
+    SCOPED_TRACE(name);
+    QuantizeOptions o = W4Options(2, 128);
+    o.recipe = k.recipe;
+    o.no_hadamard = k.no_hadamard;
+    o.rtn = k.rtn;
+    o.lm_head = k.head;
+    Status st = QuantizeModel(*src, o, dir / name);
+    ASSERT_TRUE(st.ok()) << st.message();
+    auto q = Model::Load(dir / name);
+    ASSERT_TRUE(q.ok()) << q.status().message();
+    EXPECT_THAT((*q)->weight_type(), HasSubstr(k.type));
+    EXPECT_EQ((*q)->store().Find("lm_head.weight") != nullptr,
+              !k.no_hadamard || std::string(k.head) == "int8");
+    const std::vector<float> l = AllLogits(**q, HeldOutIds(**q, 16));
+    EXPECT_TRUE(std::all_of(l.begin(), l.end(), [](float v) { return std::isfinite(v); }));
+  }
+}
+
 TEST(Quamba2Test, A8BadInputIsRefused) {
   TempDir dir;
   auto m2 = std::move(Model::Load(testing::SourcePath(kRefModels[1]))).value();
