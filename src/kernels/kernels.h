@@ -60,6 +60,11 @@ WeightFormat FloatWeightFormat(DType t);
 // its low nibble and k = 2j + 1 in its high nibble; rows of K / 2 bytes (K even). On disk
 // U8 (N, K/2) with F32 scales (N, K/group), group 128.
 inline constexpr int kS4Zero = 8;
+// Code k (0..15) of a row of 4-bit codes in that layout.
+inline int S4Code(const uint8_t* row, int64_t k) {
+  const uint8_t b = row[k / 2];
+  return k % 2 == 0 ? (b & 0x0F) : (b >> 4);
+}
 
 struct WeightDesc {
   WeightFormat format = WeightFormat::kF32;

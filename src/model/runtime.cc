@@ -65,11 +65,8 @@ void Runtime::Embed(std::span<const int32_t> ids) {
     // 4-bit table (quamba2 --lm-head w4): w = scale * (code - 8), row-major codes + scales.
     const uint8_t* row = static_cast<const uint8_t*>(emb.data) + ids[t] * (dm / 2);
     const float* sc = emb.scales + ids[t] * (dm / emb.group);
-    for (int64_t k = 0; k < dm; k += 2) {
-      const float s = sc[k / emb.group];
-      out[k] = s * static_cast<float>((row[k / 2] & 15) - kernels::kS4Zero);
-      out[k + 1] = s * static_cast<float>((row[k / 2] >> 4) - kernels::kS4Zero);
-    }
+    for (int64_t k = 0; k < dm; ++k)
+      out[k] = sc[k / emb.group] * static_cast<float>(kernels::S4Code(row, k) - kernels::kS4Zero);
   }
 }
 

@@ -22,8 +22,7 @@ SimulatedInt8Gemm::SimulatedInt8Gemm(ThreadPool& pool, const kernels::KernelTabl
     const int64_t G = m.group, N = m.rows, K = m.cols;
     for (int64_t n = 0; n < N; ++n)
       for (int64_t k = 0; k < K; ++k) {
-        const uint8_t byte = m.q4[n * (K / 2) + k / 2];
-        const int code = (k % 2 == 0) ? (byte & 15) : (byte >> 4);
+        const int code = kernels::S4Code(m.q4 + n * (K / 2), k);
         v[(k / G) * N * G + n * G + k % G] = static_cast<float>(code - kernels::kS4Zero);
       }
   }
