@@ -8,7 +8,7 @@ namespace quamba::kernels {
 
 namespace {
 
-constexpr int kNumQ8Slots = 3;
+constexpr int kNumQ8Slots = 5;
 
 struct Q8ScratchSet {
   void* ptr[kNumQ8Slots] = {};

@@ -204,6 +204,26 @@ TEST_P(Q4GemmTest, MambaShapes) {
   }
 }
 
+// Prefill M (> 16: per-group int8 GEMM panels of 128 W rows in the SIMD backends): M around
+// the crossover and the int8 GEMM's 12-row tiles, columns over more than two panels from an
+// odd start, group 128 and 256; the same bits as the contract.
+TEST_P(Q4GemmTest, PrefillShapeSweep) {
+  SCOPED_TRACE(testing::ReplayHint());
+  for (int64_t M : {16, 17, 25, 40}) {
+    for (int64_t K : {128, 384, 1024}) {
+      RunS4Case(GetParam(), {.M = M, .N = 300, .K = K, .n_begin = 5, .n_end = 299,
+                             .ldx_pad = M % 3 * 5, .ldy_pad = 3, .a_stride = M % 2,
+                             .col = M % 2 == 0});
+      if (HasFatalFailure()) return;
+    }
+  }
+  RunS4Case(GetParam(), {.M = 33, .N = 70, .K = 512, .group = 256, .n_begin = 1, .n_end = 69,
+                         .a_stride = 1});
+  // A Mamba-1.4b out_proj slice at a prefill chunk (K = d_inner 4096: 32 groups).
+  RunS4Case(GetParam(), {.M = 64, .N = 160, .K = 4096, .n_begin = 16, .n_end = 160,
+                         .a_stride = 0, .col = true});
+}
+
 // ---- W4A16 (F32 x S4 -> F32): tolerance contract of kernels.h against float64.
 
 void RunF32S4Case(Isa isa, const S4Case& c) {
