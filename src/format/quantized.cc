@@ -47,6 +47,9 @@ std::string QuantConfig::ToJson() const {
             {"residual_hadamard", residual_hadamard},
             {"gptq", gptq},
             {"group_size", group_size},
+            {"x_head_clusters", x_head_clusters},
+            {"x_dim_groups", x_dim_groups},
+            {"bc_per_group", bc_per_group},
             {"smoothquant", smooth},
             {"smoothquant_alpha", smooth_alpha},
             {"lm_head", lm_head},
@@ -143,6 +146,9 @@ StatusOr<QuantConfig> QuantConfig::FromJson(const std::string& text, const std::
     if (g != c.group_size) return j.Error("group_size", "128", std::to_string(g));
   }
   QM_RETURN_IF_ERROR(ablate("percentile_u", &c.percentile_u));
+  QM_RETURN_IF_ERROR(ablate("bc_per_group", &c.bc_per_group));
+  QM_RETURN_IF_ERROR(j.OptInt("x_head_clusters", 1, 64, &c.x_head_clusters));
+  QM_RETURN_IF_ERROR(j.OptInt("x_dim_groups", 1, 64, &c.x_dim_groups));
   QM_RETURN_IF_ERROR(j.OptNumber("percentile_alpha", 0, 1, &c.percentile_alpha));
   QM_RETURN_IF_ERROR(j.OptNumber("percentile_sigma", 0, 1, &c.percentile_sigma));
   QM_RETURN_IF_ERROR(j.OptNumber("smoothquant_alpha", 0, 1, &c.smooth_alpha));
@@ -173,8 +179,75 @@ StatusOr<QuantConfig> QuantConfig::FromJson(const std::string& text, const std::
   return c;
 }
 
+namespace {
+
+// Mamba-2 with int8 activations (spec §2.5): per-slice in_proj and conv scales, the x / B / C /
+// state scale tables of sort-and-cluster, the reordering it applied.
+void ForEachQuantTensorMamba2A8(const MambaConfig& c, const QuantConfig& qc,
+                                DType embedding_dtype,
+                                const std::function<void(const QTensorSpec&)>& f) {
+  const int64_t G = c.ngroups, m = qc.x_head_clusters, n = qc.x_dim_groups;
+  ForEachTensor(c, [&](const TensorSpec& s) {
+    auto emit = [&](std::string name, DType dt, std::vector<int64_t> shape, bool optional = false) {
+      f(QTensorSpec{std::move(name), dt, std::move(shape), optional, &s});
+    };
+    const std::string base = WeightBase(s.name);
+    const std::string mixer = base.substr(0, base.rfind('.') + 1);  // "...mixer." for layer ones
+    switch (s.role) {
+      case TensorRole::kEmbedding:
+      case TensorRole::kLmHead:
+        if (s.role == TensorRole::kLmHead && qc.lm_head == "int8") {
+          emit(base + ".input_scale", DType::kF32, {});
+          emit(s.name, DType::kI8, s.shape);
+          emit(base + ".weight_scale", DType::kF32, {});
+        } else {
+          emit(s.name, embedding_dtype, s.shape,
+               s.role == TensorRole::kLmHead && s.optional && !qc.residual_hadamard);
+        }
+        break;
+      case TensorRole::kInProj:
+      case TensorRole::kOutProj: {
+        const bool in = s.role == TensorRole::kInProj;
+        if (qc.W4(s.role)) {
+          emit(s.name, DType::kU8, {s.shape[0], s.shape[1] / 2});
+          emit(base + ".weight_scale", DType::kF32, {s.shape[0], s.shape[1] / qc.group_size});
+        } else {
+          emit(s.name, DType::kI8, s.shape);
+          // in_proj: one scale per slice z | x | B | C | dt.
+          emit(base + ".weight_scale", DType::kF32, in ? std::vector<int64_t>{5} : std::vector<int64_t>{});
+        }
+        emit(base + ".input_scale", DType::kF32, {});
+        if (in) emit(base + ".output_scale", DType::kF32, {5});  // z, x, B, C, dt_raw
+        break;
+      }
+      case TensorRole::kConvW:
+        emit(s.name, DType::kI8, s.shape);
+        emit(base + ".weight_scale", DType::kF32, {3});  // x, B, C channels
+        // Conv outputs = SSD inputs: x per (group, head cluster, dim group), B and C per group.
+        emit(mixer + "x_scale", DType::kF32, {G, m, n});
+        emit(mixer + "B_scale", DType::kF32, {G});
+        emit(mixer + "C_scale", DType::kF32, {G});
+        emit(mixer + "head_groups", DType::kI32, {G, m});
+        emit(mixer + "channel_groups", DType::kI32, {G, m, n});
+        emit(mixer + "channel_index", DType::kI32, {c.d_inner});
+        emit(mixer + "head_index", DType::kI32, {c.nheads});
+        emit(mixer + "ssm_state_scale", DType::kF32, {G, m, n, c.d_state});
+        break;
+      case TensorRole::kConvB:  // written even where the float checkpoint has none: zeros
+        emit(s.name, DType::kI8, s.shape);
+        emit(s.name + "_scale", DType::kF32, {3});
+        break;
+      default: emit(s.name, DType::kF32, s.shape); break;  // norms, dt_bias, A_log, D
+    }
+  });
+}
+
+}  // namespace
+
 void ForEachQuantTensor(const MambaConfig& c, const QuantConfig& qc, DType embedding_dtype,
                         const std::function<void(const QTensorSpec&)>& f) {
+  if (c.arch == Arch::kMamba2 && !qc.a16())
+    return ForEachQuantTensorMamba2A8(c, qc, embedding_dtype, f);
   const bool st = qc.static_acts;
   const std::vector<int64_t> scalar = {};
   ForEachTensor(c, [&](const TensorSpec& s) {

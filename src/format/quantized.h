@@ -53,6 +53,13 @@ struct QuantConfig {
             role == TensorRole::kXProj ||
             (lm_head == "w4" && (role == TensorRole::kEmbedding || role == TensorRole::kLmHead)));
   }
+  // Mamba-2 A8 (quamba2-w8a8 / -w4a8, spec §2.3-2.5): the SSM input x scaled per (SSD group,
+  // head cluster, dim group) after sort-and-cluster, m x n = x_head_clusters x x_dim_groups
+  // per group (1 x 1: one scale per SSD group, no reordering); B and C one scale per SSD group
+  // (bc_per_group) or one each for the whole tensor; the SSM state int8 with a scale per
+  // (group, cluster, dim group, state index).
+  int64_t x_head_clusters = 4, x_dim_groups = 4;
+  bool bc_per_group = true;
   bool smooth = false;           // SmoothQuant per-channel smoothing
   double smooth_alpha = 0.5;
   // Precision of lm_head (and of the embedding table that feeds the first block):

@@ -12,6 +12,7 @@ const char* BlockKindName(BlockKind k) {
     case BlockKind::kMamba1StaticInt8: return "mamba1 static int8";
     case BlockKind::kMamba1DynamicInt8: return "mamba1 dynamic int8";
     case BlockKind::kMamba2Float: return "mamba2 float";
+    case BlockKind::kMamba2StaticInt8: return "mamba2 static int8";
   }
   return "?";
 }
@@ -22,6 +23,7 @@ std::vector<StateBufferSpec> StateBuffers(BlockKind kind, const MambaConfig& c) 
     case BlockKind::kMamba1DynamicInt8: return mamba1::StateBuffers(c, /*int8_conv=*/false);
     case BlockKind::kMamba1StaticInt8: return mamba1::StateBuffers(c, /*int8_conv=*/true);
     case BlockKind::kMamba2Float: return mamba2::StateBuffers(c);
+    case BlockKind::kMamba2StaticInt8: return mamba2::StateBuffers(c, /*int8=*/true);
   }
   QM_CHECK(false, "unknown block kind");
   return {};
@@ -35,13 +37,23 @@ std::unique_ptr<Block> MakeBlock(BlockKind kind, const BlockEnv& env, const Quan
       return mamba1::MakeStaticInt8Block(env, *qc);
     case BlockKind::kMamba1DynamicInt8: return mamba1::MakeDynamicInt8Block(env);
     case BlockKind::kMamba2Float: return mamba2::MakeFloatBlock(env);
+    case BlockKind::kMamba2StaticInt8:
+      QM_CHECK(qc != nullptr, "static int8 block without a quantization config");
+      return mamba2::MakeStaticInt8Block(env, *qc);
   }
   QM_CHECK(false, "unknown block kind");
   return nullptr;
 }
 
 std::vector<QMatrix> Int8Matrices(const MambaConfig& c, const ModelWeights& w) {
-  return mamba1::Int8Matrices(w);
+  if (c.arch != Arch::kMamba2) return mamba1::Int8Matrices(w);
+  std::vector<QMatrix> m;
+  for (const QLayerWeights& L : w.qlayers) {
+    m.push_back(L.in_proj);
+    m.push_back(L.out_proj);
+  }
+  if (w.lm_head_q.q != nullptr) m.push_back(w.lm_head_q);
+  return m;
 }
 
 }  // namespace quamba

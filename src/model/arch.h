@@ -19,6 +19,7 @@ enum class BlockKind : uint8_t {
   kMamba1StaticInt8,   // static W8A8 (quamba, minmax, smoothquant) with integer kernels
   kMamba1DynamicInt8,  // per-token dynamic W8A8: int8 GEMMs, float conv and scan
   kMamba2Float,        // float32 Mamba-2: chunked SSD prefill, recurrent decode
+  kMamba2StaticInt8,   // Quamba2 A8 Mamba-2: int8 GEMMs, conv and SSM state
 };
 const char* BlockKindName(BlockKind k);
 

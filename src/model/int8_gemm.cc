@@ -35,6 +35,7 @@ void KernelInt8Gemm::RunRange(const int8_t* x, int64_t M, int64_t K, int64_t ldx
   g.a = a;
   g.a_stride = a_stride;
   g.b = b;
+  g.col = w.col;
   g.y = y8 != nullptr ? static_cast<void*>(y8) : static_cast<void*>(yf);
   g.ldy = ldy;
   q8_.Gemm(kernels::NumType::kS8, wd, y8 != nullptr ? kernels::NumType::kS8 : kernels::NumType::kF32)(

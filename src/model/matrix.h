@@ -33,6 +33,9 @@ struct QMatrix {
   int64_t group = 0;              // q4
   int64_t rows = 0, cols = 0;
   float scale = 0;
+  // Per output row n, a factor of the GEMM epilogue (kernels.h GemmArgs::col), or null: Mamba-2's
+  // in_proj carries fl(s_w[slice(n)] / s_out[slice(n)]) for its z | x | B | C | dt slices.
+  const float* col = nullptr;
   bool s4() const { return q4 != nullptr; }
   // The data pointer that identifies the matrix (simulation grids are keyed by it).
   const void* key() const { return s4() ? static_cast<const void*>(q4) : q; }

@@ -31,15 +31,20 @@ StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir) {
     QM_ASSIGN_OR_RETURN(std::string qtext, ReadFileToString(qpath));
     QM_ASSIGN_OR_RETURN(QuantConfig qc, QuantConfig::FromJson(qtext, qpath));
     QM_RETURN_IF_ERROR(CheckTensorSet(c, *store, &qc, dir));  // before any allocation
-    if (!qc.a16() && (c.arch != Arch::kMamba1 || c.mixer_rms))
+    if (!qc.a16() && c.mixer_rms)
       return Status::Error(StrFormat("%s: expected a quantized Mamba-1 model, found a quantized "
-                                     "%s one (not supported yet)", qpath.c_str(),
-                                     c.mixer_rms ? "falcon_mamba" : ArchName(c.arch)));
+                                     "falcon_mamba one (not supported yet)", qpath.c_str()));
+    if (!qc.a16() && c.arch == Arch::kMamba2 && qc.recipe.rfind("quamba2-", 0) != 0)
+      return Status::Error(StrFormat("%s: recipe: expected quamba2-w8a8 or quamba2-w4a8 (the "
+                                     "int8 recipes this engine runs on Mamba-2), found %s",
+                                     qpath.c_str(), qc.recipe.c_str()));
     auto bound = BindQuantizedWeights(c, qc, std::move(store));
     if (!bound.ok()) return with_dir(bound.status());
     m->weights_ = std::move(bound).value();
     if (!qc.a16())  // W4A16 runs the float blocks over 4-bit matrices
-      kind = qc.static_acts ? BlockKind::kMamba1StaticInt8 : BlockKind::kMamba1DynamicInt8;
+      kind = c.arch == Arch::kMamba2 ? BlockKind::kMamba2StaticInt8
+             : qc.static_acts        ? BlockKind::kMamba1StaticInt8
+                                     : BlockKind::kMamba1DynamicInt8;
     m->qc_ = std::move(qc);
   } else {
     QM_RETURN_IF_ERROR(CheckTensorSet(c, *store, nullptr, dir));
@@ -120,9 +125,15 @@ std::string Model::weight_type() const {
                      ablations.c_str(),
                      weights_->lm_head.s4() ? "S4" : DTypeName(weights_->lm_head.dtype));
   }
+  // Mamba-2 A8 ablations of sort-and-cluster and the per-group B / C scales.
+  std::string m2;
+  if (quantized() && !qc_->a16() && config_.arch == Arch::kMamba2) {
+    if (qc_->x_head_clusters * qc_->x_dim_groups == 1) m2 += ", no sort-and-cluster";
+    if (!qc_->bc_per_group) m2 += ", B/C per tensor";
+  }
   if (quantized() && qc_->weight_bits == 4) {  // W4A8
     const std::string head = qc_->lm_head == "int8" ? "I8" : DTypeName(weights_->lm_head.dtype);
-    std::string ablations;
+    std::string ablations = m2;
     if (!qc_->residual_hadamard) ablations += ", no Hadamard";
     if (!qc_->gptq) ablations += ", RTN";
     return StrFormat("S4 (W4A8 g%lld static%s, lm_head %s)", (long long)qc_->group_size,
@@ -130,7 +141,7 @@ std::string Model::weight_type() const {
   }
   if (quantized()) {
     const std::string head = qc_->lm_head == "int8" ? "I8" : DTypeName(weights_->lm_head.dtype);
-    std::string ablations;
+    std::string ablations = m2;
     if (qc_->recipe == "quamba2-w8a8" && !qc_->residual_hadamard) ablations += ", no Hadamard";
     if (qc_->recipe == "quamba" && !qc_->hadamard) ablations += ", no Hadamard";
     if (qc_->recipe == "quamba" && !qc_->percentile_u) ablations += ", no clip";

@@ -20,8 +20,11 @@ Runtime::Runtime(const Model& model, int n_threads, const kernels::KernelTable& 
   const int64_t R = max_rows_, dm = c_.d_model;
   if (model.quantized() && !model.quant_config().a16()) {  // W4A16 has no int8 GEMM
     if (simulate_) {
-      gemm_ = std::make_unique<SimulatedInt8Gemm>(pool_, k_, q8_, Int8Matrices(c_, w_), R,
-                                                  std::max(dm, c_.d_inner), 2 * c_.d_inner);
+      const std::vector<QMatrix> mats = Int8Matrices(c_, w_);
+      int64_t max_k = 1, max_n = 1;  // widest input; widest int8 output (in_proj)
+      for (const QMatrix& m : mats) max_k = std::max(max_k, m.cols);
+      for (const QLayerWeights& L : w_.qlayers) max_n = std::max(max_n, L.in_proj.rows);
+      gemm_ = std::make_unique<SimulatedInt8Gemm>(pool_, k_, q8_, mats, R, max_k, max_n);
     } else {
       gemm_ = std::make_unique<KernelInt8Gemm>(pool_, q8_);
     }

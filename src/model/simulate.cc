@@ -69,12 +69,14 @@ void SimulatedInt8Gemm::Columns(const float* xf, int64_t M, int64_t K, const QMa
   }
   for (int64_t m = 0; m < M; ++m) {
     const float scale = a[m * a_stride] * b;
+    // c_mn = fl(scale * col[n]) with per-row factors (kernels.h GemmArgs::col).
     if (y8 != nullptr) {
-      // The kernels' own quantize op: RoundS8(fl(acc * scale)), the ToS8 epilogue's rounding.
-      q8_.quantize_f32_s8(acc + m * ld_acc + nb, 1, ne - nb, ld_acc, scale, nullptr,
-                          y8 + m * ldy + nb, ldy);
+      // The kernels' own quantize op: RoundS8(fl(acc * c_mn)), the ToS8 epilogue's rounding.
+      q8_.quantize_f32_s8(acc + m * ld_acc + nb, 1, ne - nb, ld_acc, scale,
+                          w.col != nullptr ? w.col + nb : nullptr, y8 + m * ldy + nb, ldy);
     } else {
-      for (int64_t n = nb; n < ne; ++n) yf[m * ldy + n] = acc[m * ld_acc + n] * scale;
+      for (int64_t n = nb; n < ne; ++n)
+        yf[m * ldy + n] = acc[m * ld_acc + n] * (w.col != nullptr ? scale * w.col[n] : scale);
     }
   }
 }

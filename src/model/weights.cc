@@ -183,6 +183,141 @@ Status BindFloatLayers(const MambaConfig& c, const TensorStore& st, const QuantC
   return Status::Ok();
 }
 
+// Mamba-2 layers with int8 activations (quamba2-spec §2.5; format/quantized.h lists the
+// tensors, already checked for dtype and shape): per-slice in_proj and conv scales expanded to
+// per-row / per-channel factors, the sort-and-cluster groups to each channel's scale row.
+template <typename Floats, typename QMat>
+Status BindMamba2A8Layers(const MambaConfig& c, const QuantConfig& qc,
+                          const std::map<std::string, const TensorView*>& t, Floats& floats,
+                          QMat& qmat, ModelWeights* w) {
+  const int64_t di = c.d_inner, cd = c.conv_dim(), dip = c.d_in_proj(), H = c.nheads,
+                P = c.headdim, G = c.ngroups, N = c.d_state, GN = G * N, HG = H / G;
+  const int64_t mm = qc.x_head_clusters, nn = qc.x_dim_groups;
+  auto own = [&](std::vector<float> v) {
+    w->owned_floats.push_back(std::move(v));
+    return w->owned_floats.back().data();
+  };
+  // A table of scales: positive and finite, else the file is corrupt.
+  auto scales = [&](const std::string& n, const float** out) -> Status {
+    const float* v = floats(n);
+    const TensorView* tv = t.at(n);
+    for (int64_t i = 0; i < tv->numel(); ++i)
+      if (!(v[i] > 0.0f) || !std::isfinite(v[i]))
+        return Status::Error(StrFormat("%s: tensor \"%s\": expected positive finite scales, "
+                                       "found %g at element %lld", tv->file->c_str(), n.c_str(),
+                                       v[i], (long long)i));
+    *out = v;
+    return Status::Ok();
+  };
+  auto ints = [&](const std::string& n) {
+    const TensorView* tv = t.at(n);
+    std::vector<int32_t> v(tv->numel());
+    std::memcpy(v.data(), tv->data, tv->nbytes);
+    return v;
+  };
+  // Group sizes: each >= 1, each group's summing to `total`.
+  auto sizes = [&](const std::string& n, int64_t per, int64_t total) -> StatusOr<std::vector<int32_t>> {
+    std::vector<int32_t> v = ints(n);
+    for (size_t b = 0; b < v.size(); b += per) {
+      int64_t sum = 0;
+      bool pos = true;
+      for (int64_t j = 0; j < per; ++j) {
+        sum += v[b + j];
+        pos = pos && v[b + j] >= 1;
+      }
+      if (!pos || sum != total)
+        return Status::Error(StrFormat("%s: tensor \"%s\": expected sizes >= 1 summing to %lld "
+                                       "in each group of %lld, found a group summing to %lld",
+                                       t.at(n)->file->c_str(), n.c_str(), (long long)total,
+                                       (long long)per, (long long)sum));
+    }
+    return v;
+  };
+  for (int i = 0; i < c.n_layer; ++i) {
+    const std::string p = "backbone.layers." + std::to_string(i) + ".";
+    const std::string m = p + "mixer.";
+    QLayerWeights& L = w->qlayers[i];
+    L.norm = floats(p + "norm.weight");
+    L.s_in = *floats(m + "in_proj.input_scale");
+    // [2] in_proj: c_n = fl(s_in * col[n]), col[n] = fl(s_w[k] / s_out[k]) for slice k of row n
+    // (4-bit: the group scales carry s_w, col[n] = 1 / s_out[k]).
+    L.in_proj = qmat(m + "in_proj");
+    const float *s_out = nullptr, *s_w = nullptr, *s_conv = nullptr, *s_bias = nullptr;
+    QM_RETURN_IF_ERROR(scales(m + "in_proj.output_scale", &s_out));
+    if (!L.in_proj.s4()) QM_RETURN_IF_ERROR(scales(m + "in_proj.weight_scale", &s_w));
+    L.in_proj.scale = 1.0f;
+    std::vector<float> col(dip);
+    for (int64_t r = 0; r < dip; ++r) {
+      const int k = r < di ? 0 : r < 2 * di ? 1 : r < 2 * di + GN ? 2 : r < 2 * di + 2 * GN ? 3 : 4;
+      col[r] = s_w ? s_w[k] / s_out[k] : 1.0f / s_out[k];
+    }
+    L.in_proj.col = own(std::move(col));
+    L.s_z = s_out[0];
+    L.s_dt = s_out[4];
+    // [3-4] conv over x | B | C: weights (conv_dim, 1, d_conv) transposed to (d_conv, conv_dim).
+    {
+      const TensorView* v = t.at(m + "conv1d.weight");
+      std::vector<int8_t> tr(v->numel());
+      for (int64_t ch = 0; ch < cd; ++ch)
+        for (int64_t k = 0; k < c.d_conv; ++k)
+          tr[k * cd + ch] = (int8_t)v->data[ch * c.d_conv + k];
+      w->owned_int8.push_back(std::move(tr));
+      L.conv_w = w->owned_int8.back().data();
+    }
+    L.conv_b = reinterpret_cast<const int8_t*>(t.at(m + "conv1d.bias")->data);
+    QM_RETURN_IF_ERROR(scales(m + "conv1d.weight_scale", &s_conv));
+    QM_RETURN_IF_ERROR(scales(m + "conv1d.bias_scale", &s_bias));
+    const float *x_scale = nullptr, *b_scale = nullptr, *c_scale = nullptr, *st = nullptr;
+    QM_RETURN_IF_ERROR(scales(m + "x_scale", &x_scale));
+    QM_RETURN_IF_ERROR(scales(m + "B_scale", &b_scale));
+    QM_RETURN_IF_ERROR(scales(m + "C_scale", &c_scale));
+    QM_RETURN_IF_ERROR(scales(m + "ssm_state_scale", &st));
+    QM_ASSIGN_OR_RETURN(const std::vector<int32_t> hg, sizes(m + "head_groups", mm, HG));
+    QM_ASSIGN_OR_RETURN(const std::vector<int32_t> cg, sizes(m + "channel_groups", nn, P));
+    // Channel c = h P + p: group g = h / (H/G), cluster k of head h, dim group d of p in k.
+    std::vector<int32_t> row(di);
+    for (int64_t h = 0; h < H; ++h) {
+      const int64_t g = h / HG;
+      int64_t k = 0, first = g * HG;
+      while (h >= first + hg[g * mm + k]) first += hg[g * mm + k++];
+      for (int64_t pp = 0, d = 0, end = cg[(g * mm + k) * nn]; pp < P; ++pp) {
+        while (pp >= end) end += cg[(g * mm + k) * nn + ++d];
+        row[h * P + pp] = static_cast<int32_t>((g * mm + k) * nn + d);
+      }
+    }
+    std::vector<float> xs(cd), xinv(cd), acc(cd), bias(cd);
+    for (int64_t ch = 0; ch < cd; ++ch) {
+      const int k = ch < di ? 0 : ch < di + GN ? 1 : 2;  // x, B, C
+      xs[ch] = k == 0 ? x_scale[row[ch]] : k == 1 ? b_scale[(ch - di) / N]
+                                                  : c_scale[(ch - di - GN) / N];
+      xinv[ch] = 1.0f / xs[ch];
+      acc[ch] = s_conv[k] * s_out[k + 1];
+      bias[ch] = s_bias[k] * static_cast<float>(L.conv_b[ch]);
+    }
+    L.xbc_scale = own(std::move(xs));
+    L.xbc_inv_scale = own(std::move(xinv));
+    L.conv_scale_acc = own(std::move(acc));
+    L.conv_bias_f = own(std::move(bias));
+    w->owned_int32.push_back(std::move(row));
+    L.state_row = w->owned_int32.back().data();
+    L.state_scale = st;
+    std::vector<float> sinv(G * mm * nn * N);
+    for (size_t j = 0; j < sinv.size(); ++j) sinv[j] = 1.0f / st[j];
+    L.state_inv_scale = own(std::move(sinv));
+    // [5] dt_bias, A, D float (A = -exp(A_log), as the float model).
+    L.dt_bias = floats(m + "dt_bias");
+    const float* a_log = floats(m + "A_log");
+    std::vector<float> A(a_log, a_log + H);
+    for (float& a : A) a = -std::exp(a);
+    L.A = own(std::move(A));
+    L.D = floats(m + "D");
+    L.norm_gated = floats(m + "norm.weight");
+    L.s_o = *floats(m + "out_proj.input_scale");
+    L.out_proj = qmat(m + "out_proj");
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 StatusOr<std::unique_ptr<ModelWeights>> BindFloatWeights(const MambaConfig& c,
@@ -328,6 +463,12 @@ StatusOr<std::unique_ptr<ModelWeights>> BindQuantizedWeights(const MambaConfig& 
   }
   w->norm_f = floats("backbone.norm_f.weight");
   w->qlayers.resize(c.n_layer);
+  if (c.arch == Arch::kMamba2) {
+    QM_RETURN_IF_ERROR(BindMamba2A8Layers(c, qc, t, floats, qmat, w.get()));
+    QM_RETURN_IF_ERROR(status);
+    w->store = std::move(store);
+    return w;
+  }
   for (int i = 0; i < c.n_layer; ++i) {
     const std::string p = "backbone.layers." + std::to_string(i) + ".";
     const std::string m = p + "mixer.";

@@ -61,6 +61,19 @@ struct QLayerWeights {
   const float* out_proj_smooth_inv = nullptr;  // (d_inner) SmoothQuant: 1/s, y * this
   float s_o = 0;                      // [13] out_proj input scale (after the Hadamard rotation)
   QMatrix out_proj;                   // [14] (d_model, d_inner) = quant(W_out H^T)
+
+  // Mamba-2 (quamba2-spec §2.5, its step numbers). Shared with Mamba-1: norm, s_in, in_proj
+  // (d_in_proj, d_model) with in_proj.col the per-slice epilogue factors, conv_w (d_conv,
+  // conv_dim), conv_b (conv_dim), dt_bias / A / D (nheads, float), s_o, out_proj.
+  float s_z = 0;                           // [2] scale of the z slice; s_dt: of dt_raw
+  const float* conv_scale_acc = nullptr;   // [4] (conv_dim) fl(s_w[slice] * s_in[slice])
+  const float* conv_bias_f = nullptr;      // [4] (conv_dim) fl(s_b[slice] * b_q)
+  const float* xbc_scale = nullptr;        // [4] (conv_dim) conv output scale per channel
+  const float* xbc_inv_scale = nullptr;    //     (conv_dim) 1 / xbc_scale
+  const int32_t* state_row = nullptr;      // [6-7] (d_inner) row of state_scale per channel
+  const float* state_scale = nullptr;      //     (rows, d_state) int8 SSM state scales
+  const float* state_inv_scale = nullptr;  //     (rows, d_state) 1 / state_scale
+  const float* norm_gated = nullptr;       // [8] (d_inner) gated RMSNorm weight
 };
 
 // Weights of the whole model, float or quantized (one of `layers` / `qlayers` is filled).
@@ -77,6 +90,7 @@ struct ModelWeights {
   std::unique_ptr<TensorStore> store;            // keeps the mapping alive
   std::vector<std::vector<float>> owned_floats;  // converted / derived small tensors
   std::vector<std::vector<int8_t>> owned_int8;
+  std::vector<std::vector<int32_t>> owned_int32;
   std::vector<std::unique_ptr<uint8_t[]>> owned_bytes;  // realigned matrices (rare)
 };
 

@@ -282,6 +282,7 @@ StatusOr<WorkingModel> MakeWorkingModel(const Model& src, const kernels::KernelT
       L.x_proj = f32(wm.layers[l].x_proj, S.x_proj.rows, S.x_proj.cols);
     }
   }
+  wm.weights = w.get();
   wm.model = Model::FromWeights(c, std::move(w));
   return wm;
 }

@@ -6,7 +6,10 @@
 // round-to-nearest on the same grid.
 #pragma once
 
+#include <cstring>
+#include <deque>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "core/status.h"
@@ -16,6 +19,7 @@
 #include "model/model.h"
 #include "quant/gptq.h"
 #include "quant/quantizer.h"
+#include "quant/sort_cluster.h"
 
 namespace quamba {
 
@@ -23,6 +27,8 @@ namespace quamba {
 // quantizes are owned and writable through these pointers (row-major, as in the checkpoint).
 struct WorkingModel {
   std::unique_ptr<Model> model;
+  ModelWeights* weights = nullptr;  // model's weights, writable (the recipe edits them)
+  std::unique_ptr<Model> base;      // a copy whose small tensors model shares, if any
   float* embedding = nullptr;  // (vocab, d_model)
   float* lm_head = nullptr;    // (vocab, d_model); == embedding when tied and not rotated
   struct Layer {
@@ -66,6 +72,62 @@ Status RunGptq(WorkingModel& wm, const std::vector<std::vector<int32_t>>& sample
 // Packs codes 0..15 (rows, cols), one per byte, two per byte along K (kernels::kS4Group layout:
 // low nibble = even column). cols even.
 std::vector<uint8_t> PackS4(const std::vector<uint8_t>& codes, int64_t rows, int64_t cols);
+
+// Tensors being written, owning their bytes until WriteQuantizedOutput.
+class TensorSink {
+ public:
+  template <typename T>
+  void Put(std::string name, DType dtype, const std::vector<T>& v, std::vector<int64_t> shape) {
+    bytes_.emplace_back(v.size() * sizeof(T));
+    if (!v.empty()) std::memcpy(bytes_.back().data(), v.data(), v.size() * sizeof(T));
+    tensors_.push_back({std::move(name), dtype, std::move(shape), bytes_.back().data(), nullptr});
+  }
+  std::vector<TensorToWrite>& tensors() { return tensors_; }
+
+ private:
+  std::deque<std::vector<uint8_t>> bytes_;
+  std::vector<TensorToWrite> tensors_;
+};
+
+// quamba2-w8a8 / -w4a8 on Mamba-2 (spec §2.1-2.3): the sort-and-cluster statistic of x on the
+// float model (per sample the mean |x_c| over tokens, the max over samples), the clusters per
+// layer (qc.x_head_clusters x qc.x_dim_groups; 1 x 1: one group per SSD group, no reordering),
+// a float copy reordered by them (in_proj z / x / dt rows, conv x channels, A / D / dt_bias,
+// the gated-norm weight, out_proj columns: logits unchanged up to rounding), then rotated as
+// MakeWorkingModel with qc.residual_hadamard. clusters: n_layer entries.
+StatusOr<WorkingModel> MakeMamba2WorkingModel(const Model& model,
+                                              const std::vector<std::vector<int32_t>>& samples,
+                                              const QuantConfig& qc,
+                                              const kernels::KernelTable& k,
+                                              const QuantizeOptions& opt,
+                                              std::vector<XClusters>* clusters);
+
+// Abs-max statistics of one Mamba-2 layer at the A8 quantization points (spec §2.4).
+struct Mamba2LayerCalib {
+  float in_proj_in = 0;
+  float in_proj_out[5] = {};  // slices z, x, B, C, dt_raw
+  std::vector<float> x;       // (G*m*n) conv output x per scale row (XClusters::Row)
+  std::vector<float> B, C;    // (G) conv output B, C per SSD group
+  std::vector<float> state;   // (G*m*n, d_state) final SSM states of the samples
+  float out_proj_in = 0;      // after the online Hadamard when qc.hadamard
+};
+struct Mamba2Calib {
+  std::vector<Mamba2LayerCalib> layers;
+  float lm_head_in = 0;  // norm_f output (lm_head int8)
+};
+// Runs the float working model over the samples (one chunk each) and gathers the statistics.
+StatusOr<Mamba2Calib> CalibrateMamba2(const Model& fm, const QuantConfig& qc,
+                                      const std::vector<XClusters>& clusters,
+                                      const std::vector<std::vector<int32_t>>& samples,
+                                      const kernels::KernelTable& k, int threads, bool progress);
+
+// The quantized tensors of Mamba-2 layer tensor `spec` (ForEachQuantTensor's Mamba-2 A8 list)
+// from the working model, the source checkpoint (A_log, D, dt_bias and the gated-norm weight,
+// permuted exactly), the calibration, the clusters and (4-bit) the codes.
+void PutMamba2LayerTensors(const TensorSpec& spec, const WorkingModel& wm,
+                           const TensorStore& src, const Mamba2LayerCalib& cal,
+                           const XClusters& cl, const LayerCodes& codes, const QuantConfig& qc,
+                           TensorSink* sink);
 
 // The 4-bit recipes behind QuantizeModel (qc.weight_bits == 4; options checked there).
 Status QuantizeW4(const Model& model, const QuantizeOptions& opt, QuantConfig qc,

@@ -238,11 +238,26 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
     return Status::Error(StrFormat("%s/tokenizer.json: expected a tokenizer (needed to read "
                                    "calibration text), found no such file", model.dir().c_str()));
   QM_ASSIGN_OR_RETURN(QuantConfig qc, QuantConfig::ForRecipe(opt.recipe));
-  if (!qc.a16() && (model.config().arch != Arch::kMamba1 || model.config().mixer_rms))
+  const bool mamba2 = model.config().arch == Arch::kMamba2;
+  const bool quamba2 = qc.recipe.rfind("quamba2-", 0) == 0;
+  if (!qc.a16() && (model.config().mixer_rms || (mamba2 && !quamba2)))
     return Status::Error(StrFormat(
         "%s/config.json: model_type: expected a Mamba-1 model for recipe %s, found %s (its "
         "quantization is not supported yet)", model.dir().c_str(), opt.recipe.c_str(),
         model.config().mixer_rms ? "falcon_mamba" : ArchName(model.config().arch)));
+  if (!mamba2 && (opt.no_sort_cluster || opt.no_bc_groups))
+    return Status::Error(StrFormat("--%s: expected a Mamba-2 model (the switch ablates its "
+                                   "x / B / C groups), found %s",
+                                   opt.no_sort_cluster ? "no-sort-cluster" : "no-bc-groups",
+                                   ArchName(model.config().arch)));
+  if ((opt.no_sort_cluster || opt.no_bc_groups) && qc.a16())
+    return Status::Error(StrFormat("--%s: expected recipe quamba2-w8a8 or quamba2-w4a8 (int8 "
+                                   "activations), found \"%s\"",
+                                   opt.no_sort_cluster ? "no-sort-cluster" : "no-bc-groups",
+                                   opt.recipe.c_str()));
+  if (mamba2) qc.percentile_u = false;  // abs-max everywhere (spec §2.4)
+  if (opt.no_sort_cluster) qc.x_head_clusters = qc.x_dim_groups = 1;
+  if (opt.no_bc_groups) qc.bc_per_group = false;
   // Every weight is read below: a NaN or Inf is named now, not written into scales that every
   // command would refuse.
   QM_RETURN_IF_ERROR(FindNonFiniteWeights(model));
@@ -304,27 +319,42 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
   // quamba2-w8a8 / -w4a8 (Mamba-1, spec §3): the recipe's float32 working copy, residual stream
   // rotated (MakeWorkingModel; W_out there already carries the out_proj-input rotation), is
   // what is calibrated, GPTQ'd and written; the other recipes read the source tensors.
-  const bool quamba2 = qc.recipe.rfind("quamba2-", 0) == 0;
+  // Mamba-2 (spec §2.1): sort-and-cluster and the reordering come before the rotation.
+  std::vector<std::vector<int32_t>> samples;
+  if (qc.static_acts) {
+    QM_ASSIGN_OR_RETURN(samples, LoadCalibrationSamples(opt.calib_files, *model.tokenizer(),
+                                                        opt.calib_samples, opt.calib_len,
+                                                        &qc.calib_files));
+    qc.calib_samples = (int64_t)samples.size();
+    qc.calib_len = opt.calib_len;
+    for (const auto& s : samples) qc.calib_tokens += (int64_t)s.size();
+  }
   std::optional<WorkingModel> wm;
-  if (quamba2) {
+  std::vector<XClusters> clusters;
+  if (mamba2) {
+    QM_ASSIGN_OR_RETURN(WorkingModel w,
+                        MakeMamba2WorkingModel(model, samples, qc, k, opt, &clusters));
+    wm = std::move(w);
+  } else if (quamba2) {
     QM_ASSIGN_OR_RETURN(WorkingModel w, MakeWorkingModel(model, k, qc.residual_hadamard));
     wm = std::move(w);
   }
   const Model& fm = quamba2 ? *wm->model : model;
   CalibStats calib;
   calib.layers.resize(c.n_layer);
+  Mamba2Calib calib2;
   std::vector<LayerCodes> codes(c.n_layer);
   if (qc.static_acts) {
-    QM_ASSIGN_OR_RETURN(auto samples, LoadCalibrationSamples(opt.calib_files, *model.tokenizer(),
-                                                             opt.calib_samples, opt.calib_len,
-                                                             &qc.calib_files));
-    qc.calib_samples = (int64_t)samples.size();
-    qc.calib_len = opt.calib_len;
-    for (const auto& s : samples) qc.calib_tokens += (int64_t)s.size();
     // Activation scales from the float (rotated) model, before GPTQ, as the official order
     // (spec §2.1).
-    QM_ASSIGN_OR_RETURN(calib, Calibrate(fm, qc, samples, k, opt.threads, opt.progress));
-    QM_RETURN_IF_ERROR(CheckCalibrationFinite(calib, model.dir()));
+    if (mamba2) {
+      QM_ASSIGN_OR_RETURN(calib2, CalibrateMamba2(fm, qc, clusters, samples, k, opt.threads,
+                                                  opt.progress));
+      calib.lm_head_in = calib2.lm_head_in;
+    } else {
+      QM_ASSIGN_OR_RETURN(calib, Calibrate(fm, qc, samples, k, opt.threads, opt.progress));
+      QM_RETURN_IF_ERROR(CheckCalibrationFinite(calib, model.dir()));
+    }
     if (qc.weight_bits == 4 && qc.gptq) {
       HeadCodes unused;
       QM_RETURN_IF_ERROR(RunGptq(*wm, samples, qc, k, opt, &codes, &unused));
@@ -339,7 +369,7 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
       };
       codes[l].in_proj = rtn(wm->layers[l].in_proj, L.in_proj);
       codes[l].out_proj = rtn(wm->layers[l].out_proj, L.out_proj);
-      codes[l].x_proj = rtn(wm->layers[l].x_proj, L.x_proj);
+      if (!mamba2) codes[l].x_proj = rtn(wm->layers[l].x_proj, L.x_proj);
     }
   }
 
@@ -450,8 +480,14 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
   int planned = -1;
   LayerPlan plan;
   Status status;
+  TensorSink sink2;  // Mamba-2 layer tensors
   ForEachTensor(c, [&](const TensorSpec& spec) {
     if (!status.ok()) return;
+    if (mamba2 && spec.layer >= 0) {
+      PutMamba2LayerTensors(spec, *wm, src, calib2.layers[spec.layer], clusters[spec.layer],
+                            codes[spec.layer], qc, &sink2);
+      return;
+    }
     if (spec.layer >= 0 && spec.layer != planned) {
       plan = plan_layer(spec.layer);
       planned = spec.layer;
@@ -561,6 +597,7 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
     }
   });
   QM_RETURN_IF_ERROR(status);
+  for (TensorToWrite& t : sink2.tensors()) out_tensors.push_back(std::move(t));
 
   return WriteQuantizedOutput(model, qc, emb_dtype, std::move(out_tensors), *out);
 }

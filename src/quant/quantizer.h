@@ -35,6 +35,10 @@ struct QuantizeOptions {
   // Ablation of the 4-bit recipes: round-to-nearest instead of GPTQ. (--no-hadamard ablates
   // the quamba2 recipes' residual and out_proj rotations.)
   bool rtn = false;
+  // Ablations of the Mamba-2 A8 recipes: one x scale per SSD group instead of sort-and-cluster's
+  // 4 x 4; one B and one C scale for all SSD groups instead of one per group.
+  bool no_sort_cluster = false;
+  bool no_bc_groups = false;
   std::string lm_head = "f16";  // keep | f16 | bf16 | int8 (QuantConfig::lm_head)
   bool force = false;  // replace an earlier quantize output (io/output_dir.h)
   bool progress = true;

@@ -32,6 +32,10 @@ int CmdQuantize(int argc, char** argv) {
                 "rotation of the out_proj input (quamba2: nor of the residual stream)");
   flags.AddBool("--rtn", &opt.rtn, "ablation (quamba2-w4*): round-to-nearest 4-bit weights "
                 "instead of GPTQ (no calibration)");
+  flags.AddBool("--no-sort-cluster", &opt.no_sort_cluster, "ablation (quamba2-w8a8/w4a8 on "
+                "Mamba-2): one SSM-input scale per SSD group instead of sort-and-cluster's 4 x 4");
+  flags.AddBool("--no-bc-groups", &opt.no_bc_groups, "ablation (quamba2-w8a8/w4a8 on Mamba-2): "
+                "one B and one C scale instead of one per SSD group");
   flags.AddBool("--no-clip", &opt.no_clip, "ablation (quamba): abs-max instead of the "
                 "percentile clip for the SSM input x");
   flags.Add("--lm-head", &opt.lm_head, "embedding + lm_head precision: f16 (default, as "

@@ -20,9 +20,10 @@ const char* TapName(Tap t) {
   return "?";
 }
 
-std::vector<StateBufferSpec> StateBuffers(const MambaConfig& c) {
-  return {{"conv", DType::kF32, (c.d_conv - 1) * c.conv_dim()},
-          {"ssm", DType::kF32, c.nheads * c.headdim * c.d_state}};
+std::vector<StateBufferSpec> StateBuffers(const MambaConfig& c, bool int8) {
+  const DType dt = int8 ? DType::kI8 : DType::kF32;
+  return {{"conv", dt, (c.d_conv - 1) * c.conv_dim()},
+          {"ssm", dt, c.nheads * c.headdim * c.d_state}};
 }
 
 int64_t ChunkLength() {

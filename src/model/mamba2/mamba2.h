@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "format/config.h"
+#include "format/quantized.h"
 #include "model/block.h"
 #include "model/state.h"
 
@@ -25,11 +26,14 @@ constexpr int kNumTaps = 6;
 const char* TapName(Tap t);  // "in_proj:input", ...
 
 // State buffers of one layer: 0 = conv window (d_conv-1, conv_dim), 1 = SSM state
-// (nheads, headdim, d_state) with d_state contiguous, both float32.
+// (nheads, headdim, d_state) with d_state contiguous; float32, or both int8 for the static int8
+// block (int8 conv inputs; the state at its [G, m, n, N] scales).
 enum StateBuf : int { kConvState = 0, kSsmState = 1 };
-std::vector<StateBufferSpec> StateBuffers(const MambaConfig& c);
+std::vector<StateBufferSpec> StateBuffers(const MambaConfig& c, bool int8 = false);
 
 std::unique_ptr<Block> MakeFloatBlock(const BlockEnv& env);
+// Quamba2 A8 (quamba2-w8a8 / -w4a8): model/mamba2/q8_block.cc.
+std::unique_ptr<Block> MakeStaticInt8Block(const BlockEnv& env, const QuantConfig& qc);
 
 // Prefill chunks of at most this many tokens run the recurrent SSD scan (the same arithmetic as
 // decode steps); longer ones the chunked SSD in chunks of ChunkLength().
