@@ -50,6 +50,7 @@ std::string QuantConfig::ToJson() const {
             {"x_head_clusters", x_head_clusters},
             {"x_dim_groups", x_dim_groups},
             {"bc_per_group", bc_per_group},
+            {"state_per_cluster", state_per_cluster},
             {"smoothquant", smooth},
             {"smoothquant_alpha", smooth_alpha},
             {"lm_head", lm_head},
@@ -147,6 +148,7 @@ StatusOr<QuantConfig> QuantConfig::FromJson(const std::string& text, const std::
   }
   QM_RETURN_IF_ERROR(ablate("percentile_u", &c.percentile_u));
   QM_RETURN_IF_ERROR(ablate("bc_per_group", &c.bc_per_group));
+  QM_RETURN_IF_ERROR(ablate("state_per_cluster", &c.state_per_cluster));
   QM_RETURN_IF_ERROR(j.OptInt("x_head_clusters", 1, 64, &c.x_head_clusters));
   QM_RETURN_IF_ERROR(j.OptInt("x_dim_groups", 1, 64, &c.x_dim_groups));
   QM_RETURN_IF_ERROR(j.OptNumber("percentile_alpha", 0, 1, &c.percentile_alpha));

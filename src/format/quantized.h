@@ -60,6 +60,9 @@ struct QuantConfig {
   // (group, cluster, dim group, state index).
   int64_t x_head_clusters = 4, x_dim_groups = 4;
   bool bc_per_group = true;
+  // The SSM state's scales per (group, cluster, dim group, n) as the official code; false: one
+  // per (group, n), repeated in the same [G, m, n, N] table (--state-per-group).
+  bool state_per_cluster = true;
   bool smooth = false;           // SmoothQuant per-channel smoothing
   double smooth_alpha = 0.5;
   // Precision of lm_head (and of the embedding table that feeds the first block):

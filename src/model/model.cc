@@ -130,6 +130,7 @@ std::string Model::weight_type() const {
   if (quantized() && !qc_->a16() && config_.arch == Arch::kMamba2) {
     if (qc_->x_head_clusters * qc_->x_dim_groups == 1) m2 += ", no sort-and-cluster";
     if (!qc_->bc_per_group) m2 += ", B/C per tensor";
+    if (!qc_->state_per_cluster) m2 += ", state per group";
   }
   if (quantized() && qc_->weight_bits == 4) {  // W4A8
     const std::string head = qc_->lm_head == "int8" ? "I8" : DTypeName(weights_->lm_head.dtype);

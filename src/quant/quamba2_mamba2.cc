@@ -325,7 +325,17 @@ void PutMamba2LayerTensors(const TensorSpec& spec, const WorkingModel& wm,
         bs[g] = ScaleFromAbsMax(qc.bc_per_group ? cal.B[g] : b_all);
         cs[g] = ScaleFromAbsMax(qc.bc_per_group ? cal.C[g] : c_all);
       }
-      for (size_t i = 0; i < ss.size(); ++i) ss[i] = ScaleFromAbsMax(cal.state[i]);
+      // The state per (group, cluster, dim group, n), or (--state-per-group) one scale per
+      // (group, n) repeated over the group's m x n rows.
+      for (int64_t g = 0; g < G; ++g)
+        for (int64_t s_n = 0; s_n < N; ++s_n) {
+          float group_max = 0;
+          for (int64_t r = g * m * n; r < (g + 1) * m * n; ++r)
+            group_max = std::max(group_max, cal.state[r * N + s_n]);
+          for (int64_t r = g * m * n; r < (g + 1) * m * n; ++r)
+            ss[r * N + s_n] =
+                ScaleFromAbsMax(qc.state_per_cluster ? cal.state[r * N + s_n] : group_max);
+        }
       sink->Put(mixer + "x_scale", DType::kF32, xs, {G, m, n});
       sink->Put(mixer + "B_scale", DType::kF32, bs, {G});
       sink->Put(mixer + "C_scale", DType::kF32, cs, {G});

@@ -245,16 +245,18 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
         "%s/config.json: model_type: expected a Mamba-1 model for recipe %s, found %s (its "
         "quantization is not supported yet)", model.dir().c_str(), opt.recipe.c_str(),
         model.config().mixer_rms ? "falcon_mamba" : ArchName(model.config().arch)));
-  if (!mamba2 && (opt.no_sort_cluster || opt.no_bc_groups))
-    return Status::Error(StrFormat("--%s: expected a Mamba-2 model (the switch ablates its "
-                                   "x / B / C groups), found %s",
-                                   opt.no_sort_cluster ? "no-sort-cluster" : "no-bc-groups",
+  const char* m2_switch = opt.no_sort_cluster ? "no-sort-cluster"
+                          : opt.no_bc_groups    ? "no-bc-groups"
+                          : opt.state_per_group ? "state-per-group"
+                                                : nullptr;
+  if (m2_switch != nullptr && !mamba2)
+    return Status::Error(StrFormat("--%s: expected a Mamba-2 model (the switch sets its x / B / "
+                                   "C / state scale groups), found %s", m2_switch,
                                    ArchName(model.config().arch)));
-  if ((opt.no_sort_cluster || opt.no_bc_groups) && qc.a16())
+  if (m2_switch != nullptr && qc.a16())
     return Status::Error(StrFormat("--%s: expected recipe quamba2-w8a8 or quamba2-w4a8 (int8 "
-                                   "activations), found \"%s\"",
-                                   opt.no_sort_cluster ? "no-sort-cluster" : "no-bc-groups",
-                                   opt.recipe.c_str()));
+                                   "activations), found \"%s\"", m2_switch, opt.recipe.c_str()));
+  if (opt.state_per_group) qc.state_per_cluster = false;
   if (mamba2) qc.percentile_u = false;  // abs-max everywhere (spec §2.4)
   if (opt.no_sort_cluster) qc.x_head_clusters = qc.x_dim_groups = 1;
   if (opt.no_bc_groups) qc.bc_per_group = false;

@@ -39,6 +39,9 @@ struct QuantizeOptions {
   // 4 x 4; one B and one C scale for all SSD groups instead of one per group.
   bool no_sort_cluster = false;
   bool no_bc_groups = false;
+  // Mamba-2 A8: the int8 SSM state scaled per (SSD group, state index) instead of per
+  // (group, head cluster, dim group, state index) (docs/quantization.md: better on our model).
+  bool state_per_group = false;
   std::string lm_head = "f16";  // keep | f16 | bf16 | int8 (QuantConfig::lm_head)
   bool force = false;  // replace an earlier quantize output (io/output_dir.h)
   bool progress = true;

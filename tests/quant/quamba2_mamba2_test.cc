@@ -160,15 +160,20 @@ TEST(Quamba2Mamba2Test, AblationsLoadAndRun) {
   TempDir dir;
   struct Case {
     const char* name;
-    bool no_sort, no_bc, no_had;
+    bool no_sort, no_bc, no_had, state_group;
+    const char* type;  // in weight_type()
   };
-  for (const Case& k : {Case{"nosort", true, false, false}, Case{"nobc", false, true, false},
-                        Case{"nohad", false, false, true}}) {
+  for (const Case& k :
+       {Case{"nosort", true, false, false, false, "no sort-and-cluster"},
+        Case{"nobc", false, true, false, false, "B/C per tensor"},
+        Case{"nohad", false, false, true, false, "no Hadamard"},
+        Case{"stategroup", false, false, false, true, "state per group"}}) {
     SCOPED_TRACE(k.name);
     QuantizeOptions o = A8Options("quamba2-w8a8", 2, 128);
     o.no_sort_cluster = k.no_sort;
     o.no_bc_groups = k.no_bc;
     o.no_hadamard = k.no_had;
+    o.state_per_group = k.state_group;
     ASSERT_TRUE(QuantizeModel(*src, o, dir / k.name).ok());
     auto q = std::move(Model::Load(dir / k.name)).value();
     const std::string m = "backbone.layers.0.mixer.";
@@ -182,6 +187,14 @@ TEST(Quamba2Mamba2Test, AblationsLoadAndRun) {
       EXPECT_NE(b[0], b[c.d_state]);
     }
     EXPECT_EQ(q->weights().qlayers[0].norm[0] == 1.0f, !k.no_had);
+    EXPECT_THAT(q->weight_type(), HasSubstr(k.type));
+    // State scale rows 0 and 1 (clusters / dim groups of SSD group 0), state index 0.
+    const float* ss = q->weights().qlayers[0].state_scale;
+    if (k.state_group || k.no_sort) {
+      EXPECT_EQ(ss[0], k.no_sort ? ss[0] : ss[c.d_state]);
+    } else {
+      EXPECT_NE(ss[0], ss[c.d_state]);
+    }
     const std::vector<float> l = AllLogits(*q, HeldOutIds(*q, 16));
     EXPECT_TRUE(std::all_of(l.begin(), l.end(), [](float v) { return std::isfinite(v); }));
   }

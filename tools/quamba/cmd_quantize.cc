@@ -36,6 +36,9 @@ int CmdQuantize(int argc, char** argv) {
                 "Mamba-2): one SSM-input scale per SSD group instead of sort-and-cluster's 4 x 4");
   flags.AddBool("--no-bc-groups", &opt.no_bc_groups, "ablation (quamba2-w8a8/w4a8 on Mamba-2): "
                 "one B and one C scale instead of one per SSD group");
+  flags.AddBool("--state-per-group", &opt.state_per_group, "quamba2-w8a8/w4a8 on Mamba-2: the "
+                "int8 SSM state scaled per (SSD group, state) instead of per sort-and-cluster "
+                "group and state (better on the reference model)");
   flags.AddBool("--no-clip", &opt.no_clip, "ablation (quamba): abs-max instead of the "
                 "percentile clip for the SSM input x");
   flags.Add("--lm-head", &opt.lm_head, "embedding + lm_head precision: f16 (default, as "
