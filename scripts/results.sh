@@ -44,17 +44,19 @@ for set in valid wiki; do
   for r in "${RECIPES[@]}"; do run_eval "$r-$set" "$OUT/$r" "$f" "$fmt"; done
   for h in "${HEADS[@]}"; do run_eval "quamba-head-$h-$set" "$OUT/quamba-head-$h" "$f" "$fmt"; done
 done
-# Quamba2 (recipe defaults: 128 samples of 1024 tokens) and its ablations: W4A16 on both
-# reference models; W8A8 and W4A8 on Mamba-1 (Mamba-2 activation quantization is not built yet).
+# Quamba2 (recipe defaults: 128 samples of 1024 tokens) and its ablations on both reference
+# models; the sort-and-cluster, B/C-group and state-scale switches on Mamba-2 only.
 Q2_MODELS=(models/mamba-ref-d256-l6 models/mamba2-ref-d256-l6)
 # name:recipe:flags
 Q2_VARIANTS=("w4a16:w4a16:" "w4a16-w4head:w4a16:--lm-head w4" "w4a16-rtn:w4a16:--rtn"
   "w4a16-nohad:w4a16:--no-hadamard" "w4a16-rtn-nohad:w4a16:--rtn --no-hadamard"
   "w8a8:w8a8:" "w8a8-nohad:w8a8:--no-hadamard" "w4a8:w4a8:" "w4a8-int8head:w4a8:--lm-head int8"
-  "w4a8-rtn:w4a8:--rtn" "w4a8-nohad:w4a8:--no-hadamard")
+  "w4a8-rtn:w4a8:--rtn" "w4a8-nohad:w4a8:--no-hadamard"
+  "w8a8-nosort:w8a8:--no-sort-cluster" "w8a8-nobc:w8a8:--no-bc-groups"
+  "w8a8-stategroup:w8a8:--state-per-group" "w4a8-stategroup:w4a8:--state-per-group")
 q2_variants() {  # the variants model $1 runs
   for v in "${Q2_VARIANTS[@]}"; do
-    case "$1:$v" in *mamba2*:w4a16*) echo "$v" ;; *mamba2*) ;; *) echo "$v" ;; esac
+    case "$1:$v" in *mamba2*) echo "$v" ;; *:*-nosort:*|*:*-nobc:*|*:*-stategroup:*) ;; *) echo "$v" ;; esac
   done
 }
 for m in "${Q2_MODELS[@]}"; do
@@ -111,18 +113,24 @@ q2 = [("fp32", "FP32"), ("w4a16", "quamba2-w4a16 (GPTQ, Hadamard)"),
       ("w4a16-rtn", "  ablation: round-to-nearest (`--rtn`)"),
       ("w4a16-nohad", "  ablation: no Hadamard (`--no-hadamard`)"),
       ("w4a16-rtn-nohad", "  ablation: RTN, no Hadamard"),
-      ("w8a8", "quamba2-w8a8 (Hadamard, percentile x)"),
+      ("w8a8", "quamba2-w8a8 (Hadamard; Mamba-1: percentile x; Mamba-2: sort-and-cluster, int8 state)"),
       ("w8a8-nohad", "  ablation: no Hadamard (`--no-hadamard`)"),
-      ("w4a8", "quamba2-w4a8 (GPTQ, Hadamard, percentile x)"),
+      ("w8a8-nosort", "  ablation: no sort-and-cluster (`--no-sort-cluster`)"),
+      ("w8a8-nobc", "  ablation: one B and one C scale (`--no-bc-groups`)"),
+      ("w8a8-stategroup", "  variant: state scales per SSD group (`--state-per-group`)"),
+      ("w4a8", "quamba2-w4a8 (GPTQ, Hadamard; as W8A8 for activations)"),
       ("w4a8-int8head", "quamba2-w4a8, lm_head int8 (`--lm-head int8`)"),
       ("w4a8-rtn", "  ablation: round-to-nearest (`--rtn`)"),
-      ("w4a8-nohad", "  ablation: no Hadamard (`--no-hadamard`)")]
+      ("w4a8-nohad", "  ablation: no Hadamard (`--no-hadamard`)"),
+      ("w4a8-stategroup", "  variant: state scales per SSD group (`--state-per-group`)")]
 lines += ["## Quamba2 on both reference models", "",
           "`--recipe quamba2-*` with the recipe defaults: 4-bit in_proj and out_proj by GPTQ (group 128, 128 "
           "samples of 1024 tokens of the calibration text), Mamba-1 x_proj 4-bit round-to-nearest (W4A8: "
           "dt_proj int8); residual-stream and out_proj-input Hadamard rotations; W4A16: float32 "
-          "activations; W8A8 and W4A8: Quamba's static per-tensor int8 activations (x percentile 0.99999 "
-          "at d_model 256) calibrated on the same samples, Mamba-1 only so far (docs/quantization.md). "
+          "activations; W8A8 and W4A8 calibrated on the same samples: on Mamba-1 Quamba's static per-tensor "
+          "int8 activations (x percentile 0.99999 at d_model 256), on Mamba-2 abs-max scales with "
+          "sort-and-cluster of x (4 x 4 per SSD group), B / C per SSD group and an int8 SSM state "
+          "(docs/quantization.md). "
           "Embedding and lm_head float16 unless the row says otherwise. Model bytes include the untied, "
           "rotated lm_head (2.1 MB in float16 at this vocabulary, a third of the file).", ""]
 for mdir in ["models/mamba-ref-d256-l6", "models/mamba2-ref-d256-l6"]:
