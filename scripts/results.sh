@@ -48,15 +48,19 @@ done
 # models; the sort-and-cluster, B/C-group and state-scale switches on Mamba-2 only.
 Q2_MODELS=(models/mamba-ref-d256-l6 models/mamba2-ref-d256-l6)
 # name:recipe:flags
-Q2_VARIANTS=("w4a16:w4a16:" "w4a16-w4head:w4a16:--lm-head w4" "w4a16-rtn:w4a16:--rtn"
-  "w4a16-nohad:w4a16:--no-hadamard" "w4a16-rtn-nohad:w4a16:--rtn --no-hadamard"
-  "w8a8:w8a8:" "w8a8-nohad:w8a8:--no-hadamard" "w4a8:w4a8:" "w4a8-int8head:w4a8:--lm-head int8"
-  "w4a8-rtn:w4a8:--rtn" "w4a8-nohad:w4a8:--no-hadamard"
-  "w8a8-nosort:w8a8:--no-sort-cluster" "w8a8-nobc:w8a8:--no-bc-groups"
-  "w8a8-stategroup:w8a8:--state-per-group" "w4a8-stategroup:w4a8:--state-per-group")
+Q2_VARIANTS=("w4a16:quamba2-w4a16:" "w4a16-w4head:quamba2-w4a16:--lm-head w4"
+  "w4a16-rtn:quamba2-w4a16:--rtn" "w4a16-nohad:quamba2-w4a16:--no-hadamard"
+  "w4a16-rtn-nohad:quamba2-w4a16:--rtn --no-hadamard"
+  "w8a8:quamba2-w8a8:" "w8a8-nohad:quamba2-w8a8:--no-hadamard" "w4a8:quamba2-w4a8:"
+  "w4a8-int8head:quamba2-w4a8:--lm-head int8" "w4a8-rtn:quamba2-w4a8:--rtn"
+  "w4a8-nohad:quamba2-w4a8:--no-hadamard"
+  "w8a8-nosort:quamba2-w8a8:--no-sort-cluster" "w8a8-nobc:quamba2-w8a8:--no-bc-groups"
+  "w8a8-stategroup:quamba2-w8a8:--state-per-group"
+  "w4a8-stategroup:quamba2-w4a8:--state-per-group" "quamba:quamba:")
 q2_variants() {  # the variants model $1 runs
   for v in "${Q2_VARIANTS[@]}"; do
-    case "$1:$v" in *mamba2*) echo "$v" ;; *:*-nosort:*|*:*-nobc:*|*:*-stategroup:*) ;; *) echo "$v" ;; esac
+    # Mamba-1's quamba row is in the first table; the group switches are Mamba-2's.
+    case "$1:$v" in *mamba2*) echo "$v" ;; *:*-nosort:*|*:*-nobc:*|*:*-stategroup:*|*:quamba:*) ;; *) echo "$v" ;; esac
   done
 }
 for m in "${Q2_MODELS[@]}"; do
@@ -65,7 +69,7 @@ for m in "${Q2_MODELS[@]}"; do
   for v in "${variants[@]}"; do
     name=${v%%:*}; rest=${v#*:}; recipe=${rest%%:*}; flags=${rest#*:}
     # shellcheck disable=SC2086  # flags is a word list
-    build/quamba quantize -m "$m" -o "$OUT/$mb-$name" --recipe "quamba2-$recipe" $flags \
+    build/quamba quantize -m "$m" -o "$OUT/$mb-$name" --recipe "$recipe" $flags \
       --calib "$CALIB" -t "$THREADS" --force -q
   done
   for set in valid wiki; do
@@ -122,7 +126,8 @@ q2 = [("fp32", "FP32"), ("w4a16", "quamba2-w4a16 (GPTQ, Hadamard)"),
       ("w4a8-int8head", "quamba2-w4a8, lm_head int8 (`--lm-head int8`)"),
       ("w4a8-rtn", "  ablation: round-to-nearest (`--rtn`)"),
       ("w4a8-nohad", "  ablation: no Hadamard (`--no-hadamard`)"),
-      ("w4a8-stategroup", "  variant: state scales per SSD group (`--state-per-group`)")]
+      ("w4a8-stategroup", "  variant: state scales per SSD group (`--state-per-group`)"),
+      ("quamba", "quamba (v1 baseline: per-tensor scales, percentile x and state, out_proj Hadamard)")]
 lines += ["## Quamba2 on both reference models", "",
           "`--recipe quamba2-*` with the recipe defaults: 4-bit in_proj and out_proj by GPTQ (group 128, 128 "
           "samples of 1024 tokens of the calibration text), Mamba-1 x_proj 4-bit round-to-nearest (W4A8: "

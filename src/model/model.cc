@@ -34,9 +34,10 @@ StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir) {
     if (!qc.a16() && c.mixer_rms)
       return Status::Error(StrFormat("%s: expected a quantized Mamba-1 model, found a quantized "
                                      "falcon_mamba one (not supported yet)", qpath.c_str()));
-    if (!qc.a16() && c.arch == Arch::kMamba2 && qc.recipe.rfind("quamba2-", 0) != 0)
-      return Status::Error(StrFormat("%s: recipe: expected quamba2-w8a8 or quamba2-w4a8 (the "
-                                     "int8 recipes this engine runs on Mamba-2), found %s",
+    if (!qc.a16() && c.arch == Arch::kMamba2 && qc.recipe.rfind("quamba2-", 0) != 0 &&
+        qc.recipe != "quamba")
+      return Status::Error(StrFormat("%s: recipe: expected quamba, quamba2-w8a8 or quamba2-w4a8 "
+                                     "(the int8 recipes this engine runs on Mamba-2), found %s",
                                      qpath.c_str(), qc.recipe.c_str()));
     auto bound = BindQuantizedWeights(c, qc, std::move(store));
     if (!bound.ok()) return with_dir(bound.status());
@@ -127,7 +128,9 @@ std::string Model::weight_type() const {
   }
   // Mamba-2 A8 ablations of sort-and-cluster and the per-group B / C scales.
   std::string m2;
-  if (quantized() && !qc_->a16() && config_.arch == Arch::kMamba2) {
+  if (quantized() && qc_->recipe == "quamba" && config_.arch == Arch::kMamba2) {
+    m2 = ", per-tensor x / B / C / state";
+  } else if (quantized() && !qc_->a16() && config_.arch == Arch::kMamba2) {
     if (qc_->x_head_clusters * qc_->x_dim_groups == 1) m2 += ", no sort-and-cluster";
     if (!qc_->bc_per_group) m2 += ", B/C per tensor";
     if (!qc_->state_per_cluster) m2 += ", state per group";

@@ -8,6 +8,7 @@
 #include "core/progress.h"
 #include "model/mamba2/mamba2.h"
 #include "model/runtime.h"
+#include "quant/hadamard.h"
 #include "quant/observers.h"
 #include "quant/quamba2.h"
 
@@ -67,6 +68,8 @@ class Mamba2CalibObserver : public ActivationObserver {
                       const std::vector<XClusters>& cl, const kernels::KernelTable& k)
       : c_(c), qc_(qc), k_(k) {
     cal_.layers.resize(c.n_layer);
+    if (qc.percentile_u)  // quamba on Mamba-2: percentile x and state, per tensor
+      for (int l = 0; l < 2 * c.n_layer; ++l) pct_.emplace_back(qc.percentile_alpha, qc.percentile_sigma);
     for (int l = 0; l < c.n_layer; ++l) {
       rows_.push_back(cl[l].Rows());
       const int64_t R = cl[l].ngroups * cl[l].m * cl[l].n;
@@ -91,6 +94,7 @@ class Mamba2CalibObserver : public ActivationObserver {
         break;
       }
       case mamba2::Tap::kConvOut: {
+        if (qc_.percentile_u) pct_[2 * layer].Observe(x, rows, di, ld);
         const std::vector<int32_t>& row = rows_[layer];
         for (int64_t t = 0; t < rows; ++t)
           for (int64_t ch = 0; ch < di; ++ch)
@@ -123,12 +127,21 @@ class Mamba2CalibObserver : public ActivationObserver {
   void ObserveState(int layer, const float* st) {
     float* m = cal_.layers[layer].state.data();
     const int64_t N = c_.d_state;
+    if (qc_.percentile_u) pct_[2 * layer + 1].Observe(st, 1, c_.d_inner * N, c_.d_inner * N);
     const std::vector<int32_t>& row = rows_[layer];
     for (int64_t ch = 0; ch < c_.d_inner; ++ch)
       for (int64_t n = 0; n < N; ++n)
         m[row[ch] * N + n] = std::max(m[row[ch] * N + n], std::fabs(st[ch * N + n]));
   }
-  Mamba2Calib Take() { return std::move(cal_); }
+  Mamba2Calib Take() {
+    if (qc_.percentile_u)  // one clipped range for every row of x and of the state
+      for (int l = 0; l < c_.n_layer; ++l) {
+        Mamba2LayerCalib& s = cal_.layers[l];
+        std::fill(s.x.begin(), s.x.end(), pct_[2 * l].absmax());
+        std::fill(s.state.begin(), s.state.end(), pct_[2 * l + 1].absmax());
+      }
+    return std::move(cal_);
+  }
 
  private:
   const MambaConfig& c_;
@@ -136,6 +149,7 @@ class Mamba2CalibObserver : public ActivationObserver {
   const kernels::KernelTable& k_;
   Mamba2Calib cal_;
   std::vector<std::vector<int32_t>> rows_;
+  std::vector<PercentileObserver> pct_;  // (n_layer, 2): x, final state (percentile_u)
   std::vector<float> buf_;
 };
 
@@ -220,6 +234,13 @@ StatusOr<WorkingModel> MakeMamba2WorkingModel(const Model& model,
   }
   QM_ASSIGN_OR_RETURN(WorkingModel wm, MakeWorkingModel(*base.model, k, qc.residual_hadamard));
   wm.base = std::move(base.model);
+  if (qc.hadamard && !qc.residual_hadamard) {
+    // quamba (v1): only the out_proj input rotated, W_out <- W_out H^T with H y online.
+    for (int l = 0; l < c.n_layer; ++l) {
+      QM_RETURN_IF_ERROR(FoldHadamardIntoWeight(k, wm.layers[l].out_proj, dm, di));
+      wm.weights->layers[l].out_proj_hadamard = true;
+    }
+  }
   return wm;
 }
 

@@ -240,7 +240,8 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
   QM_ASSIGN_OR_RETURN(QuantConfig qc, QuantConfig::ForRecipe(opt.recipe));
   const bool mamba2 = model.config().arch == Arch::kMamba2;
   const bool quamba2 = qc.recipe.rfind("quamba2-", 0) == 0;
-  if (!qc.a16() && (model.config().mixer_rms || (mamba2 && !quamba2)))
+  // On Mamba-2: the quamba2 A8 recipes, and quamba (v1) as their baseline.
+  if (!qc.a16() && (model.config().mixer_rms || (mamba2 && !quamba2 && qc.recipe != "quamba")))
     return Status::Error(StrFormat(
         "%s/config.json: model_type: expected a Mamba-1 model for recipe %s, found %s (its "
         "quantization is not supported yet)", model.dir().c_str(), opt.recipe.c_str(),
@@ -257,7 +258,14 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
     return Status::Error(StrFormat("--%s: expected recipe quamba2-w8a8 or quamba2-w4a8 (int8 "
                                    "activations), found \"%s\"", m2_switch, opt.recipe.c_str()));
   if (opt.state_per_group) qc.state_per_cluster = false;
-  if (mamba2) qc.percentile_u = false;  // abs-max everywhere (spec §2.4)
+  if (mamba2 && quamba2) qc.percentile_u = false;  // abs-max everywhere (spec §2.4)
+  if (mamba2 && !quamba2) {
+    // quamba (v1) on Mamba-2: per-tensor scales (one x, B, C and state scale; percentile x and
+    // state), the out_proj-input Hadamard, no residual rotation, no reordering.
+    qc.x_head_clusters = qc.x_dim_groups = 1;
+    qc.bc_per_group = false;
+    qc.state_per_cluster = false;
+  }
   if (opt.no_sort_cluster) qc.x_head_clusters = qc.x_dim_groups = 1;
   if (opt.no_bc_groups) qc.bc_per_group = false;
   // Every weight is read below: a NaN or Inf is named now, not written into scales that every
@@ -341,7 +349,7 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
     QM_ASSIGN_OR_RETURN(WorkingModel w, MakeWorkingModel(model, k, qc.residual_hadamard));
     wm = std::move(w);
   }
-  const Model& fm = quamba2 ? *wm->model : model;
+  const Model& fm = wm ? *wm->model : model;
   CalibStats calib;
   calib.layers.resize(c.n_layer);
   Mamba2Calib calib2;

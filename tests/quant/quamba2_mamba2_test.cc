@@ -200,12 +200,41 @@ TEST(Quamba2Mamba2Test, AblationsLoadAndRun) {
   }
 }
 
+// quamba (v1) on Mamba-2, the paper's baseline: the same int8 block with one scale per tensor
+// (x and the state by the percentile observer), the out_proj-input Hadamard folded into W_out,
+// the norms kept (no residual rotation), no reordering. Within the W8A8 bar on held-out text.
+TEST(Quamba2Mamba2Test, QuambaV1BaselineRunsOnMamba2) {
+  std::unique_ptr<Model> src = LoadSource(kMamba2Ref);
+  const MambaConfig& c = src->config();
+  TempDir dir;
+  ASSERT_TRUE(QuantizeModel(*src, A8Options("quamba", 16, 512), dir / "q").ok());
+  auto q = std::move(Model::Load(dir / "q")).value();
+  EXPECT_THAT(q->weight_type(), HasSubstr("per-tensor x / B / C / state"));
+  const QLayerWeights& L = q->weights().qlayers[1];
+  EXPECT_NE(L.norm[0], 1.0f);  // not folded
+  // One scale for x, one for B and one for C, whatever the channel's group.
+  const int64_t di = c.d_inner, GN = c.ngroups * c.d_state;
+  for (int64_t ch = 0; ch < GN; ++ch) {
+    ASSERT_EQ(L.xbc_scale[di + ch], L.xbc_scale[di]) << ch;
+    ASSERT_EQ(L.xbc_scale[di + GN + ch], L.xbc_scale[di + GN]) << ch;
+  }
+  for (int64_t ch = 1; ch < c.d_inner; ++ch) ASSERT_EQ(L.xbc_scale[ch], L.xbc_scale[0]) << ch;
+  for (int64_t i = 1; i < c.ngroups * c.d_state; ++i)
+    ASSERT_EQ(L.state_scale[i], L.state_scale[0]) << i;
+  const std::vector<int32_t> ids = HeldOutIds(*src, 512);
+  const double ppl_fp = Perplexity(AllLogits(*src, ids), ids, c.vocab_size);
+  const double ppl = Perplexity(AllLogits(*q, ids), ids, c.vocab_size);
+  EXPECT_LE(ppl, 1.01 * ppl_fp) << "fp " << ppl_fp;
+  std::printf("%s: ppl fp32 %.4f, quamba %.4f (%+.2f%%)\n", kMamba2Ref, ppl_fp, ppl,
+              100 * (ppl / ppl_fp - 1));
+}
+
 TEST(Quamba2Mamba2Test, BadInputIsRefused) {
   TempDir dir;
   std::unique_ptr<Model> m2 = LoadSource(kMamba2Ref);
-  QuantizeOptions o = A8Options("quamba", 2, 64);
+  QuantizeOptions o = A8Options("minmax", 2, 64);
   EXPECT_THAT(QuantizeModel(*m2, o, dir / "x").message(),
-              HasSubstr("config.json: model_type: expected a Mamba-1 model for recipe quamba, "
+              HasSubstr("config.json: model_type: expected a Mamba-1 model for recipe minmax, "
                         "found mamba2"));
   std::unique_ptr<Model> m1 = LoadSource(kMamba1Ref);
   o.recipe = "quamba2-w8a8";
