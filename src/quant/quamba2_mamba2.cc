@@ -233,6 +233,12 @@ StatusOr<WorkingModel> MakeMamba2WorkingModel(const Model& model,
     for (int64_t r = 0; r < dm; ++r) Permute(w_out + r * di, x.channel_index, 1);
   }
   QM_ASSIGN_OR_RETURN(WorkingModel wm, MakeWorkingModel(*base.model, k, qc.residual_hadamard));
+  // wm has its own copies of the large matrices: free base's (it keeps the small tensors wm
+  // shares), so the quantizer holds one float copy of the model, not two.
+  std::vector<const float*> large = {base.embedding, base.lm_head};
+  for (const WorkingModel::Layer& L : base.layers) large.insert(large.end(), {L.in_proj, L.out_proj});
+  for (std::vector<float>& v : bw.owned_floats)
+    if (std::find(large.begin(), large.end(), v.data()) != large.end()) std::vector<float>().swap(v);
   wm.base = std::move(base.model);
   if (qc.hadamard && !qc.residual_hadamard) {
     // quamba (v1): only the out_proj input rotated, W_out <- W_out H^T with H y online.
