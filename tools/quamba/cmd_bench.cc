@@ -23,6 +23,7 @@
 #include "args.h"
 #include "commands.h"
 #include "core/thread_pool.h"
+#include "git_commit.h"  // QM_GIT_COMMIT, generated at build time
 #include "model/runtime.h"
 
 namespace quamba::cli {

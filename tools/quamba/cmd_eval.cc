@@ -16,6 +16,7 @@
 #include "eval/loglik.h"
 #include "eval/perplexity.h"
 #include "eval/tasks.h"
+#include "git_commit.h"  // QM_GIT_COMMIT, generated at build time
 #include "io/mapped_file.h"
 #include "model/finite.h"
 #include "model/runtime.h"

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "commands.h"
+#include "git_commit.h"  // QM_GIT_COMMIT, generated at build time
 #include "io/mapped_file.h"
 #include "kernels/kernels.h"
 
