@@ -1,5 +1,6 @@
 // The int8 engine on every ISA this machine has, with an explicit kernel table per ISA (never
-// only the process default): for every recipe and lm_head precision of a tiny synthetic model,
+// only the process default): for every recipe and lm_head precision of a tiny synthetic model
+// (Mamba-1, and Mamba-2 for its int8 recipes),
 //   - the integer kernels agree bit for bit with --simulate (float GEMMs over the same grid);
 //   - decode steps after a prefill give the logits of a longer prefill;
 //   - B sequences decoded together give the logits of each decoded alone.
@@ -27,11 +28,13 @@ using testing::TempDir;
 struct Variant {
   const char* recipe;
   const char* head;
+  bool mamba2 = false;  // of the synthetic Mamba-2 model (int8 conv and SSM state)
 };
 constexpr Variant kVariants[] = {
     {"quamba", "f16"},      {"quamba", "int8"},  {"minmax", "f16"},  {"minmax", "int8"},
     {"smoothquant", "f16"}, {"smoothquant", "int8"}, {"dynamic", "f16"}, {"dynamic", "int8"},
     {"quamba2-w8a8", "f16"}, {"quamba2-w4a8", "f16"}, {"quamba2-w4a8", "int8"},
+    {"quamba2-w8a8", "f16", true}, {"quamba2-w4a8", "int8", true}, {"quamba", "f16", true},
 };
 
 std::vector<int32_t> RandomIds(int64_t n, int64_t vocab, uint32_t seed) {
@@ -54,9 +57,23 @@ class Int8EngineTest : public ::testing::Test {
     ASSERT_TRUE(WriteSynthCheckpoint(c, DType::kF32, 7, *dir_ / "fp").ok());
     std::filesystem::copy_file(testing::SharedData("tokenizer/gpt-neox-20b/tokenizer.json"),
                                *dir_ / "fp/tokenizer.json");
-    auto fp = std::move(Model::Load(*dir_ / "fp")).value();
+    // Mamba-2: 8 heads of 32 in 2 SSD groups (4 heads per group: sort-and-cluster's 4 head
+    // clusters), d_state 16; in_proj K 128, out_proj K 256 as above.
+    MambaConfig c2 = c;
+    c2.arch = Arch::kMamba2;
+    c2.d_inner = 256;
+    c2.headdim = 32;
+    c2.nheads = 8;
+    c2.ngroups = 2;
+    c2.d_state = 16;
+    ASSERT_TRUE(WriteSynthCheckpoint(c2, DType::kF32, 8, *dir_ / "fp2").ok());
+    std::filesystem::copy_file(testing::SharedData("tokenizer/gpt-neox-20b/tokenizer.json"),
+                               *dir_ / "fp2/tokenizer.json");
+    auto fp1 = std::move(Model::Load(*dir_ / "fp")).value();
+    auto fp2 = std::move(Model::Load(*dir_ / "fp2")).value();
     models_ = new std::vector<std::unique_ptr<Model>>();
     for (const Variant& v : kVariants) {
+      const Model* fp = v.mamba2 ? fp2.get() : fp1.get();
       QuantizeOptions o;
       o.recipe = v.recipe;
       o.lm_head = v.head;
@@ -66,7 +83,8 @@ class Int8EngineTest : public ::testing::Test {
       o.threads = 2;
       o.progress = false;
       o.kernels = &kernels::KernelsFor(kernels::Isa::kGeneric);
-      const std::string out = *dir_ / (std::string(v.recipe) + "-" + v.head);
+      const std::string out =
+          *dir_ / (std::string(v.recipe) + "-" + v.head + (v.mamba2 ? "-mamba2" : ""));
       const Status s = QuantizeModel(*fp, o, out);
       ASSERT_TRUE(s.ok()) << s.message();
       models_->push_back(std::move(Model::Load(out)).value());
@@ -84,8 +102,9 @@ class Int8EngineTest : public ::testing::Test {
     for (kernels::Isa isa : kernels::AvailableIsas()) {
       ++isas;
       for (size_t i = 0; i < models_->size(); ++i) {
-        const std::string name = std::string(kVariants[i].recipe) + "/" + kVariants[i].head +
-                                  "/" + kernels::IsaName(isa);
+        const std::string name = std::string(kVariants[i].mamba2 ? "mamba2/" : "") +
+                                 kVariants[i].recipe + "/" + kVariants[i].head + "/" +
+                                 kernels::IsaName(isa);
         SCOPED_TRACE(name);
         f(*(*models_)[i], kernels::KernelsFor(isa));
       }
@@ -134,10 +153,13 @@ TEST_F(Int8EngineTest, RealEqualsSimulationBitForBit) {
 // paths are exact up to the float scan and norms (different summation shapes between prefill
 // and decode): 1e-4 absolute on logits of magnitude ~1 is far below what one flipped int8 code
 // in a GEMM output moves a logit (> 1e-3 here). The int8 conv windows must agree exactly.
+// Mamba-2's int8 SSM state is requantised at the end of every call, so its prefill runs in
+// chunks of one token (a longer chunk requantises less often: by design not the same values).
 TEST_F(Int8EngineTest, PrefillEqualsDecodeSteps) {
   ForEachCase([](const Model& q, const kernels::KernelTable& k) {
     const std::vector<int32_t> ids = q.tokenizer()->Encode("one two three four five six seven");
-    Runtime e(q, 2, k);
+    const bool mamba2 = q.config().arch == Arch::kMamba2;
+    Runtime e(q, 2, k, mamba2 ? 1 : 256, mamba2 ? 1 : 16);  // chunks of max(chunk, batch)
     SequenceState a = q.NewState(), b = q.NewState();
     const int64_t V = q.config().vocab_size;
     std::vector<float> all(ids.size() * V), one(V);
@@ -148,11 +170,13 @@ TEST_F(Int8EngineTest, PrefillEqualsDecodeSteps) {
       for (int64_t i = 0; i < V; ++i) ASSERT_NEAR(one[i], all[t * V + i], 1e-4) << t << " " << i;
     }
     for (int l = 0; l < q.config().n_layer; ++l) {
-      const StateBufferSpec& spec = a.layout()->spec(l, mamba1::kConvState);
-      if (spec.dtype != DType::kI8) continue;  // dynamic: float conv inputs
-      EXPECT_EQ(0, std::memcmp(a.Get<int8_t>(l, mamba1::kConvState),
-                               b.Get<int8_t>(l, mamba1::kConvState), spec.elems))
-          << "layer " << l;
+      // Mamba-1 and Mamba-2 both number the conv window 0 and the SSM state 1.
+      for (int buf : {mamba1::kConvState, mamba1::kSsmState}) {
+        const StateBufferSpec& spec = a.layout()->spec(l, buf);
+        if (spec.dtype != DType::kI8) continue;  // float conv inputs (dynamic), float states
+        EXPECT_EQ(0, std::memcmp(a.Get<int8_t>(l, buf), b.Get<int8_t>(l, buf), spec.elems))
+            << "layer " << l << " buffer " << spec.name;
+      }
     }
   });
 }
