@@ -5,8 +5,12 @@
 #include <cerrno>
 #include <cstring>
 
+#include <algorithm>
+
+#include "core/progress.h"
 #include "io/json_util.h"
 #include "io/mapped_file.h"
+#include "model/runtime.h"
 
 namespace quamba {
 
@@ -64,6 +68,25 @@ StatusOr<std::vector<std::vector<int32_t>>> LoadCalibrationSamples(
     return Status::Error(StrFormat("%s: expected calibration text of at least %lld tokens, "
                                    "found too little", files[0].c_str(), (long long)calib_len));
   return samples;
+}
+
+void PrefillSamples(const Model& model, const std::vector<std::vector<int32_t>>& samples,
+                    const kernels::KernelTable& k, int threads, ActivationObserver* obs,
+                    const char* label, bool progress,
+                    const std::function<void(SequenceState&)>& after_sample) {
+  int64_t max_len = 1;
+  for (const auto& s : samples) max_len = std::max<int64_t>(max_len, s.size());
+  Runtime rt(model, threads, k, max_len, 1);  // one chunk per sample
+  rt.set_observer(obs);
+  SequenceState state = model.NewState();
+  Progress bar(label, static_cast<int64_t>(samples.size()), "samples");
+  for (size_t i = 0; i < samples.size(); ++i) {
+    state.Reset();
+    rt.Prefill(&state, samples[i], nullptr, false);
+    if (after_sample) after_sample(state);
+    if (progress) bar.Update(static_cast<int64_t>(i) + 1);
+  }
+  if (progress) bar.Finish();
 }
 
 }  // namespace quamba

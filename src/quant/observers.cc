@@ -24,6 +24,14 @@ int8_t QuantizeValue(float w, float scale) {
   return static_cast<int8_t>(std::nearbyint(v));
 }
 
+float QuantizeSymmetric(const float* w, int64_t n, int8_t* q) {
+  float am = 0;
+  for (int64_t i = 0; i < n; ++i) am = std::max(am, std::fabs(w[i]));
+  const float scale = ScaleFromAbsMax(am);
+  for (int64_t i = 0; i < n; ++i) q[i] = QuantizeValue(w[i], scale);
+  return scale;
+}
+
 float TensorAbsMax(const float* x, int64_t rows, int64_t cols, int64_t ld) {
   float m = 0;
   for (int64_t r = 0; r < rows; ++r)

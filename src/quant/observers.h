@@ -14,6 +14,9 @@ namespace quamba {
 float ScaleFromAbsMax(float absmax);
 // Weight quantization: clamp(round-half-to-even(w / scale), -128, 127), torch.round semantics.
 int8_t QuantizeValue(float w, float scale);
+// Symmetric int8 of w (n) with one scale: ScaleFromAbsMax(max |w|), QuantizeValue per element;
+// returns the scale.
+float QuantizeSymmetric(const float* w, int64_t n, int8_t* q);
 // max |x| over a strided (rows, cols) block; 0 for an empty one. NaN is ignored.
 float TensorAbsMax(const float* x, int64_t rows, int64_t cols, int64_t ld);
 

@@ -5,9 +5,8 @@
 #include <cstring>
 #include <numeric>
 
-#include "core/progress.h"
 #include "model/mamba2/mamba2.h"
-#include "model/runtime.h"
+#include "quant/calib_data.h"
 #include "quant/hadamard.h"
 #include "quant/observers.h"
 #include "quant/quamba2.h"
@@ -153,14 +152,9 @@ class Mamba2CalibObserver : public ActivationObserver {
   std::vector<float> buf_;
 };
 
-// Symmetric int8 of rows [r0, r1) of a (rows, cols) matrix with one scale: absmax / 127.
+// Symmetric int8 of rows [r0, r1) of a (rows, cols) matrix with one scale; returns it.
 float QuantizeRows(const float* w, int64_t r0, int64_t r1, int64_t cols, int8_t* q) {
-  float am = 0;
-  for (int64_t i = r0 * cols; i < r1 * cols; ++i) am = std::max(am, std::fabs(w[i]));
-  const float s = ScaleFromAbsMax(am);
-  for (int64_t i = r0 * cols; i < r1 * cols; ++i)
-    q[i] = static_cast<int8_t>(std::clamp(std::nearbyint(w[i] / s), -128.0f, 127.0f));
-  return s;
+  return QuantizeSymmetric(w + r0 * cols, (r1 - r0) * cols, q + r0 * cols);
 }
 
 }  // namespace
@@ -177,19 +171,9 @@ StatusOr<WorkingModel> MakeMamba2WorkingModel(const Model& model,
   clusters->assign(c.n_layer, Identity(c));
   if (sort) {
     // The statistic on the float model: x is the same with the rotation (it cancels in in_proj).
-    int64_t max_len = 1;
-    for (const auto& s : samples) max_len = std::max<int64_t>(max_len, s.size());
-    Runtime rt(model, opt.threads, k, max_len, 1);
     XStatObserver obs(static_cast<int>(c.n_layer), di);
-    rt.set_observer(&obs);
-    SequenceState state = model.NewState();
-    Progress bar("sort-and-cluster statistic", static_cast<int64_t>(samples.size()), "samples");
-    for (size_t i = 0; i < samples.size(); ++i) {
-      state.Reset();
-      rt.Prefill(&state, samples[i], nullptr, false);
-      if (opt.progress) bar.Update(static_cast<int64_t>(i) + 1);
-    }
-    if (opt.progress) bar.Finish();
+    PrefillSamples(model, samples, k, opt.threads, &obs, "sort-and-cluster statistic",
+                   opt.progress);
     for (int l = 0; l < c.n_layer; ++l) {
       auto x = SortAndCluster(obs.stat_[l], H, c.headdim, c.ngroups, qc.x_head_clusters,
                               qc.x_dim_groups);
@@ -255,21 +239,12 @@ StatusOr<Mamba2Calib> CalibrateMamba2(const Model& fm, const QuantConfig& qc,
                                       const std::vector<std::vector<int32_t>>& samples,
                                       const kernels::KernelTable& k, int threads, bool progress) {
   const MambaConfig& c = fm.config();
-  int64_t max_len = 1;
-  for (const auto& s : samples) max_len = std::max<int64_t>(max_len, s.size());
-  Runtime rt(fm, threads, k, max_len, 1);  // one chunk per sample
   Mamba2CalibObserver obs(c, qc, clusters, k);
-  rt.set_observer(&obs);
-  SequenceState state = fm.NewState();
-  Progress bar("calibrating", static_cast<int64_t>(samples.size()), "samples");
-  for (size_t i = 0; i < samples.size(); ++i) {
-    state.Reset();
-    rt.Prefill(&state, samples[i], nullptr, false);
-    for (int l = 0; l < c.n_layer; ++l)
-      obs.ObserveState(l, state.Get<float>(l, mamba2::kSsmState));
-    if (progress) bar.Update(static_cast<int64_t>(i) + 1);
-  }
-  if (progress) bar.Finish();
+  PrefillSamples(fm, samples, k, threads, &obs, "calibrating", progress,
+                 [&](SequenceState& state) {  // the final SSM states
+                   for (int l = 0; l < c.n_layer; ++l)
+                     obs.ObserveState(l, state.Get<float>(l, mamba2::kSsmState));
+                 });
   Mamba2Calib cal = obs.Take();
   auto finite = [](float v) { return std::isfinite(v); };
   for (int l = 0; l < c.n_layer; ++l) {

@@ -7,7 +7,6 @@
 #include <optional>
 
 #include "core/dtype.h"
-#include "core/progress.h"
 #include "io/json_util.h"
 #include "io/mapped_file.h"
 #include "io/output_dir.h"
@@ -16,7 +15,6 @@
 #include "quant/calib_data.h"
 #include "quant/hadamard.h"
 #include "model/mamba1/mamba1.h"
-#include "model/runtime.h"
 #include "quant/observers.h"
 #include "quant/quamba2.h"
 
@@ -94,12 +92,8 @@ class CalibObserver : public ActivationObserver {
 
 // Symmetric per-tensor int8: scale = max(absmax, 1e-5) / 127, q = clamp(rne(w / scale)).
 float QuantizeTensor(const std::vector<float>& w, std::vector<int8_t>* q) {
-  float am = 0;
-  for (float v : w) am = std::max(am, std::fabs(v));
-  const float scale = ScaleFromAbsMax(am);
   q->resize(w.size());
-  for (size_t i = 0; i < w.size(); ++i) (*q)[i] = QuantizeValue(w[i], scale);
-  return scale;
+  return QuantizeSymmetric(w.data(), static_cast<int64_t>(w.size()), q->data());
 }
 
 std::vector<float> ReadFloats(const TensorStore& st, const std::string& name) {
@@ -182,20 +176,9 @@ bool IsQuantizeOutput(const std::string& dir) {
 StatusOr<CalibStats> Calibrate(const Model& model, const QuantConfig& qc,
                                const std::vector<std::vector<int32_t>>& samples,
                                const kernels::KernelTable& k, int threads, bool progress) {
-  int64_t max_len = 1;
-  for (const auto& s : samples) max_len = std::max<int64_t>(max_len, s.size());
   // One chunk per sample: the percentile observer sees each sample whole, as upstream.
-  Runtime engine(model, threads, k, max_len, 1);
   CalibObserver obs(qc, (int)model.config().n_layer, k);
-  engine.set_observer(&obs);
-  SequenceState state = model.NewState();
-  Progress bar("calibrating", (int64_t)samples.size(), "samples");
-  for (size_t i = 0; i < samples.size(); ++i) {
-    state.Reset();
-    engine.Prefill(&state, samples[i], nullptr, false);
-    if (progress) bar.Update(i + 1);
-  }
-  if (progress) bar.Finish();
+  PrefillSamples(model, samples, k, threads, &obs, "calibrating", progress);
   return obs.Take();
 }
 
