@@ -35,6 +35,58 @@ int64_t ChunkLength() {
   return q;
 }
 
+void SsdRows(const kernels::KernelTable& k, const MambaConfig& c, const float* dt_bias,
+             const float* A, float* state, bool chunked, int64_t row0, int64_t seq_len,
+             const float* xbc, const float* dt, int64_t lddt, float* y, int64_t hb, int64_t he) {
+  const int64_t cd = c.conv_dim(), di = c.d_inner, GN = c.ngroups * c.d_state;
+  kernels::SsdArgs a;
+  a.H = c.nheads;
+  a.P = c.headdim;
+  a.N = c.d_state;
+  a.G = c.ngroups;
+  a.ldx = a.ldbc = cd;
+  a.lddt = lddt;
+  a.ldy = di;
+  a.dt_bias = dt_bias;
+  a.dt_min = static_cast<float>(c.dt_limit_min);
+  a.dt_max = static_cast<float>(c.dt_limit_max);
+  a.A = A;
+  a.state = state;
+  const int64_t q = chunked ? ChunkLength() : seq_len;
+  for (int64_t t0 = 0; t0 < seq_len; t0 += q) {
+    const int64_t row = row0 + t0;
+    a.L = std::min(q, seq_len - t0);
+    a.x = xbc + row * cd;
+    a.B = xbc + row * cd + di;
+    a.C = xbc + row * cd + di + GN;
+    a.dt = dt + row * lddt;
+    a.y = y + row * di;
+    (chunked ? k.ssd_chunk : k.ssd_scan)(a, hb, he);
+  }
+}
+
+kernels::GatedNormArgs InPlaceGatedNormArgs(const MambaConfig& c, float* y, const float* xbc,
+                                        const float* z, int64_t ldz, const float* D,
+                                        const float* w, int64_t T) {
+  kernels::GatedNormArgs g;
+  g.C = c.d_inner;
+  g.G = c.ngroups;
+  g.P = c.headdim;
+  g.y = y;
+  g.ldy = c.d_inner;
+  g.x = xbc;
+  g.ldx = c.conv_dim();
+  g.D = D;
+  g.z = z;
+  g.ldz = ldz;
+  g.w = w;
+  g.eps = 1e-5f;  // hard-coded in Mamba2.__init__
+  g.out = y;
+  g.ldo = c.d_inner;
+  g.L = T;
+  return g;
+}
+
 namespace {
 
 class FloatBlock final : public Block {
@@ -49,7 +101,6 @@ class FloatBlock final : public Block {
         dip_(env.c.d_in_proj()),
         cd_(env.c.conv_dim()),
         H_(env.c.nheads),
-        GN_(env.c.ngroups * env.c.d_state),
         eps_(static_cast<float>(env.c.norm_eps)) {
     const int64_t rows = env.max_rows;
     hn_ = env.scratch.Alloc<float>(rows * dm_);
@@ -98,55 +149,17 @@ class FloatBlock final : public Block {
 
     // y = mamba_chunk_scan_combined(x, dt, A, B, C, chunk_size, D=None, dt_bias, dt_softplus,
     //                               dt_limit)  /  selective_state_update(...) in step()
-    kernels::SsdArgs a;
-    a.H = H_;
-    a.P = c_.headdim;
-    a.N = c_.d_state;
-    a.G = c_.ngroups;
-    a.ldx = a.ldbc = cd_;
-    a.lddt = dip_;
-    a.ldy = di;
-    a.dt_bias = L.dt_bias;
-    a.dt_min = static_cast<float>(c_.dt_limit_min);
-    a.dt_max = static_cast<float>(c_.dt_limit_max);
-    a.A = L.A;
     const bool chunked = !io.per_row_states && T > kRecurrentMaxTokens;
-    const int64_t q = chunked ? ChunkLength() : seq_len;
     pool_.ParallelRange(H_, 1, [&](int64_t hb, int64_t he) {
-      for (int64_t s = 0; s < n_seq; ++s) {
-        kernels::SsdArgs sa = a;
-        sa.state = io.states[s]->Get<float>(layer, kSsmState);
-        for (int64_t t0 = 0; t0 < seq_len; t0 += q) {
-          const int64_t row = s * seq_len + t0;  // decode: row s; prefill: token t0
-          sa.L = std::min(q, seq_len - t0);
-          sa.x = xbc_ + row * cd_;
-          sa.B = xbc_ + row * cd_ + di;
-          sa.C = xbc_ + row * cd_ + di + GN_;
-          sa.dt = zxbcdt_ + row * dip_ + di + cd_;
-          sa.y = y_ + row * di;
-          (chunked ? k_.ssd_chunk : k_.ssd_scan)(sa, hb, he);
-        }
-      }
+      for (int64_t s = 0; s < n_seq; ++s)  // decode: row s; prefill: rows from 0
+        SsdRows(k_, c_, L.dt_bias, L.A, io.states[s]->Get<float>(layer, kSsmState), chunked,
+                s * seq_len, seq_len, xbc_, zxbcdt_ + di + cd_, dip_, y_, hb, he);
     });
     tap(Tap::kSsdOut, y_, di, di);
 
     // y = y + x * D;  y = self.norm(y, z)        (RMSNormGated, group_size = d_ssm / ngroups)
-    kernels::GatedNormArgs g;
-    g.C = di;
-    g.G = c_.ngroups;
-    g.P = c_.headdim;
-    g.y = y_;
-    g.ldy = di;
-    g.x = xbc_;
-    g.ldx = cd_;
-    g.D = L.D;
-    g.z = zxbcdt_;
-    g.ldz = dip_;
-    g.w = L.norm_gated;
-    g.eps = 1e-5f;  // hard-coded in Mamba2.__init__
-    g.out = y_;
-    g.ldo = di;
-    g.L = T;
+    const kernels::GatedNormArgs g =
+        InPlaceGatedNormArgs(c_, y_, xbc_, zxbcdt_, dip_, L.D, L.norm_gated, T);
     rows([&](int64_t b, int64_t e) { k_.gated_rms_norm(g, b, e); });
     tap(Tap::kOutProjIn, y_, di, di);
     // Quamba2 (spec §2.2): y = had(y), whose H^T is folded into out_proj's columns.
@@ -165,7 +178,7 @@ class FloatBlock final : public Block {
   const ModelWeights& w_;
   ThreadPool& pool_;
   const kernels::KernelTable& k_;
-  const int64_t dm_, di_, dip_, cd_, H_, GN_;
+  const int64_t dm_, di_, dip_, cd_, H_;
   const float eps_;
   float* hn_;      // (T, d_model) normalised mixer input
   float* zxbcdt_;  // (T, d_in_proj) in_proj output [z | x | B | C | dt]

@@ -42,4 +42,18 @@ constexpr int64_t kRecurrentMaxTokens = 16;
 // parameter): 64 (spec §1.6); QUAMBA_SSD_CHUNK (16..256) overrides it for tuning.
 int64_t ChunkLength();
 
+// Steps the float and int8 blocks share, on float buffers of T rows: xbc (T, conv_dim) =
+// [x | B | C] after the conv, dt (T, lddt) raw dt, y (T, d_inner).
+// y rows [row0, row0 + seq_len) = SSD of one sequence's seq_len tokens, heads [hb, he), from
+// and into state (nheads, headdim, d_state): chunked SSD in chunks of ChunkLength(), or the
+// recurrent scan (the decode step's arithmetic).
+void SsdRows(const kernels::KernelTable& k, const MambaConfig& c, const float* dt_bias,
+             const float* A, float* state, bool chunked, int64_t row0, int64_t seq_len,
+             const float* xbc, const float* dt, int64_t lddt, float* y, int64_t hb, int64_t he);
+// Arguments of y <- RMSNormGated(y + D x, z) over T rows (mamba_ssm's grouped norm, eps 1e-5), in place; x
+// from xbc, z (T, ldz).
+kernels::GatedNormArgs InPlaceGatedNormArgs(const MambaConfig& c, float* y, const float* xbc,
+                                        const float* z, int64_t ldz, const float* D,
+                                        const float* w, int64_t T);
+
 }  // namespace quamba::mamba2

@@ -29,7 +29,6 @@ class StaticInt8Block final : public Block {
         H_(env.c.nheads),
         P_(env.c.headdim),
         N_(env.c.d_state),
-        GN_(env.c.ngroups * env.c.d_state),
         eps_(static_cast<float>(env.c.norm_eps)) {
     QM_CHECK(env.gemm != nullptr, "int8 block without an Int8Gemm");
     const int64_t rows = env.max_rows;
@@ -97,21 +96,7 @@ class StaticInt8Block final : public Block {
     });
 
     // [6-7] y = SSD(x, dt, A, B, C) from S = s_S S_q; S_q = RoundS8(S / s_S) after the call.
-    kernels::SsdArgs a;
-    a.H = H;
-    a.P = P;
-    a.N = N;
-    a.G = c_.ngroups;
-    a.ldx = a.ldbc = cd;
-    a.lddt = H;
-    a.ldy = di;
-    a.dt_bias = L.dt_bias;
-    a.dt_min = static_cast<float>(c_.dt_limit_min);
-    a.dt_max = static_cast<float>(c_.dt_limit_max);
-    a.A = L.A;
-    a.state = state_;
     const bool chunked = !io.per_row_states && T > kRecurrentMaxTokens;
-    const int64_t q = chunked ? ChunkLength() : seq_len;
     pool_.ParallelRange(H, 1, [&](int64_t hb, int64_t he) {
       for (int64_t s = 0; s < n_seq; ++s) {
         int8_t* sq = io.states[s]->Get<int8_t>(layer, kSsmState);
@@ -120,17 +105,8 @@ class StaticInt8Block final : public Block {
           for (int64_t n = 0; n < N; ++n)
             state_[ch * N + n] = sc[n] * static_cast<float>(sq[ch * N + n]);
         }
-        kernels::SsdArgs sa = a;
-        for (int64_t t0 = 0; t0 < seq_len; t0 += q) {
-          const int64_t row = s * seq_len + t0;  // decode: row s; prefill: token t0
-          sa.L = std::min(q, seq_len - t0);
-          sa.x = xbc_ + row * cd;
-          sa.B = xbc_ + row * cd + di;
-          sa.C = xbc_ + row * cd + di + GN_;
-          sa.dt = dt_ + row * H;
-          sa.y = y_ + row * di;
-          (chunked ? k_.ssd_chunk : k_.ssd_scan)(sa, hb, he);
-        }
+        SsdRows(k_, c_, L.dt_bias, L.A, state_, chunked, s * seq_len, seq_len, xbc_, dt_, H, y_,
+                hb, he);
         for (int64_t ch = hb * P; ch < he * P; ++ch)
           q8_.quantize_f32_s8(state_ + ch * N, 1, N, N, 1.0f,
                               L.state_inv_scale + L.state_row[ch] * N, sq + ch * N, N);
@@ -139,22 +115,8 @@ class StaticInt8Block final : public Block {
 
     // [8] y = RMSNormGated(y + D x, z) (grouped, float32); [9] y_q = RoundS8(H y / s_o)
     // (RoundS8(y / s_o) without the rotation)
-    kernels::GatedNormArgs g;
-    g.C = di;
-    g.G = c_.ngroups;
-    g.P = P;
-    g.y = y_;
-    g.ldy = di;
-    g.x = xbc_;
-    g.ldx = cd;
-    g.D = L.D;
-    g.z = z_;
-    g.ldz = di;
-    g.w = L.norm_gated;
-    g.eps = 1e-5f;  // hard-coded in Mamba2.__init__
-    g.out = y_;
-    g.ldo = di;
-    g.L = T;
+    const kernels::GatedNormArgs g =
+        InPlaceGatedNormArgs(c_, y_, xbc_, z_, di, L.D, L.norm_gated, T);
     rows([&](int64_t b, int64_t e) {
       k_.gated_rms_norm(g, b, e);
       if (hadamard_) {
@@ -175,7 +137,7 @@ class StaticInt8Block final : public Block {
   const kernels::KernelTable& k_;
   const kernels::KernelTable& q8_;
   Int8Gemm& gemm_;
-  const int64_t dm_, di_, dip_, cd_, H_, P_, N_, GN_;
+  const int64_t dm_, di_, dip_, cd_, H_, P_, N_;
   const float eps_;
   int8_t* hn_q_;      // (T, d_model) int8 in_proj input
   int8_t* zxbcdt_q_;  // (T, d_in_proj) int8 [z | x | B | C | dt_raw]
