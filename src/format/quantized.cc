@@ -37,6 +37,9 @@ std::string QuantConfig::ToJson() const {
                             a16() ? "float32" : "int8 symmetric per-tensor, scale = absmax/127")
                 : "int8 symmetric per-tensor, scale = absmax/127"},
             {"activations", a16() ? "float32"
+                            : !a16_layers.empty()
+                                ? "int8 symmetric per-tensor static (calibrated), float32 in "
+                                  "the layers of a16_layers"
                             : static_acts ? "int8 symmetric per-tensor static (calibrated)"
                                           : "int8 symmetric per-token dynamic"},
             {"rounding", "round half to even, clamp to [-128, 127]"},
@@ -63,6 +66,11 @@ std::string QuantConfig::ToJson() const {
               {"samples", calib_samples},
               {"seq_len", calib_len},
               {"tokens", calib_tokens}}}};
+  if (recipe == "quamba2-w4ax") {
+    j["a16_layers"] = a16_layers;
+    j["layer_selection"] = layer_selection;
+    if (!layer_sensitivity.empty()) j["layer_sensitivity"] = layer_sensitivity;
+  }
   return j.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";  // paths are bytes
 }
 
@@ -77,14 +85,15 @@ StatusOr<QuantConfig> QuantConfig::ForRecipe(const std::string& recipe) {
     q.smooth = true;
   } else if (recipe == "dynamic") {
     q.static_acts = false;
-  } else if (recipe == "quamba2-w8a8" || recipe == "quamba2-w4a8") {
+  } else if (recipe == "quamba2-w8a8" || recipe == "quamba2-w4a8" || recipe == "quamba2-w4ax") {
     // quamba2-spec §2.8 W8A8 / W4A8 columns, Mamba-1 rows (§3): Quamba v1's static per-tensor
     // int8 activations (percentile x, out_proj-input Hadamard) on top of the residual rotation;
-    // W4A8: in_proj/out_proj 4-bit by GPTQ, x_proj 4-bit RTN, dt_proj int8.
+    // W4A8: in_proj/out_proj 4-bit by GPTQ, x_proj 4-bit RTN, dt_proj int8. W4AX (§2.9): W4A8
+    // with the layers of a16_layers W4A16.
     q.percentile_u = true;
     q.hadamard = true;
     q.residual_hadamard = true;
-    if (recipe == "quamba2-w4a8") {
+    if (recipe != "quamba2-w8a8") {
       q.weight_bits = 4;
       q.gptq = true;
     }
@@ -164,6 +173,28 @@ StatusOr<QuantConfig> QuantConfig::FromJson(const std::string& text, const std::
     c.lm_head = mode;
   }
   QM_RETURN_IF_ERROR(j.OptString("source_model", &c.source_model));
+  if (c.recipe == "quamba2-w4ax") {
+    // The A16 layers: sorted, unique, non-negative (the loader checks them against n_layer).
+    const Json* a = j.Find("a16_layers");
+    if (a == nullptr || !a->is_array())
+      return j.Error("a16_layers", "an array of layer indices", a ? DescribeJson(*a) : "nothing");
+    for (const Json& e : *a) {
+      int64_t l = 0;
+      if (!JsonIntIn(e, 0, (int64_t{1} << 31) - 1, &l) ||
+          (!c.a16_layers.empty() && l <= c.a16_layers.back()))
+        return j.Error("a16_layers", "increasing layer indices >= 0", DescribeJson(e));
+      c.a16_layers.push_back(static_cast<int>(l));
+    }
+    QM_RETURN_IF_ERROR(j.OptString("layer_selection", &c.layer_selection));
+    if (const Json* sens = j.Find("layer_sensitivity")) {
+      if (!sens->is_array()) return j.Mismatch("layer_sensitivity", "an array of numbers");
+      for (const Json& e : *sens) {
+        if (!e.is_number())
+          return j.Error("layer_sensitivity", "an array of numbers", DescribeJson(e));
+        c.layer_sensitivity.push_back(e.get<double>());
+      }
+    }
+  }
   if (j.Find("calibration") != nullptr) {
     QM_ASSIGN_OR_RETURN(const JsonObject cal, j.Object("calibration"));
     if (const Json* files = cal.Find("files")) {
@@ -183,6 +214,19 @@ StatusOr<QuantConfig> QuantConfig::FromJson(const std::string& text, const std::
 
 namespace {
 
+// A tensor of a float-activation layer (W4A16, or a W4AX A16 layer): the 4-bit linears as codes
+// + group scales, every other tensor float32 (conv1d.bias written even where absent: zeros).
+void EmitA16LayerTensor(const TensorSpec& s, const QuantConfig& qc,
+                        const std::function<void(std::string, DType, std::vector<int64_t>)>& emit) {
+  if (qc.W4(s.role)) {
+    emit(s.name, DType::kU8, {s.shape[0], s.shape[1] / 2});
+    emit(WeightBase(s.name) + ".weight_scale", DType::kF32,
+         {s.shape[0], s.shape[1] / qc.group_size});
+  } else {
+    emit(s.name, DType::kF32, s.shape);
+  }
+}
+
 // Mamba-2 with int8 activations (spec §2.5): per-slice in_proj and conv scales, the x / B / C /
 // state scale tables of sort-and-cluster, the reordering it applied.
 void ForEachQuantTensorMamba2A8(const MambaConfig& c, const QuantConfig& qc,
@@ -193,6 +237,12 @@ void ForEachQuantTensorMamba2A8(const MambaConfig& c, const QuantConfig& qc,
     auto emit = [&](std::string name, DType dt, std::vector<int64_t> shape, bool optional = false) {
       f(QTensorSpec{std::move(name), dt, std::move(shape), optional, &s});
     };
+    if (s.layer >= 0 && qc.LayerA16(s.layer)) {  // a W4AX A16 layer
+      EmitA16LayerTensor(s, qc, [&](std::string n, DType dt, std::vector<int64_t> shape) {
+        emit(std::move(n), dt, std::move(shape));
+      });
+      return;
+    }
     const std::string base = WeightBase(s.name);
     const std::string mixer = base.substr(0, base.rfind('.') + 1);  // "...mixer." for layer ones
     switch (s.role) {
@@ -257,19 +307,18 @@ void ForEachQuantTensor(const MambaConfig& c, const QuantConfig& qc, DType embed
       f(QTensorSpec{std::move(name), dt, std::move(shape), optional, &s});
     };
     const std::string base = WeightBase(s.name);
-    if (qc.a16()) {
-      // W4A16: the 4-bit linears as codes + group scales, every other tensor float32 (the
-      // embedding and lm_head per --lm-head); no activation scales.
-      if (qc.W4(s.role)) {
-        emit(s.name, DType::kU8, {s.shape[0], s.shape[1] / 2});
-        emit(base + ".weight_scale", DType::kF32, {s.shape[0], s.shape[1] / qc.group_size});
-      } else if (s.quant == QuantKind::kHead) {
-        // The rotation folds norm_f into lm_head: no longer the embedding's transpose.
-        emit(s.name, embedding_dtype, s.shape,
-             s.role == TensorRole::kLmHead && !qc.residual_hadamard && s.optional);
-      } else {
-        emit(s.name, DType::kF32, s.shape);  // conv1d.bias written even where absent: zeros
-      }
+    if (qc.a16() && s.quant == QuantKind::kHead && !qc.W4(s.role)) {
+      // W4A16's embedding and lm_head per --lm-head. The rotation folds norm_f into lm_head: no
+      // longer the embedding's transpose.
+      emit(s.name, embedding_dtype, s.shape,
+           s.role == TensorRole::kLmHead && !qc.residual_hadamard && s.optional);
+      return;
+    }
+    if (qc.a16() || (s.layer >= 0 && qc.LayerA16(s.layer))) {
+      // W4A16 (or a W4AX A16 layer): no activation scales.
+      EmitA16LayerTensor(s, qc, [&](std::string n, DType dt, std::vector<int64_t> shape) {
+        emit(std::move(n), dt, std::move(shape));
+      });
       return;
     }
     switch (s.quant) {

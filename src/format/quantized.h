@@ -6,6 +6,7 @@
 // `<linear>.input_scale`, `<linear>.output_scale`, ... (see ForEachQuantTensor).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -25,7 +26,8 @@ constexpr int kQuantFormatVersion = 3;
 constexpr int kQuantFormatMinVersion = 1;
 
 struct QuantConfig {
-  // quamba | minmax | smoothquant | dynamic | quamba2-w8a8 | quamba2-w4a8 | quamba2-w4a16
+  // quamba | minmax | smoothquant | dynamic | quamba2-w8a8 | quamba2-w4a8 | quamba2-w4a16 |
+  // quamba2-w4ax
   std::string recipe;
   // Weight and activation precision. 8/8: the W8A8 recipes. 4/16 (quamba2-w4a16): in_proj,
   // out_proj (and Mamba-1 x_proj) as 4-bit codes with one scale per row and group_size columns,
@@ -45,6 +47,18 @@ struct QuantConfig {
   double percentile_sigma = 0.01;  // EMA weight across calibration samples
   bool hadamard = false;         // rotate the out_proj input, H folded into W_out
   bool a16() const { return act_bits == 16; }
+  // quamba2-w4ax (spec §2.9): the model is W4A8 (act_bits 8) except these layers, which are
+  // W4A16 (float activations over the same 4-bit in_proj / out_proj / x_proj). Sorted, unique.
+  std::vector<int> a16_layers;
+  // How a16_layers was chosen (provenance: "--layer-config FILE" or "--a16-layers K ..."), and
+  // with --a16-layers the measured sensitivity per layer (KL divergence vs the float model on
+  // held-out calibration text with that layer alone W4A8 in an otherwise W4A16 model).
+  std::string layer_selection;
+  std::vector<double> layer_sensitivity;
+  // True when layer l runs with float activations (W4A16 model, or a W4AX A16 layer).
+  bool LayerA16(int l) const {
+    return a16() || std::binary_search(a16_layers.begin(), a16_layers.end(), l);
+  }
   // True for the 4-bit weight of `role` (in_proj, out_proj, Mamba-1 x_proj).
   // With lm_head "w4" also the embedding and lm_head.
   bool W4(TensorRole role) const {
@@ -93,7 +107,8 @@ Status CheckLmHeadMode(const std::string& field, const std::string& mode, bool a
 
 // Every recipe name, for help text and errors.
 inline constexpr const char* kRecipeNames =
-    "quamba, minmax, smoothquant, dynamic, quamba2-w8a8, quamba2-w4a8 or quamba2-w4a16";
+    "quamba, minmax, smoothquant, dynamic, quamba2-w8a8, quamba2-w4a8, quamba2-w4a16 or "
+    "quamba2-w4ax";
 
 // One tensor of a quantized checkpoint: derived from a float TensorSpec (`source`) by its
 // QuantKind and ActScales under a QuantConfig.

@@ -46,13 +46,18 @@ std::unique_ptr<Block> MakeBlock(BlockKind kind, const BlockEnv& env, const Quan
 }
 
 std::vector<QMatrix> Int8Matrices(const MambaConfig& c, const ModelWeights& w) {
-  if (c.arch != Arch::kMamba2) return mamba1::Int8Matrices(w);
   std::vector<QMatrix> m;
-  for (const QLayerWeights& L : w.qlayers) {
-    m.push_back(L.in_proj);
-    m.push_back(L.out_proj);
+  if (c.arch != Arch::kMamba2) {
+    m = mamba1::Int8Matrices(w);
+  } else {
+    for (const QLayerWeights& L : w.qlayers) {
+      m.push_back(L.in_proj);
+      m.push_back(L.out_proj);
+    }
+    if (w.lm_head_q.q != nullptr) m.push_back(w.lm_head_q);
   }
-  if (w.lm_head_q.q != nullptr) m.push_back(w.lm_head_q);
+  // A W4AX model's A16 layers have no int8 block weights.
+  std::erase_if(m, [](const QMatrix& q) { return q.key() == nullptr; });
   return m;
 }
 

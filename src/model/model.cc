@@ -26,7 +26,9 @@ StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir) {
   };
   const MambaConfig& c = m->config_;
   const std::string qpath = dir + "/quantization_config.json";
-  BlockKind kind = c.arch == Arch::kMamba2 ? BlockKind::kMamba2Float : BlockKind::kMamba1Float;
+  const BlockKind float_kind =
+      c.arch == Arch::kMamba2 ? BlockKind::kMamba2Float : BlockKind::kMamba1Float;
+  BlockKind kind = float_kind;
   if (::stat(qpath.c_str(), &st) == 0) {
     QM_ASSIGN_OR_RETURN(std::string qtext, ReadFileToString(qpath));
     QM_ASSIGN_OR_RETURN(QuantConfig qc, QuantConfig::FromJson(qtext, qpath));
@@ -36,7 +38,7 @@ StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir) {
                                      "falcon_mamba one (not supported yet)", qpath.c_str()));
     if (!qc.a16() && c.arch == Arch::kMamba2 && qc.recipe.rfind("quamba2-", 0) != 0 &&
         qc.recipe != "quamba")
-      return Status::Error(StrFormat("%s: recipe: expected quamba, quamba2-w8a8 or quamba2-w4a8 "
+      return Status::Error(StrFormat("%s: recipe: expected quamba, quamba2-w8a8, quamba2-w4a8 or quamba2-w4ax "
                                      "(the int8 recipes this engine runs on Mamba-2), found %s",
                                      qpath.c_str(), qc.recipe.c_str()));
     auto bound = BindQuantizedWeights(c, qc, std::move(store));
@@ -54,6 +56,8 @@ StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir) {
     m->weights_ = std::move(bound).value();
   }
   m->layer_kinds_.assign(c.n_layer, kind);
+  if (m->qc_.has_value())  // W4AX: its A16 layers run the float blocks over 4-bit matrices
+    for (int l : m->qc_->a16_layers) m->layer_kinds_[l] = float_kind;
   for (int l = 0; l < c.n_layer; ++l)
     m->state_layout_.AddLayer(StateBuffers(m->layer_kinds_[l], c));
   if (::stat((dir + "/tokenizer.json").c_str(), &st) == 0) {
@@ -135,9 +139,13 @@ std::string Model::weight_type() const {
     if (!qc_->bc_per_group) m2 += ", B/C per tensor";
     if (!qc_->state_per_cluster) m2 += ", state per group";
   }
-  if (quantized() && qc_->weight_bits == 4) {  // W4A8
+  if (quantized() && qc_->weight_bits == 4) {  // W4A8, W4AX
     const std::string head = qc_->lm_head == "int8" ? "I8" : DTypeName(weights_->lm_head.dtype);
     std::string ablations = m2;
+    if (qc_->recipe == "quamba2-w4ax")
+      return StrFormat("S4 (W4AX g%lld: %zu of %lld layers A16%s, lm_head %s)",
+                       (long long)qc_->group_size, qc_->a16_layers.size(),
+                       (long long)config_.n_layer, ablations.c_str(), head.c_str());
     if (!qc_->residual_hadamard) ablations += ", no Hadamard";
     if (!qc_->gptq) ablations += ", RTN";
     return StrFormat("S4 (W4A8 g%lld static%s, lm_head %s)", (long long)qc_->group_size,

@@ -51,9 +51,10 @@ float ElementAsFloat(const TensorView& t, int64_t i) {
 
 // Binds float layers from a checked store: a float checkpoint (w4 null), or a W4A16 quantized
 // one whose tensor list ForEachQuantTensor already checked (w4: its config; the 4-bit linears
-// are bound as codes + group scales).
+// are bound as codes + group scales). a16_only (W4AX): only the tensors of w4's A16 layers.
 Status BindFloatLayers(const MambaConfig& c, const TensorStore& st, const QuantConfig* w4,
-                       ModelWeights* w) {
+                       ModelWeights* w, bool a16_only = false) {
+  QM_CHECK(!a16_only || w4 != nullptr);
   const TensorStore* store = &st;
   w->layers.resize(c.n_layer);
   Status status;
@@ -85,8 +86,9 @@ Status BindFloatLayers(const MambaConfig& c, const TensorStore& st, const QuantC
     return m;
   };
 
+  auto wanted = [&](int layer) { return !a16_only || (layer >= 0 && w4->LayerA16(layer)); };
   ForEachTensor(c, [&](const TensorSpec& s) {
-    if (!status.ok()) return;
+    if (!status.ok() || !wanted(s.layer)) return;
     const TensorView* t = nullptr;
     for (const std::string& n : CandidateNames(s))
       if ((t = store->Find(n)) != nullptr) break;
@@ -174,9 +176,11 @@ Status BindFloatLayers(const MambaConfig& c, const TensorStore& st, const QuantC
     }
   });
   if (!status.ok()) return status;
-  if (w->lm_head.data == nullptr) w->lm_head = w->embedding;
+  if (w->lm_head.data == nullptr && !a16_only) w->lm_head = w->embedding;
   const int64_t conv_channels = c.arch == Arch::kMamba2 ? c.conv_dim() : c.d_inner;
-  for (LayerWeights& L : w->layers) {
+  for (int l = 0; l < c.n_layer; ++l) {
+    if (!wanted(l)) continue;
+    LayerWeights& L = w->layers[l];
     if (L.conv_b == nullptr) L.conv_b = keep(std::vector<float>(conv_channels, 0.0f));
     L.out_proj_hadamard = w4 != nullptr && w4->hadamard;
   }
@@ -234,6 +238,7 @@ Status BindMamba2A8Layers(const MambaConfig& c, const QuantConfig& qc,
     return v;
   };
   for (int i = 0; i < c.n_layer; ++i) {
+    if (qc.LayerA16(i)) continue;
     const std::string p = "backbone.layers." + std::to_string(i) + ".";
     const std::string m = p + "mixer.";
     QLayerWeights& L = w->qlayers[i];
@@ -463,6 +468,15 @@ StatusOr<std::unique_ptr<ModelWeights>> BindQuantizedWeights(const MambaConfig& 
   }
   w->norm_f = floats("backbone.norm_f.weight");
   w->qlayers.resize(c.n_layer);
+  if (!qc.a16_layers.empty()) {  // W4AX: its A16 layers as W4A16 ones (float blocks)
+    if (qc.a16_layers.back() >= c.n_layer)
+      return Status::Error(StrFormat("quantization_config.json: a16_layers: expected layer "
+                                     "indices below num_hidden_layers = %lld, found %d",
+                                     (long long)c.n_layer, qc.a16_layers.back()));
+    const uint64_t counted = w->file_bytes;  // the checked list counted every tensor already
+    QM_RETURN_IF_ERROR(BindFloatLayers(c, *store, &qc, w.get(), /*a16_only=*/true));
+    w->file_bytes = counted;
+  }
   if (c.arch == Arch::kMamba2) {
     QM_RETURN_IF_ERROR(BindMamba2A8Layers(c, qc, t, floats, qmat, w.get()));
     QM_RETURN_IF_ERROR(status);
@@ -470,6 +484,7 @@ StatusOr<std::unique_ptr<ModelWeights>> BindQuantizedWeights(const MambaConfig& 
     return w;
   }
   for (int i = 0; i < c.n_layer; ++i) {
+    if (qc.LayerA16(i)) continue;
     const std::string p = "backbone.layers." + std::to_string(i) + ".";
     const std::string m = p + "mixer.";
     QLayerWeights& L = w->qlayers[i];

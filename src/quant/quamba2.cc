@@ -297,6 +297,46 @@ std::vector<uint8_t> PackS4(const std::vector<uint8_t>& codes, int64_t rows, int
   return p;
 }
 
+void PutA16LayerTensor(const TensorSpec& spec, const WorkingModel& wm, const TensorStore& src,
+                       const LayerCodes& codes, const QuantConfig& qc, const XClusters* cl,
+                       TensorSink* sink) {
+  QM_CHECK(spec.layer >= 0, "PutA16LayerTensor of %s", spec.name.c_str());
+  if (qc.W4(spec.role)) {
+    const W4Weights& q = spec.role == TensorRole::kInProj    ? codes.in_proj
+                         : spec.role == TensorRole::kOutProj ? codes.out_proj
+                                                             : codes.x_proj;
+    QM_CHECK(q.rows == spec.shape[0] && q.cols == spec.shape[1], "%s: codes %lldx%lld",
+             spec.name.c_str(), (long long)q.rows, (long long)q.cols);
+    sink->Put(spec.name, DType::kU8, PackS4(q.codes, q.rows, q.cols), {q.rows, q.cols / 2});
+    sink->Put(WeightBase(spec.name) + ".weight_scale", DType::kF32, q.scales,
+              {q.rows, q.cols / q.group});
+    return;
+  }
+  const MambaConfig& c = wm.model->config();
+  std::vector<float> v;
+  if (spec.role == TensorRole::kNorm) {
+    const float* norm = wm.model->weights().layers[spec.layer].norm;
+    v.assign(norm, norm + c.d_model);
+  } else if (spec.role == TensorRole::kConvB && src.Find(spec.name) == nullptr) {
+    v.assign(spec.shape[0], 0.0f);
+  } else {
+    v = ReadTensorAsFloats(src, spec.name);
+  }
+  if (cl != nullptr) {
+    switch (spec.role) {
+      // conv1d (conv_dim, 1, d_conv) and its bias: the x channels (the first d_inner).
+      case TensorRole::kConvW: Permute(v.data(), cl->channel_index, c.d_conv); break;
+      case TensorRole::kConvB: Permute(v.data(), cl->channel_index, 1); break;
+      case TensorRole::kALog:
+      case TensorRole::kD:
+      case TensorRole::kDtBias: Permute(v.data(), cl->head_index, 1); break;
+      case TensorRole::kGatedNorm: Permute(v.data(), cl->channel_index, 1); break;
+      default: break;
+    }
+  }
+  sink->Put(spec.name, DType::kF32, v, spec.shape);
+}
+
 Status QuantizeW4(const Model& model, const QuantizeOptions& opt, QuantConfig qc,
                   const kernels::KernelTable& k, OutputDir& out) {
   QM_CHECK(qc.weight_bits == 4 && qc.a16(), "QuantizeW4: recipe %s", qc.recipe.c_str());
@@ -368,15 +408,16 @@ Status QuantizeW4(const Model& model, const QuantizeOptions& opt, QuantConfig qc
   };
   const bool tied = ww.lm_head.data == ww.embedding.data;
   Status status;
+  TensorSink layer_tensors;
   ForEachTensor(c, [&](const TensorSpec& spec) {
     if (!status.ok()) return;
-    if (qc.W4(spec.role)) {
-      const LayerCodes* lc = spec.layer >= 0 ? &codes[spec.layer] : nullptr;
-      const W4Weights& q = spec.role == TensorRole::kEmbedding ? head.embedding
-                           : spec.role == TensorRole::kLmHead  ? head.lm_head
-                           : spec.role == TensorRole::kInProj  ? lc->in_proj
-                           : spec.role == TensorRole::kOutProj ? lc->out_proj
-                                                               : lc->x_proj;
+    if (spec.layer >= 0) {
+      PutA16LayerTensor(spec, wm, src, codes[spec.layer], qc, nullptr, &layer_tensors);
+      return;
+    }
+    if (qc.W4(spec.role)) {  // --lm-head w4
+      const W4Weights& q =
+          spec.role == TensorRole::kEmbedding ? head.embedding : head.lm_head;
       QM_CHECK(q.rows == spec.shape[0] && q.cols == spec.shape[1], "%s: codes %lldx%lld",
                spec.name.c_str(), (long long)q.rows, (long long)q.cols);
       keep_u8.push_back(PackS4(q.codes, q.rows, q.cols));
@@ -390,25 +431,14 @@ Status QuantizeW4(const Model& model, const QuantizeOptions& opt, QuantConfig qc
       case TensorRole::kLmHead:
         if (!tied) status = put_head(spec, wm.lm_head);
         return;
-      case TensorRole::kNorm:
-        put_f(spec.name, std::vector<float>(ww.layers[spec.layer].norm,
-                                            ww.layers[spec.layer].norm + c.d_model),
-              spec.shape);
-        return;
       case TensorRole::kNormF:
         put_f(spec.name, std::vector<float>(ww.norm_f, ww.norm_f + c.d_model), spec.shape);
         return;
-      case TensorRole::kConvB:
-        if (src.Find(spec.name) == nullptr) {
-          put_f(spec.name, std::vector<float>(spec.shape[0], 0.0f), spec.shape);
-          return;
-        }
-        break;
-      default: break;
+      default: QM_CHECK(false, "no W4A16 tensor for %s", spec.name.c_str());
     }
-    put_f(spec.name, ReadTensorAsFloats(src, spec.name), spec.shape);
   });
   QM_RETURN_IF_ERROR(status);
+  for (TensorToWrite& t : layer_tensors.tensors()) tensors.push_back(std::move(t));
   return WriteQuantizedOutput(model, qc, emb_dtype, std::move(tensors), out);
 }
 

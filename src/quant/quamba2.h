@@ -73,6 +73,14 @@ Status RunGptq(WorkingModel& wm, const std::vector<std::vector<int32_t>>& sample
 // low nibble = even column). cols even.
 std::vector<uint8_t> PackS4(const std::vector<uint8_t>& codes, int64_t rows, int64_t cols);
 
+// v[j] <- old v[idx[j]] for runs of `width` elements (rows of a matrix, or scalars).
+template <typename T>
+void Permute(T* v, const std::vector<int32_t>& idx, int64_t width) {
+  std::vector<T> old(v, v + idx.size() * width);
+  for (size_t j = 0; j < idx.size(); ++j)
+    std::memcpy(v + j * width, old.data() + idx[j] * width, width * sizeof(T));
+}
+
 // Tensors being written, owning their bytes until WriteQuantizedOutput.
 class TensorSink {
  public:
@@ -128,6 +136,38 @@ void PutMamba2LayerTensors(const TensorSpec& spec, const WorkingModel& wm,
                            const TensorStore& src, const Mamba2LayerCalib& cal,
                            const XClusters& cl, const LayerCodes& codes, const QuantConfig& qc,
                            TensorSink* sink);
+
+// Layer tensor `spec` of a float-activation layer (W4A16, or an A16 layer of W4AX; the list of
+// ForEachQuantTensor): in_proj / out_proj / Mamba-1 x_proj as 4-bit codes and group scales, the
+// norm weight from the working model (ones after the rotation), every other tensor float32
+// from the source checkpoint (conv1d.bias zeros where absent). cl (Mamba-2 W4AX, whose working
+// model is in sort-and-cluster order): the conv x channels, A_log / D / dt_bias and the gated
+// norm permuted to that order; null: as stored.
+void PutA16LayerTensor(const TensorSpec& spec, const WorkingModel& wm, const TensorStore& src,
+                       const LayerCodes& codes, const QuantConfig& qc, const XClusters* cl,
+                       TensorSink* sink);
+
+// quamba2-w4ax (spec §2.9). "W4A8" / "W4A16" per layer from the official
+// hybrid_blocks_config.json format (a JSON list of n_layer strings): the A16 layers.
+StatusOr<std::vector<int>> ReadLayerConfig(const std::string& file, int64_t n_layer);
+// The layer of a tensor name "backbone.layers.<l>.…", -1 for the others.
+int TensorLayer(const std::string& name);
+// A W4AX model's tensors: a8 (every tensor as W4A8) with the layer tensors of a16_layers taken
+// from a16 (every layer's tensors as W4A16) instead.
+std::vector<TensorToWrite> SelectW4AXTensors(const std::vector<TensorToWrite>& a8,
+                                             const std::vector<TensorToWrite>& a16,
+                                             const std::vector<int>& a16_layers);
+// Per layer l, the mean per-token KL divergence KL(float || candidate) over `held_out` of the
+// candidate with layer l alone W4A8 and every other layer W4A16 (spec §2.9, our design): each
+// candidate is written to `scratch` (removed after) and loaded as any quantized model.
+// all_a16: the same measure of the model with every layer W4A16 (the floor of the others).
+StatusOr<std::vector<double>> MeasureLayerSensitivity(
+    const Model& model, const QuantConfig& qc, DType emb_dtype,
+    const std::vector<TensorToWrite>& a8, const std::vector<TensorToWrite>& a16,
+    const std::vector<std::vector<int32_t>>& held_out, const std::string& scratch,
+    const kernels::KernelTable& k, int threads, bool progress, double* all_a16);
+// The k layers of highest sensitivity (ties: the lower layer), sorted.
+std::vector<int> MostSensitiveLayers(const std::vector<double>& sensitivity, int64_t k);
 
 // The 4-bit recipes behind QuantizeModel (qc.weight_bits == 4; options checked there).
 Status QuantizeW4(const Model& model, const QuantizeOptions& opt, QuantConfig qc,

@@ -53,14 +53,6 @@ XClusters Identity(const MambaConfig& c) {
   return x;
 }
 
-// v[j] <- old v[idx[j]] for runs of `width` elements (rows of a matrix, or scalars).
-template <typename T>
-void Permute(T* v, const std::vector<int32_t>& idx, int64_t width) {
-  std::vector<T> old(v, v + idx.size() * width);
-  for (size_t j = 0; j < idx.size(); ++j)
-    std::memcpy(v + j * width, old.data() + idx[j] * width, width * sizeof(T));
-}
-
 class Mamba2CalibObserver : public ActivationObserver {
  public:
   Mamba2CalibObserver(const MambaConfig& c, const QuantConfig& qc,

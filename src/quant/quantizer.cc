@@ -182,8 +182,8 @@ StatusOr<CalibStats> Calibrate(const Model& model, const QuantConfig& qc,
   return obs.Take();
 }
 
-Status WriteQuantizedOutput(const Model& model, const QuantConfig& qc, DType emb_dtype,
-                            std::vector<TensorToWrite> out_tensors, OutputDir& out) {
+Status WriteQuantizedFiles(const Model& model, const QuantConfig& qc, DType emb_dtype,
+                           std::vector<TensorToWrite> out_tensors, const std::string& dir) {
   const MambaConfig& c = model.config();
   // Same list as the loader checks: a mismatch here is a bug, not bad input.
   size_t n_expected = 0;
@@ -199,8 +199,7 @@ Status WriteQuantizedOutput(const Model& model, const QuantConfig& qc, DType emb
   QM_CHECK(out_tensors.size() == n_expected, "quantizer produced %zu tensors, expected %zu",
            out_tensors.size(), n_expected);
 
-  // Written into the temporary folder, then renamed into place: no partial output on failure.
-  const std::string& tmp = out.tmp();
+  const std::string& tmp = dir;
   std::map<std::string, std::string> meta = {{"format", "pt"}, {"quamba_recipe", qc.recipe}};
   QM_RETURN_IF_ERROR(WriteSafeTensors(tmp + "/model.safetensors", std::move(out_tensors), meta));
   const std::string cfg = c.ToHfJson(), qcfg = qc.ToJson();
@@ -208,8 +207,14 @@ Status WriteQuantizedOutput(const Model& model, const QuantConfig& qc, DType emb
   QM_RETURN_IF_ERROR(WriteFileAtomic(tmp + "/quantization_config.json", qcfg.data(), qcfg.size()));
   QM_ASSIGN_OR_RETURN(const std::string tok, ReadFileToString(model.dir() + "/tokenizer.json"));
   QM_RETURN_IF_ERROR(WriteFileAtomic(tmp + "/tokenizer.json", tok.data(), tok.size()));
-  QM_RETURN_IF_ERROR(out.Commit());
   return Status::Ok();
+}
+
+Status WriteQuantizedOutput(const Model& model, const QuantConfig& qc, DType emb_dtype,
+                            std::vector<TensorToWrite> out_tensors, OutputDir& out) {
+  // Written into the temporary folder, then renamed into place: no partial output on failure.
+  QM_RETURN_IF_ERROR(WriteQuantizedFiles(model, qc, emb_dtype, std::move(out_tensors), out.tmp()));
+  return out.Commit();
 }
 
 Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
@@ -229,6 +234,34 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
         "%s/config.json: model_type: expected a Mamba-1 model for recipe %s, found %s (its "
         "quantization is not supported yet)", model.dir().c_str(), opt.recipe.c_str(),
         model.config().mixer_rms ? "falcon_mamba" : ArchName(model.config().arch)));
+  // quamba2-w4ax: its layout from --layer-config FILE or --a16-layers K (one of the two).
+  const bool w4ax = qc.recipe == "quamba2-w4ax";
+  const int64_t n_layer = model.config().n_layer;
+  if (!w4ax && (!opt.layer_config.empty() || opt.a16_layers >= 0))
+    return Status::Error(StrFormat("--%s: expected recipe quamba2-w4ax (the switch sets its "
+                                   "per-layer precision), found \"%s\"",
+                                   opt.layer_config.empty() ? "a16-layers" : "layer-config",
+                                   opt.recipe.c_str()));
+  if (w4ax && opt.layer_config.empty() == (opt.a16_layers < 0))
+    return Status::Error(StrFormat("--recipe quamba2-w4ax: expected one of --layer-config FILE "
+                                   "or --a16-layers K, found %s",
+                                   opt.layer_config.empty() ? "neither" : "both"));
+  if (w4ax && opt.a16_layers > n_layer)
+    return Status::Error(StrFormat("--a16-layers: expected 0..%lld (num_hidden_layers of %s), "
+                                   "found %lld", (long long)n_layer, model.dir().c_str(),
+                                   (long long)opt.a16_layers));
+  // Measured only when there is a choice to make.
+  const bool measure = w4ax && opt.a16_layers > 0 && opt.a16_layers < n_layer;
+  if (measure && opt.sens_samples < 1)
+    return Status::Error(StrFormat("--sens-samples: expected at least 1 held-out window, found "
+                                   "%lld", (long long)opt.sens_samples));
+  if (w4ax && !opt.layer_config.empty()) {
+    QM_ASSIGN_OR_RETURN(qc.a16_layers, ReadLayerConfig(opt.layer_config, n_layer));
+    qc.layer_selection = "--layer-config " + opt.layer_config;
+  } else if (w4ax && !measure) {
+    for (int l = 0; l < opt.a16_layers; ++l) qc.a16_layers.push_back(l);
+    qc.layer_selection = StrFormat("--a16-layers %lld", (long long)opt.a16_layers);
+  }
   const char* m2_switch = opt.no_sort_cluster ? "no-sort-cluster"
                           : opt.no_bc_groups    ? "no-bc-groups"
                           : opt.state_per_group ? "state-per-group"
@@ -313,11 +346,22 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
   // rotated (MakeWorkingModel; W_out there already carries the out_proj-input rotation), is
   // what is calibrated, GPTQ'd and written; the other recipes read the source tensors.
   // Mamba-2 (spec §2.1): sort-and-cluster and the reordering come before the rotation.
-  std::vector<std::vector<int32_t>> samples;
+  std::vector<std::vector<int32_t>> samples, held_out;
   if (qc.static_acts) {
-    QM_ASSIGN_OR_RETURN(samples, LoadCalibrationSamples(opt.calib_files, *model.tokenizer(),
-                                                        opt.calib_samples, opt.calib_len,
-                                                        &qc.calib_files));
+    QM_ASSIGN_OR_RETURN(samples, LoadCalibrationSamples(
+                                     opt.calib_files, *model.tokenizer(),
+                                     opt.calib_samples + (measure ? opt.sens_samples : 0),
+                                     opt.calib_len, &qc.calib_files));
+    if (measure) {  // W4AX sensitivity: the last windows are held out from calibration
+      if (static_cast<int64_t>(samples.size()) <= opt.sens_samples)
+        return Status::Error(StrFormat(
+            "%s: expected more than %lld samples of %lld tokens (the last %lld held out to "
+            "measure layer sensitivity for --a16-layers), found %zu", opt.calib_files[0].c_str(),
+            (long long)opt.sens_samples, (long long)opt.calib_len, (long long)opt.sens_samples,
+            samples.size()));
+      held_out.assign(samples.end() - opt.sens_samples, samples.end());
+      samples.resize(samples.size() - opt.sens_samples);
+    }
     qc.calib_samples = (int64_t)samples.size();
     qc.calib_len = opt.calib_len;
     for (const auto& s : samples) qc.calib_tokens += (int64_t)s.size();
@@ -591,6 +635,48 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
   });
   QM_RETURN_IF_ERROR(status);
   for (TensorToWrite& t : sink2.tensors()) out_tensors.push_back(std::move(t));
+
+  if (w4ax) {
+    // out_tensors is every layer as W4A8; the A16 layers' tensors come from the same working
+    // model and codes (spec §2.9; Mamba-2: in sort-and-cluster order, a permutation that keeps
+    // the function). With --a16-layers every layer gets both, so each can be measured.
+    TensorSink a16;
+    ForEachTensor(c, [&](const TensorSpec& spec) {
+      if (spec.layer < 0 || (!measure && !qc.LayerA16(spec.layer))) return;
+      PutA16LayerTensor(spec, *wm, src, codes[spec.layer], qc,
+                        mamba2 ? &clusters[spec.layer] : nullptr, &a16);
+    });
+    if (measure) {
+      double all_a16_kld = 0;
+      QM_ASSIGN_OR_RETURN(qc.layer_sensitivity,
+                          MeasureLayerSensitivity(model, qc, emb_dtype, out_tensors,
+                                                  a16.tensors(), held_out,
+                                                  out->tmp() + "/sensitivity", k, opt.threads,
+                                                  opt.progress, &all_a16_kld));
+      qc.a16_layers = MostSensitiveLayers(qc.layer_sensitivity, opt.a16_layers);
+      int64_t held_tokens = 0;
+      for (const auto& h : held_out) held_tokens += static_cast<int64_t>(h.size());
+      qc.layer_selection = StrFormat(
+          "--a16-layers %lld: the layers of highest KL divergence from the float model on "
+          "%lld held-out calibration tokens when alone W4A8 in a W4A16 model",
+          (long long)opt.a16_layers, (long long)held_tokens);
+      if (opt.on_note) {
+        std::string line = StrFormat("w4ax layer sensitivity (KLD from the float model: all "
+                                     "W4A16 %.5f; with layer l alone W4A8, l:KLD):", all_a16_kld);
+        for (int l = 0; l < n_layer; ++l)
+          line += StrFormat(" %d:%.5f", l, qc.layer_sensitivity[l]);
+        opt.on_note(line);
+      }
+    }
+    if (opt.on_note) {
+      std::string line = "w4ax layout (layer:precision):";
+      for (int l = 0; l < n_layer; ++l)
+        line += StrFormat(" %d:%s", l, qc.LayerA16(l) ? "W4A16" : "W4A8");
+      opt.on_note(line);
+    }
+    out_tensors = SelectW4AXTensors(out_tensors, a16.tensors(), qc.a16_layers);
+    return WriteQuantizedOutput(model, qc, emb_dtype, std::move(out_tensors), *out);
+  }
 
   return WriteQuantizedOutput(model, qc, emb_dtype, std::move(out_tensors), *out);
 }

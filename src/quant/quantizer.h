@@ -43,6 +43,13 @@ struct QuantizeOptions {
   // (group, head cluster, dim group, state index) (docs/quantization.md: better on our model).
   bool state_per_group = false;
   std::string lm_head = "f16";  // keep | f16 | bf16 | int8 (QuantConfig::lm_head)
+  // quamba2-w4ax (exactly one of the two): the official per-layer JSON (a list of "W4A8" /
+  // "W4A16", one per layer), or the number of layers to keep A16, chosen by measured
+  // sensitivity on sens_samples held-out windows of the calibration text (the windows after
+  // the calibration samples).
+  std::string layer_config;
+  int64_t a16_layers = -1;
+  int64_t sens_samples = 2;
   bool force = false;  // replace an earlier quantize output (io/output_dir.h)
   bool progress = true;
   // Lines about the output folder (leftover temporary folders removed or left alone).
@@ -77,9 +84,12 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
 // For the recipes' files (quant/quamba2.cc):
 // A source tensor as float32, whatever its stored dtype (F32/F16/BF16).
 std::vector<float> ReadTensorAsFloats(const TensorStore& st, const std::string& name);
-// Checks out_tensors against ForEachQuantTensor(c, qc, emb_dtype) (a mismatch is a bug), writes
-// model.safetensors, config.json, quantization_config.json and tokenizer.json into out's
-// temporary folder and commits it.
+// Checks out_tensors against ForEachQuantTensor(c, qc, emb_dtype) (a mismatch is a bug) and
+// writes model.safetensors, config.json, quantization_config.json and tokenizer.json into the
+// existing folder `dir`.
+Status WriteQuantizedFiles(const Model& model, const QuantConfig& qc, DType emb_dtype,
+                           std::vector<TensorToWrite> out_tensors, const std::string& dir);
+// WriteQuantizedFiles into out's temporary folder, then commits it.
 Status WriteQuantizedOutput(const Model& model, const QuantConfig& qc, DType emb_dtype,
                             std::vector<TensorToWrite> out_tensors, OutputDir& out);
 

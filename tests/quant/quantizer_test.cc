@@ -421,7 +421,7 @@ TEST_F(QuantizerTest, TensorsOfAnotherRecipeAreRefused) {
 
 TEST_F(QuantizerTest, BadInputIsRefused) {
   Status s = QuantizeModel(*model_, Options("gptq"), *dir_ / "x");
-  EXPECT_THAT(s.message(), HasSubstr("--recipe: expected quamba, minmax, smoothquant, dynamic, quamba2-w8a8, quamba2-w4a8 or quamba2-w4a16"));
+  EXPECT_THAT(s.message(), HasSubstr("--recipe: expected quamba, minmax, smoothquant, dynamic, quamba2-w8a8, quamba2-w4a8, quamba2-w4a16 or quamba2-w4ax, found \"gptq\""));
   ASSERT_TRUE(QuantizeModel(*model_, Options("minmax"), *dir_ / "exists").ok());
   s = QuantizeModel(*model_, Options("minmax"), *dir_ / "exists");
   EXPECT_THAT(s.message(), HasSubstr("expected a new output directory"));

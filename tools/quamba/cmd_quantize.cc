@@ -18,7 +18,7 @@ int CmdQuantize(int argc, char** argv) {
   flags.Add("-o,--out", &out_dir, "output directory, created with its parents (must not exist "
             "unless --force)", true);
   flags.Add("--recipe", &opt.recipe, "quamba | minmax | smoothquant | dynamic | quamba2-w8a8 | "
-            "quamba2-w4a8 | quamba2-w4a16 (default quamba)");
+            "quamba2-w4a8 | quamba2-w4a16 | quamba2-w4ax (default quamba)");
   flags.AddList("--calib", &opt.calib_files, "calibration text: .jsonl with a \"text\" field, or "
                 "plain text (repeatable; not needed for dynamic)");
   flags.Add("--calib-samples", &opt.calib_samples, "calibration samples (default 512; "
@@ -44,6 +44,13 @@ int CmdQuantize(int argc, char** argv) {
   flags.Add("--lm-head", &opt.lm_head, "embedding + lm_head precision: f16 (default, as "
             "Quamba v1's fp16 models), bf16, keep (as the source), int8 (lm_head W8A8, Quamba2), "
             "w4 (quamba2-w4*: both 4-bit, lm_head by GPTQ)");
+  flags.Add("--layer-config", &opt.layer_config, "quamba2-w4ax: the per-layer precision, a JSON "
+            "list of \"W4A8\" / \"W4A16\" per layer (the official hybrid_blocks_config.json)");
+  flags.Add("--a16-layers", &opt.a16_layers, "quamba2-w4ax: keep K layers W4A16, those whose "
+            "W4A8 version alone moves the output most (KL divergence from the float model on "
+            "held-out calibration text); the rest W4A8", 0, 1 << 20);
+  flags.Add("--sens-samples", &opt.sens_samples, "quamba2-w4ax --a16-layers: held-out windows "
+            "of --calib-len tokens, taken after the calibration samples (default 2)", 1, 1 << 16);
   flags.Add("-t,--threads", &opt.threads, "threads (default: all cores)", 1, 1024);
   flags.AddBool("--force", &opt.force, "replace an earlier quantize output at -o (only one that "
                 "holds nothing else)");
