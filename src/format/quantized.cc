@@ -10,13 +10,14 @@ using json = Json;
 constexpr const char* kFormatName = "quamba.cpp";
 }  // namespace
 
-Status CheckLmHeadMode(const std::string& field, const std::string& mode, bool a16) {
+Status CheckLmHeadMode(const std::string& field, const std::string& mode, bool a16, bool w4) {
   if (mode == "keep" || mode == "f16" || mode == "bf16" || (mode == "int8" && !a16) ||
-      (mode == "w4" && a16))
+      (mode == "w4" && w4))
     return Status::Ok();
   return Status::Error(StrFormat("%s: expected keep, f16, bf16%s, found \"%s\"", field.c_str(),
-                                 a16 ? " or w4 (float activations: no int8 lm_head)"
-                                     : " or int8 (w4: quamba2-w4a16 only)",
+                                 a16  ? " or w4 (float activations: no int8 lm_head)"
+                                 : w4 ? ", int8 or w4"
+                                      : " or int8 (w4: the 4-bit recipes quamba2-w4* only)",
                                  mode.c_str()));
 }
 
@@ -169,7 +170,8 @@ StatusOr<QuantConfig> QuantConfig::FromJson(const std::string& text, const std::
   std::string mode;
   QM_RETURN_IF_ERROR(j.OptString("lm_head", &mode, &found));
   if (found) {
-    QM_RETURN_IF_ERROR(CheckLmHeadMode(StrFormat("%s: lm_head", fn), mode, c.a16()));
+    QM_RETURN_IF_ERROR(
+        CheckLmHeadMode(StrFormat("%s: lm_head", fn), mode, c.a16(), c.weight_bits == 4));
     c.lm_head = mode;
   }
   QM_RETURN_IF_ERROR(j.OptString("source_model", &c.source_model));
@@ -214,8 +216,9 @@ StatusOr<QuantConfig> QuantConfig::FromJson(const std::string& text, const std::
 
 namespace {
 
-// A tensor of a float-activation layer (W4A16, or a W4AX A16 layer): the 4-bit linears as codes
-// + group scales, every other tensor float32 (conv1d.bias written even where absent: zeros).
+// A tensor of a float-activation layer (W4A16, or a W4AX A16 layer), or a 4-bit embedding /
+// lm_head: the 4-bit matrices as codes + group scales, every other tensor float32 (conv1d.bias
+// written even where absent: zeros).
 void EmitA16LayerTensor(const TensorSpec& s, const QuantConfig& qc,
                         const std::function<void(std::string, DType, std::vector<int64_t>)>& emit) {
   if (qc.W4(s.role)) {
@@ -248,7 +251,12 @@ void ForEachQuantTensorMamba2A8(const MambaConfig& c, const QuantConfig& qc,
     switch (s.role) {
       case TensorRole::kEmbedding:
       case TensorRole::kLmHead:
-        if (s.role == TensorRole::kLmHead && qc.lm_head == "int8") {
+        if (qc.W4(s.role)) {  // --lm-head w4: codes + group scales; lm_head's int8 input scale
+          if (s.role == TensorRole::kLmHead) emit(base + ".input_scale", DType::kF32, {});
+          EmitA16LayerTensor(s, qc, [&](std::string n, DType dt, std::vector<int64_t> shape) {
+            emit(std::move(n), dt, std::move(shape));
+          });
+        } else if (s.role == TensorRole::kLmHead && qc.lm_head == "int8") {
           emit(base + ".input_scale", DType::kF32, {});
           emit(s.name, DType::kI8, s.shape);
           emit(base + ".weight_scale", DType::kF32, {});
@@ -324,7 +332,12 @@ void ForEachQuantTensor(const MambaConfig& c, const QuantConfig& qc, DType embed
     switch (s.quant) {
       case QuantKind::kFloat32: emit(s.name, DType::kF32, s.shape); break;
       case QuantKind::kHead:
-        if (s.role == TensorRole::kLmHead && qc.lm_head == "int8") {
+        if (qc.W4(s.role)) {  // --lm-head w4 (W4A8): codes + group scales, int8 input scale
+          if (s.role == TensorRole::kLmHead) emit(base + ".input_scale", DType::kF32, scalar);
+          EmitA16LayerTensor(s, qc, [&](std::string n, DType dt, std::vector<int64_t> shape) {
+            emit(std::move(n), dt, std::move(shape));
+          });
+        } else if (s.role == TensorRole::kLmHead && qc.lm_head == "int8") {
           if (st && (s.act_scales & kActInput)) emit(base + ".input_scale", DType::kF32, scalar);
           emit(s.name, DType::kI8, s.shape);
           emit(base + ".weight_scale", DType::kF32, scalar);

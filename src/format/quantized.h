@@ -47,6 +47,8 @@ struct QuantConfig {
   double percentile_sigma = 0.01;  // EMA weight across calibration samples
   bool hadamard = false;         // rotate the out_proj input, H folded into W_out
   bool a16() const { return act_bits == 16; }
+  // lm_head runs on an int8 input (its W8A8 or W4A8 head): the norm_f output needs a scale.
+  bool LmHeadInt8Input() const { return !a16() && (lm_head == "int8" || lm_head == "w4"); }
   // quamba2-w4ax (spec §2.9): the model is W4A8 (act_bits 8) except these layers, which are
   // W4A16 (float activations over the same 4-bit in_proj / out_proj / x_proj). Sorted, unique.
   std::vector<int> a16_layers;
@@ -85,7 +87,8 @@ struct QuantConfig {
   //   bf16  both bfloat16
   //   w4    (quamba2 4-bit recipes) both 4-bit with group scales like the linears: lm_head by
   //         GPTQ on the norm_f output (round-to-nearest with --rtn), the embedding by
-  //         round-to-nearest (it has no input to measure)
+  //         round-to-nearest (it has no input to measure). With int8 activations (W4A8, W4AX)
+  //         the lm_head input is static per-tensor int8 as for int8 (Quamba2's W4A8 lm_head).
   //   int8  lm_head W8A8 as Quamba2's --quantize_lm_head (spec §3.5): per-tensor int8 weight,
   //         static per-tensor int8 input (the norm_f output, abs-max calibrated), fp32 logits;
   //         per-token dynamic input for the dynamic recipe. Embedding float16.
@@ -101,9 +104,10 @@ struct QuantConfig {
   static StatusOr<QuantConfig> ForRecipe(const std::string& recipe);
 };
 
-// OK for an lm_head mode (keep, f16, bf16, int8); else the error "<field>: expected keep, f16,
-// bf16 or int8, found "<mode>"". Float-activation recipes (W4A16) take keep, f16 or bf16 only.
-Status CheckLmHeadMode(const std::string& field, const std::string& mode, bool a16 = false);
+// OK for an lm_head mode; else the error "<field>: expected keep, f16, bf16 or int8, found
+// "<mode>"". int8 needs int8 activations (!a16); w4 a 4-bit recipe (w4).
+Status CheckLmHeadMode(const std::string& field, const std::string& mode, bool a16 = false,
+                       bool w4 = false);
 
 // Every recipe name, for help text and errors.
 inline constexpr const char* kRecipeNames =

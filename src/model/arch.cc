@@ -54,7 +54,7 @@ std::vector<QMatrix> Int8Matrices(const MambaConfig& c, const ModelWeights& w) {
       m.push_back(L.in_proj);
       m.push_back(L.out_proj);
     }
-    if (w.lm_head_q.q != nullptr) m.push_back(w.lm_head_q);
+    if (w.lm_head_q.key() != nullptr) m.push_back(w.lm_head_q);
   }
   // A W4AX model's A16 layers have no int8 block weights.
   std::erase_if(m, [](const QMatrix& q) { return q.key() == nullptr; });

@@ -140,7 +140,9 @@ std::string Model::weight_type() const {
     if (!qc_->state_per_cluster) m2 += ", state per group";
   }
   if (quantized() && qc_->weight_bits == 4) {  // W4A8, W4AX
-    const std::string head = qc_->lm_head == "int8" ? "I8" : DTypeName(weights_->lm_head.dtype);
+    const std::string head = qc_->lm_head == "int8" ? "I8"
+                             : qc_->lm_head == "w4" ? "S4"
+                                                    : DTypeName(weights_->lm_head.dtype);
     std::string ablations = m2;
     if (qc_->recipe == "quamba2-w4ax")
       return StrFormat("S4 (W4AX g%lld: %zu of %lld layers A16%s, lm_head %s)",
@@ -152,7 +154,9 @@ std::string Model::weight_type() const {
                      ablations.c_str(), head.c_str());
   }
   if (quantized()) {
-    const std::string head = qc_->lm_head == "int8" ? "I8" : DTypeName(weights_->lm_head.dtype);
+    const std::string head = qc_->lm_head == "int8" ? "I8"
+                             : qc_->lm_head == "w4" ? "S4"
+                                                    : DTypeName(weights_->lm_head.dtype);
     std::string ablations = m2;
     if (qc_->recipe == "quamba2-w8a8" && !qc_->residual_hadamard) ablations += ", no Hadamard";
     if (qc_->recipe == "quamba" && !qc_->hadamard) ablations += ", no Hadamard";

@@ -124,7 +124,7 @@ void Runtime::ObserveLmHeadIn(int64_t T) {
 }
 
 void Runtime::Logits(const int64_t* rows, int64_t n_rows, float* logits) {
-  if (w_.lm_head_q.q != nullptr) return LogitsInt8(rows, n_rows, logits);
+  if (w_.lm_head_q.key() != nullptr) return LogitsInt8(rows, n_rows, logits);
   // residual = hidden_states + residual; hidden_states = self.norm_f(residual)
   const int64_t dm = c_.d_model;
   const float eps = static_cast<float>(c_.norm_eps);
@@ -139,8 +139,8 @@ void Runtime::Logits(const int64_t* rows, int64_t n_rows, float* logits) {
   });
 }
 
-// Quamba2's W8A8 lm_head (spec §3.5): norm_f = QRMSNorm(out = lm_head:input), then the int8
-// GEMM with fp32 logits. Dynamic recipe: per-token input scales.
+// Quamba2's W8A8 or W4A8 lm_head (spec §3.5): norm_f = QRMSNorm(out = lm_head:input), then the
+// int8 x int8 or int8 x 4-bit GEMM with fp32 logits. Dynamic recipe: per-token input scales.
 void Runtime::LogitsInt8(const int64_t* rows, int64_t n_rows, float* logits) {
   const int64_t dm = c_.d_model, V = c_.vocab_size;
   const float eps = static_cast<float>(c_.norm_eps);

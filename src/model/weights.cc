@@ -458,8 +458,18 @@ StatusOr<std::unique_ptr<ModelWeights>> BindQuantizedWeights(const MambaConfig& 
     w->store = std::move(store);
     return w;
   }
-  w->embedding = matrix_ref(emb);
-  if (qc.lm_head == "int8") {
+  if (qc.lm_head == "w4") {  // 4-bit table: codes (V, d_model / 2) with group scales
+    const QMatrix e = qmat("backbone.embeddings");
+    w->embedding.data = e.q4;
+    w->embedding.dtype = DType::kU8;
+    w->embedding.rows = e.rows;
+    w->embedding.cols = e.cols;
+    w->embedding.group = e.group;
+    w->embedding.scales = e.scales;
+  } else {
+    w->embedding = matrix_ref(emb);
+  }
+  if (qc.LmHeadInt8Input()) {  // the W8A8 or W4A8 head
     w->lm_head_q = qmat("lm_head");
     w->s_lm_head_in = scalar("lm_head.input_scale");
   } else {

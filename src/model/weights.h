@@ -80,7 +80,7 @@ struct QLayerWeights {
 struct ModelWeights {
   MatrixRef embedding;            // (vocab, d_model), float
   MatrixRef lm_head;              // (vocab, d_model) float head; == embedding when tied
-  QMatrix lm_head_q;              // int8 head (quantized models with lm_head "int8")
+  QMatrix lm_head_q;  // int8 head (lm_head "int8"), or 4-bit with int8 input ("w4", W4A8)
   float s_lm_head_in = 0;         // its static input scale (static recipes)
   const float* norm_f = nullptr;  // (d_model)
   std::vector<LayerWeights> layers;    // float models

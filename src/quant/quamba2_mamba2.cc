@@ -110,7 +110,7 @@ class Mamba2CalibObserver : public ActivationObserver {
       default: break;
     }
   }
-  bool WantsLmHeadIn() const override { return qc_.lm_head == "int8"; }
+  bool WantsLmHeadIn() const override { return qc_.LmHeadInt8Input(); }
   void ObserveLmHeadIn(const float* x, int64_t rows, int64_t cols, int64_t ld) override {
     cal_.lm_head_in = std::max(cal_.lm_head_in, TensorAbsMax(x, rows, cols, ld));
   }

@@ -67,7 +67,7 @@ class CalibObserver : public ActivationObserver {
     }
   }
   // Quamba2 calibrates lm_head:input with the same running abs-max (spec §3.3).
-  bool WantsLmHeadIn() const override { return qc_.lm_head == "int8"; }
+  bool WantsLmHeadIn() const override { return qc_.LmHeadInt8Input(); }
   void ObserveLmHeadIn(const float* x, int64_t rows, int64_t cols, int64_t ld) override {
     lm_head_in_ = std::max(lm_head_in_, TensorAbsMax(x, rows, cols, ld));
   }
@@ -304,7 +304,7 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
   if (opt.no_hadamard) qc.hadamard = qc.residual_hadamard = false;
   if (opt.no_clip) qc.percentile_u = false;
   if (opt.rtn) qc.gptq = false;
-  QM_RETURN_IF_ERROR(CheckLmHeadMode("--lm-head", opt.lm_head, qc.a16()));
+  QM_RETURN_IF_ERROR(CheckLmHeadMode("--lm-head", opt.lm_head, qc.a16(), qc.weight_bits == 4));
   qc.lm_head = opt.lm_head;
   qc.source_model = model.dir();
   const MambaConfig& c = model.config();
@@ -381,6 +381,7 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
   calib.layers.resize(c.n_layer);
   Mamba2Calib calib2;
   std::vector<LayerCodes> codes(c.n_layer);
+  HeadCodes head_codes;  // --lm-head w4
   if (qc.static_acts) {
     // Activation scales from the float (rotated) model, before GPTQ, as the official order
     // (spec §2.1).
@@ -392,23 +393,26 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
       QM_ASSIGN_OR_RETURN(calib, Calibrate(fm, qc, samples, k, opt.threads, opt.progress));
       QM_RETURN_IF_ERROR(CheckCalibrationFinite(calib, model.dir()));
     }
-    if (qc.weight_bits == 4 && qc.gptq) {
-      HeadCodes unused;
-      QM_RETURN_IF_ERROR(RunGptq(*wm, samples, qc, k, opt, &codes, &unused));
-    }
+    if (qc.weight_bits == 4 && qc.gptq)  // with --lm-head w4 also lm_head
+      QM_RETURN_IF_ERROR(RunGptq(*wm, samples, qc, k, opt, &codes, &head_codes));
   }
+  // Round-to-nearest on GPTQ's grid of a working-model matrix w with m's shape.
+  auto rtn = [&](const float* w, const MatrixRef& m) {
+    return RtnQuantize4(std::vector<float>(w, w + m.rows * m.cols), m.rows, m.cols,
+                        qc.group_size);
+  };
   if (qc.weight_bits == 4 && !qc.gptq) {  // --rtn
     for (int l = 0; l < c.n_layer; ++l) {
       const LayerWeights& L = wm->model->weights().layers[l];
-      auto rtn = [&](const float* w, const MatrixRef& m) {
-        return RtnQuantize4(std::vector<float>(w, w + m.rows * m.cols), m.rows, m.cols,
-                            qc.group_size);
-      };
       codes[l].in_proj = rtn(wm->layers[l].in_proj, L.in_proj);
       codes[l].out_proj = rtn(wm->layers[l].out_proj, L.out_proj);
       if (!mamba2) codes[l].x_proj = rtn(wm->layers[l].x_proj, L.x_proj);
     }
+    if (qc.lm_head == "w4") head_codes.lm_head = rtn(wm->lm_head, wm->model->weights().lm_head);
   }
+  // A 4-bit table has no input to weight its error by: round-to-nearest.
+  if (qc.lm_head == "w4")
+    head_codes.embedding = rtn(wm->embedding, wm->model->weights().embedding);
 
   // Every output tensor, walking the model's tensor list (format/tensors.h); names, dtypes and
   // shapes are those of ForEachQuantTensor (checked at the end).
@@ -436,8 +440,10 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
   const TensorView* emb = src.Find("backbone.embeddings.weight");
   if (emb == nullptr) emb = src.Find("backbone.embedding.weight");
   const TensorView* head = c.tie_embeddings ? nullptr : src.Find("lm_head.weight");
-  const DType emb_dtype = qc.lm_head == "keep" ? emb->dtype
-                          : qc.lm_head == "bf16" ? DType::kBF16 : DType::kF16;
+  const DType emb_dtype = qc.lm_head == "keep"   ? emb->dtype
+                          : qc.lm_head == "bf16" ? DType::kBF16
+                          : qc.lm_head == "w4"   ? DType::kU8
+                                                 : DType::kF16;
   // Values v of tensor t (or of the working model's rotated copy of it) in emb_dtype.
   auto put_values = [&](const std::string& name, const TensorView* t,
                         const std::vector<float>& v) -> Status {
@@ -571,7 +577,19 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
           const bool is_emb = spec.role == TensorRole::kEmbedding;
           const TensorView* t = is_emb || head == nullptr ? emb : head;
           // Still tied (no rotation): a 16-bit lm_head is the table itself.
-          if (!is_emb && !qc.residual_hadamard && head == nullptr && qc.lm_head != "int8") break;
+          if (!is_emb && !qc.residual_hadamard && head == nullptr && !qc.LmHeadInt8Input())
+            break;
+          if (qc.W4(spec.role)) {  // --lm-head w4: codes, group scales, lm_head's input scale
+            const W4Weights& q = is_emb ? head_codes.embedding : head_codes.lm_head;
+            QM_CHECK(q.rows == spec.shape[0] && q.cols == spec.shape[1], "%s: codes %lldx%lld",
+                     spec.name.c_str(), (long long)q.rows, (long long)q.cols);
+            keep_u8.push_back(PackS4(q.codes, q.rows, q.cols));
+            out_tensors.push_back({spec.name, DType::kU8, {q.rows, q.cols / 2},
+                                   keep_u8.back().data(), nullptr});
+            put_f(base + ".weight_scale", q.scales, {q.rows, q.cols / q.group});
+            if (!is_emb) put_scalar(base + ".input_scale", ScaleFromAbsMax(act_absmax(kActInput)));
+            break;
+          }
           std::vector<float> v = wm_values(is_emb ? wm->embedding : wm->lm_head, t);
           if (!is_emb && qc.lm_head == "int8") {
             put_q(spec.name, v, spec.shape, base + ".weight_scale");

@@ -207,8 +207,8 @@ TEST(Quamba2Test, BadInputIsRefused) {
   o.recipe = "quamba";
   o.lm_head = "w4";
   EXPECT_THAT(QuantizeModel(*src, o, dir / "x").message(),
-              HasSubstr("--lm-head: expected keep, f16, bf16 or int8 (w4: quamba2-w4a16 only), "
-                        "found \"w4\""));
+              HasSubstr("--lm-head: expected keep, f16, bf16 or int8 (w4: the 4-bit recipes "
+                        "quamba2-w4* only), found \"w4\""));
   // --rtn belongs to the 4-bit recipes.
   o = W4Options(2, 64);
   o.recipe = "quamba";
@@ -329,7 +329,9 @@ TEST(Quamba2Test, A8AblationsAndHeadsLoadAndRun) {
   for (const Case& k : {Case{"quamba2-w8a8", true, false, "int8", "no Hadamard, lm_head I8"},
                         Case{"quamba2-w4a8", true, true, "int8", "no Hadamard, RTN, lm_head I8"},
                         Case{"quamba2-w4a8", true, false, "f16", "no Hadamard, lm_head F16"},
-                        Case{"quamba2-w4a8", false, false, "keep", "static, lm_head F32"}}) {
+                        Case{"quamba2-w4a8", false, false, "keep", "static, lm_head F32"},
+                        Case{"quamba2-w4a8", false, false, "w4", "static, lm_head S4"},
+                        Case{"quamba2-w4a8", true, true, "w4", "no Hadamard, RTN, lm_head S4"}}) {
     const std::string name = StrFormat("%s-%d%d-%s", k.recipe, k.no_hadamard, k.rtn, k.head);
     SCOPED_TRACE(name);
     QuantizeOptions o = W4Options(2, 128);
@@ -342,10 +344,48 @@ TEST(Quamba2Test, A8AblationsAndHeadsLoadAndRun) {
     auto q = Model::Load(dir / name);
     ASSERT_TRUE(q.ok()) << q.status().message();
     EXPECT_THAT((*q)->weight_type(), HasSubstr(k.type));
+    const std::string head = k.head;
     EXPECT_EQ((*q)->store().Find("lm_head.weight") != nullptr,
-              !k.no_hadamard || std::string(k.head) == "int8");
+              !k.no_hadamard || head == "int8" || head == "w4");
     const std::vector<float> l = AllLogits(**q, HeldOutIds(**q, 16));
     EXPECT_TRUE(std::all_of(l.begin(), l.end(), [](float v) { return std::isfinite(v); }));
+  }
+}
+
+// --lm-head w4 with int8 activations (Quamba2's W4A8 lm_head, spec §3.5): lm_head 4-bit by
+// GPTQ on the norm_f output with a static int8 input, the table 4-bit by round-to-nearest, on
+// both architectures; the integer kernels agree with --simulate bit for bit, the logits stay
+// near those of the same recipe with an int8 head (the 4-bit head and table add error: KLD
+// from FP32 measured 2.0x (Mamba-1) and 2.2x (Mamba-2) the int8 head's here, bound 4x), and
+// GPTQ beats round-to-nearest on the head.
+TEST(Quamba2Test, W4HeadWithInt8InputOnBothArchitectures) {
+  TempDir dir;
+  for (const char* path : kRefModels) {
+    SCOPED_TRACE(path);
+    auto src = std::move(Model::Load(testing::SourcePath(path))).value();
+    const std::vector<int32_t> ids = HeldOutIds(*src, 192);
+    const std::vector<float> ref = AllLogits(*src, ids);
+    const int64_t V = src->config().vocab_size;
+    auto kld = [&](const char* head, const std::string& name, bool check_sim) {
+      QuantizeOptions o = W4Options(8, 256);
+      o.recipe = "quamba2-w4a8";
+      o.lm_head = head;
+      Status st = QuantizeModel(*src, o, dir / name);
+      EXPECT_TRUE(st.ok()) << st.message();
+      auto q = std::move(Model::Load(dir / name)).value();
+      const std::vector<float> l = AllLogits(*q, ids, 64);
+      if (check_sim) {
+        EXPECT_TRUE(q->weights().lm_head_q.s4());
+        EXPECT_TRUE(q->weights().embedding.s4());
+        EXPECT_GT(q->weights().s_lm_head_in, 0.0f);
+        EXPECT_EQ(l, AllLogits(*q, ids, 64, /*simulate=*/true));
+      }
+      return MeanKld(ref, l, V);
+    };
+    const std::string b = std::filesystem::path(path).filename();
+    const double k_w4 = kld("w4", b + "-w4", true), k_i8 = kld("int8", b + "-i8", false);
+    EXPECT_LT(k_w4, 4 * k_i8);
+    EXPECT_GT(k_w4, k_i8);
   }
 }
 
@@ -363,10 +403,12 @@ TEST(Quamba2Test, A8BadInputIsRefused) {
   o.rtn = true;  // no 4-bit weights to round
   EXPECT_THAT(QuantizeModel(*m1, o, dir / "x").message(),
               HasSubstr("--rtn: expected a 4-bit recipe"));
-  o.recipe = "quamba2-w4a8";
-  o.lm_head = "w4";  // activations int8: the head is int8 or 16-bit
+  o.rtn = false;
+  o.lm_head = "w4";  // 8-bit weights: the head is int8 or 16-bit
   EXPECT_THAT(QuantizeModel(*m1, o, dir / "x").message(),
-              HasSubstr("--lm-head: expected keep, f16, bf16 or int8"));
+              HasSubstr("--lm-head: expected keep, f16, bf16 or int8 (w4: the 4-bit recipes "
+                        "quamba2-w4* only), found \"w4\""));
+  o.recipe = "quamba2-w4a8";
   // A non-positive group scale of a W4A8 matrix is a corrupt file.
   o.lm_head = "f16";
   ASSERT_TRUE(QuantizeModel(*m1, o, dir / "q").ok());

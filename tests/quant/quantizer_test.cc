@@ -204,8 +204,8 @@ TEST_F(QuantizerTest, LmHeadPrecisions) {
   QuantizeOptions o = Options("quamba");
   o.lm_head = "int4";
   Status st = QuantizeModel(*model_, o, *dir_ / "head-bad");
-  EXPECT_THAT(st.message(), HasSubstr("--lm-head: expected keep, f16, bf16 or int8 (w4: quamba2-w4a16 "
-                                      "only), found \"int4\""));
+  EXPECT_THAT(st.message(), HasSubstr("--lm-head: expected keep, f16, bf16 or int8 (w4: the 4-bit "
+                                      "recipes quamba2-w4* only), found \"int4\""));
   // A version-1 checkpoint (before lm_head was a choice: no "lm_head" key) loads as "keep".
   const std::string old_dir = *dir_ / "head-keep-quamba";
   std::string cfg = ReadAll(old_dir + "/quantization_config.json");

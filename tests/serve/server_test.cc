@@ -341,8 +341,15 @@ TEST_F(ServerTest, DisconnectMidStreamFreesTheSlot) {
       "{\"prompt\": \"Once\", \"max_tokens\": 1000000, \"stream\": true, \"ignore_eos\": true}";
   ASSERT_TRUE(testing::SendAll(fd, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: " +
                                        std::to_string(body.size()) + "\r\n\r\n" + body));
+  // The stream has begun once its first event arrives (the headers alone may come before the
+  // scheduler has given the request its slot: then the slot count below would read 0 too early).
   char buf[4096];
-  ASSERT_GT(::recv(fd, buf, sizeof(buf), 0), 0);  // the stream has begun
+  std::string got;
+  while (got.find("data: ") == std::string::npos) {
+    const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    ASSERT_GT(n, 0) << got;
+    got.append(buf, static_cast<size_t>(n));
+  }
   ::close(fd);
   const double t0 = NowSeconds();
   while (testing::MetricValue(server->port(), "quamba_active_slots") != 0 && NowSeconds() - t0 < 30)

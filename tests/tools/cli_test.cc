@@ -119,8 +119,8 @@ TEST(CliTest, SynthGenerateTokenizeInspectBench) {
              " --lm-head int4");
   EXPECT_EQ(r.code, 2);
   EXPECT_EQ(Lines(r.err), 1) << r.err;
-  EXPECT_THAT(r.err, HasSubstr("--lm-head: expected keep, f16, bf16 or int8 (w4: quamba2-w4a16 "
-                               "only), found \"int4\""));
+  EXPECT_THAT(r.err, HasSubstr("--lm-head: expected keep, f16, bf16 or int8 (w4: the 4-bit "
+                               "recipes quamba2-w4* only), found \"int4\""));
   EXPECT_FALSE(std::filesystem::exists(d / "q"));
   r = RunQuamba("quantize -m " + (d / "m") + " -o " + (d / "q") + " --calib " + calib +
              " --calib-samples 2 --calib-len 32 --lm-head int8 -q");
@@ -380,6 +380,30 @@ TEST_F(OutputDirCliTest, JsonReportsOfANonUtf8PathAreWritten) {
   r = RunQuamba("bench -m '" + m + "' -p 4 -n 2 -r 1 -o json");
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("m\xEF\xBF\xBD\""));
+}
+
+// quamba2-w4ax: without a layout it is one line and no output; --a16-layers prints the
+// measured sensitivity and the chosen layout, and the model loads with it.
+TEST(W4AXCliTest, LayoutIsRequiredAndPrinted) {
+  testing::TempDir d;
+  const std::string base = "quantize -m " + testing::SourcePath("models/mamba-ref-d256-l6") +
+                           " --recipe quamba2-w4ax --calib " +
+                           testing::SharedData("calibration/pg1342-0.txt") +
+                           " --calib-samples 2 --calib-len 128 -q -o ";
+  CliResult r = RunQuamba(base + (d / "q"));
+  EXPECT_NE(r.code, 0);
+  EXPECT_EQ(Lines(r.err), 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("expected one of --layer-config FILE or --a16-layers K, found "
+                               "neither"));
+  EXPECT_FALSE(std::filesystem::exists(d / "q"));
+  r = RunQuamba(base + (d / "q") + " --a16-layers 1 --sens-samples 1");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("quantize: w4ax layer sensitivity (KLD from the float model: all "
+                               "W4A16 "));
+  EXPECT_THAT(r.err, HasSubstr("quantize: w4ax layout (layer:precision): 0:W4A"));
+  r = RunQuamba("inspect -m " + (d / "q"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("W4AX g128: 1 of 6 layers A16"));
 }
 
 }  // namespace

@@ -43,7 +43,7 @@ int CmdQuantize(int argc, char** argv) {
                 "percentile clip for the SSM input x");
   flags.Add("--lm-head", &opt.lm_head, "embedding + lm_head precision: f16 (default, as "
             "Quamba v1's fp16 models), bf16, keep (as the source), int8 (lm_head W8A8, Quamba2), "
-            "w4 (quamba2-w4*: both 4-bit, lm_head by GPTQ)");
+            "w4 (quamba2-w4*: both 4-bit, lm_head by GPTQ; W4A8 / W4AX: int8 lm_head input)");
   flags.Add("--layer-config", &opt.layer_config, "quamba2-w4ax: the per-layer precision, a JSON "
             "list of \"W4A8\" / \"W4A16\" per layer (the official hybrid_blocks_config.json)");
   flags.Add("--a16-layers", &opt.a16_layers, "quamba2-w4ax: keep K layers W4A16, those whose "
@@ -66,7 +66,8 @@ int CmdQuantize(int argc, char** argv) {
   if (quamba2 && !flags.given("--calib-len")) opt.calib_len = 1024;
   opt.on_note = [](const std::string& n) { std::fprintf(stderr, "quantize: %s\n", n.c_str()); };
   if (Status s = CheckLmHeadMode("quantize --lm-head", opt.lm_head,
-                                 opt.recipe == "quamba2-w4a16");
+                                 opt.recipe == "quamba2-w4a16",
+                                 opt.recipe.rfind("quamba2-w4", 0) == 0);
       !s.ok())
     return UsageError(s);
   if (opt.no_hadamard && opt.recipe != "quamba" && !quamba2)

@@ -41,7 +41,7 @@ std::vector<QMatrix> Int8Matrices(const ModelWeights& w) {
     m.push_back(L.dt_proj);
     m.push_back(L.out_proj);
   }
-  if (w.lm_head_q.q != nullptr) m.push_back(w.lm_head_q);
+  if (w.lm_head_q.key() != nullptr) m.push_back(w.lm_head_q);
   return m;
 }
 
