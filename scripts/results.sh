@@ -56,7 +56,9 @@ Q2_VARIANTS=("w4a16:quamba2-w4a16:" "w4a16-w4head:quamba2-w4a16:--lm-head w4"
   "w4a8-nohad:quamba2-w4a8:--no-hadamard"
   "w8a8-nosort:quamba2-w8a8:--no-sort-cluster" "w8a8-nobc:quamba2-w8a8:--no-bc-groups"
   "w8a8-stategroup:quamba2-w8a8:--state-per-group"
-  "w4a8-stategroup:quamba2-w4a8:--state-per-group" "quamba:quamba:")
+  "w4a8-stategroup:quamba2-w4a8:--state-per-group" "w4a8-w4head:quamba2-w4a8:--lm-head w4"
+  "w4ax-2:quamba2-w4ax:--a16-layers 2" "w4ax-3:quamba2-w4ax:--a16-layers 3"
+  "w4ax-2-w4head:quamba2-w4ax:--a16-layers 2 --lm-head w4" "quamba:quamba:")
 q2_variants() {  # the variants model $1 runs
   for v in "${Q2_VARIANTS[@]}"; do
     # Mamba-1's quamba row is in the first table; the group switches are Mamba-2's.
@@ -127,6 +129,10 @@ q2 = [("fp32", "FP32"), ("w4a16", "quamba2-w4a16 (GPTQ, Hadamard)"),
       ("w4a8-rtn", "  ablation: round-to-nearest (`--rtn`)"),
       ("w4a8-nohad", "  ablation: no Hadamard (`--no-hadamard`)"),
       ("w4a8-stategroup", "  variant: state scales per SSD group (`--state-per-group`)"),
+      ("w4a8-w4head", "quamba2-w4a8, 4-bit embedding and W4A8 lm_head (`--lm-head w4`)"),
+      ("w4ax-2", "quamba2-w4ax, 2 most sensitive layers W4A16 (`--a16-layers 2`)"),
+      ("w4ax-3", "quamba2-w4ax, 3 layers W4A16 (`--a16-layers 3`)"),
+      ("w4ax-2-w4head", "quamba2-w4ax `--a16-layers 2 --lm-head w4` (the official W4AX head)"),
       ("quamba", "quamba (v1 baseline: per-tensor scales, percentile x and state, out_proj Hadamard)")]
 lines += ["## Quamba2 on both reference models", "",
           "`--recipe quamba2-*` with the recipe defaults: 4-bit in_proj and out_proj by GPTQ (group 128, 128 "
@@ -136,6 +142,8 @@ lines += ["## Quamba2 on both reference models", "",
           "int8 activations (x percentile 0.99999 at d_model 256), on Mamba-2 abs-max scales with "
           "sort-and-cluster of x (4 x 4 per SSD group), B / C per SSD group and an int8 SSM state "
           "(docs/quantization.md). "
+          "W4AX: the A16 layers chosen by KL divergence on 2 held-out windows of 1024 tokens that follow "
+          "the calibration samples (`layer_sensitivity` in each model's quantization_config.json). "
           "Embedding and lm_head float16 unless the row says otherwise. Model bytes include the untied, "
           "rotated lm_head (2.1 MB in float16 at this vocabulary, a third of the file).", ""]
 for mdir in ["models/mamba-ref-d256-l6", "models/mamba2-ref-d256-l6"]:

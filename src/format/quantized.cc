@@ -2,6 +2,8 @@
 
 #include <cmath>
 #include <cstring>
+
+#include "core/check.h"
 #include "io/json_util.h"
 
 namespace quamba {
@@ -21,8 +23,27 @@ Status CheckLmHeadMode(const std::string& field, const std::string& mode, bool a
                                  mode.c_str()));
 }
 
+Status CheckEmbeddingMode(const std::string& field, const std::string& mode,
+                          const std::string& lm_head) {
+  if (mode != "keep" && mode != "f16" && mode != "bf16" && mode != "int8" && mode != "w4")
+    return Status::Error(StrFormat("%s: expected keep, f16, bf16, int8 or w4, found \"%s\"",
+                                   field.c_str(), mode.c_str()));
+  const bool float_head = lm_head == "keep" || lm_head == "f16" || lm_head == "bf16";
+  const bool float_table = mode == "keep" || mode == "f16" || mode == "bf16";
+  if (float_head && float_table && mode != lm_head)
+    return Status::Error(StrFormat("%s: expected int8, w4 or the lm_head's float type \"%s\" "
+                                   "(a float table and a float lm_head share one dtype), found "
+                                   "\"%s\"", field.c_str(), lm_head.c_str(), mode.c_str()));
+  return Status::Ok();
+}
+
 std::string QuantConfig::ToJson() const {
   const bool w4 = weight_bits == 4;
+  const bool float_head = lm_head != "int8" && lm_head != "w4";
+  const std::string float_tensors =
+      EmbeddingFloat() && float_head ? "embedding, norm_f, lm_head (as in Quamba v1)"
+                                     : std::string(EmbeddingFloat() ? "embedding, " : "") +
+                                           "norm_f" + (float_head ? ", lm_head" : "");
   json j = {{"format", kFormatName},
             // The oldest reader that can load the file (the quamba2 recipes came with 3).
             {"format_version", w4 || residual_hadamard ? 3 : 2},
@@ -58,15 +79,14 @@ std::string QuantConfig::ToJson() const {
             {"smoothquant", smooth},
             {"smoothquant_alpha", smooth_alpha},
             {"lm_head", lm_head},
-            {"float_tensors", lm_head == "int8" ? "embedding, norm_f"
-                              : lm_head == "w4" ? "norm_f"
-                                                : "embedding, norm_f, lm_head (as in Quamba v1)"},
+            {"float_tensors", float_tensors},
             {"source_model", source_model},
             {"calibration",
              {{"files", calib_files},
               {"samples", calib_samples},
               {"seq_len", calib_len},
               {"tokens", calib_tokens}}}};
+  if (!embedding.empty()) j["embedding"] = embedding;  // absent: follows lm_head
   if (recipe == "quamba2-w4ax") {
     j["a16_layers"] = a16_layers;
     j["layer_selection"] = layer_selection;
@@ -174,6 +194,12 @@ StatusOr<QuantConfig> QuantConfig::FromJson(const std::string& text, const std::
         CheckLmHeadMode(StrFormat("%s: lm_head", fn), mode, c.a16(), c.weight_bits == 4));
     c.lm_head = mode;
   }
+  found = false;
+  QM_RETURN_IF_ERROR(j.OptString("embedding", &mode, &found));
+  if (found) {
+    QM_RETURN_IF_ERROR(CheckEmbeddingMode(StrFormat("%s: embedding", fn), mode, c.lm_head));
+    c.embedding = mode;
+  }
   QM_RETURN_IF_ERROR(j.OptString("source_model", &c.source_model));
   if (c.recipe == "quamba2-w4ax") {
     // The A16 layers: sorted, unique, non-negative (the loader checks them against n_layer).
@@ -216,9 +242,8 @@ StatusOr<QuantConfig> QuantConfig::FromJson(const std::string& text, const std::
 
 namespace {
 
-// A tensor of a float-activation layer (W4A16, or a W4AX A16 layer), or a 4-bit embedding /
-// lm_head: the 4-bit matrices as codes + group scales, every other tensor float32 (conv1d.bias
-// written even where absent: zeros).
+// A tensor of a float-activation layer (W4A16, or a W4AX A16 layer): the 4-bit linears as codes
+// + group scales, every other tensor float32 (conv1d.bias written even where absent: zeros).
 void EmitA16LayerTensor(const TensorSpec& s, const QuantConfig& qc,
                         const std::function<void(std::string, DType, std::vector<int64_t>)>& emit) {
   if (qc.W4(s.role)) {
@@ -227,6 +252,34 @@ void EmitA16LayerTensor(const TensorSpec& s, const QuantConfig& qc,
          {s.shape[0], s.shape[1] / qc.group_size});
   } else {
     emit(s.name, DType::kF32, s.shape);
+  }
+}
+
+using EmitFn = std::function<void(std::string, DType, std::vector<int64_t>, bool)>;
+
+// The embedding table (qc.EmbeddingMode()) or lm_head (qc.lm_head): float (float_dtype), int8
+// (the table: one scale per row; lm_head: one per tensor) or 4-bit codes with group scales.
+// in_scale: an int8 or 4-bit lm_head has a static int8 input scale.
+void EmitHeadTensors(const TensorSpec& s, const QuantConfig& qc, DType float_dtype, bool in_scale,
+                     const EmitFn& emit) {
+  const std::string base = WeightBase(s.name);
+  const bool head = s.role == TensorRole::kLmHead;
+  if (qc.W4(s.role)) {
+    if (head && in_scale) emit(base + ".input_scale", DType::kF32, {}, false);
+    emit(s.name, DType::kU8, {s.shape[0], s.shape[1] / 2}, false);
+    emit(base + ".weight_scale", DType::kF32, {s.shape[0], s.shape[1] / qc.group_size}, false);
+  } else if (!head && qc.EmbeddingMode() == "int8") {
+    emit(s.name, DType::kI8, s.shape, false);
+    emit(base + ".weight_scale", DType::kF32, {s.shape[0]}, false);
+  } else if (head && qc.lm_head == "int8") {
+    if (in_scale) emit(base + ".input_scale", DType::kF32, {}, false);
+    emit(s.name, DType::kI8, s.shape, false);
+    emit(base + ".weight_scale", DType::kF32, {}, false);
+  } else {
+    // A tied lm_head may be the table itself, unless the residual rotation folded norm_f into it
+    // or the table is stored quantized.
+    emit(s.name, float_dtype, s.shape,
+         head && s.optional && !qc.residual_hadamard && qc.EmbeddingFloat());
   }
 }
 
@@ -251,19 +304,7 @@ void ForEachQuantTensorMamba2A8(const MambaConfig& c, const QuantConfig& qc,
     switch (s.role) {
       case TensorRole::kEmbedding:
       case TensorRole::kLmHead:
-        if (qc.W4(s.role)) {  // --lm-head w4: codes + group scales; lm_head's int8 input scale
-          if (s.role == TensorRole::kLmHead) emit(base + ".input_scale", DType::kF32, {});
-          EmitA16LayerTensor(s, qc, [&](std::string n, DType dt, std::vector<int64_t> shape) {
-            emit(std::move(n), dt, std::move(shape));
-          });
-        } else if (s.role == TensorRole::kLmHead && qc.lm_head == "int8") {
-          emit(base + ".input_scale", DType::kF32, {});
-          emit(s.name, DType::kI8, s.shape);
-          emit(base + ".weight_scale", DType::kF32, {});
-        } else {
-          emit(s.name, embedding_dtype, s.shape,
-               s.role == TensorRole::kLmHead && s.optional && !qc.residual_hadamard);
-        }
+        EmitHeadTensors(s, qc, embedding_dtype, /*in_scale=*/true, emit);
         break;
       case TensorRole::kInProj:
       case TensorRole::kOutProj: {
@@ -315,11 +356,10 @@ void ForEachQuantTensor(const MambaConfig& c, const QuantConfig& qc, DType embed
       f(QTensorSpec{std::move(name), dt, std::move(shape), optional, &s});
     };
     const std::string base = WeightBase(s.name);
-    if (qc.a16() && s.quant == QuantKind::kHead && !qc.W4(s.role)) {
-      // W4A16's embedding and lm_head per --lm-head. The rotation folds norm_f into lm_head: no
-      // longer the embedding's transpose.
-      emit(s.name, embedding_dtype, s.shape,
-           s.role == TensorRole::kLmHead && !qc.residual_hadamard && s.optional);
+    if (s.quant == QuantKind::kHead) {
+      // Float-activation (W4A16) heads have no input scale.
+      EmitHeadTensors(s, qc, embedding_dtype,
+                      !qc.a16() && st && (s.act_scales & kActInput) != 0, emit);
       return;
     }
     if (qc.a16() || (s.layer >= 0 && qc.LayerA16(s.layer))) {
@@ -331,21 +371,7 @@ void ForEachQuantTensor(const MambaConfig& c, const QuantConfig& qc, DType embed
     }
     switch (s.quant) {
       case QuantKind::kFloat32: emit(s.name, DType::kF32, s.shape); break;
-      case QuantKind::kHead:
-        if (qc.W4(s.role)) {  // --lm-head w4 (W4A8): codes + group scales, int8 input scale
-          if (s.role == TensorRole::kLmHead) emit(base + ".input_scale", DType::kF32, scalar);
-          EmitA16LayerTensor(s, qc, [&](std::string n, DType dt, std::vector<int64_t> shape) {
-            emit(std::move(n), dt, std::move(shape));
-          });
-        } else if (s.role == TensorRole::kLmHead && qc.lm_head == "int8") {
-          if (st && (s.act_scales & kActInput)) emit(base + ".input_scale", DType::kF32, scalar);
-          emit(s.name, DType::kI8, s.shape);
-          emit(base + ".weight_scale", DType::kF32, scalar);
-        } else {
-          // The residual rotation folds norm_f into lm_head: no longer the embedding's transpose.
-          emit(s.name, embedding_dtype, s.shape, s.optional && !qc.residual_hadamard);
-        }
-        break;
+      case QuantKind::kHead: QM_CHECK(false, "handled above"); break;
       case QuantKind::kLinear:
         if (qc.W4(s.role)) {  // W4A8: codes + group scales, activation scales as int8
           emit(s.name, DType::kU8, {s.shape[0], s.shape[1] / 2});

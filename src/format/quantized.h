@@ -64,10 +64,10 @@ struct QuantConfig {
   // True for the 4-bit weight of `role` (in_proj, out_proj, Mamba-1 x_proj).
   // With lm_head "w4" also the embedding and lm_head.
   bool W4(TensorRole role) const {
+    if (role == TensorRole::kEmbedding) return EmbeddingMode() == "w4";
     return weight_bits == 4 &&
            (role == TensorRole::kInProj || role == TensorRole::kOutProj ||
-            role == TensorRole::kXProj ||
-            (lm_head == "w4" && (role == TensorRole::kEmbedding || role == TensorRole::kLmHead)));
+            role == TensorRole::kXProj || (lm_head == "w4" && role == TensorRole::kLmHead));
   }
   // Mamba-2 A8 (quamba2-w8a8 / -w4a8, spec §2.3-2.5): the SSM input x scaled per (SSD group,
   // head cluster, dim group) after sort-and-cluster, m x n = x_head_clusters x x_dim_groups
@@ -93,6 +93,18 @@ struct QuantConfig {
   //         static per-tensor int8 input (the norm_f output, abs-max calibrated), fp32 logits;
   //         per-token dynamic input for the dynamic recipe. Embedding float16.
   std::string lm_head = "f16";
+  // Precision of the embedding table (--embedding): "" follows lm_head as above; keep | f16 |
+  // bf16; int8 (symmetric, one scale per row = token); w4 (4-bit codes, group scales, by
+  // round-to-nearest). A float table and a float lm_head share one dtype.
+  std::string embedding;
+  std::string EmbeddingMode() const {
+    if (!embedding.empty()) return embedding;
+    return lm_head == "int8" ? "f16" : lm_head;
+  }
+  bool EmbeddingFloat() const {
+    const std::string m = EmbeddingMode();
+    return m == "keep" || m == "f16" || m == "bf16";
+  }
   // Calibration provenance.
   std::vector<std::string> calib_files;
   int64_t calib_samples = 0, calib_len = 0, calib_tokens = 0;
@@ -108,6 +120,11 @@ struct QuantConfig {
 // "<mode>"". int8 needs int8 activations (!a16); w4 a 4-bit recipe (w4).
 Status CheckLmHeadMode(const std::string& field, const std::string& mode, bool a16 = false,
                        bool w4 = false);
+
+// OK for an embedding mode (keep, f16, bf16, int8, w4) that goes with `lm_head` (a float table
+// and a float lm_head share one dtype); else a one-line error naming `field`.
+Status CheckEmbeddingMode(const std::string& field, const std::string& mode,
+                          const std::string& lm_head);
 
 // Every recipe name, for help text and errors.
 inline constexpr const char* kRecipeNames =
@@ -126,7 +143,8 @@ struct QTensorSpec {
 
 // Calls f(const QTensorSpec&) for every tensor of the quantized checkpoint of `c` under `qc`,
 // derived from ForEachTensor(c): the list the quantizer writes and the loader checks.
-// embedding_dtype: the stored embedding (and float lm_head) dtype.
+// embedding_dtype: the dtype of the float head tensors (a float embedding table, a float
+// lm_head; both have it).
 void ForEachQuantTensor(const MambaConfig& c, const QuantConfig& qc, DType embedding_dtype,
                         const std::function<void(const QTensorSpec&)>& f);
 

@@ -32,6 +32,7 @@ void MatMulRange(const kernels::KernelTable& k, const float* x, int64_t M, int64
 
 uint64_t MatrixRef::bytes() const {
   if (s4()) return static_cast<uint64_t>(rows) * (cols / 2 + (cols / group) * sizeof(float));
+  if (dtype == DType::kI8) return static_cast<uint64_t>(rows) * (cols + sizeof(float));
   return static_cast<uint64_t>(rows) * cols * DTypeSize(dtype);
 }
 

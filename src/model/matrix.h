@@ -15,8 +15,10 @@ struct MatrixRef {
   const void* data = nullptr;
   DType dtype = DType::kF32;
   int64_t rows = 0, cols = 0;
-  const float* scales = nullptr;  // U8 only: (rows, cols / group)
-  int64_t group = 0;              // U8 only
+  // U8 (4-bit codes): (rows, cols / group) scales. I8 (an int8 embedding table): one scale per
+  // row, group = cols.
+  const float* scales = nullptr;
+  int64_t group = 0;
   bool s4() const { return dtype == DType::kU8; }
   // Bytes of the stored matrix (codes and scales).
   uint64_t bytes() const;

@@ -13,9 +13,10 @@ namespace quamba {
 StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir) {
   struct stat st;
   if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-    return Status::Error(StrFormat("%s: expected a model directory (config.json, "
-                                   "model.safetensors, tokenizer.json), found %s", dir.c_str(),
-                                   ::stat(dir.c_str(), &st) != 0 ? "nothing" : "a file"));
+    return Status::Error(
+        StrFormat("%s: expected a model directory (config.json, "
+                  "model.safetensors, tokenizer.json), found %s",
+                  dir.c_str(), ::stat(dir.c_str(), &st) != 0 ? "nothing" : "a file"));
   std::unique_ptr<Model> m(new Model());
   m->dir_ = dir;
   QM_ASSIGN_OR_RETURN(m->config_, MambaConfig::Load(dir + "/config.json"));
@@ -34,13 +35,16 @@ StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir) {
     QM_ASSIGN_OR_RETURN(QuantConfig qc, QuantConfig::FromJson(qtext, qpath));
     QM_RETURN_IF_ERROR(CheckTensorSet(c, *store, &qc, dir));  // before any allocation
     if (!qc.a16() && c.mixer_rms)
-      return Status::Error(StrFormat("%s: expected a quantized Mamba-1 model, found a quantized "
-                                     "falcon_mamba one (not supported yet)", qpath.c_str()));
+      return Status::Error(
+          StrFormat("%s: expected a quantized Mamba-1 model, found a quantized "
+                    "falcon_mamba one (not supported yet)",
+                    qpath.c_str()));
     if (!qc.a16() && c.arch == Arch::kMamba2 && qc.recipe.rfind("quamba2-", 0) != 0 &&
         qc.recipe != "quamba")
-      return Status::Error(StrFormat("%s: recipe: expected quamba, quamba2-w8a8, quamba2-w4a8 or quamba2-w4ax "
-                                     "(the int8 recipes this engine runs on Mamba-2), found %s",
-                                     qpath.c_str(), qc.recipe.c_str()));
+      return Status::Error(
+          StrFormat("%s: recipe: expected quamba, quamba2-w8a8, quamba2-w4a8 or quamba2-w4ax "
+                    "(the int8 recipes this engine runs on Mamba-2), found %s",
+                    qpath.c_str(), qc.recipe.c_str()));
     auto bound = BindQuantizedWeights(c, qc, std::move(store));
     if (!bound.ok()) return with_dir(bound.status());
     m->weights_ = std::move(bound).value();
@@ -63,16 +67,16 @@ StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir) {
   if (::stat((dir + "/tokenizer.json").c_str(), &st) == 0) {
     QM_ASSIGN_OR_RETURN(Tokenizer tok, Tokenizer::Load(dir + "/tokenizer.json"));
     if (tok.vocab_size() > c.vocab_size)
-      return Status::Error(StrFormat("%s/tokenizer.json: vocabulary: expected at most %lld ids "
-                                     "(config vocab_size), found %d", dir.c_str(),
-                                     (long long)c.vocab_size, tok.vocab_size()));
+      return Status::Error(
+          StrFormat("%s/tokenizer.json: vocabulary: expected at most %lld ids "
+                    "(config vocab_size), found %d",
+                    dir.c_str(), (long long)c.vocab_size, tok.vocab_size()));
     m->tokenizer_ = std::make_unique<Tokenizer>(std::move(tok));
   }
   return m;
 }
 
-std::unique_ptr<Model> Model::FromWeights(const MambaConfig& c,
-                                          std::unique_ptr<ModelWeights> w) {
+std::unique_ptr<Model> Model::FromWeights(const MambaConfig& c, std::unique_ptr<ModelWeights> w) {
   std::unique_ptr<Model> m(new Model());
   m->dir_ = "(in memory)";
   m->config_ = c;
@@ -109,8 +113,9 @@ std::vector<std::span<const uint8_t>> Model::DecodeWeightSpans() const {
   for (const auto& [name, t] : store().tensors()) {
     if (left == 0) break;
     // The table (and a 4-bit table's scales): one row per token, not streamed.
-    if (skip_emb && (t.data == table || (weights_->embedding.s4() &&
-                                         name == "backbone.embeddings.weight_scale")))
+    if (skip_emb && (t.data == table ||
+                     ((weights_->embedding.s4() || weights_->embedding.dtype == DType::kI8) &&
+                      name == "backbone.embeddings.weight_scale")))
       continue;
     const uint64_t n = std::min<uint64_t>(left, t.nbytes);
     spans.emplace_back(t.data, n);
@@ -122,13 +127,21 @@ std::vector<std::span<const uint8_t>> Model::DecodeWeightSpans() const {
 std::string Model::recipe() const { return quantized() ? qc_->recipe : "fp"; }
 
 std::string Model::weight_type() const {
+  // An explicit --embedding is named; by default the table follows lm_head.
+  auto emb = [&](std::string s) {
+    if (quantized() && !qc_->embedding.empty() && !s.empty() && s.back() == ')')
+      s.insert(s.size() - 1,
+               std::string(", embedding ") +
+                   (weights_->embedding.s4() ? "S4" : DTypeName(weights_->embedding.dtype)));
+    return s;
+  };
   if (quantized() && qc_->a16()) {
     std::string ablations;
     if (!qc_->residual_hadamard) ablations += ", no Hadamard";
     if (!qc_->gptq) ablations += ", RTN";
-    return StrFormat("S4 (W4A16 g%lld%s, lm_head %s)", (long long)qc_->group_size,
-                     ablations.c_str(),
-                     weights_->lm_head.s4() ? "S4" : DTypeName(weights_->lm_head.dtype));
+    return emb(StrFormat("S4 (W4A16 g%lld%s, lm_head %s)", (long long)qc_->group_size,
+                         ablations.c_str(),
+                         weights_->lm_head.s4() ? "S4" : DTypeName(weights_->lm_head.dtype)));
   }
   // Mamba-2 A8 ablations of sort-and-cluster and the per-group B / C scales.
   std::string m2;
@@ -145,13 +158,13 @@ std::string Model::weight_type() const {
                                                     : DTypeName(weights_->lm_head.dtype);
     std::string ablations = m2;
     if (qc_->recipe == "quamba2-w4ax")
-      return StrFormat("S4 (W4AX g%lld: %zu of %lld layers A16%s, lm_head %s)",
-                       (long long)qc_->group_size, qc_->a16_layers.size(),
-                       (long long)config_.n_layer, ablations.c_str(), head.c_str());
+      return emb(StrFormat("S4 (W4AX g%lld: %zu of %lld layers A16%s, lm_head %s)",
+                           (long long)qc_->group_size, qc_->a16_layers.size(),
+                           (long long)config_.n_layer, ablations.c_str(), head.c_str()));
     if (!qc_->residual_hadamard) ablations += ", no Hadamard";
     if (!qc_->gptq) ablations += ", RTN";
-    return StrFormat("S4 (W4A8 g%lld static%s, lm_head %s)", (long long)qc_->group_size,
-                     ablations.c_str(), head.c_str());
+    return emb(StrFormat("S4 (W4A8 g%lld static%s, lm_head %s)", (long long)qc_->group_size,
+                         ablations.c_str(), head.c_str()));
   }
   if (quantized()) {
     const std::string head = qc_->lm_head == "int8" ? "I8"
@@ -161,8 +174,8 @@ std::string Model::weight_type() const {
     if (qc_->recipe == "quamba2-w8a8" && !qc_->residual_hadamard) ablations += ", no Hadamard";
     if (qc_->recipe == "quamba" && !qc_->hadamard) ablations += ", no Hadamard";
     if (qc_->recipe == "quamba" && !qc_->percentile_u) ablations += ", no clip";
-    return std::string("I8 (") + (qc_->static_acts ? "W8A8 static" : "W8A8 dynamic") +
-           ablations + ", lm_head " + head + ")";
+    return emb(std::string("I8 (") + (qc_->static_acts ? "W8A8 static" : "W8A8 dynamic") +
+               ablations + ", lm_head " + head + ")");
   }
   return DTypeName(weights_->layers.empty() ? weights_->embedding.dtype
                                             : weights_->layers[0].in_proj.dtype);

@@ -55,7 +55,8 @@ void Runtime::Embed(std::span<const int32_t> ids) {
   // hidden_states = self.embeddings(input_ids)
   const MatrixRef& emb = w_.embedding;
   const int64_t dm = c_.d_model;
-  const kernels::ConvertRowFn convert = emb.s4() ? nullptr : k_.ConvertFor(emb.dtype);
+  const kernels::ConvertRowFn convert =
+      emb.s4() || emb.dtype == DType::kI8 ? nullptr : k_.ConvertFor(emb.dtype);
   for (size_t t = 0; t < ids.size(); ++t) {
     QM_CHECK(ids[t] >= 0 && ids[t] < c_.vocab_size, "token id %d outside [0, %lld)", ids[t],
              (long long)c_.vocab_size);
@@ -65,7 +66,13 @@ void Runtime::Embed(std::span<const int32_t> ids) {
               out);
       continue;
     }
-    // 4-bit table (quamba2 --lm-head w4): w = scale * (code - 8), row-major codes + scales.
+    if (emb.dtype == DType::kI8) {  // int8 table (--embedding int8): w = scale[row] * q
+      const int8_t* row = static_cast<const int8_t*>(emb.data) + ids[t] * dm;
+      const float sc = emb.scales[ids[t]];
+      for (int64_t k = 0; k < dm; ++k) out[k] = sc * static_cast<float>(row[k]);
+      continue;
+    }
+    // 4-bit table (--embedding / --lm-head w4): w = scale * (code - 8), row-major codes + scales.
     const uint8_t* row = static_cast<const uint8_t*>(emb.data) + ids[t] * (dm / 2);
     const float* sc = emb.scales + ids[t] * (dm / emb.group);
     for (int64_t k = 0; k < dm; ++k)

@@ -49,6 +49,27 @@ float ElementAsFloat(const TensorView& t, int64_t i) {
   return 0;
 }
 
+// An int8 table (rows, cols) with one scale per row (checked: I8 and F32 (rows)); the scales,
+// copied (alignment), must be positive and finite.
+Status BindInt8Table(const TensorView& t, const TensorView& sc, ModelWeights* w) {
+  std::vector<float> f(sc.numel());
+  std::memcpy(f.data(), sc.data, sc.nbytes);
+  for (size_t i = 0; i < f.size(); ++i)
+    if (!(f[i] > 0.0f) || !std::isfinite(f[i]))
+      return Status::Error(StrFormat("%s: tensor \"%s\": expected positive finite row scales, "
+                                     "found %g at element %zu", sc.file->c_str(), sc.name.c_str(),
+                                     f[i], i));
+  w->owned_floats.push_back(std::move(f));
+  MatrixRef& m = w->embedding;
+  m.data = t.data;
+  m.dtype = DType::kI8;
+  m.rows = t.shape[0];
+  m.cols = t.shape[1];
+  m.group = m.cols;
+  m.scales = w->owned_floats.back().data();
+  return Status::Ok();
+}
+
 // Binds float layers from a checked store: a float checkpoint (w4 null), or a W4A16 quantized
 // one whose tensor list ForEachQuantTensor already checked (w4: its config; the 4-bit linears
 // are bound as codes + group scales). a16_only (W4AX): only the tensors of w4's A16 layers.
@@ -99,6 +120,12 @@ Status BindFloatLayers(const MambaConfig& c, const TensorStore& st, const QuantC
       return;
     }
     LayerWeights* L = s.layer >= 0 ? &w->layers[s.layer] : nullptr;
+    if (w4 != nullptr && s.role == TensorRole::kEmbedding && w4->EmbeddingMode() == "int8") {
+      const TensorView* sc = store->Find(WeightBase(s.name) + ".weight_scale");  // checked
+      status = BindInt8Table(*t, *sc, w);
+      w->file_bytes += t->nbytes + sc->nbytes;
+      return;
+    }
     if (w4 != nullptr && w4->W4(s.role)) {
       // Checked: codes U8 (N, K/2), scales F32 (N, K/group); scales copied (alignment).
       const TensorView* sc = store->Find(WeightBase(s.name) + ".weight_scale");
@@ -339,10 +366,11 @@ StatusOr<std::unique_ptr<ModelWeights>> BindQuantizedWeights(const MambaConfig& 
   auto w = std::make_unique<ModelWeights>();
   const TensorView* emb = store->Find("backbone.embeddings.weight");
   if (emb == nullptr)
-    return Status::Error("tensor \"backbone.embeddings.weight\": expected a float tensor, found "
-                         "no such tensor");
-  if (emb->dtype != DType::kF32 && emb->dtype != DType::kF16 && emb->dtype != DType::kBF16 &&
-      !(emb->dtype == DType::kU8 && qc.lm_head == "w4"))
+    return Status::Error("tensor \"backbone.embeddings.weight\": expected the embedding table, "
+                         "found no such tensor");
+  const bool emb_float =
+      emb->dtype == DType::kF32 || emb->dtype == DType::kF16 || emb->dtype == DType::kBF16;
+  if (qc.EmbeddingMode() == "keep" && !emb_float)
     return Status::Error(StrFormat("%s: tensor \"backbone.embeddings.weight\": dtype: expected "
                                    "F32, F16 or BF16, found %s", emb->file->c_str(),
                                    DTypeName(emb->dtype)));
@@ -354,18 +382,34 @@ StatusOr<std::unique_ptr<ModelWeights>> BindQuantizedWeights(const MambaConfig& 
         "%s: __metadata__.quamba_recipe: expected \"%s\" (the recipe of "
         "quantization_config.json), found %s", emb->file->c_str(), qc.recipe.c_str(),
         meta == store->metadata().end() ? "nothing" : QuoteForMessage(meta->second).c_str()));
-  const DType head_dtype = qc.lm_head == "bf16" ? DType::kBF16
-                          : qc.lm_head == "w4"  ? DType::kU8
-                                                : DType::kF16;
-  if (qc.lm_head != "keep" && emb->dtype != head_dtype)
+  const std::string emode = qc.EmbeddingMode();
+  const DType emb_dtype = emode == "bf16"   ? DType::kBF16
+                          : emode == "w4"   ? DType::kU8
+                          : emode == "int8" ? DType::kI8
+                                            : DType::kF16;
+  if (emode != "keep" && emb->dtype != emb_dtype)
     return Status::Error(StrFormat("%s: tensor \"backbone.embeddings.weight\": expected %s (the "
-                                   "lm_head of quantization_config.json is \"%s\"), found %s",
-                                   emb->file->c_str(), DTypeName(head_dtype), qc.lm_head.c_str(),
+                                   "%s of quantization_config.json is \"%s\"), found %s",
+                                   emb->file->c_str(), DTypeName(emb_dtype),
+                                   qc.embedding.empty() ? "lm_head" : "embedding",
+                                   qc.embedding.empty() ? qc.lm_head.c_str() : emode.c_str(),
                                    DTypeName(emb->dtype)));
+  // The float dtype of the head tensors: the table's when it is float, else a float lm_head's
+  // (ForEachQuantTensor checks it against the lm_head found).
+  DType float_dtype = emb->dtype;
+  if (!emb_float) {
+    const TensorView* head = store->Find("lm_head.weight");
+    const bool head_float = head != nullptr && (head->dtype == DType::kF32 ||
+                                                head->dtype == DType::kF16 ||
+                                                head->dtype == DType::kBF16);
+    float_dtype = head_float && qc.lm_head == "keep" ? head->dtype
+                  : qc.lm_head == "bf16"              ? DType::kBF16
+                                                      : DType::kF16;
+  }
   // Check every tensor first, then bind.
   Status status;
   std::map<std::string, const TensorView*> t;
-  ForEachQuantTensor(c, qc, emb->dtype, [&](const QTensorSpec& s) {
+  ForEachQuantTensor(c, qc, float_dtype, [&](const QTensorSpec& s) {
     if (!status.ok()) return;
     const TensorView* v = store->Find(s.name);
     if (v == nullptr) {
@@ -458,7 +502,7 @@ StatusOr<std::unique_ptr<ModelWeights>> BindQuantizedWeights(const MambaConfig& 
     w->store = std::move(store);
     return w;
   }
-  if (qc.lm_head == "w4") {  // 4-bit table: codes (V, d_model / 2) with group scales
+  if (emode == "w4") {  // 4-bit table: codes (V, d_model / 2) with group scales
     const QMatrix e = qmat("backbone.embeddings");
     w->embedding.data = e.q4;
     w->embedding.dtype = DType::kU8;
@@ -466,6 +510,8 @@ StatusOr<std::unique_ptr<ModelWeights>> BindQuantizedWeights(const MambaConfig& 
     w->embedding.cols = e.cols;
     w->embedding.group = e.group;
     w->embedding.scales = e.scales;
+  } else if (emode == "int8") {
+    QM_RETURN_IF_ERROR(BindInt8Table(*emb, *t.at("backbone.embeddings.weight_scale"), w.get()));
   } else {
     w->embedding = matrix_ref(emb);
   }

@@ -15,6 +15,7 @@
 #include "quant/calib_data.h"
 #include "quant/gptq.h"
 #include "quant/hadamard.h"
+#include "quant/observers.h"
 
 namespace quamba {
 namespace {
@@ -287,6 +288,21 @@ StatusOr<WorkingModel> MakeWorkingModel(const Model& src, const kernels::KernelT
   return wm;
 }
 
+Int8Table QuantizeTableInt8(const float* v, int64_t rows, int64_t cols) {
+  Int8Table t;
+  t.q.resize(rows * cols);
+  t.scales.resize(rows);
+  for (int64_t r = 0; r < rows; ++r)
+    t.scales[r] = QuantizeSymmetric(v + r * cols, cols, t.q.data() + r * cols);
+  return t;
+}
+
+DType HeadFloatDType(const QuantConfig& qc, DType source) {
+  const bool head_float = qc.lm_head != "int8" && qc.lm_head != "w4";
+  const std::string m = head_float ? qc.lm_head : qc.EmbeddingMode();
+  return m == "keep" ? source : m == "bf16" ? DType::kBF16 : DType::kF16;
+}
+
 std::vector<uint8_t> PackS4(const std::vector<uint8_t>& codes, int64_t rows, int64_t cols) {
   QM_CHECK(cols % 2 == 0 && static_cast<int64_t>(codes.size()) == rows * cols);
   std::vector<uint8_t> p(rows * cols / 2);
@@ -369,16 +385,14 @@ Status QuantizeW4(const Model& model, const QuantizeOptions& opt, QuantConfig qc
     if (qc.lm_head == "w4") head.lm_head = rtn(wm.lm_head, wm.model->weights().lm_head);
   }
   // The table has no input to measure: round-to-nearest.
-  if (qc.lm_head == "w4") head.embedding = rtn(wm.embedding, wm.model->weights().embedding);
+  if (qc.W4(TensorRole::kEmbedding))
+    head.embedding = rtn(wm.embedding, wm.model->weights().embedding);
 
   // Every output tensor, walking the model's tensor list (names, dtypes and shapes as
   // ForEachQuantTensor lists them; WriteQuantizedOutput checks).
   const TensorStore& src = model.store();
   const ModelWeights& ww = wm.model->weights();
-  const DType emb_dtype = qc.lm_head == "keep"   ? model.weights().embedding.dtype
-                          : qc.lm_head == "bf16" ? DType::kBF16
-                          : qc.lm_head == "w4"   ? DType::kU8
-                                                 : DType::kF16;
+  const DType emb_dtype = HeadFloatDType(qc, model.weights().embedding.dtype);
   std::deque<std::vector<float>> keep_f;  // deques: element addresses stay put
   std::deque<std::vector<uint8_t>> keep_u8;
   std::deque<std::vector<uint16_t>> keep16;
@@ -408,11 +422,11 @@ Status QuantizeW4(const Model& model, const QuantizeOptions& opt, QuantConfig qc
   };
   const bool tied = ww.lm_head.data == ww.embedding.data;
   Status status;
-  TensorSink layer_tensors;
+  TensorSink sink;
   ForEachTensor(c, [&](const TensorSpec& spec) {
     if (!status.ok()) return;
     if (spec.layer >= 0) {
-      PutA16LayerTensor(spec, wm, src, codes[spec.layer], qc, nullptr, &layer_tensors);
+      PutA16LayerTensor(spec, wm, src, codes[spec.layer], qc, nullptr, &sink);
       return;
     }
     if (qc.W4(spec.role)) {  // --lm-head w4
@@ -427,9 +441,19 @@ Status QuantizeW4(const Model& model, const QuantizeOptions& opt, QuantConfig qc
       return;
     }
     switch (spec.role) {
-      case TensorRole::kEmbedding: status = put_head(spec, wm.embedding); return;
+      case TensorRole::kEmbedding:
+        if (qc.EmbeddingMode() == "int8") {
+          Int8Table q = QuantizeTableInt8(wm.embedding, spec.shape[0], spec.shape[1]);
+          sink.Put(spec.name, DType::kI8, q.q, spec.shape);
+          sink.Put(WeightBase(spec.name) + ".weight_scale", DType::kF32, q.scales,
+                            {spec.shape[0]});
+          return;
+        }
+        status = put_head(spec, wm.embedding);
+        return;
       case TensorRole::kLmHead:
-        if (!tied) status = put_head(spec, wm.lm_head);
+        // Tied and unrotated: the float table serves as lm_head (a quantized one cannot).
+        if (!tied || !qc.EmbeddingFloat()) status = put_head(spec, wm.lm_head);
         return;
       case TensorRole::kNormF:
         put_f(spec.name, std::vector<float>(ww.norm_f, ww.norm_f + c.d_model), spec.shape);
@@ -438,7 +462,7 @@ Status QuantizeW4(const Model& model, const QuantizeOptions& opt, QuantConfig qc
     }
   });
   QM_RETURN_IF_ERROR(status);
-  for (TensorToWrite& t : layer_tensors.tensors()) tensors.push_back(std::move(t));
+  for (TensorToWrite& t : sink.tensors()) tensors.push_back(std::move(t));
   return WriteQuantizedOutput(model, qc, emb_dtype, std::move(tensors), out);
 }
 

@@ -69,6 +69,17 @@ Status RunGptq(WorkingModel& wm, const std::vector<std::vector<int32_t>>& sample
                const QuantConfig& qc, const kernels::KernelTable& k, const QuantizeOptions& opt,
                std::vector<LayerCodes>* codes, HeadCodes* head);
 
+// --embedding int8: the table (rows, cols) as int8 with one symmetric scale per row (token).
+struct Int8Table {
+  std::vector<int8_t> q;      // (rows, cols)
+  std::vector<float> scales;  // (rows)
+};
+Int8Table QuantizeTableInt8(const float* v, int64_t rows, int64_t cols);
+
+// The dtype of a quantized file's float head tensors (ForEachQuantTensor's embedding_dtype):
+// the lm_head's float mode, else the table's; "keep" = the source table's dtype `source`.
+DType HeadFloatDType(const QuantConfig& qc, DType source);
+
 // Packs codes 0..15 (rows, cols), one per byte, two per byte along K (kernels::kS4Group layout:
 // low nibble = even column). cols even.
 std::vector<uint8_t> PackS4(const std::vector<uint8_t>& codes, int64_t rows, int64_t cols);

@@ -306,6 +306,10 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
   if (opt.rtn) qc.gptq = false;
   QM_RETURN_IF_ERROR(CheckLmHeadMode("--lm-head", opt.lm_head, qc.a16(), qc.weight_bits == 4));
   qc.lm_head = opt.lm_head;
+  if (!opt.embedding.empty()) {
+    QM_RETURN_IF_ERROR(CheckEmbeddingMode("--embedding", opt.embedding, opt.lm_head));
+    qc.embedding = opt.embedding;
+  }
   qc.source_model = model.dir();
   const MambaConfig& c = model.config();
   const kernels::KernelTable& k = opt.kernels ? *opt.kernels : kernels::DefaultKernels();
@@ -319,6 +323,11 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
       return Status::Error(StrFormat("%s/config.json: hidden_size: %s", model.dir().c_str(),
                                      s.message().c_str()));
   }
+  if (qc.W4(TensorRole::kEmbedding) && c.d_model % qc.group_size != 0)
+    return Status::Error(StrFormat("%s/config.json: hidden_size: expected a multiple of %lld for "
+                                   "a 4-bit embedding table (one scale per %lld columns), found "
+                                   "%lld", model.dir().c_str(), (long long)qc.group_size,
+                                   (long long)qc.group_size, (long long)c.d_model));
   if (qc.weight_bits == 4) {
     // Every 4-bit matrix's K (in_proj: d_model; out_proj, x_proj: d_inner) in whole groups.
     for (auto [key, K] : {std::pair<const char*, int64_t>{"hidden_size", c.d_model},
@@ -410,9 +419,6 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
     }
     if (qc.lm_head == "w4") head_codes.lm_head = rtn(wm->lm_head, wm->model->weights().lm_head);
   }
-  // A 4-bit table has no input to weight its error by: round-to-nearest.
-  if (qc.lm_head == "w4")
-    head_codes.embedding = rtn(wm->embedding, wm->model->weights().embedding);
 
   // Every output tensor, walking the model's tensor list (format/tensors.h); names, dtypes and
   // shapes are those of ForEachQuantTensor (checked at the end).
@@ -440,10 +446,7 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
   const TensorView* emb = src.Find("backbone.embeddings.weight");
   if (emb == nullptr) emb = src.Find("backbone.embedding.weight");
   const TensorView* head = c.tie_embeddings ? nullptr : src.Find("lm_head.weight");
-  const DType emb_dtype = qc.lm_head == "keep"   ? emb->dtype
-                          : qc.lm_head == "bf16" ? DType::kBF16
-                          : qc.lm_head == "w4"   ? DType::kU8
-                                                 : DType::kF16;
+  const DType emb_dtype = HeadFloatDType(qc, emb->dtype);
   // Values v of tensor t (or of the working model's rotated copy of it) in emb_dtype.
   auto put_values = [&](const std::string& name, const TensorView* t,
                         const std::vector<float>& v) -> Status {
@@ -462,9 +465,6 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
     keep16.push_back(std::move(h));
     out_tensors.push_back({name, emb_dtype, t->shape, keep16.back().data(), nullptr});
     return Status::Ok();
-  };
-  auto put_16 = [&](const std::string& name, const TensorView* t) -> Status {
-    return put_values(name, t, ReadFloats(src, t->name));
   };
   // The working model's embedding / lm_head values (vocab, d_model).
   auto wm_values = [&](const float* p, const TensorView* t) {
@@ -572,52 +572,55 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
     };
     switch (spec.quant) {
       case QuantKind::kFloat32: put_f(spec.name, values(), spec.shape); break;
-      case QuantKind::kHead:
-        if (quamba2) {  // the rotated (and untied) copies
-          const bool is_emb = spec.role == TensorRole::kEmbedding;
-          const TensorView* t = is_emb || head == nullptr ? emb : head;
-          // Still tied (no rotation): a 16-bit lm_head is the table itself.
-          if (!is_emb && !qc.residual_hadamard && head == nullptr && !qc.LmHeadInt8Input())
-            break;
-          if (qc.W4(spec.role)) {  // --lm-head w4: codes, group scales, lm_head's input scale
-            const W4Weights& q = is_emb ? head_codes.embedding : head_codes.lm_head;
-            QM_CHECK(q.rows == spec.shape[0] && q.cols == spec.shape[1], "%s: codes %lldx%lld",
-                     spec.name.c_str(), (long long)q.rows, (long long)q.cols);
-            keep_u8.push_back(PackS4(q.codes, q.rows, q.cols));
-            out_tensors.push_back({spec.name, DType::kU8, {q.rows, q.cols / 2},
-                                   keep_u8.back().data(), nullptr});
-            put_f(base + ".weight_scale", q.scales, {q.rows, q.cols / q.group});
-            if (!is_emb) put_scalar(base + ".input_scale", ScaleFromAbsMax(act_absmax(kActInput)));
-            break;
-          }
-          std::vector<float> v = wm_values(is_emb ? wm->embedding : wm->lm_head, t);
-          if (!is_emb && qc.lm_head == "int8") {
-            put_q(spec.name, v, spec.shape, base + ".weight_scale");
-            put_scalar(base + ".input_scale", ScaleFromAbsMax(act_absmax(kActInput)));
+      case QuantKind::kHead: {
+        const bool is_emb = spec.role == TensorRole::kEmbedding;
+        const TensorView* t = is_emb || head == nullptr ? emb : head;
+        // The float values: quamba2's rotated (and untied) working copies, else the source's.
+        auto head_values = [&]() {
+          return quamba2 ? wm_values(is_emb ? wm->embedding : wm->lm_head, t)
+                         : ReadFloats(src, t->name);
+        };
+        auto put_w4 = [&](const W4Weights& q) {
+          QM_CHECK(q.rows == spec.shape[0] && q.cols == spec.shape[1], "%s: codes %lldx%lld",
+                   spec.name.c_str(), (long long)q.rows, (long long)q.cols);
+          keep_u8.push_back(PackS4(q.codes, q.rows, q.cols));
+          out_tensors.push_back({spec.name, DType::kU8, {q.rows, q.cols / 2},
+                                 keep_u8.back().data(), nullptr});
+          put_f(base + ".weight_scale", q.scales, {q.rows, q.cols / q.group});
+        };
+        const bool input_scale = qc.static_acts && (spec.act_scales & kActInput);
+        if (is_emb) {  // --embedding (default: as --lm-head)
+          if (qc.W4(spec.role)) {  // a lookup has no input to weight the error by: RTN
+            put_w4(RtnQuantize4(head_values(), spec.shape[0], spec.shape[1], qc.group_size));
+          } else if (qc.EmbeddingMode() == "int8") {
+            const std::vector<float> v = head_values();
+            Int8Table q = QuantizeTableInt8(v.data(), spec.shape[0], spec.shape[1]);
+            keep_q.push_back(std::move(q.q));
+            out_tensors.push_back({spec.name, DType::kI8, spec.shape, keep_q.back().data(),
+                                   nullptr});
+            put_f(base + ".weight_scale", std::move(q.scales), {spec.shape[0]});
+          } else if (!quamba2 && emb_dtype == emb->dtype) {
+            out_tensors.push_back({spec.name, emb->dtype, emb->shape, emb->data, nullptr});
           } else {
-            status = put_values(spec.name, t, v);
+            status = put_values(spec.name, t, head_values());
           }
           break;
         }
-        if (spec.role == TensorRole::kEmbedding) {
-          if (emb_dtype == emb->dtype) {
-            out_tensors.push_back({spec.name, emb->dtype, emb->shape, emb->data, nullptr});
-          } else {
-            status = put_16(spec.name, emb);
-          }
+        if (qc.W4(spec.role)) {  // W4A8 lm_head: GPTQ (or RTN) codes, static int8 input
+          put_w4(head_codes.lm_head);
+          if (input_scale) put_scalar(base + ".input_scale", ScaleFromAbsMax(act_absmax(kActInput)));
         } else if (qc.lm_head == "int8") {
-          put_q(spec.name, ReadFloats(src, head ? head->name : emb->name), spec.shape,
-                base + ".weight_scale");
-          if (qc.static_acts && (spec.act_scales & kActInput))
-            put_scalar(base + ".input_scale", ScaleFromAbsMax(act_absmax(kActInput)));
-        } else if (head != nullptr) {
-          if (emb_dtype == head->dtype) {
-            out_tensors.push_back({spec.name, head->dtype, head->shape, head->data, nullptr});
-          } else {
-            status = put_16(spec.name, head);
-          }
+          put_q(spec.name, head_values(), spec.shape, base + ".weight_scale");
+          if (input_scale) put_scalar(base + ".input_scale", ScaleFromAbsMax(act_absmax(kActInput)));
+        } else if (head == nullptr && !qc.residual_hadamard && qc.EmbeddingFloat()) {
+          // Tied and unrotated: the float table is lm_head (a quantized table cannot be).
+        } else if (!quamba2 && head != nullptr && emb_dtype == head->dtype) {
+          out_tensors.push_back({spec.name, head->dtype, head->shape, head->data, nullptr});
+        } else {
+          status = put_values(spec.name, t, head_values());
         }
         break;
+      }
       case QuantKind::kLinear:
         if (qc.W4(spec.role)) {  // W4A8: codes and group scales
           const LayerCodes& lc = codes[spec.layer];

@@ -42,7 +42,9 @@ struct QuantizeOptions {
   // Mamba-2 A8: the int8 SSM state scaled per (SSD group, state index) instead of per
   // (group, head cluster, dim group, state index) (docs/quantization.md: better on our model).
   bool state_per_group = false;
-  std::string lm_head = "f16";  // keep | f16 | bf16 | int8 (QuantConfig::lm_head)
+  std::string lm_head = "f16";  // keep | f16 | bf16 | int8 | w4 (QuantConfig::lm_head)
+  // keep | f16 | bf16 | int8 | w4, or "" to follow lm_head (QuantConfig::embedding).
+  std::string embedding;
   // quamba2-w4ax (exactly one of the two): the official per-layer JSON (a list of "W4A8" /
   // "W4A16", one per layer), or the number of layers to keep A16, chosen by measured
   // sensitivity on sens_samples held-out windows of the calibration text (the windows after

@@ -44,6 +44,9 @@ int CmdQuantize(int argc, char** argv) {
   flags.Add("--lm-head", &opt.lm_head, "embedding + lm_head precision: f16 (default, as "
             "Quamba v1's fp16 models), bf16, keep (as the source), int8 (lm_head W8A8, Quamba2), "
             "w4 (quamba2-w4*: both 4-bit, lm_head by GPTQ; W4A8 / W4AX: int8 lm_head input)");
+  flags.Add("--embedding", &opt.embedding, "embedding table precision: keep, f16, bf16 (the "
+            "float type of a float lm_head), int8 (one scale per row) or w4 (4-bit, group "
+            "scales); default: as --lm-head (f16 with an int8 head)");
   flags.Add("--layer-config", &opt.layer_config, "quamba2-w4ax: the per-layer precision, a JSON "
             "list of \"W4A8\" / \"W4A16\" per layer (the official hybrid_blocks_config.json)");
   flags.Add("--a16-layers", &opt.a16_layers, "quamba2-w4ax: keep K layers W4A16, those whose "
