@@ -29,12 +29,18 @@ struct Variant {
   const char* recipe;
   const char* head;
   bool mamba2 = false;  // of the synthetic Mamba-2 model (int8 conv and SSM state)
+  int a16_layers = -1;  // quamba2-w4ax: --a16-layers (one A16 and one A8 layer here)
+  const char* embedding = "";
 };
 constexpr Variant kVariants[] = {
     {"quamba", "f16"},      {"quamba", "int8"},  {"minmax", "f16"},  {"minmax", "int8"},
     {"smoothquant", "f16"}, {"smoothquant", "int8"}, {"dynamic", "f16"}, {"dynamic", "int8"},
     {"quamba2-w8a8", "f16"}, {"quamba2-w4a8", "f16"}, {"quamba2-w4a8", "int8"},
     {"quamba2-w8a8", "f16", true}, {"quamba2-w4a8", "int8", true}, {"quamba", "f16", true},
+    // The 4-bit W4A8 head, the int8 / 4-bit tables, and W4AX's float and int8 blocks in one
+    // model.
+    {"quamba2-w4ax", "w4", false, 1}, {"quamba2-w4ax", "int8", true, 1, "int8"},
+    {"quamba2-w4a8", "w4", true, -1, "int8"}, {"quamba2-w8a8", "int8", false, -1, "w4"},
 };
 
 std::vector<int32_t> RandomIds(int64_t n, int64_t vocab, uint32_t seed) {
@@ -77,14 +83,16 @@ class Int8EngineTest : public ::testing::Test {
       QuantizeOptions o;
       o.recipe = v.recipe;
       o.lm_head = v.head;
+      o.a16_layers = v.a16_layers;
+      o.embedding = v.embedding;
       o.calib_files = {testing::SharedData("calibration/pg1342-0.txt")};
       o.calib_samples = 6;
       o.calib_len = 64;
       o.threads = 2;
       o.progress = false;
       o.kernels = &kernels::KernelsFor(kernels::Isa::kGeneric);
-      const std::string out =
-          *dir_ / (std::string(v.recipe) + "-" + v.head + (v.mamba2 ? "-mamba2" : ""));
+      const std::string out = *dir_ / (std::string(v.recipe) + "-" + v.head +
+                                       (v.mamba2 ? "-mamba2" : "") + "-" + v.embedding);
       const Status s = QuantizeModel(*fp, o, out);
       ASSERT_TRUE(s.ok()) << s.message();
       models_->push_back(std::move(Model::Load(out)).value());
@@ -104,6 +112,7 @@ class Int8EngineTest : public ::testing::Test {
       for (size_t i = 0; i < models_->size(); ++i) {
         const std::string name = std::string(kVariants[i].mamba2 ? "mamba2/" : "") +
                                  kVariants[i].recipe + "/" + kVariants[i].head + "/" +
+                                 kVariants[i].embedding + "/" +
                                  kernels::IsaName(isa);
         SCOPED_TRACE(name);
         f(*(*models_)[i], kernels::KernelsFor(isa));
