@@ -19,15 +19,9 @@ using ::testing::HasSubstr;
 using testing::TempDir;
 
 QuantizeOptions Options(const char* recipe, const char* embedding, const char* head = "f16") {
-  QuantizeOptions o;
-  o.recipe = recipe;
+  QuantizeOptions o = TestOptions(recipe, 4, 128);
   o.embedding = embedding;
   o.lm_head = head;
-  o.calib_files = {testing::SharedData("calibration/pg1342-0.txt")};
-  o.calib_samples = 4;
-  o.calib_len = 128;
-  o.threads = 2;
-  o.progress = false;
   return o;
 }
 

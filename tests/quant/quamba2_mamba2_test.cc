@@ -30,17 +30,6 @@ std::unique_ptr<Model> LoadSource(const char* dir) {
   return std::move(m).value();
 }
 
-QuantizeOptions A8Options(const char* recipe, int64_t samples, int64_t len) {
-  QuantizeOptions o;
-  o.recipe = recipe;
-  o.calib_files = {testing::SharedData("calibration/pg1342-0.txt")};
-  o.calib_samples = samples;
-  o.calib_len = len;
-  o.threads = 2;
-  o.progress = false;
-  return o;
-}
-
 // Logits (T, vocab) of T decode steps of one sequence.
 std::vector<float> DecodeLogits(const Model& m, const std::vector<int32_t>& ids) {
   Runtime rt(m, 2, kernels::DefaultKernels(), 16, 1);
@@ -63,7 +52,7 @@ TEST(Quamba2Mamba2Test, SortAndClusterReorderKeepsTheLogits) {
   const MambaConfig& c = src->config();
   const std::vector<int32_t> ids = HeldOutIds(*src, 96);
   const std::vector<float> ref = AllLogits(*src, ids);
-  QuantizeOptions o = A8Options("quamba2-w8a8", 4, 256);
+  QuantizeOptions o = TestOptions("quamba2-w8a8", 4, 256);
   auto samples = LoadCalibrationSamples(o.calib_files, *src->tokenizer(), 4, 256, nullptr);
   ASSERT_TRUE(samples.ok()) << samples.status().message();
   auto qc = QuantConfig::ForRecipe("quamba2-w8a8");
@@ -104,7 +93,7 @@ TEST(Quamba2Mamba2Test, A8RecipesLoadRunAndStayClose) {
     SCOPED_TRACE(recipe);
     const bool w4 = std::string(recipe) == "quamba2-w4a8";
     const std::string out = dir / recipe;
-    Status st = QuantizeModel(*src, A8Options(recipe, 16, 512), out);
+    Status st = QuantizeModel(*src, TestOptions(recipe, 16, 512), out);
     ASSERT_TRUE(st.ok()) << st.message();
     auto q = std::move(Model::Load(out)).value();
     const std::string m = "backbone.layers.0.mixer.";
@@ -192,7 +181,7 @@ TEST(Quamba2Mamba2Test, AblationsLoadAndRun) {
         Case{"nohad", false, false, true, false, "no Hadamard"},
         Case{"stategroup", false, false, false, true, "state per group"}}) {
     SCOPED_TRACE(k.name);
-    QuantizeOptions o = A8Options("quamba2-w8a8", 2, 128);
+    QuantizeOptions o = TestOptions("quamba2-w8a8", 2, 128);
     o.no_sort_cluster = k.no_sort;
     o.no_bc_groups = k.no_bc;
     o.no_hadamard = k.no_had;
@@ -230,7 +219,7 @@ TEST(Quamba2Mamba2Test, QuambaV1BaselineRunsOnMamba2) {
   std::unique_ptr<Model> src = LoadSource(kMamba2Ref);
   const MambaConfig& c = src->config();
   TempDir dir;
-  ASSERT_TRUE(QuantizeModel(*src, A8Options("quamba", 16, 512), dir / "q").ok());
+  ASSERT_TRUE(QuantizeModel(*src, TestOptions("quamba", 16, 512), dir / "q").ok());
   auto q = std::move(Model::Load(dir / "q")).value();
   EXPECT_THAT(q->weight_type(), HasSubstr("per-tensor x / B / C / state"));
   const QLayerWeights& L = q->weights().qlayers[1];
@@ -255,7 +244,7 @@ TEST(Quamba2Mamba2Test, QuambaV1BaselineRunsOnMamba2) {
 TEST(Quamba2Mamba2Test, BadInputIsRefused) {
   TempDir dir;
   std::unique_ptr<Model> m2 = LoadSource(kMamba2Ref);
-  QuantizeOptions o = A8Options("minmax", 2, 64);
+  QuantizeOptions o = TestOptions("minmax", 2, 64);
   EXPECT_THAT(QuantizeModel(*m2, o, dir / "x").message(),
               HasSubstr("config.json: model_type: expected a Mamba-1 model for recipe minmax, "
                         "found mamba2"));
@@ -271,7 +260,7 @@ TEST(Quamba2Mamba2Test, BadInputIsRefused) {
               HasSubstr("--no-bc-groups: expected recipe quamba2-w8a8 or quamba2-w4a8"));
   EXPECT_FALSE(std::filesystem::exists(dir / "x"));
   // Corrupt files: a negative state scale; cluster sizes that do not cover the heads.
-  o = A8Options("quamba2-w8a8", 2, 64);
+  o = TestOptions("quamba2-w8a8", 2, 64);
   ASSERT_TRUE(QuantizeModel(*m2, o, dir / "q").ok());
   const std::string st = dir / "q/model.safetensors";
   const std::string good = testing::ReadAll(st);

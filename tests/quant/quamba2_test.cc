@@ -28,14 +28,7 @@ using testing::TempDir;
 const char* const kRefModels[] = {"models/mamba-ref-d256-l6", "models/mamba2-ref-d256-l6"};
 
 QuantizeOptions W4Options(int64_t samples, int64_t len) {
-  QuantizeOptions o;
-  o.recipe = "quamba2-w4a16";
-  o.calib_files = {testing::SharedData("calibration/pg1342-0.txt")};
-  o.calib_samples = samples;
-  o.calib_len = len;
-  o.threads = 2;
-  o.progress = false;
-  return o;
+  return TestOptions("quamba2-w4a16", samples, len);
 }
 
 // A float model over the dequantized 4-bit matrices of a loaded W4A16 model (everything else

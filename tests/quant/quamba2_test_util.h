@@ -12,9 +12,23 @@
 #include <vector>
 
 #include "model/runtime.h"
+#include "quant/quantizer.h"
 #include "test_util.h"
 
 namespace quamba {
+
+// Quantize options of the quantization tests: `samples` windows of `len` tokens of a Gutenberg
+// novel (pg1342), 2 threads, no progress bar.
+inline QuantizeOptions TestOptions(const char* recipe, int64_t samples, int64_t len) {
+  QuantizeOptions o;
+  o.recipe = recipe;
+  o.calib_files = {testing::SharedData("calibration/pg1342-0.txt")};
+  o.calib_samples = samples;
+  o.calib_len = len;
+  o.threads = 2;
+  o.progress = false;
+  return o;
+}
 
 // Token ids of the first `n` tokens of a Gutenberg novel held out from calibration (pg1661;
 // calibration reads pg1342). The reference models were trained on Bible, fortune and dictionary

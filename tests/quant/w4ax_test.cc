@@ -24,16 +24,7 @@ using testing::TempDir;
 
 const char* const kRefModels[] = {"models/mamba-ref-d256-l6", "models/mamba2-ref-d256-l6"};
 
-QuantizeOptions Options(const char* recipe) {
-  QuantizeOptions o;
-  o.recipe = recipe;
-  o.calib_files = {testing::SharedData("calibration/pg1342-0.txt")};
-  o.calib_samples = 8;
-  o.calib_len = 256;
-  o.threads = 2;
-  o.progress = false;
-  return o;
-}
+QuantizeOptions Options(const char* recipe) { return TestOptions(recipe, 8, 256); }
 
 std::unique_ptr<Model> Load(const std::string& dir) {
   auto m = Model::Load(dir);
