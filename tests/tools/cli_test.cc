@@ -401,9 +401,16 @@ TEST(W4AXCliTest, LayoutIsRequiredAndPrinted) {
   EXPECT_THAT(r.err, HasSubstr("quantize: w4ax layer sensitivity (KLD from the float model: all "
                                "W4A16 "));
   EXPECT_THAT(r.err, HasSubstr("quantize: w4ax layout (layer:precision): 0:W4A"));
-  r = RunQuamba("inspect -m " + (d / "q"));
+  r = RunQuamba("inspect -m " + (d / "q") + " --tensors");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("W4AX g128: 1 of 6 layers A16"));
+  // The A16 layer's conv stays float, the A8 layers' is int8; in_proj is 4-bit in both.
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("mixer.conv1d.weight +F32 +\\(512, 1, 4\\) "
+                                              "+conv1d.weight +float"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("mixer.conv1d.weight +I8 +\\(512, 1, 4\\) "
+                                              "+conv1d.weight +int8 \\+ scale"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("mixer.in_proj.weight +U8 .* +4-bit \\+ group "
+                                              "scales"));
 }
 
 }  // namespace

@@ -99,10 +99,17 @@ int CmdInspect(int argc, char** argv) {
                   quant);
     };
     if (m.quantized()) {
+      // What is stored: a quantized tensor, a scale or table beside one, or a float tensor
+      // (everything W4A16 and W4AX's A16 layers keep float; norms; dt_bias).
+      auto stored = [](const QTensorSpec& q) -> std::string {
+        if (q.name != q.source->name) return "scale / table";
+        if (q.dtype == DType::kU8) return "4-bit + group scales";
+        if (q.dtype == DType::kI8 || q.source->quant == QuantKind::kHead)
+          return QuantKindName(q.source->quant);
+        return "float";
+      };
       ForEachQuantTensor(c, m.quant_config(), m.weights().embedding.dtype,
-                         [&](const QTensorSpec& q) {
-                           row(q.name, *q.source, QuantKindName(q.source->quant));
-                         });
+                         [&](const QTensorSpec& q) { row(q.name, *q.source, stored(q).c_str()); });
     } else {
       ForEachTensor(c, [&](const TensorSpec& t) { row(t.name, t, QuantKindName(t.quant)); });
     }
