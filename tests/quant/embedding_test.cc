@@ -31,12 +31,6 @@ std::unique_ptr<Model> Load(const std::string& dir) {
   return m.ok() ? std::move(m).value() : nullptr;
 }
 
-std::vector<float> Floats(const TensorView& t) {
-  std::vector<float> v(t.numel());
-  std::memcpy(v.data(), t.data, t.nbytes);
-  return v;
-}
-
 struct Case {
   const char* model;
   const char* recipe;
@@ -83,7 +77,8 @@ TEST_P(EmbeddingTest, QuantizedTablesLoadAndEmbedExactly) {
                                             (std::string(mode) == "w4" ? "S4" : "I8")));
     // The looked-up rows (the runtime's widening) against the stored codes.
     Runtime rt(*q, 1, kernels::DefaultKernels(), 8, 1);
-    const std::vector<int32_t> rows = {0, 1, 7, static_cast<int32_t>(V - 1), 1234 % V};
+    const std::vector<int32_t> rows = {0, 1, 7, static_cast<int32_t>(V - 1),
+                                       static_cast<int32_t>(1234 % V)};
     std::vector<float> h(rows.size() * dm);
     rt.EmbedRows(rows, h.data());
     for (size_t i = 0; i < rows.size(); ++i)
