@@ -19,6 +19,11 @@ inline int64_t DTypeSize(DType t) {
   return 0;
 }
 
+// F32, F16 or BF16: the float types weights are stored in.
+inline bool IsFloatWeightDType(DType t) {
+  return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16;
+}
+
 // Names as safetensors spells them ("F32", "BF16", ...).
 const char* DTypeName(DType t);
 bool ParseDTypeName(std::string_view name, DType* out);

@@ -25,12 +25,10 @@ Status CheckLmHeadMode(const std::string& field, const std::string& mode, bool a
 
 Status CheckEmbeddingMode(const std::string& field, const std::string& mode,
                           const std::string& lm_head) {
-  if (mode != "keep" && mode != "f16" && mode != "bf16" && mode != "int8" && mode != "w4")
+  if (!IsFloatHeadMode(mode) && mode != "int8" && mode != "w4")
     return Status::Error(StrFormat("%s: expected keep, f16, bf16, int8 or w4, found \"%s\"",
                                    field.c_str(), mode.c_str()));
-  const bool float_head = lm_head == "keep" || lm_head == "f16" || lm_head == "bf16";
-  const bool float_table = mode == "keep" || mode == "f16" || mode == "bf16";
-  if (float_head && float_table && mode != lm_head)
+  if (IsFloatHeadMode(lm_head) && IsFloatHeadMode(mode) && mode != lm_head)
     return Status::Error(StrFormat("%s: expected int8, w4 or the lm_head's float type \"%s\" "
                                    "(a float table and a float lm_head share one dtype), found "
                                    "\"%s\"", field.c_str(), lm_head.c_str(), mode.c_str()));
@@ -39,7 +37,7 @@ Status CheckEmbeddingMode(const std::string& field, const std::string& mode,
 
 std::string QuantConfig::ToJson() const {
   const bool w4 = weight_bits == 4;
-  const bool float_head = lm_head != "int8" && lm_head != "w4";
+  const bool float_head = IsFloatHeadMode(lm_head);
   const std::string float_tensors =
       EmbeddingFloat() && float_head ? "embedding, norm_f, lm_head (as in Quamba v1)"
                                      : std::string(EmbeddingFloat() ? "embedding, " : "") +
@@ -242,20 +240,25 @@ StatusOr<QuantConfig> QuantConfig::FromJson(const std::string& text, const std::
 
 namespace {
 
-// A tensor of a float-activation layer (W4A16, or a W4AX A16 layer): the 4-bit linears as codes
-// + group scales, every other tensor float32 (conv1d.bias written even where absent: zeros).
-void EmitA16LayerTensor(const TensorSpec& s, const QuantConfig& qc,
-                        const std::function<void(std::string, DType, std::vector<int64_t>)>& emit) {
-  if (qc.W4(s.role)) {
-    emit(s.name, DType::kU8, {s.shape[0], s.shape[1] / 2});
-    emit(WeightBase(s.name) + ".weight_scale", DType::kF32,
-         {s.shape[0], s.shape[1] / qc.group_size});
-  } else {
-    emit(s.name, DType::kF32, s.shape);
-  }
+// emit(name, dtype, shape, optional).
+using EmitFn = std::function<void(std::string, DType, std::vector<int64_t>, bool)>;
+
+// A 4-bit matrix (N, K): codes U8 (N, K/2) and F32 group scales (N, K/group).
+void EmitS4(const TensorSpec& s, const QuantConfig& qc, const EmitFn& emit) {
+  emit(s.name, DType::kU8, {s.shape[0], s.shape[1] / 2}, false);
+  emit(WeightBase(s.name) + ".weight_scale", DType::kF32,
+       {s.shape[0], s.shape[1] / qc.group_size}, false);
 }
 
-using EmitFn = std::function<void(std::string, DType, std::vector<int64_t>, bool)>;
+// A tensor of a float-activation layer (W4A16, or a W4AX A16 layer): the 4-bit linears as codes
+// + group scales, every other tensor float32 (conv1d.bias written even where absent: zeros).
+void EmitA16LayerTensor(const TensorSpec& s, const QuantConfig& qc, const EmitFn& emit) {
+  if (qc.W4(s.role)) {
+    EmitS4(s, qc, emit);
+  } else {
+    emit(s.name, DType::kF32, s.shape, false);
+  }
+}
 
 // The embedding table (qc.EmbeddingMode()) or lm_head (qc.lm_head): float (float_dtype), int8
 // (the table: one scale per row; lm_head: one per tensor) or 4-bit codes with group scales.
@@ -266,8 +269,7 @@ void EmitHeadTensors(const TensorSpec& s, const QuantConfig& qc, DType float_dty
   const bool head = s.role == TensorRole::kLmHead;
   if (qc.W4(s.role)) {
     if (head && in_scale) emit(base + ".input_scale", DType::kF32, {}, false);
-    emit(s.name, DType::kU8, {s.shape[0], s.shape[1] / 2}, false);
-    emit(base + ".weight_scale", DType::kF32, {s.shape[0], s.shape[1] / qc.group_size}, false);
+    EmitS4(s, qc, emit);
   } else if (!head && qc.EmbeddingMode() == "int8") {
     emit(s.name, DType::kI8, s.shape, false);
     emit(base + ".weight_scale", DType::kF32, {s.shape[0]}, false);
@@ -294,9 +296,7 @@ void ForEachQuantTensorMamba2A8(const MambaConfig& c, const QuantConfig& qc,
       f(QTensorSpec{std::move(name), dt, std::move(shape), optional, &s});
     };
     if (s.layer >= 0 && qc.LayerA16(s.layer)) {  // a W4AX A16 layer
-      EmitA16LayerTensor(s, qc, [&](std::string n, DType dt, std::vector<int64_t> shape) {
-        emit(std::move(n), dt, std::move(shape));
-      });
+      EmitA16LayerTensor(s, qc, emit);
       return;
     }
     const std::string base = WeightBase(s.name);
@@ -310,8 +310,7 @@ void ForEachQuantTensorMamba2A8(const MambaConfig& c, const QuantConfig& qc,
       case TensorRole::kOutProj: {
         const bool in = s.role == TensorRole::kInProj;
         if (qc.W4(s.role)) {
-          emit(s.name, DType::kU8, {s.shape[0], s.shape[1] / 2});
-          emit(base + ".weight_scale", DType::kF32, {s.shape[0], s.shape[1] / qc.group_size});
+          EmitS4(s, qc, emit);
         } else {
           emit(s.name, DType::kI8, s.shape);
           // in_proj: one scale per slice z | x | B | C | dt.
@@ -364,9 +363,7 @@ void ForEachQuantTensor(const MambaConfig& c, const QuantConfig& qc, DType embed
     }
     if (qc.a16() || (s.layer >= 0 && qc.LayerA16(s.layer))) {
       // W4A16 (or a W4AX A16 layer): no activation scales.
-      EmitA16LayerTensor(s, qc, [&](std::string n, DType dt, std::vector<int64_t> shape) {
-        emit(std::move(n), dt, std::move(shape));
-      });
+      EmitA16LayerTensor(s, qc, emit);
       return;
     }
     switch (s.quant) {
@@ -374,8 +371,7 @@ void ForEachQuantTensor(const MambaConfig& c, const QuantConfig& qc, DType embed
       case QuantKind::kHead: QM_CHECK(false, "handled above"); break;
       case QuantKind::kLinear:
         if (qc.W4(s.role)) {  // W4A8: codes + group scales, activation scales as int8
-          emit(s.name, DType::kU8, {s.shape[0], s.shape[1] / 2});
-          emit(base + ".weight_scale", DType::kF32, {s.shape[0], s.shape[1] / qc.group_size});
+          EmitS4(s, qc, emit);
         } else {
           emit(s.name, DType::kI8, s.shape);
           emit(base + ".weight_scale", DType::kF32, scalar);

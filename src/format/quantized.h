@@ -25,6 +25,11 @@ namespace quamba {
 constexpr int kQuantFormatVersion = 3;
 constexpr int kQuantFormatMinVersion = 1;
 
+// keep, f16 or bf16: an embedding / lm_head mode that stores float values (not int8 or w4).
+inline bool IsFloatHeadMode(const std::string& mode) {
+  return mode == "keep" || mode == "f16" || mode == "bf16";
+}
+
 struct QuantConfig {
   // quamba | minmax | smoothquant | dynamic | quamba2-w8a8 | quamba2-w4a8 | quamba2-w4a16 |
   // quamba2-w4ax
@@ -101,10 +106,7 @@ struct QuantConfig {
     if (!embedding.empty()) return embedding;
     return lm_head == "int8" ? "f16" : lm_head;
   }
-  bool EmbeddingFloat() const {
-    const std::string m = EmbeddingMode();
-    return m == "keep" || m == "f16" || m == "bf16";
-  }
+  bool EmbeddingFloat() const { return IsFloatHeadMode(EmbeddingMode()); }
   // Calibration provenance.
   std::vector<std::string> calib_files;
   int64_t calib_samples = 0, calib_len = 0, calib_tokens = 0;

@@ -30,7 +30,7 @@ float Element(const TensorView& t, int64_t i) {
 
 Status FindNonFiniteWeights(const Model& model) {
   for (const auto& [name, t] : model.store().tensors()) {
-    if (t.dtype != DType::kF32 && t.dtype != DType::kF16 && t.dtype != DType::kBF16) continue;
+    if (!IsFloatWeightDType(t.dtype)) continue;
     const int64_t n = t.numel();
     int64_t first = -1, count = 0;
     for (int64_t i = 0; i < n; ++i) {

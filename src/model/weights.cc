@@ -153,7 +153,7 @@ Status BindFloatLayers(const MambaConfig& c, const TensorStore& st, const QuantC
                                         : L->x_proj) = m;
       return;
     }
-    if (t->dtype != DType::kF32 && t->dtype != DType::kF16 && t->dtype != DType::kBF16) {
+    if (!IsFloatWeightDType(t->dtype)) {
       status = Status::Error(StrFormat("%s: tensor \"%s\": dtype: expected F32, F16 or BF16, "
                                        "found %s", t->file->c_str(), t->name.c_str(),
                                        DTypeName(t->dtype)));
@@ -368,8 +368,7 @@ StatusOr<std::unique_ptr<ModelWeights>> BindQuantizedWeights(const MambaConfig& 
   if (emb == nullptr)
     return Status::Error("tensor \"backbone.embeddings.weight\": expected the embedding table, "
                          "found no such tensor");
-  const bool emb_float =
-      emb->dtype == DType::kF32 || emb->dtype == DType::kF16 || emb->dtype == DType::kBF16;
+  const bool emb_float = IsFloatWeightDType(emb->dtype);
   if (qc.EmbeddingMode() == "keep" && !emb_float)
     return Status::Error(StrFormat("%s: tensor \"backbone.embeddings.weight\": dtype: expected "
                                    "F32, F16 or BF16, found %s", emb->file->c_str(),
@@ -399,9 +398,7 @@ StatusOr<std::unique_ptr<ModelWeights>> BindQuantizedWeights(const MambaConfig& 
   DType float_dtype = emb->dtype;
   if (!emb_float) {
     const TensorView* head = store->Find("lm_head.weight");
-    const bool head_float = head != nullptr && (head->dtype == DType::kF32 ||
-                                                head->dtype == DType::kF16 ||
-                                                head->dtype == DType::kBF16);
+    const bool head_float = head != nullptr && IsFloatWeightDType(head->dtype);
     float_dtype = head_float && qc.lm_head == "keep" ? head->dtype
                   : qc.lm_head == "bf16"              ? DType::kBF16
                                                       : DType::kF16;

@@ -288,6 +288,13 @@ StatusOr<WorkingModel> MakeWorkingModel(const Model& src, const kernels::KernelT
   return wm;
 }
 
+void TensorSink::PutS4(const TensorSpec& spec, const W4Weights& q) {
+  QM_CHECK(q.rows == spec.shape[0] && q.cols == spec.shape[1], "%s: codes %lldx%lld",
+           spec.name.c_str(), (long long)q.rows, (long long)q.cols);
+  Put(spec.name, DType::kU8, PackS4(q.codes, q.rows, q.cols), {q.rows, q.cols / 2});
+  Put(WeightBase(spec.name) + ".weight_scale", DType::kF32, q.scales, {q.rows, q.cols / q.group});
+}
+
 Int8Table QuantizeTableInt8(const float* v, int64_t rows, int64_t cols) {
   Int8Table t;
   t.q.resize(rows * cols);
@@ -298,8 +305,7 @@ Int8Table QuantizeTableInt8(const float* v, int64_t rows, int64_t cols) {
 }
 
 DType HeadFloatDType(const QuantConfig& qc, DType source) {
-  const bool head_float = qc.lm_head != "int8" && qc.lm_head != "w4";
-  const std::string m = head_float ? qc.lm_head : qc.EmbeddingMode();
+  const std::string m = IsFloatHeadMode(qc.lm_head) ? qc.lm_head : qc.EmbeddingMode();
   return m == "keep" ? source : m == "bf16" ? DType::kBF16 : DType::kF16;
 }
 
@@ -318,14 +324,9 @@ void PutA16LayerTensor(const TensorSpec& spec, const WorkingModel& wm, const Ten
                        TensorSink* sink) {
   QM_CHECK(spec.layer >= 0, "PutA16LayerTensor of %s", spec.name.c_str());
   if (qc.W4(spec.role)) {
-    const W4Weights& q = spec.role == TensorRole::kInProj    ? codes.in_proj
-                         : spec.role == TensorRole::kOutProj ? codes.out_proj
-                                                             : codes.x_proj;
-    QM_CHECK(q.rows == spec.shape[0] && q.cols == spec.shape[1], "%s: codes %lldx%lld",
-             spec.name.c_str(), (long long)q.rows, (long long)q.cols);
-    sink->Put(spec.name, DType::kU8, PackS4(q.codes, q.rows, q.cols), {q.rows, q.cols / 2});
-    sink->Put(WeightBase(spec.name) + ".weight_scale", DType::kF32, q.scales,
-              {q.rows, q.cols / q.group});
+    sink->PutS4(spec, spec.role == TensorRole::kInProj    ? codes.in_proj
+                      : spec.role == TensorRole::kOutProj ? codes.out_proj
+                                                          : codes.x_proj);
     return;
   }
   const MambaConfig& c = wm.model->config();
@@ -394,7 +395,6 @@ Status QuantizeW4(const Model& model, const QuantizeOptions& opt, QuantConfig qc
   const ModelWeights& ww = wm.model->weights();
   const DType emb_dtype = HeadFloatDType(qc, model.weights().embedding.dtype);
   std::deque<std::vector<float>> keep_f;  // deques: element addresses stay put
-  std::deque<std::vector<uint8_t>> keep_u8;
   std::deque<std::vector<uint16_t>> keep16;
   std::vector<TensorToWrite> tensors;
   auto put_f = [&](const std::string& name, std::vector<float> v, std::vector<int64_t> shape) {
@@ -430,14 +430,7 @@ Status QuantizeW4(const Model& model, const QuantizeOptions& opt, QuantConfig qc
       return;
     }
     if (qc.W4(spec.role)) {  // --lm-head w4
-      const W4Weights& q =
-          spec.role == TensorRole::kEmbedding ? head.embedding : head.lm_head;
-      QM_CHECK(q.rows == spec.shape[0] && q.cols == spec.shape[1], "%s: codes %lldx%lld",
-               spec.name.c_str(), (long long)q.rows, (long long)q.cols);
-      keep_u8.push_back(PackS4(q.codes, q.rows, q.cols));
-      tensors.push_back({spec.name, DType::kU8, {q.rows, q.cols / 2}, keep_u8.back().data(),
-                         nullptr});
-      put_f(WeightBase(spec.name) + ".weight_scale", q.scales, {q.rows, q.cols / q.group});
+      sink.PutS4(spec, spec.role == TensorRole::kEmbedding ? head.embedding : head.lm_head);
       return;
     }
     switch (spec.role) {

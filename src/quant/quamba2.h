@@ -101,6 +101,9 @@ class TensorSink {
     if (!v.empty()) std::memcpy(bytes_.back().data(), v.data(), v.size() * sizeof(T));
     tensors_.push_back({std::move(name), dtype, std::move(shape), bytes_.back().data(), nullptr});
   }
+  // The 4-bit matrix `spec` (N, K): codes packed two per byte U8 (N, K/2) and the group scales
+  // F32 (N, K/group) as `<base>.weight_scale`.
+  void PutS4(const TensorSpec& spec, const W4Weights& q);
   std::vector<TensorToWrite>& tensors() { return tensors_; }
 
  private:

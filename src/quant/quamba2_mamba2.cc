@@ -267,10 +267,6 @@ void PutMamba2LayerTensors(const TensorSpec& spec, const WorkingModel& wm,
   auto scalar = [&](const std::string& name, float v) {
     sink->Put(name, DType::kF32, std::vector<float>{v}, {});
   };
-  auto put_w4 = [&](const W4Weights& q) {
-    sink->Put(spec.name, DType::kU8, PackS4(q.codes, q.rows, q.cols), {q.rows, q.cols / 2});
-    sink->Put(base + ".weight_scale", DType::kF32, q.scales, {q.rows, q.cols / q.group});
-  };
   // The source tensor permuted by idx (A_log, D, dt_bias by head; the gated norm by channel).
   auto permuted = [&](const std::vector<int32_t>& idx) {
     std::vector<float> v = ReadTensorAsFloats(src, spec.name);
@@ -283,7 +279,7 @@ void PutMamba2LayerTensors(const TensorSpec& spec, const WorkingModel& wm,
       break;
     case TensorRole::kInProj: {
       if (qc.W4(spec.role)) {
-        put_w4(codes.in_proj);
+        sink->PutS4(spec, codes.in_proj);
       } else {
         // One scale per slice z | x | B | C | dt (spec §2.5 #2).
         const float* w = wm.layers[l].in_proj;
@@ -355,7 +351,7 @@ void PutMamba2LayerTensors(const TensorSpec& spec, const WorkingModel& wm,
     case TensorRole::kGatedNorm: permuted(cl.channel_index); break;
     case TensorRole::kOutProj:
       if (qc.W4(spec.role)) {
-        put_w4(codes.out_proj);
+        sink->PutS4(spec, codes.out_proj);
       } else {
         std::vector<int8_t> q(dm * di);
         scalar(base + ".weight_scale", QuantizeRows(wm.layers[l].out_proj, 0, dm, di, q.data()));

@@ -426,7 +426,6 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
   std::deque<std::vector<float>> keep_f;  // storage of tensors being written (deques: element
   std::deque<std::vector<int8_t>> keep_q;  // addresses stay put)
   std::deque<std::vector<uint16_t>> keep16;
-  std::deque<std::vector<uint8_t>> keep_u8;
   std::vector<TensorToWrite> out_tensors;
   auto put_f = [&](const std::string& name, std::vector<float> v, std::vector<int64_t> shape) {
     keep_f.push_back(std::move(v));
@@ -523,12 +522,12 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
   int planned = -1;
   LayerPlan plan;
   Status status;
-  TensorSink sink2;  // Mamba-2 layer tensors
+  TensorSink sink;  // tensors that own their bytes (Mamba-2 layers, 4-bit matrices)
   ForEachTensor(c, [&](const TensorSpec& spec) {
     if (!status.ok()) return;
     if (mamba2 && spec.layer >= 0) {
       PutMamba2LayerTensors(spec, *wm, src, calib2.layers[spec.layer], clusters[spec.layer],
-                            codes[spec.layer], qc, &sink2);
+                            codes[spec.layer], qc, &sink);
       return;
     }
     if (spec.layer >= 0 && spec.layer != planned) {
@@ -580,18 +579,11 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
           return quamba2 ? wm_values(is_emb ? wm->embedding : wm->lm_head, t)
                          : ReadFloats(src, t->name);
         };
-        auto put_w4 = [&](const W4Weights& q) {
-          QM_CHECK(q.rows == spec.shape[0] && q.cols == spec.shape[1], "%s: codes %lldx%lld",
-                   spec.name.c_str(), (long long)q.rows, (long long)q.cols);
-          keep_u8.push_back(PackS4(q.codes, q.rows, q.cols));
-          out_tensors.push_back({spec.name, DType::kU8, {q.rows, q.cols / 2},
-                                 keep_u8.back().data(), nullptr});
-          put_f(base + ".weight_scale", q.scales, {q.rows, q.cols / q.group});
-        };
         const bool input_scale = qc.static_acts && (spec.act_scales & kActInput);
         if (is_emb) {  // --embedding (default: as --lm-head)
           if (qc.W4(spec.role)) {  // a lookup has no input to weight the error by: RTN
-            put_w4(RtnQuantize4(head_values(), spec.shape[0], spec.shape[1], qc.group_size));
+            sink.PutS4(spec,
+                       RtnQuantize4(head_values(), spec.shape[0], spec.shape[1], qc.group_size));
           } else if (qc.EmbeddingMode() == "int8") {
             const std::vector<float> v = head_values();
             Int8Table q = QuantizeTableInt8(v.data(), spec.shape[0], spec.shape[1]);
@@ -607,7 +599,7 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
           break;
         }
         if (qc.W4(spec.role)) {  // W4A8 lm_head: GPTQ (or RTN) codes, static int8 input
-          put_w4(head_codes.lm_head);
+          sink.PutS4(spec, head_codes.lm_head);
           if (input_scale) put_scalar(base + ".input_scale", ScaleFromAbsMax(act_absmax(kActInput)));
         } else if (qc.lm_head == "int8") {
           put_q(spec.name, head_values(), spec.shape, base + ".weight_scale");
@@ -624,15 +616,9 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
       case QuantKind::kLinear:
         if (qc.W4(spec.role)) {  // W4A8: codes and group scales
           const LayerCodes& lc = codes[spec.layer];
-          const W4Weights& q = spec.role == TensorRole::kInProj    ? lc.in_proj
-                               : spec.role == TensorRole::kOutProj ? lc.out_proj
-                                                                   : lc.x_proj;
-          QM_CHECK(q.rows == spec.shape[0] && q.cols == spec.shape[1], "%s: codes %lldx%lld",
-                   spec.name.c_str(), (long long)q.rows, (long long)q.cols);
-          keep_u8.push_back(PackS4(q.codes, q.rows, q.cols));
-          out_tensors.push_back({spec.name, DType::kU8, {q.rows, q.cols / 2},
-                                 keep_u8.back().data(), nullptr});
-          put_f(base + ".weight_scale", q.scales, {q.rows, q.cols / q.group});
+          sink.PutS4(spec, spec.role == TensorRole::kInProj    ? lc.in_proj
+                       : spec.role == TensorRole::kOutProj ? lc.out_proj
+                                                           : lc.x_proj);
         } else {
           put_q(spec.name, values(), spec.shape, base + ".weight_scale");
         }
@@ -655,7 +641,7 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
     }
   });
   QM_RETURN_IF_ERROR(status);
-  for (TensorToWrite& t : sink2.tensors()) out_tensors.push_back(std::move(t));
+  for (TensorToWrite& t : sink.tensors()) out_tensors.push_back(std::move(t));
 
   if (w4ax) {
     // out_tensors is every layer as W4A8; the A16 layers' tensors come from the same working

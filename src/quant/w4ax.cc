@@ -100,22 +100,26 @@ StatusOr<std::vector<double>> MeasureLayerSensitivity(
     tokens += static_cast<int64_t>(s.size());
   }
   QM_CHECK(tokens > 0, "no held-out tokens");
-  // The float model's log-probabilities of every held-out token, kept (tokens, V) as float32.
-  std::vector<float> ref_logp(tokens * V), logits(max_len * V);
-  std::vector<double> lp, lq;
-  {
-    Runtime rt(model, threads, k, max_len, 1);
-    SequenceState st = model.NewState();
+  std::vector<float> logits(max_len * V);
+  // f(row, logits (V)) for every held-out token of model m (row: its index over all windows),
+  // each window prefilled from a new state.
+  auto for_each_token = [&](const Model& m, const auto& f) {
+    Runtime rt(m, threads, k, max_len, 1);
+    SequenceState st = m.NewState();
     int64_t row = 0;
     for (const auto& s : held_out) {
       st.Reset();
       rt.Prefill(&st, s, logits.data(), /*all_logits=*/true);
-      for (size_t t = 0; t < s.size(); ++t, ++row) {
-        LogSoftmax(logits.data() + t * V, V, &lp);
-        for (int64_t i = 0; i < V; ++i) ref_logp[row * V + i] = static_cast<float>(lp[i]);
-      }
+      for (size_t t = 0; t < s.size(); ++t, ++row) f(row, logits.data() + t * V);
     }
-  }
+  };
+  // The float model's log-probabilities of every held-out token, kept (tokens, V) as float32.
+  std::vector<float> ref_logp(tokens * V);
+  std::vector<double> lp, lq;
+  for_each_token(model, [&](int64_t row, const float* logit) {
+    LogSoftmax(logit, V, &lp);
+    for (int64_t i = 0; i < V; ++i) ref_logp[row * V + i] = static_cast<float>(lp[i]);
+  });
   std::error_code ec;
   std::filesystem::create_directories(scratch, ec);
   if (ec)
@@ -133,22 +137,15 @@ StatusOr<std::vector<double>> MeasureLayerSensitivity(
     QM_RETURN_IF_ERROR(WriteQuantizedFiles(model, cq, emb_dtype,
                                            SelectW4AXTensors(a8, a16, cq.a16_layers), scratch));
     QM_ASSIGN_OR_RETURN(std::unique_ptr<Model> cand, Model::Load(scratch));
-    Runtime rt(*cand, threads, k, max_len, 1);
-    SequenceState st = cand->NewState();
     double kl = 0;
-    int64_t row = 0;
-    for (const auto& s : held_out) {
-      st.Reset();
-      rt.Prefill(&st, s, logits.data(), /*all_logits=*/true);
-      for (size_t t = 0; t < s.size(); ++t, ++row) {
-        // KL(p || q) = sum_i p_i (log p_i - log q_i), p the float model.
-        LogSoftmax(logits.data() + t * V, V, &lq);
-        const float* p = ref_logp.data() + row * V;
-        double d = 0;
-        for (int64_t i = 0; i < V; ++i) d += std::exp(static_cast<double>(p[i])) * (p[i] - lq[i]);
-        kl += d;
-      }
-    }
+    for_each_token(*cand, [&](int64_t row, const float* logit) {
+      // KL(p || q) = sum_i p_i (log p_i - log q_i), p the float model.
+      LogSoftmax(logit, V, &lq);
+      const float* p = ref_logp.data() + row * V;
+      double d = 0;
+      for (int64_t i = 0; i < V; ++i) d += std::exp(static_cast<double>(p[i])) * (p[i] - lq[i]);
+      kl += d;
+    });
     (l < 0 ? *all_a16 : sens[l]) = kl / static_cast<double>(tokens);
     if (progress) bar.Update(l + 2);
   }

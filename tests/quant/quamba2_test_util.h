@@ -19,9 +19,11 @@ namespace quamba {
 
 // Quantize options of the quantization tests: `samples` windows of `len` tokens of a Gutenberg
 // novel (pg1342), 2 threads, no progress bar.
-inline QuantizeOptions TestOptions(const char* recipe, int64_t samples, int64_t len) {
+inline QuantizeOptions TestOptions(const std::string& recipe, int64_t samples, int64_t len,
+                                   const std::string& lm_head = "f16") {
   QuantizeOptions o;
   o.recipe = recipe;
+  o.lm_head = lm_head;
   o.calib_files = {testing::SharedData("calibration/pg1342-0.txt")};
   o.calib_samples = samples;
   o.calib_len = len;

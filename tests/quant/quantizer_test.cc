@@ -13,6 +13,7 @@
 
 #include "model/runtime.h"
 #include "model/synth.h"
+#include "quant/quamba2_test_util.h"
 #include "quant/quantizer.h"
 #include "test_util.h"
 
@@ -23,20 +24,6 @@ using ::testing::HasSubstr;
 using testing::TempDir;
 
 using testing::ReadAll;
-
-// Quantize options for the tests: calibration on the shared Gutenberg text, 2 threads, quiet.
-QuantizeOptions TestOptions(const std::string& recipe, int64_t samples, int64_t len,
-                            const std::string& lm_head = "f16") {
-  QuantizeOptions o;
-  o.recipe = recipe;
-  o.calib_files = {testing::SharedData("calibration/pg1342-0.txt")};
-  o.calib_samples = samples;
-  o.calib_len = len;
-  o.threads = 2;
-  o.progress = false;
-  o.lm_head = lm_head;
-  return o;
-}
 
 class QuantizerTest : public ::testing::Test {
  protected:
