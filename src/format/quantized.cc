@@ -85,6 +85,7 @@ std::string QuantConfig::ToJson() const {
               {"seq_len", calib_len},
               {"tokens", calib_tokens}}}};
   if (!embedding.empty()) j["embedding"] = embedding;  // absent: follows lm_head
+  if (!ssm_state.empty()) j["ssm_state"] = ssm_state;  // absent: SsmStateInt8's default
   if (recipe == "quamba2-w4ax") {
     j["a16_layers"] = a16_layers;
     j["layer_selection"] = layer_selection;
@@ -191,6 +192,17 @@ StatusOr<QuantConfig> QuantConfig::FromJson(const std::string& text, const std::
     QM_RETURN_IF_ERROR(
         CheckLmHeadMode(StrFormat("%s: lm_head", fn), mode, c.a16(), c.weight_bits == 4));
     c.lm_head = mode;
+  }
+  found = false;
+  QM_RETURN_IF_ERROR(j.OptString("ssm_state", &mode, &found));
+  if (found) {
+    if (mode != "int8" && mode != "f32")
+      return j.Error("ssm_state", "\"int8\" or \"f32\"", QuoteForMessage(mode));
+    if (mode == "int8" && !(c.static_acts && !c.a16()))
+      return j.Error("ssm_state", StrFormat("\"f32\" for recipe %s (an int8 state needs static "
+                                            "int8 activations)", c.recipe.c_str()),
+                     "\"int8\"");
+    c.ssm_state = mode;
   }
   found = false;
   QM_RETURN_IF_ERROR(j.OptString("embedding", &mode, &found));
@@ -331,7 +343,8 @@ void ForEachQuantTensorMamba2A8(const MambaConfig& c, const QuantConfig& qc,
         emit(mixer + "channel_groups", DType::kI32, {G, m, n});
         emit(mixer + "channel_index", DType::kI32, {c.d_inner});
         emit(mixer + "head_index", DType::kI32, {c.nheads});
-        emit(mixer + "ssm_state_scale", DType::kF32, {G, m, n, c.d_state});
+        if (qc.SsmStateInt8(c.arch))
+          emit(mixer + "ssm_state_scale", DType::kF32, {G, m, n, c.d_state});
         break;
       case TensorRole::kConvB:  // written even where the float checkpoint has none: zeros
         emit(s.name, DType::kI8, s.shape);
@@ -388,6 +401,8 @@ void ForEachQuantTensor(const MambaConfig& c, const QuantConfig& qc, DType embed
         emit(s.name, DType::kI8, s.shape);
         emit(s.name + "_scale", DType::kF32, scalar);
         if (st && (s.act_scales & kActOutput)) emit(base + ".output_scale", DType::kF32, scalar);
+        if (s.role == TensorRole::kALog && qc.SsmStateInt8(c.arch))  // the int8 state's scale
+          emit(s.name.substr(0, s.name.rfind('.') + 1) + "ssm_state_scale", DType::kF32, scalar);
         break;
     }
   });

@@ -84,6 +84,18 @@ struct QuantConfig {
   // The SSM state's scales per (group, cluster, dim group, n) as the official code; false: one
   // per (group, n), repeated in the same [G, m, n, N] table (--state-per-group).
   bool state_per_cluster = true;
+  // The SSM state kept between calls (--ssm-state): "int8", "f32", or "" for the default of
+  // files that do not say: int8 on Mamba-2 with int8 activations (its scales per sort-and-
+  // cluster group and state index), float32 on Mamba-1. Mamba-1's int8 state has one static
+  // scale per layer (`mixer.ssm_state_scale`) from the percentile (without percentile_u, the
+  // abs-max) of |final state| over the calibration samples: Quamba2 on Mamba-1 (quamba2-spec
+  // §3 item 3). Either is dequantised before each scan and requantised (round half to even)
+  // after it; the scan's outputs use the unrounded state.
+  std::string ssm_state;
+  bool SsmStateInt8(Arch arch) const {
+    if (a16() || !static_acts) return false;
+    return arch == Arch::kMamba2 ? ssm_state != "f32" : ssm_state == "int8";
+  }
   bool smooth = false;           // SmoothQuant per-channel smoothing
   double smooth_alpha = 0.5;
   // Precision of lm_head (and of the embedding table that feeds the first block):

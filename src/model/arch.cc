@@ -17,13 +17,19 @@ const char* BlockKindName(BlockKind k) {
   return "?";
 }
 
-std::vector<StateBufferSpec> StateBuffers(BlockKind kind, const MambaConfig& c) {
+std::vector<StateBufferSpec> StateBuffers(BlockKind kind, const MambaConfig& c,
+                                          const QuantConfig* qc) {
   switch (kind) {
     case BlockKind::kMamba1Float:
-    case BlockKind::kMamba1DynamicInt8: return mamba1::StateBuffers(c, /*int8_conv=*/false);
-    case BlockKind::kMamba1StaticInt8: return mamba1::StateBuffers(c, /*int8_conv=*/true);
-    case BlockKind::kMamba2Float: return mamba2::StateBuffers(c);
-    case BlockKind::kMamba2StaticInt8: return mamba2::StateBuffers(c, /*int8=*/true);
+    case BlockKind::kMamba1DynamicInt8:
+      return mamba1::StateBuffers(c, /*int8_conv=*/false, /*int8_ssm=*/false);
+    case BlockKind::kMamba1StaticInt8:
+      QM_CHECK(qc != nullptr, "static int8 state without a quantization config");
+      return mamba1::StateBuffers(c, /*int8_conv=*/true, qc->SsmStateInt8(c.arch));
+    case BlockKind::kMamba2Float: return mamba2::StateBuffers(c, false, false);
+    case BlockKind::kMamba2StaticInt8:
+      QM_CHECK(qc != nullptr, "static int8 state without a quantization config");
+      return mamba2::StateBuffers(c, /*int8_conv=*/true, qc->SsmStateInt8(c.arch));
   }
   QM_CHECK(false, "unknown block kind");
   return {};

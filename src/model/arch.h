@@ -23,8 +23,10 @@ enum class BlockKind : uint8_t {
 };
 const char* BlockKindName(BlockKind k);
 
-// The state buffers one layer of this kind keeps.
-std::vector<StateBufferSpec> StateBuffers(BlockKind kind, const MambaConfig& c);
+// The state buffers one layer of this kind keeps. qc: the quantization config of an int8 kind
+// (its SSM state dtype); null for float kinds.
+std::vector<StateBufferSpec> StateBuffers(BlockKind kind, const MambaConfig& c,
+                                          const QuantConfig* qc = nullptr);
 // qc: the quantization config of an int8 kind; null for float kinds.
 std::unique_ptr<Block> MakeBlock(BlockKind kind, const BlockEnv& env, const QuantConfig* qc);
 // Every int8 matrix the blocks and the int8 lm_head of `w` use (for --simulate's float copies).

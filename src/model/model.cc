@@ -63,7 +63,8 @@ StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir) {
   if (m->qc_.has_value())  // W4AX: its A16 layers run the float blocks over 4-bit matrices
     for (int l : m->qc_->a16_layers) m->layer_kinds_[l] = float_kind;
   for (int l = 0; l < c.n_layer; ++l)
-    m->state_layout_.AddLayer(StateBuffers(m->layer_kinds_[l], c));
+    m->state_layout_.AddLayer(
+        StateBuffers(m->layer_kinds_[l], c, m->qc_.has_value() ? &*m->qc_ : nullptr));
   if (::stat((dir + "/tokenizer.json").c_str(), &st) == 0) {
     QM_ASSIGN_OR_RETURN(Tokenizer tok, Tokenizer::Load(dir + "/tokenizer.json"));
     if (tok.vocab_size() > c.vocab_size)
@@ -151,6 +152,14 @@ std::string Model::weight_type() const {
     if (qc_->x_head_clusters * qc_->x_dim_groups == 1) m2 += ", no sort-and-cluster";
     if (!qc_->bc_per_group) m2 += ", B/C per tensor";
     if (!qc_->state_per_cluster) m2 += ", state per group";
+  }
+  if (quantized() && !qc_->a16()) {
+    // The SSM state where it differs from the recipe's default (int8 for quamba2-* and on
+    // Mamba-2).
+    const bool int8_default =
+        qc_->recipe.rfind("quamba2-", 0) == 0 || config_.arch == Arch::kMamba2;
+    const bool int8 = qc_->SsmStateInt8(config_.arch);
+    if (int8 != int8_default) m2 += int8 ? ", int8 state" : ", f32 state";
   }
   if (quantized() && qc_->weight_bits == 4) {  // W4A8, W4AX
     const std::string head = qc_->lm_head == "int8" ? "I8"

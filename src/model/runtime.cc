@@ -16,7 +16,8 @@ Runtime::Runtime(const Model& model, int n_threads, const kernels::KernelTable& 
       k_(k),
       q8_(k),
       pool_(n_threads),
-      max_rows_(std::max<int64_t>(1, std::max(max_chunk, max_batch))) {
+      max_rows_(std::max<int64_t>(1, std::max(max_chunk, max_batch))),
+      max_chunk_(std::max<int64_t>(1, max_chunk)) {
   const int64_t R = max_rows_, dm = c_.d_model;
   if (model.quantized() && !model.quant_config().a16()) {  // W4A16 has no int8 GEMM
     if (simulate_) {
@@ -168,8 +169,8 @@ void Runtime::LogitsInt8(const int64_t* rows, int64_t n_rows, float* logits) {
 void Runtime::Prefill(SequenceState* s, std::span<const int32_t> ids, float* logits,
                       bool all_logits) {
   const int64_t n = static_cast<int64_t>(ids.size());
-  for (int64_t start = 0; start < n; start += max_rows_) {
-    const int64_t T = std::min(max_rows_, n - start);
+  for (int64_t start = 0; start < n; start += max_chunk_) {
+    const int64_t T = std::min(max_chunk_, n - start);
     Embed(ids.subspan(start, T));
     Layers(T, &s, /*per_row_states=*/false);
     s->n_tokens += T;

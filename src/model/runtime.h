@@ -74,7 +74,8 @@ class Runtime {
   const kernels::KernelTable& k_;
   const kernels::KernelTable& q8_;
   ThreadPool pool_;
-  const int64_t max_rows_;
+  const int64_t max_rows_;   // rows of scratch: max(max_chunk, max_batch)
+  const int64_t max_chunk_;  // tokens per prefill pass (an int8 SSM state: requantised after each)
   ActivationObserver* observer_ = nullptr;
   Scratch scratch_;
   std::unique_ptr<Int8Gemm> gemm_;  // int8 GEMMs of quantized models: kernels or simulation

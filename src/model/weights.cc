@@ -303,7 +303,8 @@ Status BindMamba2A8Layers(const MambaConfig& c, const QuantConfig& qc,
     QM_RETURN_IF_ERROR(scales(m + "x_scale", &x_scale));
     QM_RETURN_IF_ERROR(scales(m + "B_scale", &b_scale));
     QM_RETURN_IF_ERROR(scales(m + "C_scale", &c_scale));
-    QM_RETURN_IF_ERROR(scales(m + "ssm_state_scale", &st));
+    const bool int8_state = qc.SsmStateInt8(c.arch);  // else no state scales (--ssm-state f32)
+    if (int8_state) QM_RETURN_IF_ERROR(scales(m + "ssm_state_scale", &st));
     QM_ASSIGN_OR_RETURN(const std::vector<int32_t> hg, sizes(m + "head_groups", mm, HG));
     QM_ASSIGN_OR_RETURN(const std::vector<int32_t> cg, sizes(m + "channel_groups", nn, P));
     // Channel c = h P + p: group g = h / (H/G), cluster k of head h, dim group d of p in k.
@@ -332,10 +333,12 @@ Status BindMamba2A8Layers(const MambaConfig& c, const QuantConfig& qc,
     L.conv_bias_f = own(std::move(bias));
     w->owned_int32.push_back(std::move(row));
     L.state_row = w->owned_int32.back().data();
-    L.state_scale = st;
-    std::vector<float> sinv(G * mm * nn * N);
-    for (size_t j = 0; j < sinv.size(); ++j) sinv[j] = 1.0f / st[j];
-    L.state_inv_scale = own(std::move(sinv));
+    if (int8_state) {
+      L.state_scale = st;
+      std::vector<float> sinv(G * mm * nn * N);
+      for (size_t j = 0; j < sinv.size(); ++j) sinv[j] = 1.0f / st[j];
+      L.state_inv_scale = own(std::move(sinv));
+    }
     // [5] dt_bias, A, D float (A = -exp(A_log), as the float model).
     L.dt_bias = floats(m + "dt_bias");
     const float* a_log = floats(m + "A_log");
@@ -600,6 +603,7 @@ StatusOr<std::unique_ptr<ModelWeights>> BindQuantizedWeights(const MambaConfig& 
     L.A = w->owned_floats.back().data();
     w->owned_floats.push_back(dequant(m + "D", scalar(m + "D_scale")));
     L.D = w->owned_floats.back().data();
+    if (qc.SsmStateInt8(c.arch)) L.s_ssm_state = scalar(m + "ssm_state_scale");
     L.s_o = scalar(m + "out_proj.input_scale");
     L.out_proj = qmat(m + "out_proj");
     if (!status.ok()) return status;

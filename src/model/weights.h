@@ -58,6 +58,7 @@ struct QLayerWeights {
   const float* dt_bias = nullptr;     // [10] (d_inner), dequantised from int8
   const float* A = nullptr;           // [10] (d_inner, d_state) = -exp(dequantised int8 A_log)
   const float* D = nullptr;           // [10] (d_inner), dequantised from int8
+  float s_ssm_state = 0;              // [12] int8 SSM state scale (SsmStateInt8); 0: float32
   const float* out_proj_smooth_inv = nullptr;  // (d_inner) SmoothQuant: 1/s, y * this
   float s_o = 0;                      // [13] out_proj input scale (after the Hadamard rotation)
   QMatrix out_proj;                   // [14] (d_model, d_inner) = quant(W_out H^T)

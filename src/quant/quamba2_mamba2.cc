@@ -333,7 +333,8 @@ void PutMamba2LayerTensors(const TensorSpec& spec, const WorkingModel& wm,
       sink->Put(mixer + "channel_groups", DType::kI32, cl.channel_groups, {G, m, n});
       sink->Put(mixer + "channel_index", DType::kI32, cl.channel_index, {di});
       sink->Put(mixer + "head_index", DType::kI32, cl.head_index, {c.nheads});
-      sink->Put(mixer + "ssm_state_scale", DType::kF32, ss, {G, m, n, N});
+      if (qc.SsmStateInt8(c.arch))
+        sink->Put(mixer + "ssm_state_scale", DType::kF32, ss, {G, m, n, N});
       break;
     }
     case TensorRole::kConvB: {

@@ -27,6 +27,20 @@ class CalibObserver : public ActivationObserver {
   CalibObserver(const QuantConfig& qc, int n_layer, const kernels::KernelTable& k)
       : qc_(qc), k_(k), st_(n_layer), ch_(3 * n_layer) {
     for (int l = 0; l < n_layer; ++l) pct_.emplace_back(qc.percentile_alpha, qc.percentile_sigma);
+    if (qc.SsmStateInt8(Arch::kMamba1))
+      for (int l = 0; l < n_layer; ++l)
+        state_pct_.emplace_back(qc.percentile_alpha, qc.percentile_sigma);
+  }
+  // A sample's final SSM state (d_inner, d_state) of `layer` (an int8 state):
+  // the official ssm_state_act observer sees only the state the prefill leaves behind.
+  void ObserveFinalState(int layer, const float* st, int64_t n) {
+    LayerActStats& s = st_[layer];
+    if (qc_.percentile_u) {
+      state_pct_[layer].Observe(st, 1, n, n);
+      s.ssm_state = state_pct_[layer].absmax();
+    } else {
+      s.ssm_state = std::max(s.ssm_state, TensorAbsMax(st, 1, n, n));
+    }
   }
   void Observe(int layer, int tap, const float* x, int64_t rows, int64_t cols,
                int64_t ld) override {
@@ -85,6 +99,7 @@ class CalibObserver : public ActivationObserver {
   const kernels::KernelTable& k_;
   std::vector<LayerActStats> st_;
   std::vector<PercentileObserver> pct_;
+  std::vector<PercentileObserver> state_pct_;  // (n_layer) with an int8 SSM state
   std::vector<PerChannelAbsMaxObserver> ch_;  // (n_layer, 3): in_proj, x_proj, out_proj inputs
   std::vector<float> buf_;
   float lm_head_in_ = 0;
@@ -151,7 +166,7 @@ Status CheckCalibrationFinite(const CalibStats& s, const std::string& dir) {
   for (size_t l = 0; l < s.layers.size(); ++l) {
     const LayerActStats& a = s.layers[l];
     for (float v : {a.in_proj_in, a.in_proj_out, a.x_proj_in, a.x_proj_in_pct, a.x_proj_out,
-                    a.dt_proj_out, a.out_proj_in, a.out_proj_in_had})
+                    a.dt_proj_out, a.out_proj_in, a.out_proj_in_had, a.ssm_state})
       if (!std::isfinite(v))
         return Status::Error(StrFormat("%s: layer %zu: expected finite activations on the "
                                        "calibration text, found %g: the model overflows float32",
@@ -177,8 +192,15 @@ StatusOr<CalibStats> Calibrate(const Model& model, const QuantConfig& qc,
                                const std::vector<std::vector<int32_t>>& samples,
                                const kernels::KernelTable& k, int threads, bool progress) {
   // One chunk per sample: the percentile observer sees each sample whole, as upstream.
-  CalibObserver obs(qc, (int)model.config().n_layer, k);
-  PrefillSamples(model, samples, k, threads, &obs, "calibrating", progress);
+  const MambaConfig& c = model.config();
+  CalibObserver obs(qc, (int)c.n_layer, k);
+  std::function<void(SequenceState&)> final_states;
+  if (qc.SsmStateInt8(c.arch))
+    final_states = [&](SequenceState& state) {
+      for (int l = 0; l < c.n_layer; ++l)
+        obs.ObserveFinalState(l, state.Get<float>(l, mamba1::kSsmState), c.d_inner * c.d_state);
+    };
+  PrefillSamples(model, samples, k, threads, &obs, "calibrating", progress, final_states);
   return obs.Take();
 }
 
@@ -234,6 +256,22 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
         "%s/config.json: model_type: expected a Mamba-1 model for recipe %s, found %s (its "
         "quantization is not supported yet)", model.dir().c_str(), opt.recipe.c_str(),
         model.config().mixer_rms ? "falcon_mamba" : ArchName(model.config().arch)));
+  // --ssm-state: int8 by default for the quamba2 A8 recipes (spec §2.5, §3 item 3) and quamba
+  // on Mamba-2, float32 for Mamba-1's others (Quamba v1 kept it in fp16); int8 needs static
+  // int8 activations. Written to quantization_config.json where the file's default (Mamba-1
+  // f32, Mamba-2 A8 int8) is not what it holds, or where asked for.
+  if (!opt.ssm_state.empty()) {
+    if (opt.ssm_state != "int8" && opt.ssm_state != "f32")
+      return Status::Error(StrFormat("--ssm-state: expected int8 or f32, found \"%s\"",
+                                     opt.ssm_state.c_str()));
+    if (!qc.static_acts || qc.a16())
+      return Status::Error(StrFormat("--ssm-state: expected a recipe with static int8 "
+                                     "activations (quamba, minmax, smoothquant, quamba2-w8a8, "
+                                     "-w4a8, -w4ax), found \"%s\"", opt.recipe.c_str()));
+    qc.ssm_state = opt.ssm_state;
+  } else if (quamba2 && !mamba2 && !qc.a16()) {
+    qc.ssm_state = "int8";
+  }
   // quamba2-w4ax: its layout from --layer-config FILE or --a16-layers K (one of the two).
   const bool w4ax = qc.recipe == "quamba2-w4ax";
   const int64_t n_layer = model.config().n_layer;
@@ -273,6 +311,9 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
   if (m2_switch != nullptr && qc.a16())
     return Status::Error(StrFormat("--%s: expected recipe quamba2-w8a8 or quamba2-w4a8 (int8 "
                                    "activations), found \"%s\"", m2_switch, opt.recipe.c_str()));
+  if (opt.state_per_group && !qc.SsmStateInt8(model.config().arch))
+    return Status::Error("--state-per-group: expected an int8 SSM state (the switch sets its "
+                         "scales), found --ssm-state f32");
   if (opt.state_per_group) qc.state_per_cluster = false;
   if (mamba2 && quamba2) qc.percentile_u = false;  // abs-max everywhere (spec §2.4)
   if (mamba2 && !quamba2) {
@@ -637,6 +678,9 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
         put_q(spec.name, values(), spec.shape, spec.name + "_scale");
         if (qc.static_acts && (spec.act_scales & kActOutput))
           put_scalar(base + ".output_scale", ScaleFromAbsMax(act_absmax(kActOutput)));
+        if (spec.role == TensorRole::kALog && qc.SsmStateInt8(c.arch))
+          put_scalar(spec.name.substr(0, spec.name.rfind('.') + 1) + "ssm_state_scale",
+                     ScaleFromAbsMax(calib.layers[spec.layer].ssm_state));
         break;
     }
   });

@@ -45,6 +45,9 @@ struct QuantizeOptions {
   std::string lm_head = "f16";  // keep | f16 | bf16 | int8 | w4 (QuantConfig::lm_head)
   // keep | f16 | bf16 | int8 | w4, or "" to follow lm_head (QuantConfig::embedding).
   std::string embedding;
+  // Mamba-1: the SSM state int8 (per-layer static scale) or f32; "" = the recipe's default
+  // (int8 for quamba2-w8a8 / -w4a8 / -w4ax, f32 otherwise). QuantConfig::ssm_state.
+  std::string ssm_state;
   // quamba2-w4ax (exactly one of the two): the official per-layer JSON (a list of "W4A8" /
   // "W4A16", one per layer), or the number of layers to keep A16, chosen by measured
   // sensitivity on sens_samples held-out windows of the calibration text (the windows after
@@ -62,6 +65,9 @@ struct QuantizeOptions {
 struct LayerActStats {
   float in_proj_in = 0, in_proj_out = 0, x_proj_in = 0, x_proj_in_pct = 0, x_proj_out = 0,
         dt_proj_out = 0, out_proj_in = 0, out_proj_in_had = 0;
+  // |final SSM state| over the samples (QuantConfig::SsmStateInt8): the percentile observer's
+  // EMA with percentile_u, else the abs-max.
+  float ssm_state = 0;
   int64_t pct_samples = 0;
   // Per-channel abs-max (SmoothQuant only).
   std::vector<float> in_proj_in_ch, x_proj_in_ch, out_proj_in_ch;

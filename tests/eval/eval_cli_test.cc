@@ -111,6 +111,24 @@ TEST_F(EvalCliTest, BadInputExitsOneNamingFileAndLine) {
 
 constexpr const char* kTasks = "lambada_openai,hellaswag,piqa,arc_easy,arc_challenge,winogrande";
 
+// --chunk 1 scores every token through one-token passes (the decode step's shape): on a float
+// model the perplexity of the default 256-token passes up to float summation order; recorded in
+// the JSON; 0 refused.
+TEST_F(EvalCliTest, ChunkOneScoresTokenByToken) {
+  const std::string base =
+      "eval -m " + M() + " --ppl " + (*dir_ / "text.txt") + " --ctx 32 -t 1 --json";
+  const CliResult a = RunQuamba(base), b = RunQuamba(base + " --chunk 1");
+  ASSERT_EQ(a.code, 0) << a.err;
+  ASSERT_EQ(b.code, 0) << b.err;
+  const nlohmann::json ja = nlohmann::json::parse(a.out), jb = nlohmann::json::parse(b.out);
+  EXPECT_FALSE(ja.contains("chunk"));
+  EXPECT_EQ(jb["chunk"].get<int64_t>(), 1);
+  EXPECT_NEAR(jb["ppl"].get<double>(), ja["ppl"].get<double>(), 1e-4 * ja["ppl"].get<double>());
+  const CliResult z = RunQuamba(base + " --chunk 0");
+  EXPECT_EQ(z.code, 2);
+  EXPECT_THAT(z.err, HasSubstr("--chunk"));
+}
+
 TEST_F(EvalCliTest, PerplexityKldAndAllTasksAsJson) {
   const std::string args = "eval -m " + M() + " --ppl " + (*dir_ / "text.txt") +
                            " --ctx 32 --kld-ref " + M() + " --tasks " + kTasks + " --data " +

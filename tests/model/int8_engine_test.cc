@@ -31,6 +31,7 @@ struct Variant {
   bool mamba2 = false;  // of the synthetic Mamba-2 model (int8 conv and SSM state)
   int a16_layers = -1;  // quamba2-w4ax: --a16-layers (one A16 and one A8 layer here)
   const char* embedding = "";
+  const char* ssm_state = "";  // --ssm-state ("": the recipe's default)
 };
 constexpr Variant kVariants[] = {
     {"quamba", "f16"},      {"quamba", "int8"},  {"minmax", "f16"},  {"minmax", "int8"},
@@ -41,6 +42,8 @@ constexpr Variant kVariants[] = {
     // model.
     {"quamba2-w4ax", "w4", false, 1}, {"quamba2-w4ax", "int8", true, 1, "int8"},
     {"quamba2-w4a8", "w4", true, -1, "int8"}, {"quamba2-w8a8", "int8", false, -1, "w4"},
+    // Mamba-1's SSM state: int8 on Quamba v1, float32 on Quamba2 (each the other's default).
+    {"quamba", "f16", false, -1, "", "int8"}, {"quamba2-w4a8", "f16", false, -1, "", "f32"},
 };
 
 std::vector<int32_t> RandomIds(int64_t n, int64_t vocab, uint32_t seed) {
@@ -85,6 +88,7 @@ class Int8EngineTest : public ::testing::Test {
       o.lm_head = v.head;
       o.a16_layers = v.a16_layers;
       o.embedding = v.embedding;
+      o.ssm_state = v.ssm_state;
       o.calib_files = {testing::SharedData("calibration/pg1342-0.txt")};
       o.calib_samples = 6;
       o.calib_len = 64;
@@ -92,7 +96,8 @@ class Int8EngineTest : public ::testing::Test {
       o.progress = false;
       o.kernels = &kernels::KernelsFor(kernels::Isa::kGeneric);
       const std::string out = *dir_ / (std::string(v.recipe) + "-" + v.head +
-                                       (v.mamba2 ? "-mamba2" : "") + "-" + v.embedding);
+                                       (v.mamba2 ? "-mamba2" : "") + "-" + v.embedding + "-" +
+                                       v.ssm_state);
       const Status s = QuantizeModel(*fp, o, out);
       ASSERT_TRUE(s.ok()) << s.message();
       models_->push_back(std::move(Model::Load(out)).value());
@@ -112,8 +117,8 @@ class Int8EngineTest : public ::testing::Test {
       for (size_t i = 0; i < models_->size(); ++i) {
         const std::string name = std::string(kVariants[i].mamba2 ? "mamba2/" : "") +
                                  kVariants[i].recipe + "/" + kVariants[i].head + "/" +
-                                 kVariants[i].embedding + "/" +
-                                 kernels::IsaName(isa);
+                                 kVariants[i].embedding + "/" + kVariants[i].ssm_state +
+                                 "/" + kernels::IsaName(isa);
         SCOPED_TRACE(name);
         f(*(*models_)[i], kernels::KernelsFor(isa));
       }
@@ -162,13 +167,17 @@ TEST_F(Int8EngineTest, RealEqualsSimulationBitForBit) {
 // paths are exact up to the float scan and norms (different summation shapes between prefill
 // and decode): 1e-4 absolute on logits of magnitude ~1 is far below what one flipped int8 code
 // in a GEMM output moves a logit (> 1e-3 here). The int8 conv windows must agree exactly.
-// Mamba-2's int8 SSM state is requantised at the end of every call, so its prefill runs in
-// chunks of one token (a longer chunk requantises less often: by design not the same values).
+// An int8 SSM state (Mamba-2's A8 recipes, Mamba-1's quamba2-* or --ssm-state int8) is
+// requantised at the end of every call, so its prefill runs in chunks of one token (a longer
+// chunk requantises less often: by design not the same values).
 TEST_F(Int8EngineTest, PrefillEqualsDecodeSteps) {
   ForEachCase([](const Model& q, const kernels::KernelTable& k) {
     const std::vector<int32_t> ids = q.tokenizer()->Encode("one two three four five six seven");
-    const bool mamba2 = q.config().arch == Arch::kMamba2;
-    Runtime e(q, 2, k, mamba2 ? 1 : 256, mamba2 ? 1 : 16);  // chunks of max(chunk, batch)
+    bool int8_state = false;
+    const SequenceState probe = q.NewState();
+    for (int l = 0; l < q.config().n_layer; ++l)
+      int8_state |= probe.layout()->spec(l, mamba1::kSsmState).dtype == DType::kI8;
+    Runtime e(q, 2, k, int8_state ? 1 : 256, 16);
     SequenceState a = q.NewState(), b = q.NewState();
     const int64_t V = q.config().vocab_size;
     std::vector<float> all(ids.size() * V), one(V);

@@ -242,7 +242,7 @@ TEST(Quamba2Test, BadInputIsRefused) {
 // Quamba2 W8A8 and W4A8 on the Mamba-1 reference model (spec §3): format-3 files with the
 // residual rotation folded (block norm weights and norm_f ones, lm_head untied), W4A8's in_proj,
 // out_proj and x_proj as 4-bit codes + group scales beside an int8 dt_proj, bound to the static
-// int8 block; prefill equals decode steps; the bars on held-out text (W8A8 <= +1%,
+// int8 block with an int8 SSM state; the bars on held-out text (W8A8 <= +1%,
 // W4A8 <= +3%); neither is free, and 4-bit weights cost more than 8-bit (KL divergence).
 TEST(Quamba2Test, A8RecipesOnMamba1LoadRunAndStayClose) {
   auto src = std::move(Model::Load(testing::SourcePath(kRefModels[0]))).value();
@@ -285,11 +285,11 @@ TEST(Quamba2Test, A8RecipesOnMamba1LoadRunAndStayClose) {
       ASSERT_EQ(q->weights().norm_f[i], 1.0f) << i;  // folded into lm_head
     }
     EXPECT_THAT(q->weight_type(), HasSubstr(w4 ? "S4 (W4A8 g128" : "I8 (W8A8 static"));
-    const std::vector<int32_t> head(ids.begin(), ids.begin() + 64);
-    const std::vector<float> lq = AllLogits(*q, head);
-    // Prefill vs decode steps: the int8 GEMMs are exact, the float scan and norms sum in
-    // another order (1e-4 of the largest logit, as the W4A16 test).
-    EXPECT_LE(MaxAbsDiff(lq, AllLogits(*q, head, 1)), 1e-4 * MaxAbs(lq));
+    // The recipe's int8 SSM state (spec §3 item 3): requantised after every call, so prefill
+    // and decode steps differ by design (tests/quant/ssm_state_test.cc; prefill == decode steps
+    // in chunks of one: Int8EngineTest).
+    EXPECT_GT(L.s_ssm_state, 0.0f);
+    EXPECT_EQ(q->NewState().layout()->spec(0, 1).dtype, DType::kI8);
     const std::vector<float> logits = AllLogits(*q, ids);
     const double ppl = Perplexity(logits, ids, V);
     EXPECT_LE(ppl, (w4 ? 1.03 : 1.01) * ppl_fp) << "fp " << ppl_fp;

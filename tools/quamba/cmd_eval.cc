@@ -68,7 +68,7 @@ std::string Pm(double x) { return std::isfinite(x) ? StrFormat("± %.4f", x) : s
 
 int CmdEval(int argc, char** argv) {
   std::string model_dir, ppl_file, ppl_format = "auto", ref_dir, tasks_arg, data_dir;
-  int64_t ctx = 2048, stride = 0, limit = 0, batch = 0, max_length = 2048;
+  int64_t ctx = 2048, stride = 0, limit = 0, batch = 0, max_length = 2048, chunk = 256;
   int threads = DefaultThreadCount();
   bool json = false, no_fork = false, simulate = false;
   Flags flags("eval", "-m DIR [--ppl FILE] [--tasks LIST --data DIR] [options]");
@@ -99,6 +99,9 @@ int CmdEval(int argc, char** argv) {
   flags.AddBool("--simulate", &simulate,
                 "quantized -m model: its int8 GEMMs as float GEMMs over the same integer grid (the "
                 "--kld-ref model runs as it is: -m Q --simulate --kld-ref Q compares the two)");
+  flags.Add("--chunk", &chunk, "tokens per prefill pass of -m (default 256); 1 feeds every "
+            "token through the decode step, as generation does (an int8 SSM state is "
+            "requantised after every pass)", 1, 1 << 20);
   flags.AddBool("--json", &json, "print results as JSON on stdout");
   flags.Add("-t,--threads", &threads, "threads (default: all cores)", 1, 1024);
   if (Status s = flags.Parse(argc, argv, 2); !s.ok()) return UsageError(s);
@@ -172,7 +175,7 @@ int CmdEval(int argc, char** argv) {
     batch = std::clamp<int64_t>(static_cast<int64_t>((1 << 30) / state_bytes), 4, 64);
   }
   const kernels::KernelTable& k = kernels::DefaultKernels();
-  Runtime engine(model, threads, k, 256, batch, simulate);
+  Runtime engine(model, threads, k, chunk, batch, simulate);
   std::fprintf(stderr, "eval: %s (%s, %s%s), isa %s, %d threads\n", model_dir.c_str(),
                model.recipe().c_str(), model.weight_type().c_str(),
                simulate ? ", simulated in float" : "", kernels::IsaName(k.isa), threads);
@@ -180,6 +183,7 @@ int CmdEval(int argc, char** argv) {
   nlohmann::json out = {{"model", model_dir}, {"recipe", model.recipe()}, {"simulate", simulate},
                         {"threads", threads}, {"isa", kernels::IsaName(k.isa)},
                         {"batch", batch},     {"commit", QM_GIT_COMMIT}};
+  if (chunk != 256) out["chunk"] = chunk;
   std::string table;
 
   if (!ppl_file.empty()) {

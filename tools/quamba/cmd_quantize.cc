@@ -47,6 +47,10 @@ int CmdQuantize(int argc, char** argv) {
   flags.Add("--embedding", &opt.embedding, "embedding table precision: keep, f16, bf16 (the "
             "float type of a float lm_head), int8 (one scale per row) or w4 (4-bit, group "
             "scales); default: as --lm-head (f16 with an int8 head)");
+  flags.Add("--ssm-state", &opt.ssm_state, "SSM state kept between calls (int8-activation "
+            "recipes): int8 (static scales from the calibration's final states; default for "
+            "quamba2-w8a8/w4a8/w4ax and on Mamba-2) or f32 (default for Mamba-1's other "
+            "recipes; 4x the state bytes, no requantisation error in decode)");
   flags.Add("--layer-config", &opt.layer_config, "quamba2-w4ax: the per-layer precision, a JSON "
             "list of \"W4A8\" / \"W4A16\" per layer (the official hybrid_blocks_config.json)");
   flags.Add("--a16-layers", &opt.a16_layers, "quamba2-w4ax: keep K layers W4A16, those whose "

@@ -90,12 +90,13 @@ class Int8BlockBase : public BlockBase {
 // Static W8A8 (quamba, minmax, smoothquant) with int8 kernels (Quamba spec §2.3).
 class StaticInt8Block final : public Int8BlockBase {
  public:
-  StaticInt8Block(const BlockEnv& env, bool smooth, bool hadamard)
-      : Int8BlockBase(env), smooth_(smooth), hadamard_(hadamard) {}
+  // int8_state: the SSM state is kept int8 (QuantConfig::SsmStateInt8).
+  StaticInt8Block(const BlockEnv& env, bool smooth, bool hadamard, bool int8_state);
   void Forward(int layer, const BlockIo& io) override;
 
  private:
   const bool smooth_, hadamard_;
+  float* state_f_ = nullptr;  // (d_inner, d_state) one sequence's dequantised int8 SSM state
 };
 
 // Per-token dynamic W8A8: int8 GEMMs, float conv and scan.

@@ -17,17 +17,18 @@ const char* TapName(Tap t) {
   return "?";
 }
 
-std::vector<StateBufferSpec> StateBuffers(const MambaConfig& c, bool int8_conv) {
+std::vector<StateBufferSpec> StateBuffers(const MambaConfig& c, bool int8_conv, bool int8_ssm) {
   const int64_t conv = (c.d_conv - 1) * c.d_inner;
   return {{"conv", int8_conv ? DType::kI8 : DType::kF32, conv},
-          {"ssm", DType::kF32, c.d_inner * c.d_state}};
+          {"ssm", int8_ssm ? DType::kI8 : DType::kF32, c.d_inner * c.d_state}};
 }
 
 std::unique_ptr<Block> MakeFloatBlock(const BlockEnv& env) {
   return std::make_unique<FloatBlock>(env);
 }
 std::unique_ptr<Block> MakeStaticInt8Block(const BlockEnv& env, const QuantConfig& qc) {
-  return std::make_unique<StaticInt8Block>(env, qc.smooth, qc.hadamard);
+  return std::make_unique<StaticInt8Block>(env, qc.smooth, qc.hadamard,
+                                           qc.SsmStateInt8(env.c.arch));
 }
 std::unique_ptr<Block> MakeDynamicInt8Block(const BlockEnv& env) {
   return std::make_unique<DynamicInt8Block>(env);

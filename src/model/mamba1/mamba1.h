@@ -32,10 +32,12 @@ constexpr int kNumTaps = 7;
 const char* TapName(Tap t);  // "in_proj:input", ... (the official code's keys)
 
 // State buffers of one layer: 0 = conv window (d_conv-1, d_inner), 1 = SSM state
-// (d_inner, d_state) float32. The conv window is int8 for kStaticInt8 (it holds int8 inputs).
+// (d_inner, d_state). The conv window is int8 for kStaticInt8 (it holds int8 inputs); the SSM
+// state float32, or int8 where the model has QuantConfig::SsmStateInt8.
 enum StateBuf : int { kConvState = 0, kSsmState = 1 };
-// `int8_conv`: the conv window holds int8 inputs (static int8 blocks).
-std::vector<StateBufferSpec> StateBuffers(const MambaConfig& c, bool int8_conv);
+// `int8_conv`: the conv window holds int8 inputs (static int8 blocks); `int8_ssm`: the SSM
+// state is int8 codes of the layer's s_ssm_state.
+std::vector<StateBufferSpec> StateBuffers(const MambaConfig& c, bool int8_conv, bool int8_ssm);
 
 std::unique_ptr<Block> MakeFloatBlock(const BlockEnv& env);
 // qc: the recipe's switches (SmoothQuant, Hadamard).

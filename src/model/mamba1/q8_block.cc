@@ -21,6 +21,12 @@ Int8BlockBase::Int8BlockBase(const BlockEnv& env) : BlockBase(env), gemm_(*env.g
   row_scale_ = env.scratch.Alloc<float>(rows);
 }
 
+StaticInt8Block::StaticInt8Block(const BlockEnv& env, bool smooth, bool hadamard,
+                                 bool int8_state)
+    : Int8BlockBase(env), smooth_(smooth), hadamard_(hadamard) {
+  if (int8_state) state_f_ = env.scratch.Alloc<float>(di_ * ds_);
+}
+
 void DynamicInt8Block::QuantizeRowsDynamic(const float* x, int64_t T, int64_t C, int64_t ldx, int8_t* q) {
   for (int64_t t = 0; t < T; ++t) {
     float am = 0;
@@ -87,6 +93,11 @@ void StaticInt8Block::Forward(int layer, const BlockIo& io) {
   // Per channel range, fused:
   // [8-9] dt_q = RoundS8(s_xdbl * s_wdt * (dt_low_q @ W_dt^T) / s_dt)  (T, d_inner)
   // [10-12] y = selective_scan(u, dt, A, B, C, D, z) from int8 inputs   (T, d_inner) fp32
+  // With an int8 SSM state (Quamba2, s_ssm_state > 0): S = s_S * S_q before the scan, S_q =
+  // RoundS8(S / s_S) after it; y uses the unrounded S (the official decode kernel's order).
+  const bool int8_state = L.s_ssm_state > 0;
+  QM_CHECK(int8_state == (state_f_ != nullptr), "layer %d: int8 SSM state scale without the "
+           "block's int8 state (or the reverse)", layer);
   ForChannels([&](int64_t cb, int64_t ce) {
     gemm_.RunRange(x_dbl_q_, T, R, n_dbl, L.dt_proj, &L.s_xdbl, 0, L.dt_proj.scale / L.s_dt,
                    dt_q_, nullptr, di, cb, ce);
@@ -112,9 +123,20 @@ void StaticInt8Block::Forward(int layer, const BlockIo& io) {
       a.B = x_dbl_q_ + s * n_dbl + R;
       a.C = x_dbl_q_ + s * n_dbl + R + ds;
       a.z = xz_q_ + s * 2 * di + di;
-      a.state = io.states[s]->Get<float>(layer, kSsmState);
       a.y = y_ + s * di;
+      if (!int8_state) {
+        a.state = io.states[s]->Get<float>(layer, kSsmState);
+        q8_.selective_scan_s8(a, cb, ce);
+        continue;
+      }
+      // Channels [cb, ce) only: the other threads own the rest of state_f_.
+      int8_t* sq = io.states[s]->Get<int8_t>(layer, kSsmState);
+      for (int64_t i = cb * ds; i < ce * ds; ++i)
+        state_f_[i] = L.s_ssm_state * static_cast<float>(sq[i]);
+      a.state = state_f_;
       q8_.selective_scan_s8(a, cb, ce);
+      q8_.quantize_f32_s8(state_f_ + cb * ds, 1, (ce - cb) * ds, (ce - cb) * ds,
+                          1.0f / L.s_ssm_state, nullptr, sq + cb * ds, (ce - cb) * ds);
     }
   });
   // [13] y_q = RoundS8(H y / s_o) (quamba) | RoundS8(y / s_o) (minmax) | RoundS8(y / (s s_o))

@@ -20,10 +20,9 @@ const char* TapName(Tap t) {
   return "?";
 }
 
-std::vector<StateBufferSpec> StateBuffers(const MambaConfig& c, bool int8) {
-  const DType dt = int8 ? DType::kI8 : DType::kF32;
-  return {{"conv", dt, (c.d_conv - 1) * c.conv_dim()},
-          {"ssm", dt, c.nheads * c.headdim * c.d_state}};
+std::vector<StateBufferSpec> StateBuffers(const MambaConfig& c, bool int8_conv, bool int8_ssm) {
+  return {{"conv", int8_conv ? DType::kI8 : DType::kF32, (c.d_conv - 1) * c.conv_dim()},
+          {"ssm", int8_ssm ? DType::kI8 : DType::kF32, c.nheads * c.headdim * c.d_state}};
 }
 
 int64_t ChunkLength() {

@@ -26,10 +26,10 @@ constexpr int kNumTaps = 6;
 const char* TapName(Tap t);  // "in_proj:input", ...
 
 // State buffers of one layer: 0 = conv window (d_conv-1, conv_dim), 1 = SSM state
-// (nheads, headdim, d_state) with d_state contiguous; float32, or both int8 for the static int8
-// block (int8 conv inputs; the state at its [G, m, n, N] scales).
+// (nheads, headdim, d_state) with d_state contiguous; float32, or int8 in the static int8
+// block (int8 conv inputs; the state at its [G, m, n, N] scales unless --ssm-state f32).
 enum StateBuf : int { kConvState = 0, kSsmState = 1 };
-std::vector<StateBufferSpec> StateBuffers(const MambaConfig& c, bool int8 = false);
+std::vector<StateBufferSpec> StateBuffers(const MambaConfig& c, bool int8_conv, bool int8_ssm);
 
 std::unique_ptr<Block> MakeFloatBlock(const BlockEnv& env);
 // Quamba2 A8 (quamba2-w8a8 / -w4a8): model/mamba2/q8_block.cc.

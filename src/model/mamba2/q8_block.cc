@@ -14,8 +14,10 @@ namespace {
 
 class StaticInt8Block final : public Block {
  public:
-  StaticInt8Block(const BlockEnv& env, bool hadamard)
+  // int8_state: the SSM state kept int8 (QuantConfig::SsmStateInt8), else float32.
+  StaticInt8Block(const BlockEnv& env, bool hadamard, bool int8_state)
       : hadamard_(hadamard),
+        int8_state_(int8_state),
         c_(env.c),
         w_(env.w),
         pool_(env.pool),
@@ -40,7 +42,7 @@ class StaticInt8Block final : public Block {
     dt_ = env.scratch.Alloc<float>(rows * H_);
     y_ = env.scratch.Alloc<float>(rows * di_);
     y_q_ = env.scratch.Alloc<int8_t>(rows * di_);
-    state_ = env.scratch.Alloc<float>(H_ * P_ * N_);
+    if (int8_state) state_ = env.scratch.Alloc<float>(H_ * P_ * N_);
   }
 
   void Forward(int layer, const BlockIo& io) override {
@@ -99,6 +101,11 @@ class StaticInt8Block final : public Block {
     const bool chunked = !io.per_row_states && T > kRecurrentMaxTokens;
     pool_.ParallelRange(H, 1, [&](int64_t hb, int64_t he) {
       for (int64_t s = 0; s < n_seq; ++s) {
+        if (!int8_state_) {  // --ssm-state f32
+          SsdRows(k_, c_, L.dt_bias, L.A, io.states[s]->Get<float>(layer, kSsmState), chunked,
+                  s * seq_len, seq_len, xbc_, dt_, H, y_, hb, he);
+          continue;
+        }
         int8_t* sq = io.states[s]->Get<int8_t>(layer, kSsmState);
         for (int64_t ch = hb * P; ch < he * P; ++ch) {
           const float* sc = L.state_scale + L.state_row[ch] * N;
@@ -131,6 +138,7 @@ class StaticInt8Block final : public Block {
 
  private:
   const bool hadamard_;  // the online Hadamard before out_proj (off: --no-hadamard)
+  const bool int8_state_;  // the SSM state int8 (off: --ssm-state f32)
   const MambaConfig& c_;
   const ModelWeights& w_;
   ThreadPool& pool_;
@@ -147,13 +155,13 @@ class StaticInt8Block final : public Block {
   float* dt_;         // (T, nheads) dequantised dt_raw
   float* y_;          // (T, d_inner) SSD output, then the gated-norm output (in place)
   int8_t* y_q_;       // (T, d_inner) int8 out_proj input (after the Hadamard)
-  float* state_;      // (nheads, headdim, d_state) one sequence's dequantised SSM state
+  float* state_ = nullptr;  // (nheads, headdim, d_state) one sequence's dequantised SSM state
 };
 
 }  // namespace
 
 std::unique_ptr<Block> MakeStaticInt8Block(const BlockEnv& env, const QuantConfig& qc) {
-  return std::make_unique<StaticInt8Block>(env, qc.hadamard);
+  return std::make_unique<StaticInt8Block>(env, qc.hadamard, qc.SsmStateInt8(env.c.arch));
 }
 
 }  // namespace quamba::mamba2
