@@ -312,7 +312,7 @@ void ForEachQuantTensorMamba2A8(const MambaConfig& c, const QuantConfig& qc,
       return;
     }
     const std::string base = WeightBase(s.name);
-    const std::string mixer = base.substr(0, base.rfind('.') + 1);  // "...mixer." for layer ones
+    const std::string mixer = MixerPrefix(base);  // "...mixer." for layer ones
     switch (s.role) {
       case TensorRole::kEmbedding:
       case TensorRole::kLmHead:
@@ -402,7 +402,7 @@ void ForEachQuantTensor(const MambaConfig& c, const QuantConfig& qc, DType embed
         emit(s.name + "_scale", DType::kF32, scalar);
         if (st && (s.act_scales & kActOutput)) emit(base + ".output_scale", DType::kF32, scalar);
         if (s.role == TensorRole::kALog && qc.SsmStateInt8(c.arch))  // the int8 state's scale
-          emit(s.name.substr(0, s.name.rfind('.') + 1) + "ssm_state_scale", DType::kF32, scalar);
+          emit(MixerPrefix(s.name) + "ssm_state_scale", DType::kF32, scalar);
         break;
     }
   });

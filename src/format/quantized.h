@@ -96,6 +96,12 @@ struct QuantConfig {
     if (a16() || !static_acts) return false;
     return arch == Arch::kMamba2 ? ssm_state != "f32" : ssm_state == "int8";
   }
+  // What --ssm-state defaults to: int8 for the quamba2 A8 recipes and every A8 recipe on
+  // Mamba-2 (the official code), float32 for Mamba-1's others.
+  bool DefaultSsmStateInt8(Arch arch) const {
+    return !a16() && static_acts &&
+           (arch == Arch::kMamba2 || recipe.rfind("quamba2-", 0) == 0);
+  }
   bool smooth = false;           // SmoothQuant per-channel smoothing
   double smooth_alpha = 0.5;
   // Precision of lm_head (and of the embedding table that feeds the first block):

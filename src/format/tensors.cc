@@ -38,6 +38,10 @@ std::vector<std::string> AlternativeNames(const TensorSpec& s) {
   return {};
 }
 
+std::string MixerPrefix(const std::string& name) {
+  return name.substr(0, name.rfind('.') + 1);
+}
+
 std::string WeightBase(const std::string& weight_name) {
   const std::string suffix = ".weight";
   if (weight_name.size() > suffix.size() &&

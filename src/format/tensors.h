@@ -139,5 +139,8 @@ std::vector<std::string> AlternativeNames(const TensorSpec& s);
 
 // "<base>" of a linear or conv weight "<base>.weight" (activation scale names hang off it).
 std::string WeightBase(const std::string& weight_name);
+// The name up to and including its last '.': "backbone.layers.3.mixer." of any mixer tensor or
+// weight base (a layer's own scale tables hang off it); "" for a name without a '.'.
+std::string MixerPrefix(const std::string& name);
 
 }  // namespace quamba

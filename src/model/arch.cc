@@ -26,7 +26,8 @@ std::vector<StateBufferSpec> StateBuffers(BlockKind kind, const MambaConfig& c,
     case BlockKind::kMamba1StaticInt8:
       QM_CHECK(qc != nullptr, "static int8 state without a quantization config");
       return mamba1::StateBuffers(c, /*int8_conv=*/true, qc->SsmStateInt8(c.arch));
-    case BlockKind::kMamba2Float: return mamba2::StateBuffers(c, false, false);
+    case BlockKind::kMamba2Float:
+      return mamba2::StateBuffers(c, /*int8_conv=*/false, /*int8_ssm=*/false);
     case BlockKind::kMamba2StaticInt8:
       QM_CHECK(qc != nullptr, "static int8 state without a quantization config");
       return mamba2::StateBuffers(c, /*int8_conv=*/true, qc->SsmStateInt8(c.arch));

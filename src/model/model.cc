@@ -156,10 +156,9 @@ std::string Model::weight_type() const {
   if (quantized() && !qc_->a16()) {
     // The SSM state where it differs from the recipe's default (int8 for quamba2-* and on
     // Mamba-2).
-    const bool int8_default =
-        qc_->recipe.rfind("quamba2-", 0) == 0 || config_.arch == Arch::kMamba2;
     const bool int8 = qc_->SsmStateInt8(config_.arch);
-    if (int8 != int8_default) m2 += int8 ? ", int8 state" : ", f32 state";
+    if (int8 != qc_->DefaultSsmStateInt8(config_.arch))
+      m2 += int8 ? ", int8 state" : ", f32 state";
   }
   if (quantized() && qc_->weight_bits == 4) {  // W4A8, W4AX
     const std::string head = qc_->lm_head == "int8" ? "I8"

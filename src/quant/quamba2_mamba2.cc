@@ -263,7 +263,7 @@ void PutMamba2LayerTensors(const TensorSpec& spec, const WorkingModel& wm,
                 GN = c.ngroups * c.d_state, G = c.ngroups, m = cl.m, n = cl.n, N = c.d_state;
   const LayerWeights& L = wm.model->weights().layers[l];
   const std::string base = WeightBase(spec.name);
-  const std::string mixer = base.substr(0, base.rfind('.') + 1);
+  const std::string mixer = MixerPrefix(base);
   auto scalar = [&](const std::string& name, float v) {
     sink->Put(name, DType::kF32, std::vector<float>{v}, {});
   };

@@ -269,8 +269,9 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
                                      "activations (quamba, minmax, smoothquant, quamba2-w8a8, "
                                      "-w4a8, -w4ax), found \"%s\"", opt.recipe.c_str()));
     qc.ssm_state = opt.ssm_state;
-  } else if (quamba2 && !mamba2 && !qc.a16()) {
-    qc.ssm_state = "int8";
+  } else if (qc.DefaultSsmStateInt8(model.config().arch) &&
+             !qc.SsmStateInt8(model.config().arch)) {
+    qc.ssm_state = "int8";  // Mamba-1 quamba2 A8 (a file without the field has a float state)
   }
   // quamba2-w4ax: its layout from --layer-config FILE or --a16-layers K (one of the two).
   const bool w4ax = qc.recipe == "quamba2-w4ax";
@@ -679,7 +680,7 @@ Status QuantizeModel(const Model& model, const QuantizeOptions& opt,
         if (qc.static_acts && (spec.act_scales & kActOutput))
           put_scalar(base + ".output_scale", ScaleFromAbsMax(act_absmax(kActOutput)));
         if (spec.role == TensorRole::kALog && qc.SsmStateInt8(c.arch))
-          put_scalar(spec.name.substr(0, spec.name.rfind('.') + 1) + "ssm_state_scale",
+          put_scalar(MixerPrefix(spec.name) + "ssm_state_scale",
                      ScaleFromAbsMax(calib.layers[spec.layer].ssm_state));
         break;
     }

@@ -45,8 +45,9 @@ struct QuantizeOptions {
   std::string lm_head = "f16";  // keep | f16 | bf16 | int8 | w4 (QuantConfig::lm_head)
   // keep | f16 | bf16 | int8 | w4, or "" to follow lm_head (QuantConfig::embedding).
   std::string embedding;
-  // Mamba-1: the SSM state int8 (per-layer static scale) or f32; "" = the recipe's default
-  // (int8 for quamba2-w8a8 / -w4a8 / -w4ax, f32 otherwise). QuantConfig::ssm_state.
+  // The SSM state int8 or f32 (static int8-activation recipes); "" = the recipe's default
+  // (QuantConfig::DefaultSsmStateInt8: int8 for quamba2-w8a8 / -w4a8 / -w4ax and on Mamba-2,
+  // f32 for Mamba-1's others). QuantConfig::ssm_state.
   std::string ssm_state;
   // quamba2-w4ax (exactly one of the two): the official per-layer JSON (a list of "W4A8" /
   // "W4A16", one per layer), or the number of layers to keep A16, chosen by measured

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <set>
 
+#include "kernels/ref/q8_ref.h"
 #include "model/mamba1/mamba1.h"
 #include "model/runtime.h"
 #include "quant/calib_data.h"
@@ -30,11 +31,9 @@ using testing::TempDir;
 constexpr const char* kRef = "models/mamba-ref-d256-l6";
 constexpr const char* kRef2 = "models/mamba2-ref-d256-l6";
 
-// RoundS8(fl(v * fl(1 / s))): the requantisation the block applies (q8.h, round half to even).
-int8_t Requant(float v, float s) {
-  const float r = std::nearbyint(v * (1.0f / s));
-  return static_cast<int8_t>(std::clamp(r, -128.0f, 127.0f));
-}
+// RoundS8(fl(v * fl(1 / s))): the requantisation the block applies (q8.h), by the kernels'
+// reference rounding.
+int8_t Requant(float v, float s) { return kernels::ref::RoundS8(v * (1.0f / s)); }
 
 class SsmStateTest : public ::testing::Test {
  protected:
