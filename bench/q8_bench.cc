@@ -137,22 +137,24 @@ void GemmArgs(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK(BM_GemmS8S8)->Apply(GemmArgs);
 
-// W4A8 (S8 x S4, group 128): Args M, N, K, threads, out (0 int8, 1 float). Weights from memory
+// W4A8 (S8 x S4, group 128): Args M, N, K, threads, out (0 int8, 1 float), r16 (1: the
+// engine's load-time kS4Rows16 layout, 0: the file's row-major kS4Group). Weights from memory
 // (rotated copies); GB counts the codes and the group scales.
 void BM_GemmS8S4(benchmark::State& state) {
   const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
   const int threads = static_cast<int>(state.range(3));
   const bool f32_out = state.range(4) != 0;
-  const int64_t group = 128, code_bytes = N * K / 2, ng = K / group;
+  const bool r16 = state.range(5) != 0;
+  const int64_t group = 128, code_bytes = S4Rows16Padded(N) * K / 2, ng = K / group;
   const int64_t copies = std::max<int64_t>(2, (int64_t{256} << 20) / code_bytes + 1);
   std::vector<std::vector<int8_t>> codes(copies, std::vector<int8_t>(code_bytes));
   for (auto& c : codes) FillS8(c.data(), code_bytes);
-  std::vector<float> scales(N * ng, 1e-2f);
+  std::vector<float> scales(S4Rows16Padded(N) * ng, 1e-2f);
   std::vector<int8_t> x(M * K), y8(M * N);
   std::vector<float> yf(M * N), a(M, 0.01f);
   FillS8(x.data(), M * K);
   WeightDesc wd;
-  wd.format = WeightFormat::kS4Group;
+  wd.format = r16 ? WeightFormat::kS4Rows16 : WeightFormat::kS4Group;
   wd.rows = N;
   wd.cols = K;
   wd.scales = scales.data();
@@ -176,15 +178,19 @@ void BM_GemmS8S4(benchmark::State& state) {
     pool.ParallelRange(N, 64, [&](int64_t b, int64_t e) { fn(g, b, e); });
     benchmark::ClobberMemory();
   }
-  state.SetLabel(std::string(IsaName(k.isa)) + (f32_out ? " ->f32" : " ->s8"));
+  state.SetLabel(std::string(IsaName(k.isa)) + (f32_out ? " ->f32" : " ->s8") +
+                 (r16 ? " rows16" : ""));
   const double bytes = static_cast<double>(code_bytes + N * ng * 4);
   state.counters["GB"] =
       benchmark::Counter(bytes * 1e-9 * state.iterations(), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_GemmS8S4)
-    ->ArgNames({"M", "N", "K", "threads", "f32"})
-    ->ArgsProduct({{1, 4}, {8192}, {2048}, {1, 2}, {0}})
-    ->Args({1, 2048, 4096, 2, 1})
+    ->ArgNames({"M", "N", "K", "threads", "f32", "r16"})
+    ->ArgsProduct({{1, 4}, {8192}, {2048}, {1, 2}, {0}, {0, 1}})
+    ->Args({1, 2048, 4096, 2, 1, 0})
+    ->Args({1, 2048, 4096, 2, 1, 1})
+    ->Args({512, 8192, 2048, 2, 0, 0})
+    ->Args({512, 8192, 2048, 2, 0, 1})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 

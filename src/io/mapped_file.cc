@@ -99,6 +99,17 @@ StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& path) 
   return f;
 }
 
+bool MappedFile::DropPages(const void* p, uint64_t n) const {
+  const auto* b = static_cast<const uint8_t*>(p);
+  if (!mapped_ || b < data_ || n > size_ || b - data_ > static_cast<int64_t>(size_ - n))
+    return false;
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t lo = (reinterpret_cast<uintptr_t>(b) + page - 1) / page * page;
+  const uintptr_t hi = (reinterpret_cast<uintptr_t>(b) + n) / page * page;
+  if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+  return true;
+}
+
 std::unique_ptr<MappedFile> MappedFile::FromString(const std::string& path, std::string bytes) {
   std::unique_ptr<MappedFile> f(new MappedFile());
   f->path_ = path;

@@ -21,6 +21,10 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   uint64_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // madvise(MADV_DONTNEED) on the whole pages inside [p, p + n) when they lie in this mapping
+  // (a private read-only file map: touched again, they are read from the file); true if they
+  // did. Memory held by FromString is left alone.
+  bool DropPages(const void* p, uint64_t n) const;
 
  private:
   MappedFile() = default;

@@ -243,6 +243,11 @@ const TensorView* TensorStore::Find(const std::string& name) const {
   return it == tensors_.end() ? nullptr : &it->second;
 }
 
+void TensorStore::DropPages(const void* p, uint64_t n) const {
+  for (const auto& f : files_)
+    if (f->DropPages(p, n)) return;
+}
+
 uint64_t TensorStore::total_bytes() const {
   uint64_t n = 0;
   for (const auto& [_, t] : tensors_) n += t.nbytes;

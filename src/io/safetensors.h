@@ -45,6 +45,9 @@ class TensorStore {
   const std::map<std::string, TensorView>& tensors() const { return tensors_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   uint64_t total_bytes() const;
+  // Drops the resident pages of [p, p + n) if they lie in one of the mapped files (the parts
+  // no longer used in place: read again from the file if touched); otherwise nothing.
+  void DropPages(const void* p, uint64_t n) const;
 
  private:
   Status AddFile(const std::string& file);

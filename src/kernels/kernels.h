@@ -49,6 +49,7 @@ enum class WeightFormat : uint8_t {
   kS8PerTensor,  // int8 (N, K), w = scale * q
   kS8PerRow,     // int8 (N, K), w[n, :] = scales[n] * q[n, :] (per output channel)
   kS4Group,      // 4-bit codes, w[n, k] = scales[n * (K / group) + k / group] * (code - kS4Zero)
+  kS4Rows16,     // the same codes and scales interleaved in blocks of 16 rows (PackS4Rows16)
 };
 // The element type a GEMM sees: kF32, kF16, kBF16, kS8 (both int8 formats) or kS4.
 NumType WeightNumType(WeightFormat f);
@@ -66,15 +67,37 @@ inline int S4Code(const uint8_t* row, int64_t k) {
   return k % 2 == 0 ? (b & 0x0F) : (b >> 4);
 }
 
+// kS4Rows16, the int8-activation GEMV's load-time layout: rows in blocks of kS4BlockRows (N
+// padded up to a multiple: padding rows have codes kS4Zero and scales 0). Block b holds rows
+// 16b .. 16b + 15 in 8 K bytes at data + 8 K b; within it, per step s of 8 consecutive k, 64
+// bytes at offset 64 s whose byte 4 r + i (r < 16, i < 4) holds code[16 b + r, 8 s + i] in its
+// low nibble and code[16 b + r, 8 s + 4 + i] in its high nibble. Scales (N / 16, K / group, 16):
+// scales[(b * (K / group) + g) * 16 + r]. So one 64-byte load feeds 16 rows, each 32-bit lane a
+// row with 4 consecutive k (vpdpbusd's shape), and a group's sums end in the lanes of one vector
+// with no horizontal reduction. group % 16 == 0 (whole pairs of steps per group).
+inline constexpr int64_t kS4BlockRows = 16;
+inline constexpr int64_t S4Rows16Padded(int64_t n) {
+  return (n + kS4BlockRows - 1) / kS4BlockRows * kS4BlockRows;
+}
+
 struct WeightDesc {
   WeightFormat format = WeightFormat::kF32;
   const void* data = nullptr;     // (N, K) row-major, row stride K elements (kS4Group: K/2 bytes)
   int64_t rows = 0;               // N (bounds n_end)
   int64_t cols = 0;               // K
   float scale = 1.0f;             // kS8PerTensor: the tensor's scale
-  const float* scales = nullptr;  // kS8PerRow: (N); kS4Group: (N, K / group)
-  int64_t group = 128;            // kS4Group: K elements per scale
+  const float* scales = nullptr;  // kS8PerRow: (N); kS4Group: (N, K / group); kS4Rows16 above
+  int64_t group = 128;            // kS4Group, kS4Rows16: K elements per scale
 };
+
+// Code (0..15) and group scale of element (n, k) of a kS4Group or kS4Rows16 weight.
+int S4CodeAt(const WeightDesc& w, int64_t n, int64_t k);
+float S4ScaleAt(const WeightDesc& w, int64_t n, int64_t k);
+// Rewrites a kS4Group weight (group % 16 == 0) as kS4Rows16 into `codes`
+// (S4Rows16Padded(N) * K / 2 bytes) and `scales` (S4Rows16Padded(N) * K / group floats); returns
+// the new descriptor (same rows, cols, group). Same values: every kernel gives the same bits on
+// either layout.
+WeightDesc PackS4Rows16(const WeightDesc& w, uint8_t* codes, float* scales);
 
 // Operands of one GEMM; each kernel computes columns n in [n_begin, n_end) of y (M, N), row
 // stride ldy, from all K. x's element type is the activation type, y's the output type.

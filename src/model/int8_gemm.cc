@@ -18,9 +18,10 @@ void KernelInt8Gemm::RunRange(const int8_t* x, int64_t M, int64_t K, int64_t ldx
   wd.cols = w.cols;
   wd.scale = w.scale;
   if (w.s4()) {  // W4A8: group scales in the kernel; w.scale is 1 (folded into b by the caller)
-    wd.format = kernels::WeightFormat::kS4Group;
-    wd.data = w.q4;
-    wd.scales = w.scales;
+    const bool r16 = w.q4_rows16 != nullptr;
+    wd.format = r16 ? kernels::WeightFormat::kS4Rows16 : kernels::WeightFormat::kS4Group;
+    wd.data = r16 ? w.q4_rows16 : w.q4;
+    wd.scales = r16 ? w.scales_rows16 : w.scales;
     wd.group = w.group;
   } else {
     wd.format = kernels::WeightFormat::kS8PerTensor;

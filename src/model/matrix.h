@@ -33,6 +33,11 @@ struct QMatrix {
   const uint8_t* q4 = nullptr;    // or 4-bit codes (N, K / 2)
   const float* scales = nullptr;  // q4: (N, K / group)
   int64_t group = 0;              // q4
+  // The same codes and scales in the kernels' kS4Rows16 layout (repacked at load: one 64-byte
+  // load feeds 16 rows), which the kernels run; q4 and scales stay for the simulation and the
+  // tools. Null: run q4 as it is.
+  const uint8_t* q4_rows16 = nullptr;
+  const float* scales_rows16 = nullptr;
   int64_t rows = 0, cols = 0;
   float scale = 0;
   // Per output row n, a factor of the GEMM epilogue (kernels.h GemmArgs::col), or null: Mamba-2's

@@ -453,7 +453,9 @@ StatusOr<std::unique_ptr<ModelWeights>> BindQuantizedWeights(const MambaConfig& 
   };
   // An int8 matrix with its scalar scale, or (W4A8, checked U8 (N, K/2) + F32 (N, K/group))
   // 4-bit codes with group scales, which must be positive and finite (else `status`).
-  auto qmat = [&](const std::string& n) {
+  // `pack`: also in the kernels' kS4Rows16 layout (GEMM weights; not the embedding table,
+  // which is read by rows).
+  auto qmat = [&](const std::string& n, bool pack = true) {
     const TensorView* v = t.at(n + ".weight");
     QMatrix m;
     m.rows = v->shape[0];
@@ -477,6 +479,26 @@ StatusOr<std::unique_ptr<ModelWeights>> BindQuantizedWeights(const MambaConfig& 
                                          sc->name.c_str(), f[i], i));
     w->owned_floats.push_back(std::move(f));
     m.scales = w->owned_floats.back().data();
+    if (pack && status.ok() && m.group % 16 == 0) {
+      // The kernels' layout (kernels.h kS4Rows16); the file's row-major codes are then only
+      // read by the simulation and the tools, so their pages are dropped from memory (read
+      // again from the file if touched).
+      kernels::WeightDesc rm;
+      rm.format = kernels::WeightFormat::kS4Group;
+      rm.data = m.q4;
+      rm.rows = m.rows;
+      rm.cols = m.cols;
+      rm.scales = m.scales;
+      rm.group = m.group;
+      const int64_t np = kernels::S4Rows16Padded(m.rows);
+      w->owned_bytes.emplace_back(new uint8_t[np * (m.cols / 2)]);
+      w->owned_floats.emplace_back(np * (m.cols / m.group));
+      const kernels::WeightDesc p =
+          kernels::PackS4Rows16(rm, w->owned_bytes.back().get(), w->owned_floats.back().data());
+      m.q4_rows16 = static_cast<const uint8_t*>(p.data);
+      m.scales_rows16 = p.scales;
+      store->DropPages(v->data, v->nbytes);
+    }
     return m;
   };
   auto matrix_ref = [&](const TensorView* v) {
@@ -503,7 +525,7 @@ StatusOr<std::unique_ptr<ModelWeights>> BindQuantizedWeights(const MambaConfig& 
     return w;
   }
   if (emode == "w4") {  // 4-bit table: codes (V, d_model / 2) with group scales
-    const QMatrix e = qmat("backbone.embeddings");
+    const QMatrix e = qmat("backbone.embeddings", /*pack=*/false);
     w->embedding.data = e.q4;
     w->embedding.dtype = DType::kU8;
     w->embedding.rows = e.rows;

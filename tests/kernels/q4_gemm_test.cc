@@ -5,7 +5,8 @@
 // decode rows (1..4 share a W load, more take further passes), K across group counts with
 // group 128 (the SIMD path), 256, and 32 / 64 (the generic fallback inside the SIMD kernels),
 // odd column sub-ranges, strides, per-token scales, per-column multipliers, code extremes, and
-// the Mamba-1 projection shapes.
+// the Mamba-1 projection shapes; each case on the file's row-major layout and (groups of a
+// multiple of 16) on the engine's kS4Rows16 layout made by PackS4Rows16.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -107,21 +108,41 @@ void RunS4Case(Isa isa, const S4Case& c) {
   }
   ASSERT_TRUE(testing::AssertClose("contract t vs float64", isa, t_want, t_exact, t_tol));
 
+  // Both layouts: the file's row-major kS4Group and, where the group allows it (a multiple of
+  // 16), the engine's load-time kS4Rows16 (PackS4Rows16), which must give the same bits.
+  std::vector<uint8_t> q16(S4Rows16Padded(c.N) * c.K / 2 + 1);
+  std::vector<float> s16(S4Rows16Padded(c.N) * ng + 1);
+  std::vector<WeightDesc> layouts = {wd};
+  if (c.group % 16 == 0) {
+    layouts.push_back(PackS4Rows16(wd, q16.data(), s16.data()));
+    const WeightDesc& pw = layouts.back();
+    for (int64_t n = 0; n < c.N; ++n)
+      for (int64_t kk = 0; kk < c.K; ++kk)
+        if (S4CodeAt(pw, n, kk) != S4CodeAt(wd, n, kk) ||
+            S4ScaleAt(pw, n, kk) != S4ScaleAt(wd, n, kk)) {
+          ADD_FAILURE() << "PackS4Rows16 moved (" << n << ", " << kk << ")";
+          return;
+        }
+  }
   const KernelTable& k = KernelsFor(isa);
-  const GemmFn to8 = k.Gemm(NumType::kS8, wd, NumType::kS8);
-  const GemmFn tof = k.Gemm(NumType::kS8, wd, NumType::kF32);
-  ASSERT_NE(to8, nullptr);
-  ASSERT_NE(tof, nullptr);
-  std::vector<int8_t> y8(ny, 77);
-  std::vector<float> yf(ny, -3.0f);
-  GemmArgs g8 = g, gf = g;
-  g8.y = y8.data();
-  gf.y = yf.data();
-  to8(g8, c.n_begin, c.n_end);
-  tof(gf, c.n_begin, c.n_end);
-  // Whole buffers: the sentinels outside the column range must survive.
-  ASSERT_TRUE(testing::AssertExact("w4a8 f32 (float32 contract)", isa, yf, wantf));
-  ASSERT_TRUE(testing::AssertExact("w4a8 s8 (float32 contract)", isa, y8, want8));
+  for (const WeightDesc& lw : layouts) {
+    SCOPED_TRACE(lw.format == WeightFormat::kS4Rows16 ? "kS4Rows16" : "kS4Group");
+    const GemmFn to8 = k.Gemm(NumType::kS8, lw, NumType::kS8);
+    const GemmFn tof = k.Gemm(NumType::kS8, lw, NumType::kF32);
+    ASSERT_NE(to8, nullptr);
+    ASSERT_NE(tof, nullptr);
+    std::vector<int8_t> y8(ny, 77);
+    std::vector<float> yf(ny, -3.0f);
+    GemmArgs g8 = g, gf = g;
+    g8.w = gf.w = &lw;
+    g8.y = y8.data();
+    gf.y = yf.data();
+    to8(g8, c.n_begin, c.n_end);
+    tof(gf, c.n_begin, c.n_end);
+    // Whole buffers: the sentinels outside the column range must survive.
+    ASSERT_TRUE(testing::AssertExact("w4a8 f32 (float32 contract)", isa, yf, wantf));
+    ASSERT_TRUE(testing::AssertExact("w4a8 s8 (float32 contract)", isa, y8, want8));
+  }
 }
 
 class Q4GemmTest : public testing::IsaTest {};

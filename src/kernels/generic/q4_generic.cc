@@ -27,12 +27,26 @@ float GroupSum(const int8_t* x, const uint8_t* row, const float* scales, int64_t
   return t;
 }
 
+// The same for a kS4Rows16 weight, read element by element (the portable path; the SIMD
+// backends stream whole blocks).
+float GroupSumRows16(const int8_t* x, const WeightDesc& w, int64_t n) {
+  float t = 0.0f;
+  for (int64_t k0 = 0; k0 < w.cols; k0 += w.group) {
+    int32_t acc = 0;
+    for (int64_t k = k0; k < k0 + w.group; ++k) acc += x[k] * (S4CodeAt(w, n, k) - kS4Zero);
+    const float term = S4ScaleAt(w, n, k0) * static_cast<float>(acc);
+    t = t + term;
+  }
+  return t;
+}
+
 template <typename Store>
 void GemmS4Core(const GemmArgs& g, int64_t n_begin, int64_t n_end, const Store& store) {
   const WeightDesc& w = *g.w;
-  QM_DCHECK(w.format == WeightFormat::kS4Group && g.K == w.cols && w.group > 0 &&
-                w.group % 2 == 0 && g.K % w.group == 0 && n_end <= w.rows,
-            "S8 x S4 GEMM on a weight that is not kS4Group (K %lld, group %lld)",
+  QM_DCHECK((w.format == WeightFormat::kS4Group || w.format == WeightFormat::kS4Rows16) &&
+                g.K == w.cols && w.group > 0 && w.group % 2 == 0 && g.K % w.group == 0 &&
+                n_end <= w.rows,
+            "S8 x S4 GEMM on a weight that is not 4-bit (K %lld, group %lld)",
             static_cast<long long>(g.K), static_cast<long long>(w.group));
   const auto* x = static_cast<const int8_t*>(g.x);
   const auto* q = static_cast<const uint8_t*>(w.data);
@@ -40,7 +54,10 @@ void GemmS4Core(const GemmArgs& g, int64_t n_begin, int64_t n_end, const Store& 
   for (int64_t m = 0; m < g.M; ++m) {
     const float s = g.a[m * g.a_stride] * g.b;
     for (int64_t n = n_begin; n < n_end; ++n) {
-      const float t = GroupSum(x + m * g.ldx, q + n * (g.K / 2), w.scales + n * ng, g.K, w.group);
+      const float t = w.format == WeightFormat::kS4Rows16
+                          ? GroupSumRows16(x + m * g.ldx, w, n)
+                          : GroupSum(x + m * g.ldx, q + n * (g.K / 2), w.scales + n * ng, g.K,
+                                     w.group);
       const float c = g.col != nullptr ? s * g.col[n] : s;
       store(m, n, t * c);
     }

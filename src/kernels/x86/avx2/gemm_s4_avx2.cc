@@ -10,6 +10,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "core/check.h"
 #include "kernels/generic/q8_generic.h"
@@ -68,6 +69,67 @@ inline void RowGroupSums(const uint8_t* row, const float* scales, const int8_t* 
   }
 #pragma GCC unroll 4
   for (int m = 0; m < M; ++m) t[m] = sum[m];
+}
+
+// kS4Rows16 (kernels.h): t[m * 16 + r] for x rows m < M (stride ldx) against the 16 rows of
+// one block. Per step of 8 k, the 64 bytes as two 32-byte halves (rows 0..7, 8..15), each
+// 32-bit lane one row: vpmaddubsw of its low nibbles (4 k) and high nibbles (next 4 k) with x
+// broadcast (int16 pair sums at most 3840, two of them 7680: no saturation), vpmaddwd with ones
+// into int32 lanes, so a group's sums end in the lanes with no horizontal reduction.
+inline __m256i Bcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+
+template <int M>
+inline void Rows16Block(const uint8_t* blk, const float* sc, const int8_t* x, int64_t ldx,
+                        const int32_t* zx, int64_t K, int64_t group, float* t) {
+  const __m256i nib = _mm256_set1_epi8(0x0F);
+  const __m256i ones = _mm256_set1_epi16(1);
+  const int64_t ng = K / group;
+  __m256 sum[M][2];
+#pragma GCC unroll 4
+  for (int m = 0; m < M; ++m) sum[m][0] = sum[m][1] = _mm256_setzero_ps();
+  const uint8_t* p = blk;
+  for (int64_t gi = 0; gi < ng; ++gi) {
+    __m256i acc[M][2];
+#pragma GCC unroll 4
+    for (int m = 0; m < M; ++m) acc[m][0] = acc[m][1] = _mm256_setzero_si256();
+    for (int64_t k = gi * group; k < (gi + 1) * group; k += 8, p += 64) {
+      _mm_prefetch(reinterpret_cast<const char*>(p + 1024), _MM_HINT_T0);
+      const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+      const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32));
+      const __m256i lo0 = _mm256_and_si256(v0, nib);
+      const __m256i hi0 = _mm256_and_si256(_mm256_srli_epi16(v0, 4), nib);
+      const __m256i lo1 = _mm256_and_si256(v1, nib);
+      const __m256i hi1 = _mm256_and_si256(_mm256_srli_epi16(v1, 4), nib);
+#pragma GCC unroll 4
+      for (int m = 0; m < M; ++m) {
+        const int8_t* xm = x + m * ldx + k;
+        const __m256i xl = Bcast4(xm), xh = Bcast4(xm + 4);
+        const __m256i p0 =
+            _mm256_add_epi16(_mm256_maddubs_epi16(lo0, xl), _mm256_maddubs_epi16(hi0, xh));
+        const __m256i p1 =
+            _mm256_add_epi16(_mm256_maddubs_epi16(lo1, xl), _mm256_maddubs_epi16(hi1, xh));
+        acc[m][0] = _mm256_add_epi32(acc[m][0], _mm256_madd_epi16(p0, ones));
+        acc[m][1] = _mm256_add_epi32(acc[m][1], _mm256_madd_epi16(p1, ones));
+      }
+    }
+#pragma GCC unroll 4
+    for (int m = 0; m < M; ++m)
+      for (int h = 0; h < 2; ++h) {
+        const __m256 s = _mm256_loadu_ps(sc + gi * kS4BlockRows + 8 * h);
+        const __m256i a = _mm256_sub_epi32(acc[m][h], _mm256_set1_epi32(zx[m * ng + gi]));
+        // Per lane: fl(sum + fl(scale * float(acc_g))), no fused multiply-add.
+        sum[m][h] = _mm256_add_ps(sum[m][h], _mm256_mul_ps(s, _mm256_cvtepi32_ps(a)));
+      }
+  }
+#pragma GCC unroll 4
+  for (int m = 0; m < M; ++m) {
+    _mm256_storeu_ps(t + kS4BlockRows * m, sum[m][0]);
+    _mm256_storeu_ps(t + kS4BlockRows * m + 8, sum[m][1]);
+  }
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "core/check.h"
 #include "kernels/generic/q8_generic.h"
@@ -134,6 +135,65 @@ inline void RowGroupSums(const uint8_t* row, const float* scales, const int8_t* 
   }
 #pragma GCC unroll 4
   for (int m = 0; m < M; ++m) t[m] = sum[m];
+}
+
+// kS4Rows16 (kernels.h): t[m * 16 + r] for x rows m < M (stride ldx) against the 16 rows of
+// one block. Per step of 8 k one 64-byte load: its low nibbles (4 k per row lane) and high
+// nibbles (the next 4 k) against x[k..k+3] and x[k+4..k+7] broadcast to every lane, so after a
+// group each lane holds its row's exact acc_g: no horizontal sums. Four accumulator chains per
+// x row (two steps of lo, hi) hide vpdpbusd's latency; one forward stream per thread.
+constexpr int64_t kS4Rows16PrefetchBytes = 4096;
+
+inline __m512i Bcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+template <int M>
+inline void Rows16Block(const uint8_t* blk, const float* sc, const int8_t* x, int64_t ldx,
+                        const int32_t* zx, int64_t K, int64_t group, float* t) {
+  const __m512i nib = _mm512_set1_epi8(0x0F);
+  const int64_t ng = K / group;
+  __m512 sum[M];
+#pragma GCC unroll 4
+  for (int m = 0; m < M; ++m) sum[m] = _mm512_setzero_ps();
+  const uint8_t* p = blk;
+  for (int64_t gi = 0; gi < ng; ++gi) {
+    __m512i acc[M][4];
+#pragma GCC unroll 4
+    for (int m = 0; m < M; ++m)
+      for (int j = 0; j < 4; ++j) acc[m][j] = _mm512_setzero_si512();
+    for (int64_t k = gi * group; k < (gi + 1) * group; k += 16, p += 128) {
+      _mm_prefetch(reinterpret_cast<const char*>(p + kS4Rows16PrefetchBytes), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(p + kS4Rows16PrefetchBytes + 64), _MM_HINT_T0);
+      const __m512i v0 = _mm512_loadu_si512(p), v1 = _mm512_loadu_si512(p + 64);
+      const __m512i lo0 = _mm512_and_si512(v0, nib);
+      const __m512i hi0 = _mm512_and_si512(_mm512_srli_epi16(v0, 4), nib);
+      const __m512i lo1 = _mm512_and_si512(v1, nib);
+      const __m512i hi1 = _mm512_and_si512(_mm512_srli_epi16(v1, 4), nib);
+#pragma GCC unroll 4
+      for (int m = 0; m < M; ++m) {
+        const int8_t* xm = x + m * ldx + k;
+        acc[m][0] = _mm512_dpbusd_epi32(acc[m][0], lo0, Bcast4(xm));
+        acc[m][1] = _mm512_dpbusd_epi32(acc[m][1], hi0, Bcast4(xm + 4));
+        acc[m][2] = _mm512_dpbusd_epi32(acc[m][2], lo1, Bcast4(xm + 8));
+        acc[m][3] = _mm512_dpbusd_epi32(acc[m][3], hi1, Bcast4(xm + 12));
+      }
+    }
+    const __m512 s = _mm512_loadu_ps(sc + gi * kS4BlockRows);
+#pragma GCC unroll 4
+    for (int m = 0; m < M; ++m) {
+      const __m512i a = _mm512_sub_epi32(
+          _mm512_add_epi32(_mm512_add_epi32(acc[m][0], acc[m][1]),
+                           _mm512_add_epi32(acc[m][2], acc[m][3])),
+          _mm512_set1_epi32(zx[m * ng + gi]));
+      // Per lane: fl(sum + fl(scale * float(acc_g))), no fused multiply-add.
+      sum[m] = _mm512_add_ps(sum[m], _mm512_mul_ps(s, _mm512_cvtepi32_ps(a)));
+    }
+  }
+#pragma GCC unroll 4
+  for (int m = 0; m < M; ++m) _mm512_storeu_ps(t + kS4BlockRows * m, sum[m]);
 }
 
 }  // namespace
