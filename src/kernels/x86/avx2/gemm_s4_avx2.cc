@@ -132,6 +132,11 @@ inline void Rows16Block(const uint8_t* blk, const float* sc, const int8_t* x, in
   }
 }
 
+// No fused prefill tiles on AVX2: kS4Rows16 prefill goes through the int8 GEMM panels.
+constexpr bool kHasRows16Tiles = false;
+template <typename Store>
+void GemmS4Rows16Tiles(const GemmArgs&, int64_t, int64_t, const Store&) {}
+
 }  // namespace
 
 #include "kernels/q4_impl.inc"

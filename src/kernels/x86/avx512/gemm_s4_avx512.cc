@@ -196,6 +196,106 @@ inline void Rows16Block(const uint8_t* blk, const float* sc, const int8_t* x, in
   for (int m = 0; m < M; ++m) _mm512_storeu_ps(t + kS4BlockRows * m, sum[m]);
 }
 
+// Prefill on kS4Rows16 (M > 16): register tiles of MR x rows by 32 W rows (two blocks) read
+// the codes where they lie: per step of 8 k the two blocks' 64-byte loads are, after the
+// nibble split, exactly the int8 GEMM's packed quads (16 rows x 4 k per vector) for k..k+3
+// and k+4..k+7, so no panel is unpacked. Per group each lane's exact acc_g is rescaled into
+// its float sum as in the contract (same bits). MR = 6: 12 int32 and 12 float accumulators.
+constexpr bool kHasRows16Tiles = true;
+constexpr int kS4TileRows = 6;
+
+template <int MR, typename Store>
+inline void Rows16Tile(const GemmArgs& g, const int32_t* zx, int64_t m0, int64_t b0, int nb,
+                       int64_t n_begin, int64_t n_end, const Store& store) {
+  const WeightDesc& w = *g.w;
+  const int64_t K = g.K, G = w.group, ng = K / G;
+  const uint8_t* blk0 = static_cast<const uint8_t*>(w.data) + b0 * kS4BlockRows * (K / 2);
+  const uint8_t* blk1 = blk0 + kS4BlockRows * (K / 2);
+  const float* sc0 = w.scales + b0 * ng * kS4BlockRows;
+  const float* sc1 = sc0 + ng * kS4BlockRows;
+  const int8_t* x = static_cast<const int8_t*>(g.x) + m0 * g.ldx;
+  const __m512i nib = _mm512_set1_epi8(0x0F);
+  __m512 t[MR][2];
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r) t[r][0] = t[r][1] = _mm512_setzero_ps();
+  for (int64_t gi = 0; gi < ng; ++gi) {
+    __m512i acc[MR][2];
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
+    for (int64_t k = gi * G; k < (gi + 1) * G; k += 8) {
+      const __m512i v0 = _mm512_loadu_si512(blk0 + 8 * k);  // step k / 8: 64 bytes at 8 k
+      const __m512i v1 = nb == 2 ? _mm512_loadu_si512(blk1 + 8 * k) : _mm512_setzero_si512();
+      const __m512i lo0 = _mm512_and_si512(v0, nib);
+      const __m512i hi0 = _mm512_and_si512(_mm512_srli_epi16(v0, 4), nib);
+      const __m512i lo1 = _mm512_and_si512(v1, nib);
+      const __m512i hi1 = _mm512_and_si512(_mm512_srli_epi16(v1, 4), nib);
+#pragma GCC unroll 6
+      for (int r = 0; r < MR; ++r) {
+        const __m512i xl = Bcast4(x + r * g.ldx + k), xh = Bcast4(x + r * g.ldx + k + 4);
+        acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], lo0, xl);
+        acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], lo1, xl);
+        acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], hi0, xh);
+        acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], hi1, xh);
+      }
+    }
+    const __m512 s0 = _mm512_loadu_ps(sc0 + gi * kS4BlockRows);
+    const __m512 s1 = nb == 2 ? _mm512_loadu_ps(sc1 + gi * kS4BlockRows) : _mm512_setzero_ps();
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; ++r) {
+      const __m512i z = _mm512_set1_epi32(zx[(m0 + r) * ng + gi]);
+      // Per lane: fl(sum + fl(scale * float(acc_g))), no fused multiply-add.
+      t[r][0] = _mm512_add_ps(t[r][0], _mm512_mul_ps(s0, _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][0], z))));
+      t[r][1] = _mm512_add_ps(t[r][1], _mm512_mul_ps(s1, _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][1], z))));
+    }
+  }
+  const int64_t nlo = b0 * kS4BlockRows > n_begin ? b0 * kS4BlockRows : n_begin;
+  const int64_t nhi = (b0 + nb) * kS4BlockRows < n_end ? (b0 + nb) * kS4BlockRows : n_end;
+  alignas(64) float tt[2 * kS4BlockRows];
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r) {
+    _mm512_store_ps(tt, t[r][0]);
+    _mm512_store_ps(tt + kS4BlockRows, t[r][1]);
+    const float sm = g.a[(m0 + r) * g.a_stride] * g.b;
+    for (int64_t n = nlo; n < nhi; ++n) {
+      const float c = g.col != nullptr ? sm * g.col[n] : sm;
+      store(m0 + r, n, tt[n - b0 * kS4BlockRows] * c);
+    }
+  }
+}
+
+template <typename Store>
+void GemmS4Rows16Tiles(const GemmArgs& g, int64_t n_begin, int64_t n_end, const Store& store) {
+  const WeightDesc& w = *g.w;
+  QM_DCHECK(w.format == WeightFormat::kS4Rows16 && g.K == w.cols && w.group % 8 == 0 &&
+                g.K % w.group == 0 && n_end <= w.rows,
+            "S8 x S4 (rows16) GEMM shape (K %lld, group %lld)", static_cast<long long>(g.K),
+            static_cast<long long>(w.group));
+  const int64_t ng = g.K / w.group;
+  auto* zx = static_cast<int32_t*>(q8::Scratch(q8::Q8Slot::kA, g.M * ng * sizeof(int32_t)));
+  const auto* x = static_cast<const int8_t*>(g.x);
+  for (int64_t m = 0; m < g.M; ++m)
+    for (int64_t gi = 0; gi < ng; ++gi) {
+      int32_t sum = 0;
+      for (int64_t k = gi * w.group; k < (gi + 1) * w.group; ++k) sum += x[m * g.ldx + k];
+      zx[m * ng + gi] = kS4Zero * sum;
+    }
+  const int64_t b_end = (n_end + kS4BlockRows - 1) / kS4BlockRows;
+  for (int64_t b0 = n_begin / kS4BlockRows; b0 < b_end; b0 += 2) {
+    const int nb = b0 + 1 < b_end ? 2 : 1;
+    int64_t m0 = 0;
+    for (; m0 + kS4TileRows <= g.M; m0 += kS4TileRows)
+      Rows16Tile<kS4TileRows>(g, zx, m0, b0, nb, n_begin, n_end, store);
+    switch (g.M - m0) {
+      case 1: Rows16Tile<1>(g, zx, m0, b0, nb, n_begin, n_end, store); break;
+      case 2: Rows16Tile<2>(g, zx, m0, b0, nb, n_begin, n_end, store); break;
+      case 3: Rows16Tile<3>(g, zx, m0, b0, nb, n_begin, n_end, store); break;
+      case 4: Rows16Tile<4>(g, zx, m0, b0, nb, n_begin, n_end, store); break;
+      case 5: Rows16Tile<5>(g, zx, m0, b0, nb, n_begin, n_end, store); break;
+      default: break;
+    }
+  }
+}
+
 }  // namespace
 
 #include "kernels/q4_impl.inc"
