@@ -119,7 +119,9 @@ std::vector<std::span<const uint8_t>> Model::DecodeWeightSpans() const {
                       name == "backbone.embeddings.weight_scale")))
       continue;
     const uint64_t n = std::min<uint64_t>(left, t.nbytes);
-    spans.emplace_back(t.data, n);
+    // 4-bit GEMM codes: the kernels stream their load-time kS4Rows16 copy, not the map.
+    const auto copy = weights_->rows16_copies.find(t.data);
+    spans.emplace_back(copy != weights_->rows16_copies.end() ? copy->second.data() : t.data, n);
     left -= n;
   }
   return spans;

@@ -497,6 +497,7 @@ StatusOr<std::unique_ptr<ModelWeights>> BindQuantizedWeights(const MambaConfig& 
           kernels::PackS4Rows16(rm, w->owned_bytes.back().get(), w->owned_floats.back().data());
       m.q4_rows16 = static_cast<const uint8_t*>(p.data);
       m.scales_rows16 = p.scales;
+      w->rows16_copies[v->data] = {m.q4_rows16, static_cast<size_t>(np * (m.cols / 2))};
       store->DropPages(v->data, v->nbytes);
     }
     return m;

@@ -5,7 +5,9 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "core/dtype.h"
@@ -93,6 +95,8 @@ struct ModelWeights {
   std::vector<std::vector<int8_t>> owned_int8;
   std::vector<std::vector<int32_t>> owned_int32;
   std::vector<std::unique_ptr<uint8_t[]>> owned_bytes;  // realigned matrices (rare)
+  // Mapped 4-bit codes -> their kS4Rows16 copy in owned_bytes (what the kernels stream).
+  std::map<const void*, std::span<const uint8_t>> rows16_copies;
 };
 
 // Binds every tensor of a float checkpoint to `c`, checking presence, dtype (F32/F16/BF16) and
