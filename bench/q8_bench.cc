@@ -194,6 +194,56 @@ BENCHMARK(BM_GemmS8S4)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 
+// W4A16 (F32 x S4 -> F32, group 128): Args M, N, K, threads, r16 (as BM_GemmS8S4).
+void BM_GemmF32S4(benchmark::State& state) {
+  const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
+  const int threads = static_cast<int>(state.range(3));
+  const bool r16 = state.range(4) != 0;
+  const int64_t group = 128, code_bytes = S4Rows16Padded(N) * K / 2, ng = K / group;
+  const int64_t copies = std::max<int64_t>(2, (int64_t{256} << 20) / code_bytes + 1);
+  std::vector<std::vector<int8_t>> codes(copies, std::vector<int8_t>(code_bytes));
+  for (auto& c : codes) FillS8(c.data(), code_bytes);
+  std::vector<float> scales(S4Rows16Padded(N) * ng, 1e-2f);
+  std::vector<float> x(M * K), y(M * N);
+  for (int64_t i = 0; i < M * K; ++i) x[i] = static_cast<float>(i % 13) * 0.1f - 0.6f;
+  WeightDesc wd;
+  wd.format = r16 ? WeightFormat::kS4Rows16 : WeightFormat::kS4Group;
+  wd.rows = N;
+  wd.cols = K;
+  wd.scales = scales.data();
+  wd.group = group;
+  kernels::GemmArgs g;
+  g.M = M;
+  g.K = K;
+  g.x = x.data();
+  g.ldx = K;
+  g.w = &wd;
+  g.y = y.data();
+  g.ldy = N;
+  const KernelTable& k = Table();
+  const GemmFn fn = k.Gemm(NumType::kF32, wd, NumType::kF32);
+  ThreadPool& pool = Pool(threads);
+  int64_t it = 0;
+  for (auto _ : state) {
+    wd.data = codes[it++ % copies].data();
+    pool.ParallelRange(N, 64, [&](int64_t b, int64_t e) { fn(g, b, e); });
+    benchmark::ClobberMemory();
+  }
+  state.SetLabel(std::string(IsaName(k.isa)) + (r16 ? " rows16" : ""));
+  const double bytes = static_cast<double>(code_bytes + N * ng * 4);
+  state.counters["GB"] =
+      benchmark::Counter(bytes * 1e-9 * state.iterations(), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_GemmF32S4)
+    ->ArgNames({"M", "N", "K", "threads", "r16"})
+    ->ArgsProduct({{1, 4}, {8192}, {2048}, {1, 2}, {0, 1}})
+    ->Args({1, 2048, 4096, 2, 0})
+    ->Args({1, 2048, 4096, 2, 1})
+    ->Args({512, 8192, 2048, 2, 0})
+    ->Args({512, 8192, 2048, 2, 1})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
 // The read-bandwidth ceiling inside this harness: the same weight copies, thread split and
 // pool as BM_GemmS8S8, but the kernel only sums the bytes (KernelTable::sum_u64, the ceiling
 // `quamba bench` uses). GEMV efficiency = GemmS8S8 GB/s / this GB/s on the same machine and

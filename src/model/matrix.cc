@@ -7,14 +7,16 @@ namespace quamba {
 void MatMulRange(const kernels::KernelTable& k, const float* x, int64_t M, int64_t ldx,
                  const MatrixRef& w, float* y, int64_t ldy, int64_t nb, int64_t ne) {
   kernels::WeightDesc wd;
+  wd.data = w.data;
   if (w.s4()) {
-    wd.format = kernels::WeightFormat::kS4Group;
-    wd.scales = w.scales;
+    const bool r16 = w.q4_rows16 != nullptr;
+    wd.format = r16 ? kernels::WeightFormat::kS4Rows16 : kernels::WeightFormat::kS4Group;
+    wd.data = r16 ? w.q4_rows16 : w.data;
+    wd.scales = r16 ? w.scales_rows16 : w.scales;
     wd.group = w.group;
   } else {
     wd.format = kernels::FloatWeightFormat(w.dtype);
   }
-  wd.data = w.data;
   wd.rows = w.rows;
   wd.cols = w.cols;
   const kernels::GemmFn f = k.Gemm(kernels::NumType::kF32, wd, kernels::NumType::kF32);

@@ -19,6 +19,10 @@ struct MatrixRef {
   // row, group = cols.
   const float* scales = nullptr;
   int64_t group = 0;
+  // U8: the same codes and scales in the kernels' kS4Rows16 layout (repacked at load), which
+  // MatMulRange runs; data and scales stay for the tools. Null: run data as it is.
+  const uint8_t* q4_rows16 = nullptr;
+  const float* scales_rows16 = nullptr;
   bool s4() const { return dtype == DType::kU8; }
   // Bytes of the stored matrix (codes and scales).
   uint64_t bytes() const;

@@ -70,6 +70,34 @@ Status BindInt8Table(const TensorView& t, const TensorView& sc, ModelWeights* w)
   return Status::Ok();
 }
 
+// 4-bit codes (rows, cols) with group scales repacked into the kernels' kS4Rows16 layout
+// (kernels.h: one 64-byte load feeds 16 rows), owned by w and recorded for DecodeWeightSpans.
+// `drop`: the row-major codes are read only by the simulation and the tools from now on, so
+// their pages are dropped from memory (read again from the file if touched). Returns false
+// (nothing packed) when the group is not a multiple of 16.
+bool PackRows16(const TensorStore& store, const void* q4, const float* scales, int64_t rows,
+                int64_t cols, int64_t group, bool drop, ModelWeights* w,
+                const uint8_t** codes_out, const float** scales_out) {
+  if (group % 16 != 0) return false;
+  kernels::WeightDesc rm;
+  rm.format = kernels::WeightFormat::kS4Group;
+  rm.data = q4;
+  rm.rows = rows;
+  rm.cols = cols;
+  rm.scales = scales;
+  rm.group = group;
+  const int64_t np = kernels::S4Rows16Padded(rows);
+  w->owned_bytes.emplace_back(new uint8_t[np * (cols / 2)]);
+  w->owned_floats.emplace_back(np * (cols / group));
+  const kernels::WeightDesc p =
+      kernels::PackS4Rows16(rm, w->owned_bytes.back().get(), w->owned_floats.back().data());
+  *codes_out = static_cast<const uint8_t*>(p.data);
+  *scales_out = p.scales;
+  w->rows16_copies[q4] = {*codes_out, static_cast<size_t>(np * (cols / 2))};
+  if (drop) store.DropPages(q4, static_cast<uint64_t>(rows) * (cols / 2));
+  return true;
+}
+
 // Binds float layers from a checked store: a float checkpoint (w4 null), or a W4A16 quantized
 // one whose tensor list ForEachQuantTensor already checked (w4: its config; the 4-bit linears
 // are bound as codes + group scales). a16_only (W4AX): only the tensors of w4's A16 layers.
@@ -204,6 +232,21 @@ Status BindFloatLayers(const MambaConfig& c, const TensorStore& st, const QuantC
   });
   if (!status.ok()) return status;
   if (w->lm_head.data == nullptr && !a16_only) w->lm_head = w->embedding;
+  // W4A16: the GEMM matrices in the kernels' layout; a tied 4-bit embedding keeps its pages
+  // (read by rows).
+  if (w4 != nullptr) {
+    auto pack = [&](MatrixRef& m, bool drop) {
+      if (m.s4() && m.q4_rows16 == nullptr)
+        PackRows16(*store, m.data, m.scales, m.rows, m.cols, m.group, drop, w, &m.q4_rows16,
+                   &m.scales_rows16);
+    };
+    for (int l = 0; l < c.n_layer; ++l) {
+      if (!wanted(l)) continue;
+      LayerWeights& L = w->layers[l];
+      for (MatrixRef* m : {&L.in_proj, &L.out_proj, &L.x_proj}) pack(*m, /*drop=*/true);
+    }
+    if (!a16_only) pack(w->lm_head, /*drop=*/w->lm_head.data != w->embedding.data);
+  }
   const int64_t conv_channels = c.arch == Arch::kMamba2 ? c.conv_dim() : c.d_inner;
   for (int l = 0; l < c.n_layer; ++l) {
     if (!wanted(l)) continue;
@@ -479,27 +522,9 @@ StatusOr<std::unique_ptr<ModelWeights>> BindQuantizedWeights(const MambaConfig& 
                                          sc->name.c_str(), f[i], i));
     w->owned_floats.push_back(std::move(f));
     m.scales = w->owned_floats.back().data();
-    if (pack && status.ok() && m.group % 16 == 0) {
-      // The kernels' layout (kernels.h kS4Rows16); the file's row-major codes are then only
-      // read by the simulation and the tools, so their pages are dropped from memory (read
-      // again from the file if touched).
-      kernels::WeightDesc rm;
-      rm.format = kernels::WeightFormat::kS4Group;
-      rm.data = m.q4;
-      rm.rows = m.rows;
-      rm.cols = m.cols;
-      rm.scales = m.scales;
-      rm.group = m.group;
-      const int64_t np = kernels::S4Rows16Padded(m.rows);
-      w->owned_bytes.emplace_back(new uint8_t[np * (m.cols / 2)]);
-      w->owned_floats.emplace_back(np * (m.cols / m.group));
-      const kernels::WeightDesc p =
-          kernels::PackS4Rows16(rm, w->owned_bytes.back().get(), w->owned_floats.back().data());
-      m.q4_rows16 = static_cast<const uint8_t*>(p.data);
-      m.scales_rows16 = p.scales;
-      w->rows16_copies[v->data] = {m.q4_rows16, static_cast<size_t>(np * (m.cols / 2))};
-      store->DropPages(v->data, v->nbytes);
-    }
+    if (pack && status.ok())
+      PackRows16(*store, m.q4, m.scales, m.rows, m.cols, m.group, /*drop=*/true, w.get(),
+                 &m.q4_rows16, &m.scales_rows16);
     return m;
   };
   auto matrix_ref = [&](const TensorView* v) {

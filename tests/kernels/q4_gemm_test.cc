@@ -279,12 +279,21 @@ void RunF32S4Case(Isa isa, const S4Case& c) {
                                      : static_cast<double>(c.K + 8);
       tol[i] = chain * kU * sum_abs[i] + 1e-30;
     }
-  const GemmFn fn = KernelsFor(isa).Gemm(NumType::kF32, wd, NumType::kF32);
-  ASSERT_NE(fn, nullptr);
-  std::vector<float> y(ny, -3.0f);
-  g.y = y.data();
-  fn(g, c.n_begin, c.n_end);
-  ASSERT_TRUE(testing::AssertClose("w4a16 vs float64", isa, y, want, tol));
+  // Both layouts, as for W4A8: the file's kS4Group and the engine's kS4Rows16.
+  std::vector<uint8_t> q16(S4Rows16Padded(c.N) * c.K / 2 + 1);
+  std::vector<float> s16(S4Rows16Padded(c.N) * ng + 1);
+  std::vector<WeightDesc> layouts = {wd};
+  if (c.group % 16 == 0) layouts.push_back(PackS4Rows16(wd, q16.data(), s16.data()));
+  for (const WeightDesc& lw : layouts) {
+    SCOPED_TRACE(lw.format == WeightFormat::kS4Rows16 ? "kS4Rows16" : "kS4Group");
+    const GemmFn fn = KernelsFor(isa).Gemm(NumType::kF32, lw, NumType::kF32);
+    ASSERT_NE(fn, nullptr);
+    std::vector<float> y(ny, -3.0f);
+    g.w = &lw;
+    g.y = y.data();
+    fn(g, c.n_begin, c.n_end);
+    ASSERT_TRUE(testing::AssertClose("w4a16 vs float64", isa, y, want, tol));
+  }
 }
 
 TEST_P(Q4GemmTest, W4A16ShapeSweep) {
@@ -302,7 +311,7 @@ TEST_P(Q4GemmTest, W4A16ShapeSweep) {
   }
   // Prefill at a Mamba in_proj size, from a column range that starts inside a panel.
   RunF32S4Case(GetParam(), {.M = 33, .N = 2048, .K = 1024, .n_begin = 100, .n_end = 397});
-  for (int64_t group : {2, 64, 256}) {
+  for (int64_t group : {2, 16, 32, 64, 256}) {
     RunF32S4Case(GetParam(), {.M = 3, .N = 9, .K = 3 * group, .group = group, .n_end = 9});
     if (HasFatalFailure()) return;
   }

@@ -77,8 +77,49 @@ void GemmS8S4ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
   GemmS4Core(g, n_begin, n_end, [&](int64_t m, int64_t n, float v) { y[m * g.ldy + n] = v; });
 }
 
+namespace {
+
+// W4A16 on a kS4Rows16 weight, in the row-major kernel's order (k ascending within a group):
+// row n's 4 bytes of step s (k = 8s .. 8s + 7) sit at block + 64 s + 4 r.
+void GemmF32S4Rows16(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
+  const WeightDesc& w = *g.w;
+  const auto* x = static_cast<const float*>(g.x);
+  const auto* q = static_cast<const uint8_t*>(w.data);
+  auto* y = static_cast<float*>(g.y);
+  const int64_t ng = g.K / w.group;
+  for (int64_t m = 0; m < g.M; ++m) {
+    const float* xr = x + m * g.ldx;
+    for (int64_t n = n_begin; n < n_end; ++n) {
+      const int64_t b = n / kS4BlockRows, r = n % kS4BlockRows;
+      const uint8_t* blk = q + b * kS4BlockRows * (g.K / 2) + 4 * r;
+      const float* sc = w.scales + b * ng * kS4BlockRows + r;
+      float sum = 0.0f;
+      for (int64_t gi = 0; gi < ng; ++gi) {
+        float acc = 0.0f;
+        for (int64_t s = gi * w.group / 8; s < (gi + 1) * w.group / 8; ++s)
+          for (int64_t i = 0; i < 8; ++i) {
+            const uint8_t byte = blk[64 * s + i % 4];
+            const int code = i < 4 ? (byte & 0xF) : (byte >> 4);
+            acc += xr[8 * s + i] * static_cast<float>(code - kS4Zero);
+          }
+        sum += sc[gi * kS4BlockRows] * acc;
+      }
+      y[m * g.ldy + n] = sum;
+    }
+  }
+}
+
+}  // namespace
+
 void GemmF32S4ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
   const WeightDesc& w = *g.w;
+  if (w.format == WeightFormat::kS4Rows16) {
+    QM_DCHECK(g.K == w.cols && w.group > 0 && w.group % 16 == 0 && g.K % w.group == 0 &&
+                  n_end <= w.rows,
+              "F32 x S4 GEMM on a kS4Rows16 weight with group %lld",
+              static_cast<long long>(w.group));
+    return GemmF32S4Rows16(g, n_begin, n_end);
+  }
   QM_DCHECK(w.format == WeightFormat::kS4Group && g.K == w.cols && w.group > 0 &&
                 w.group % 2 == 0 && g.K % w.group == 0 && n_end <= w.rows,
             "F32 x S4 GEMM on a weight that is not kS4Group");

@@ -383,12 +383,17 @@ void DequantizePanel(const WeightDesc& w, int64_t n0, int64_t nr, float* out) {
   }
 }
 
+void DequantizePanelRows16(const WeightDesc& w, int64_t n0, int64_t nr, float* out);  // below
+
 void GemmF32S4Panels(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
   const WeightDesc& w = *g.w;
   auto* panel = static_cast<float*>(q8::Scratch(Q8Slot::kA, kS4PanelRows * g.K * sizeof(float)));
   for (int64_t n0 = n_begin; n0 < n_end; n0 += kS4PanelRows) {
     const int64_t nr = n0 + kS4PanelRows <= n_end ? kS4PanelRows : n_end - n0;
-    DequantizePanel(w, n0, nr, panel);
+    if (w.format == WeightFormat::kS4Rows16)
+      DequantizePanelRows16(w, n0, nr, panel);
+    else
+      DequantizePanel(w, n0, nr, panel);
     WeightDesc pw;
     pw.format = WeightFormat::kF32;
     pw.data = panel;
@@ -401,11 +406,147 @@ void GemmF32S4Panels(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
   }
 }
 
+// ---- W4A16 on kS4Rows16 (kernels.h): lane r of a 64-byte step is W row 16 b + r with
+// k = 8 s .. 8 s + 7 in its dword (byte i: k = 8 s + i in the low nibble, 8 s + 4 + i in the
+// high one). vpermps reads the low 4 bits of each index, so (dword >> shift) indexes a table of
+// code - 8 directly: per k one shift and one permute give the 16 rows' weights, then one FMA
+// per x row with x[m, k] broadcast from memory. No horizontal sums: a group's 16 row sums end
+// in the lanes.
+
+// Weights (code - 8) of k = 8 s + i, i = 0..7, for the 16 rows of step v.
+inline void Rows16Weights(__m512i v, __m512* w) {
+  const __m512 tbl = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
+  w[0] = _mm512_permutexvar_ps(v, tbl);
+  w[1] = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 8), tbl);
+  w[2] = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 16), tbl);
+  w[3] = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 24), tbl);
+  w[4] = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), tbl);
+  w[5] = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 12), tbl);
+  w[6] = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 20), tbl);
+  w[7] = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 28), tbl);
+}
+
+// y[m, 16 b + r] for x rows m < M and the rows r of `mask` of one block (codes blk, scales sc:
+// (K / group, 16)). Per group C accumulator chains per x row (k mod C) hide the FMA latency;
+// they are added, then scaled into the row sum with one FMA: chains of group / C + C - 1
+// roundings per group, within the contract's group + K / group + 8.
+template <int M>
+inline void Rows16F32(const uint8_t* blk, const float* sc, const float* x, int64_t ldx,
+                      int64_t K, int64_t group, float* y, int64_t ldy, __mmask16 mask) {
+  constexpr int C = M <= 2 ? 4 : 2;
+  const int64_t ng = K / group;
+  __m512 out[M];
+#pragma GCC unroll 4
+  for (int m = 0; m < M; ++m) out[m] = _mm512_setzero_ps();
+  for (int64_t gi = 0; gi < ng; ++gi) {
+    __m512 acc[M][C];
+#pragma GCC unroll 4
+    for (int m = 0; m < M; ++m)
+#pragma GCC unroll 4
+      for (int c = 0; c < C; ++c) acc[m][c] = _mm512_setzero_ps();
+    for (int64_t s = gi * group / 8; s < (gi + 1) * group / 8; ++s) {
+      const uint8_t* p = blk + 64 * s;
+      _mm_prefetch(reinterpret_cast<const char*>(p + kS4Rows16PrefetchBytes), _MM_HINT_T0);
+      __m512 w[8];
+      Rows16Weights(_mm512_loadu_si512(p), w);
+#pragma GCC unroll 4
+      for (int m = 0; m < M; ++m) {
+        const float* xk = x + m * ldx + 8 * s;
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; ++i)
+          acc[m][i % C] = _mm512_fmadd_ps(w[i], _mm512_set1_ps(xk[i]), acc[m][i % C]);
+      }
+    }
+    const __m512 scale = _mm512_loadu_ps(sc + gi * kS4BlockRows);
+#pragma GCC unroll 4
+    for (int m = 0; m < M; ++m) {
+      __m512 t = acc[m][0];
+#pragma GCC unroll 4
+      for (int c = 1; c < C; ++c) t = _mm512_add_ps(t, acc[m][c]);
+      out[m] = _mm512_fmadd_ps(scale, t, out[m]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int m = 0; m < M; ++m) _mm512_mask_storeu_ps(y + m * ldy, mask, out[m]);
+}
+
+// Decode (M <= kS4GemvMaxM): per block of 16 W rows, up to 4 x rows per pass (the block's
+// 8 K bytes stay in L1 between passes).
+void GemmF32S4Rows16Gemv(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
+  const WeightDesc& w = *g.w;
+  const auto* q = static_cast<const uint8_t*>(w.data);
+  const auto* x = static_cast<const float*>(g.x);
+  auto* y = static_cast<float*>(g.y);
+  const int64_t ng = g.K / w.group;
+  for (int64_t b = n_begin / kS4BlockRows; b * kS4BlockRows < n_end; ++b) {
+    const int64_t n0 = b * kS4BlockRows;
+    const int64_t lo = n_begin > n0 ? n_begin - n0 : 0;
+    const int64_t hi = n_end - n0 < kS4BlockRows ? n_end - n0 : kS4BlockRows;
+    const auto mask = static_cast<__mmask16>(((1u << hi) - 1) & ~((1u << lo) - 1));
+    const uint8_t* blk = q + n0 * (g.K / 2);
+    const float* sc = w.scales + b * ng * kS4BlockRows;
+    int64_t m0 = 0;
+    for (; m0 + 4 <= g.M; m0 += 4)
+      Rows16F32<4>(blk, sc, x + m0 * g.ldx, g.ldx, g.K, w.group, y + m0 * g.ldy + n0, g.ldy,
+                   mask);
+    switch (g.M - m0) {
+      case 1:
+        Rows16F32<1>(blk, sc, x + m0 * g.ldx, g.ldx, g.K, w.group, y + m0 * g.ldy + n0, g.ldy,
+                     mask);
+        break;
+      case 2:
+        Rows16F32<2>(blk, sc, x + m0 * g.ldx, g.ldx, g.K, w.group, y + m0 * g.ldy + n0, g.ldy,
+                     mask);
+        break;
+      case 3:
+        Rows16F32<3>(blk, sc, x + m0 * g.ldx, g.ldx, g.K, w.group, y + m0 * g.ldy + n0, g.ldy,
+                     mask);
+        break;
+      default: break;
+    }
+  }
+}
+
+// Rows [n0, n0 + nr) of a kS4Rows16 W as float32 (nr, K), row-major, w = fl(scale * (code - 8)):
+// per step 8 vectors of 16 rows (one k each), scattered to their rows.
+void DequantizePanelRows16(const WeightDesc& w, int64_t n0, int64_t nr, float* out) {
+  const int64_t K = w.cols, ng = K / w.group;
+  const auto* q = static_cast<const uint8_t*>(w.data);
+  for (int64_t b = n0 / kS4BlockRows; b * kS4BlockRows < n0 + nr; ++b) {
+    const int64_t first = b * kS4BlockRows - n0;  // panel row of the block's row 0 (may be < 0)
+    const int64_t lo = first < 0 ? -first : 0;
+    const int64_t hi = nr - first < kS4BlockRows ? nr - first : kS4BlockRows;
+    const auto mask = static_cast<__mmask16>(((1u << hi) - 1) & ~((1u << lo) - 1));
+    // Lane r's element offset in `out` (masked lanes are never addressed).
+    const __m512i idx = _mm512_mullo_epi32(
+        _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(first)),
+                         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)),
+        _mm512_set1_epi32(static_cast<int32_t>(K)));
+    const uint8_t* blk = q + b * kS4BlockRows * (K / 2);
+    const float* sc = w.scales + b * ng * kS4BlockRows;
+    for (int64_t s = 0; s < K / 8; ++s) {
+      const __m512 scale = _mm512_loadu_ps(sc + (8 * s / w.group) * kS4BlockRows);
+      __m512 v[8];
+      Rows16Weights(_mm512_loadu_si512(blk + 64 * s), v);
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; ++i)
+        _mm512_mask_i32scatter_ps(out + 8 * s + i, mask, idx, _mm512_mul_ps(scale, v[i]), 4);
+    }
+  }
+}
+
 }  // namespace
 
 void GemmF32S4ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
   if (g.M <= 0 || n_end <= n_begin) return;
   const WeightDesc& w = *g.w;
+  if (w.format == WeightFormat::kS4Rows16) {
+    QM_DCHECK(g.K == w.cols && w.group % 16 == 0 && g.K % w.group == 0 && n_end <= w.rows,
+              "F32 x S4 GEMM shape (K %lld, group %lld)", static_cast<long long>(g.K),
+              static_cast<long long>(w.group));
+    return g.M > kS4GemvMaxM ? GemmF32S4Panels(g, n_begin, n_end)
+                             : GemmF32S4Rows16Gemv(g, n_begin, n_end);
+  }
   if (w.group % kS4Block != 0) return generic::GemmF32S4ToF32(g, n_begin, n_end);
   if (g.M > kS4GemvMaxM) return GemmF32S4Panels(g, n_begin, n_end);
   QM_DCHECK(w.format == WeightFormat::kS4Group && g.K == w.cols && g.K % w.group == 0 &&
