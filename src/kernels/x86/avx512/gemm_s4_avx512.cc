@@ -507,8 +507,41 @@ void GemmF32S4Rows16Gemv(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
   }
 }
 
+// In-register 16 x 16 transpose: m[i] lane j -> m[j] lane i. Step b swaps bit b of the vector
+// index with bit b of the lane index (one vpermt2ps per vector); four steps swap all four.
+struct TransposeIdx {
+  alignas(64) int32_t lo[4][16];
+  alignas(64) int32_t hi[4][16];
+};
+constexpr TransposeIdx MakeTransposeIdx() {
+  TransposeIdx t{};
+  for (int b = 0; b < 4; ++b)
+    for (int j = 0; j < 16; ++j) {
+      const int bit = 1 << b;
+      t.lo[b][j] = (j & bit) != 0 ? 16 + (j & ~bit) : j;  // vector i (bit b clear)
+      t.hi[b][j] = (j & bit) != 0 ? 16 + j : (j | bit);    // vector i | bit
+    }
+  return t;
+}
+constexpr TransposeIdx kTransposeIdx = MakeTransposeIdx();
+
+inline void Transpose16x16(__m512* m) {
+#pragma GCC unroll 4
+  for (int b = 0; b < 4; ++b) {
+    const __m512i lo = _mm512_load_si512(kTransposeIdx.lo[b]);
+    const __m512i hi = _mm512_load_si512(kTransposeIdx.hi[b]);
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) {
+      if ((i & (1 << b)) != 0) continue;
+      const __m512 a = m[i], c = m[i | (1 << b)];
+      m[i] = _mm512_permutex2var_ps(a, lo, c);
+      m[i | (1 << b)] = _mm512_permutex2var_ps(a, hi, c);
+    }
+  }
+}
+
 // Rows [n0, n0 + nr) of a kS4Rows16 W as float32 (nr, K), row-major, w = fl(scale * (code - 8)):
-// per step 8 vectors of 16 rows (one k each), scattered to their rows.
+// per two steps (16 k, one group) 16 vectors of 16 rows, transposed to 16 rows of 16 k.
 void DequantizePanelRows16(const WeightDesc& w, int64_t n0, int64_t nr, float* out) {
   const int64_t K = w.cols, ng = K / w.group;
   const auto* q = static_cast<const uint8_t*>(w.data);
@@ -516,21 +549,17 @@ void DequantizePanelRows16(const WeightDesc& w, int64_t n0, int64_t nr, float* o
     const int64_t first = b * kS4BlockRows - n0;  // panel row of the block's row 0 (may be < 0)
     const int64_t lo = first < 0 ? -first : 0;
     const int64_t hi = nr - first < kS4BlockRows ? nr - first : kS4BlockRows;
-    const auto mask = static_cast<__mmask16>(((1u << hi) - 1) & ~((1u << lo) - 1));
-    // Lane r's element offset in `out` (masked lanes are never addressed).
-    const __m512i idx = _mm512_mullo_epi32(
-        _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(first)),
-                         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)),
-        _mm512_set1_epi32(static_cast<int32_t>(K)));
     const uint8_t* blk = q + b * kS4BlockRows * (K / 2);
     const float* sc = w.scales + b * ng * kS4BlockRows;
-    for (int64_t s = 0; s < K / 8; ++s) {
+    for (int64_t s = 0; s < K / 8; s += 2) {  // K % 16 == 0: group % 16 == 0
       const __m512 scale = _mm512_loadu_ps(sc + (8 * s / w.group) * kS4BlockRows);
-      __m512 v[8];
-      Rows16Weights(_mm512_loadu_si512(blk + 64 * s), v);
-#pragma GCC unroll 8
-      for (int i = 0; i < 8; ++i)
-        _mm512_mask_i32scatter_ps(out + 8 * s + i, mask, idx, _mm512_mul_ps(scale, v[i]), 4);
+      __m512 m[16];
+      Rows16Weights(_mm512_loadu_si512(blk + 64 * s), m);
+      Rows16Weights(_mm512_loadu_si512(blk + 64 * (s + 1)), m + 8);
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; ++i) m[i] = _mm512_mul_ps(scale, m[i]);
+      Transpose16x16(m);
+      for (int64_t r = lo; r < hi; ++r) _mm512_storeu_ps(out + (first + r) * K + 8 * s, m[r]);
     }
   }
 }
