@@ -23,6 +23,9 @@ void GemmS8S8ToS8(const GemmArgs& g, int64_t n_begin, int64_t n_end);
 void GemmS8S8ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end);
 void GemmS8S4ToS8(const GemmArgs& g, int64_t n_begin, int64_t n_end);
 void GemmS8S4ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end);
+// W4A16 on kS4Rows16: decode 8 rows per vector (shift, mask, convert per k); prefill through
+// dequantized panels and the float GEMM. kS4Group: the generic kernel.
+void GemmF32S4ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end);
 
 // Width-generic bodies (src/kernels/simd/*.inc) compiled for this ISA in simd_avx2.cc.
 // AddRmsNorm / AddRmsNormQuant: sum of squares accumulated in double, as generic.

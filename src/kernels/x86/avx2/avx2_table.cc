@@ -34,6 +34,7 @@ void FillTable(KernelTable* t) {
   t->SetGemm(NumType::kS8, NumType::kS8, NumType::kF32, GemmS8S8ToF32);
   t->SetGemm(NumType::kS8, NumType::kS4, NumType::kS8, GemmS8S4ToS8);
   t->SetGemm(NumType::kS8, NumType::kS4, NumType::kF32, GemmS8S4ToF32);
+  t->SetGemm(NumType::kF32, NumType::kS4, NumType::kF32, GemmF32S4ToF32);
   t->add_rms_norm = AddRmsNorm;
   t->causal_conv1d_silu = CausalConv1dSilu;
   t->selective_scan = SelectiveScan;
