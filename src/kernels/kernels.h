@@ -67,7 +67,7 @@ inline int S4Code(const uint8_t* row, int64_t k) {
   return k % 2 == 0 ? (b & 0x0F) : (b >> 4);
 }
 
-// kS4Rows16, the int8-activation GEMV's load-time layout: rows in blocks of kS4BlockRows (N
+// kS4Rows16, the 4-bit GEMMs' load-time layout (W4A8 and W4A16): rows in blocks of kS4BlockRows (N
 // padded up to a multiple: padding rows have codes kS4Zero and scales 0). Block b holds rows
 // 16b .. 16b + 15 in 8 K bytes at data + 8 K b; within it, per step s of 8 consecutive k, 64
 // bytes at offset 64 s whose byte 4 r + i (r < 16, i < 4) holds code[16 b + r, 8 s + i] in its
