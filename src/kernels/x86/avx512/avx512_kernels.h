@@ -13,6 +13,9 @@ namespace quamba::kernels::x86::avx512 {
 void GemmF32F32ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end);
 void GemmF32F16ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end);
 void GemmF32BF16ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end);
+// The float GEMM's packed loop nest (any M) with a kS4Rows16 weight (W4A16 prefill), packed
+// straight from the layout: w = fl(scale * (code - 8)), then fp32 accumulation.
+void GemmF32S4Rows16Packed(const GemmArgs& g, int64_t n_begin, int64_t n_end);
 void ConvertF16(const void* src, int64_t n, float* dst);
 void ConvertBF16(const void* src, int64_t n, float* dst);
 uint64_t SumU64(const uint8_t* p, int64_t n);

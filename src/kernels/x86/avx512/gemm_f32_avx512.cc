@@ -319,9 +319,10 @@ inline void MicroKernel(int64_t kc, const float* ap, const float* bp, float* c, 
   }
 }
 
-template <typename W>
-void Gemm(const float* x, int64_t M, int64_t K, int64_t ldx, const typename W::T* w,
-          int64_t n_begin, int64_t n_end, float* y, int64_t ldy) {
+// pack(n0, nc, k0, kc, bp): PackW's contract for the weight at hand.
+template <typename Pack>
+void GemmPacked(const float* x, int64_t M, int64_t K, int64_t ldx, const Pack& pack,
+                int64_t n_begin, int64_t n_end, float* y, int64_t ldy) {
   if (K == 0) {
     for (int64_t m = 0; m < M; ++m)
       for (int64_t n = n_begin; n < n_end; ++n) y[m * ldy + n] = 0.0f;
@@ -340,13 +341,79 @@ void Gemm(const float* x, int64_t M, int64_t K, int64_t ldx, const typename W::T
       PackX(x, ldx, ic, mc, pc, kc, ap);
       for (int64_t jc = n_begin; jc < n_end; jc += nc_max) {
         const int64_t nc = MinI(nc_max, n_end - jc);
-        PackW<W>(w, K, jc, nc, pc, kc, bp);
+        pack(jc, nc, pc, kc, bp);
         for (int64_t jr = 0; jr < nc; jr += kNR) {
           const float* bpanel = bp + (jr / kNR) * kc * kNR;
           for (int64_t ir = 0; ir < mc; ir += kMR) {
             MicroKernel(kc, ap + (ir / kMR) * kc * kMR, bpanel, y + (ic + ir) * ldy + jc + jr, ldy,
                         pc > 0, MinI(kMR, mc - ir), MinI(kNR, nc - jr));
           }
+        }
+      }
+    }
+  }
+}
+
+template <typename W>
+void Gemm(const float* x, int64_t M, int64_t K, int64_t ldx, const typename W::T* w,
+          int64_t n_begin, int64_t n_end, float* y, int64_t ldy) {
+  GemmPacked(
+      x, M, K, ldx,
+      [&](int64_t n0, int64_t nc, int64_t k0, int64_t kc, float* bp) {
+        PackW<W>(w, K, n0, nc, k0, kc, bp);
+      },
+      n_begin, n_end, y, ldy);
+}
+
+// PackW's contract for a 4-bit kS4Rows16 weight (kernels.h), w = fl(scale * (code - 8)): a
+// layout step holds k = 8s .. 8s + 7 of 16 rows, one row per 32-bit lane, so the 8 weight
+// vectors that one shift and one vpermps per k make (the index's low 4 bits pick code - 8 from a
+// table) are already the k-major 16-column halves of a micro-panel: no transpose. A half that
+// starts inside a 16-row block takes its lanes from two blocks (vpermt2ps with index j + o).
+void PackS4Rows16(const WeightDesc& w, int64_t n0, int64_t nc, int64_t k0, int64_t kc,
+                  float* bp) {
+  const int64_t K = w.cols, ng = K / w.group, nblocks = S4Rows16Padded(w.rows) / kS4BlockRows;
+  const auto* q = static_cast<const uint8_t*>(w.data);
+  const __m512 tbl = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
+  const int64_t panels = (nc + kNR - 1) / kNR;
+  for (int64_t p = 0; p < panels; ++p) {
+    float* dst_panel = bp + p * kc * kNR;
+    for (int h = 0; h < kNV; ++h) {
+      const int64_t row0 = n0 + p * kNR + 16 * h;
+      const int64_t valid_rows = MinI(16, nc - (p * kNR + 16 * h));
+      float* dst = dst_panel + 16 * h;
+      if (valid_rows <= 0) {
+        for (int64_t k = 0; k < kc; ++k) _mm512_store_ps(dst + k * kNR, _mm512_setzero_ps());
+        continue;
+      }
+      const __mmask16 valid = Lanes(valid_rows);
+      const int64_t b0 = row0 / kS4BlockRows, o = row0 % kS4BlockRows;
+      const bool two = o != 0 && b0 + 1 < nblocks;
+      const __m512i idx = _mm512_add_epi32(
+          _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+          _mm512_set1_epi32(static_cast<int32_t>(o)));
+      const uint8_t* blk0 = q + b0 * kS4BlockRows * (K / 2);
+      const uint8_t* blk1 = two ? blk0 + kS4BlockRows * (K / 2) : blk0;
+      const float* sc0 = w.scales + b0 * ng * kS4BlockRows;
+      const float* sc1 = two ? sc0 + ng * kS4BlockRows : sc0;
+      for (int64_t s = k0 / 8; s < (k0 + kc) / 8; ++s) {
+        const int64_t gi = 8 * s / w.group;
+        __m512i v = _mm512_loadu_si512(blk0 + 64 * s);
+        __m512 scale = _mm512_loadu_ps(sc0 + gi * kS4BlockRows);
+        if (o != 0) {
+          // Lanes o..15 of block b0, then 0..o-1 of block b0 + 1 (masked off past the end).
+          const __m512i v1 = _mm512_loadu_si512(blk1 + 64 * s);
+          const __m512 s1 = _mm512_loadu_ps(sc1 + gi * kS4BlockRows);
+          v = _mm512_permutex2var_epi32(v, idx, v1);
+          scale = _mm512_permutex2var_ps(scale, idx, s1);
+        }
+        scale = _mm512_maskz_mov_ps(valid, scale);
+        float* d = dst + (8 * s - k0) * kNR;
+        constexpr int kShift[8] = {0, 8, 16, 24, 4, 12, 20, 28};
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; ++i) {
+          const __m512 wv = _mm512_permutexvar_ps(_mm512_srli_epi32(v, kShift[i]), tbl);
+          _mm512_store_ps(d + i * kNR, _mm512_mul_ps(scale, wv));
         }
       }
     }
@@ -388,6 +455,20 @@ void MatMul(const float* x, int64_t M, int64_t K, int64_t ldx, const void* w_raw
 }
 
 }  // namespace
+
+void GemmF32S4Rows16Packed(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
+  const WeightDesc& w = *g.w;
+  QM_DCHECK(w.format == WeightFormat::kS4Rows16 && g.K == w.cols && w.group % 16 == 0 &&
+                g.K % w.group == 0 && n_end <= w.rows,
+            "W4A16 prefill on a weight that is not kS4Rows16");
+  if (g.M <= 0 || n_end <= n_begin) return;
+  GemmPacked(
+      static_cast<const float*>(g.x), g.M, g.K, g.ldx,
+      [&](int64_t n0, int64_t nc, int64_t k0, int64_t kc, float* bp) {
+        PackS4Rows16(w, n0, nc, k0, kc, bp);
+      },
+      n_begin, n_end, static_cast<float*>(g.y), g.ldy);
+}
 
 void GemmF32F32ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
   QM_DCHECK(g.a == nullptr && g.col == nullptr, "float GEMMs have no epilogue");

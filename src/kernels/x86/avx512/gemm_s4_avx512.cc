@@ -383,17 +383,12 @@ void DequantizePanel(const WeightDesc& w, int64_t n0, int64_t nr, float* out) {
   }
 }
 
-void DequantizePanelRows16(const WeightDesc& w, int64_t n0, int64_t nr, float* out);  // below
-
 void GemmF32S4Panels(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
   const WeightDesc& w = *g.w;
   auto* panel = static_cast<float*>(q8::Scratch(Q8Slot::kA, kS4PanelRows * g.K * sizeof(float)));
   for (int64_t n0 = n_begin; n0 < n_end; n0 += kS4PanelRows) {
     const int64_t nr = n0 + kS4PanelRows <= n_end ? kS4PanelRows : n_end - n0;
-    if (w.format == WeightFormat::kS4Rows16)
-      DequantizePanelRows16(w, n0, nr, panel);
-    else
-      DequantizePanel(w, n0, nr, panel);
+    DequantizePanel(w, n0, nr, panel);
     WeightDesc pw;
     pw.format = WeightFormat::kF32;
     pw.data = panel;
@@ -507,63 +502,6 @@ void GemmF32S4Rows16Gemv(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
   }
 }
 
-// In-register 16 x 16 transpose: m[i] lane j -> m[j] lane i. Step b swaps bit b of the vector
-// index with bit b of the lane index (one vpermt2ps per vector); four steps swap all four.
-struct TransposeIdx {
-  alignas(64) int32_t lo[4][16];
-  alignas(64) int32_t hi[4][16];
-};
-constexpr TransposeIdx MakeTransposeIdx() {
-  TransposeIdx t{};
-  for (int b = 0; b < 4; ++b)
-    for (int j = 0; j < 16; ++j) {
-      const int bit = 1 << b;
-      t.lo[b][j] = (j & bit) != 0 ? 16 + (j & ~bit) : j;  // vector i (bit b clear)
-      t.hi[b][j] = (j & bit) != 0 ? 16 + j : (j | bit);    // vector i | bit
-    }
-  return t;
-}
-constexpr TransposeIdx kTransposeIdx = MakeTransposeIdx();
-
-inline void Transpose16x16(__m512* m) {
-#pragma GCC unroll 4
-  for (int b = 0; b < 4; ++b) {
-    const __m512i lo = _mm512_load_si512(kTransposeIdx.lo[b]);
-    const __m512i hi = _mm512_load_si512(kTransposeIdx.hi[b]);
-#pragma GCC unroll 16
-    for (int i = 0; i < 16; ++i) {
-      if ((i & (1 << b)) != 0) continue;
-      const __m512 a = m[i], c = m[i | (1 << b)];
-      m[i] = _mm512_permutex2var_ps(a, lo, c);
-      m[i | (1 << b)] = _mm512_permutex2var_ps(a, hi, c);
-    }
-  }
-}
-
-// Rows [n0, n0 + nr) of a kS4Rows16 W as float32 (nr, K), row-major, w = fl(scale * (code - 8)):
-// per two steps (16 k, one group) 16 vectors of 16 rows, transposed to 16 rows of 16 k.
-void DequantizePanelRows16(const WeightDesc& w, int64_t n0, int64_t nr, float* out) {
-  const int64_t K = w.cols, ng = K / w.group;
-  const auto* q = static_cast<const uint8_t*>(w.data);
-  for (int64_t b = n0 / kS4BlockRows; b * kS4BlockRows < n0 + nr; ++b) {
-    const int64_t first = b * kS4BlockRows - n0;  // panel row of the block's row 0 (may be < 0)
-    const int64_t lo = first < 0 ? -first : 0;
-    const int64_t hi = nr - first < kS4BlockRows ? nr - first : kS4BlockRows;
-    const uint8_t* blk = q + b * kS4BlockRows * (K / 2);
-    const float* sc = w.scales + b * ng * kS4BlockRows;
-    for (int64_t s = 0; s < K / 8; s += 2) {  // K % 16 == 0: group % 16 == 0
-      const __m512 scale = _mm512_loadu_ps(sc + (8 * s / w.group) * kS4BlockRows);
-      __m512 m[16];
-      Rows16Weights(_mm512_loadu_si512(blk + 64 * s), m);
-      Rows16Weights(_mm512_loadu_si512(blk + 64 * (s + 1)), m + 8);
-#pragma GCC unroll 16
-      for (int i = 0; i < 16; ++i) m[i] = _mm512_mul_ps(scale, m[i]);
-      Transpose16x16(m);
-      for (int64_t r = lo; r < hi; ++r) _mm512_storeu_ps(out + (first + r) * K + 8 * s, m[r]);
-    }
-  }
-}
-
 }  // namespace
 
 void GemmF32S4ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
@@ -573,7 +511,7 @@ void GemmF32S4ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
     QM_DCHECK(g.K == w.cols && w.group % 16 == 0 && g.K % w.group == 0 && n_end <= w.rows,
               "F32 x S4 GEMM shape (K %lld, group %lld)", static_cast<long long>(g.K),
               static_cast<long long>(w.group));
-    return g.M > kS4GemvMaxM ? GemmF32S4Panels(g, n_begin, n_end)
+    return g.M > kS4GemvMaxM ? GemmF32S4Rows16Packed(g, n_begin, n_end)
                              : GemmF32S4Rows16Gemv(g, n_begin, n_end);
   }
   if (w.group % kS4Block != 0) return generic::GemmF32S4ToF32(g, n_begin, n_end);
