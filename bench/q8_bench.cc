@@ -137,28 +137,44 @@ void GemmArgs(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK(BM_GemmS8S8)->Apply(GemmArgs);
 
+// 4-bit weights (group 128) in memory for the S4 benchmarks: rotated copies of random codes
+// (row-major kS4Group or kS4Rows16; the same bytes serve either), scales 1e-2. Next() points
+// desc at the next copy; bytes counts the codes and the group scales.
+struct S4BenchWeights {
+  S4BenchWeights(int64_t N, int64_t K, bool r16)
+      : code_bytes(S4Rows16Padded(N) * K / 2),
+        copies(std::max<int64_t>(2, (int64_t{256} << 20) / code_bytes + 1)),
+        codes(copies, std::vector<int8_t>(code_bytes)),
+        scales(S4Rows16Padded(N) * (K / 128), 1e-2f) {
+    for (auto& c : codes) FillS8(c.data(), code_bytes);
+    desc.format = r16 ? WeightFormat::kS4Rows16 : WeightFormat::kS4Group;
+    desc.rows = N;
+    desc.cols = K;
+    desc.scales = scales.data();
+    desc.group = 128;
+    bytes = static_cast<double>(code_bytes + N * (K / 128) * 4);
+  }
+  void Next() { desc.data = codes[it++ % copies].data(); }
+  int64_t code_bytes, copies, it = 0;
+  std::vector<std::vector<int8_t>> codes;
+  std::vector<float> scales;
+  WeightDesc desc;
+  double bytes;
+};
+
 // W4A8 (S8 x S4, group 128): Args M, N, K, threads, out (0 int8, 1 float), r16 (1: the
 // engine's load-time kS4Rows16 layout, 0: the file's row-major kS4Group). Weights from memory
-// (rotated copies); GB counts the codes and the group scales.
+// (S4BenchWeights); GB counts the codes and the group scales.
 void BM_GemmS8S4(benchmark::State& state) {
   const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
   const int threads = static_cast<int>(state.range(3));
   const bool f32_out = state.range(4) != 0;
   const bool r16 = state.range(5) != 0;
-  const int64_t group = 128, code_bytes = S4Rows16Padded(N) * K / 2, ng = K / group;
-  const int64_t copies = std::max<int64_t>(2, (int64_t{256} << 20) / code_bytes + 1);
-  std::vector<std::vector<int8_t>> codes(copies, std::vector<int8_t>(code_bytes));
-  for (auto& c : codes) FillS8(c.data(), code_bytes);
-  std::vector<float> scales(S4Rows16Padded(N) * ng, 1e-2f);
+  S4BenchWeights sw(N, K, r16);
+  const WeightDesc& wd = sw.desc;
   std::vector<int8_t> x(M * K), y8(M * N);
   std::vector<float> yf(M * N), a(M, 0.01f);
   FillS8(x.data(), M * K);
-  WeightDesc wd;
-  wd.format = r16 ? WeightFormat::kS4Rows16 : WeightFormat::kS4Group;
-  wd.rows = N;
-  wd.cols = K;
-  wd.scales = scales.data();
-  wd.group = group;
   kernels::GemmArgs g;  // (GemmArgs alone names the argument list above)
   g.M = M;
   g.K = K;
@@ -172,17 +188,15 @@ void BM_GemmS8S4(benchmark::State& state) {
   const KernelTable& k = Table();
   const GemmFn fn = k.Gemm(NumType::kS8, wd, f32_out ? NumType::kF32 : NumType::kS8);
   ThreadPool& pool = Pool(threads);
-  int64_t it = 0;
   for (auto _ : state) {
-    wd.data = codes[it++ % copies].data();
+    sw.Next();
     pool.ParallelRange(N, 64, [&](int64_t b, int64_t e) { fn(g, b, e); });
     benchmark::ClobberMemory();
   }
   state.SetLabel(std::string(IsaName(k.isa)) + (f32_out ? " ->f32" : " ->s8") +
                  (r16 ? " rows16" : ""));
-  const double bytes = static_cast<double>(code_bytes + N * ng * 4);
   state.counters["GB"] =
-      benchmark::Counter(bytes * 1e-9 * state.iterations(), benchmark::Counter::kIsRate);
+      benchmark::Counter(sw.bytes * 1e-9 * state.iterations(), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_GemmS8S4)
     ->ArgNames({"M", "N", "K", "threads", "f32", "r16"})
@@ -199,19 +213,10 @@ void BM_GemmF32S4(benchmark::State& state) {
   const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
   const int threads = static_cast<int>(state.range(3));
   const bool r16 = state.range(4) != 0;
-  const int64_t group = 128, code_bytes = S4Rows16Padded(N) * K / 2, ng = K / group;
-  const int64_t copies = std::max<int64_t>(2, (int64_t{256} << 20) / code_bytes + 1);
-  std::vector<std::vector<int8_t>> codes(copies, std::vector<int8_t>(code_bytes));
-  for (auto& c : codes) FillS8(c.data(), code_bytes);
-  std::vector<float> scales(S4Rows16Padded(N) * ng, 1e-2f);
+  S4BenchWeights sw(N, K, r16);
+  const WeightDesc& wd = sw.desc;
   std::vector<float> x(M * K), y(M * N);
   for (int64_t i = 0; i < M * K; ++i) x[i] = static_cast<float>(i % 13) * 0.1f - 0.6f;
-  WeightDesc wd;
-  wd.format = r16 ? WeightFormat::kS4Rows16 : WeightFormat::kS4Group;
-  wd.rows = N;
-  wd.cols = K;
-  wd.scales = scales.data();
-  wd.group = group;
   kernels::GemmArgs g;
   g.M = M;
   g.K = K;
@@ -223,16 +228,14 @@ void BM_GemmF32S4(benchmark::State& state) {
   const KernelTable& k = Table();
   const GemmFn fn = k.Gemm(NumType::kF32, wd, NumType::kF32);
   ThreadPool& pool = Pool(threads);
-  int64_t it = 0;
   for (auto _ : state) {
-    wd.data = codes[it++ % copies].data();
+    sw.Next();
     pool.ParallelRange(N, 64, [&](int64_t b, int64_t e) { fn(g, b, e); });
     benchmark::ClobberMemory();
   }
   state.SetLabel(std::string(IsaName(k.isa)) + (r16 ? " rows16" : ""));
-  const double bytes = static_cast<double>(code_bytes + N * ng * 4);
   state.counters["GB"] =
-      benchmark::Counter(bytes * 1e-9 * state.iterations(), benchmark::Counter::kIsRate);
+      benchmark::Counter(sw.bytes * 1e-9 * state.iterations(), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_GemmF32S4)
     ->ArgNames({"M", "N", "K", "threads", "r16"})

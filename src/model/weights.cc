@@ -73,12 +73,12 @@ Status BindInt8Table(const TensorView& t, const TensorView& sc, ModelWeights* w)
 // 4-bit codes (rows, cols) with group scales repacked into the kernels' kS4Rows16 layout
 // (kernels.h: one 64-byte load feeds 16 rows), owned by w and recorded for DecodeWeightSpans.
 // `drop`: the row-major codes are read only by the simulation and the tools from now on, so
-// their pages are dropped from memory (read again from the file if touched). Returns false
-// (nothing packed) when the group is not a multiple of 16.
-bool PackRows16(const TensorStore& store, const void* q4, const float* scales, int64_t rows,
+// their pages are dropped from memory (read again from the file if touched). Nothing is packed
+// when the group is not a multiple of 16 (the kernels then run the row-major codes).
+void PackRows16(const TensorStore& store, const void* q4, const float* scales, int64_t rows,
                 int64_t cols, int64_t group, bool drop, ModelWeights* w,
                 const uint8_t** codes_out, const float** scales_out) {
-  if (group % 16 != 0) return false;
+  if (group % 16 != 0) return;
   kernels::WeightDesc rm;
   rm.format = kernels::WeightFormat::kS4Group;
   rm.data = q4;
@@ -95,7 +95,6 @@ bool PackRows16(const TensorStore& store, const void* q4, const float* scales, i
   *scales_out = p.scales;
   w->rows16_copies[q4] = {*codes_out, static_cast<size_t>(np * (cols / 2))};
   if (drop) store.DropPages(q4, static_cast<uint64_t>(rows) * (cols / 2));
-  return true;
 }
 
 // Binds float layers from a checked store: a float checkpoint (w4 null), or a W4A16 quantized

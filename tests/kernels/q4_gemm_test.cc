@@ -37,6 +37,11 @@ struct S4Weights {
   std::vector<uint8_t> q;
   std::vector<float> scales;
   WeightDesc desc;
+  // The layouts every kernel runs on: desc (the file's row-major kS4Group) and, where the group
+  // allows it (a multiple of 16), the engine's load-time kS4Rows16 (PackS4Rows16) in q16, s16.
+  std::vector<uint8_t> q16;
+  std::vector<float> s16;
+  std::vector<WeightDesc> layouts;
 };
 void MakeS4Weights(Rng& rng, const S4Case& c, S4Weights* w) {
   w->q.resize(c.N * c.K / 2 + 1);
@@ -51,6 +56,19 @@ void MakeS4Weights(Rng& rng, const S4Case& c, S4Weights* w) {
   w->desc.cols = c.K;
   w->desc.scales = w->scales.data();
   w->desc.group = c.group;
+  w->layouts = {w->desc};
+  if (c.group % 16 != 0) return;
+  w->q16.resize(S4Rows16Padded(c.N) * c.K / 2 + 1);
+  w->s16.resize(S4Rows16Padded(c.N) * (c.K / c.group) + 1);
+  w->layouts.push_back(PackS4Rows16(w->desc, w->q16.data(), w->s16.data()));
+  const WeightDesc& pw = w->layouts.back();
+  for (int64_t n = 0; n < c.N; ++n)
+    for (int64_t kk = 0; kk < c.K; ++kk)
+      if (S4CodeAt(pw, n, kk) != S4CodeAt(w->desc, n, kk) ||
+          S4ScaleAt(pw, n, kk) != S4ScaleAt(w->desc, n, kk)) {
+        ADD_FAILURE() << "PackS4Rows16 moved (" << n << ", " << kk << ")";
+        return;
+      }
 }
 
 void RunS4Case(Isa isa, const S4Case& c) {
@@ -108,24 +126,10 @@ void RunS4Case(Isa isa, const S4Case& c) {
   }
   ASSERT_TRUE(testing::AssertClose("contract t vs float64", isa, t_want, t_exact, t_tol));
 
-  // Both layouts: the file's row-major kS4Group and, where the group allows it (a multiple of
-  // 16), the engine's load-time kS4Rows16 (PackS4Rows16), which must give the same bits.
-  std::vector<uint8_t> q16(S4Rows16Padded(c.N) * c.K / 2 + 1);
-  std::vector<float> s16(S4Rows16Padded(c.N) * ng + 1);
-  std::vector<WeightDesc> layouts = {wd};
-  if (c.group % 16 == 0) {
-    layouts.push_back(PackS4Rows16(wd, q16.data(), s16.data()));
-    const WeightDesc& pw = layouts.back();
-    for (int64_t n = 0; n < c.N; ++n)
-      for (int64_t kk = 0; kk < c.K; ++kk)
-        if (S4CodeAt(pw, n, kk) != S4CodeAt(wd, n, kk) ||
-            S4ScaleAt(pw, n, kk) != S4ScaleAt(wd, n, kk)) {
-          ADD_FAILURE() << "PackS4Rows16 moved (" << n << ", " << kk << ")";
-          return;
-        }
-  }
+  // Both layouts (S4Weights), which must give the same bits.
+  ASSERT_FALSE(::testing::Test::HasFailure());
   const KernelTable& k = KernelsFor(isa);
-  for (const WeightDesc& lw : layouts) {
+  for (const WeightDesc& lw : sw.layouts) {
     SCOPED_TRACE(lw.format == WeightFormat::kS4Rows16 ? "kS4Rows16" : "kS4Group");
     const GemmFn to8 = k.Gemm(NumType::kS8, lw, NumType::kS8);
     const GemmFn tof = k.Gemm(NumType::kS8, lw, NumType::kF32);
@@ -279,12 +283,9 @@ void RunF32S4Case(Isa isa, const S4Case& c) {
                                      : static_cast<double>(c.K + 8);
       tol[i] = chain * kU * sum_abs[i] + 1e-30;
     }
-  // Both layouts, as for W4A8: the file's kS4Group and the engine's kS4Rows16.
-  std::vector<uint8_t> q16(S4Rows16Padded(c.N) * c.K / 2 + 1);
-  std::vector<float> s16(S4Rows16Padded(c.N) * ng + 1);
-  std::vector<WeightDesc> layouts = {wd};
-  if (c.group % 16 == 0) layouts.push_back(PackS4Rows16(wd, q16.data(), s16.data()));
-  for (const WeightDesc& lw : layouts) {
+  // Both layouts (S4Weights).
+  ASSERT_FALSE(::testing::Test::HasFailure());
+  for (const WeightDesc& lw : sw.layouts) {
     SCOPED_TRACE(lw.format == WeightFormat::kS4Rows16 ? "kS4Rows16" : "kS4Group");
     const GemmFn fn = KernelsFor(isa).Gemm(NumType::kF32, lw, NumType::kF32);
     ASSERT_NE(fn, nullptr);

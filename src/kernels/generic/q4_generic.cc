@@ -79,30 +79,23 @@ void GemmS8S4ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
 
 namespace {
 
-// W4A16 on a kS4Rows16 weight, in the row-major kernel's order (k ascending within a group):
-// row n's 4 bytes of step s (k = 8s .. 8s + 7) sit at block + 64 s + 4 r.
-void GemmF32S4Rows16(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
-  const WeightDesc& w = *g.w;
+// W4A16 in one order for both layouts (k ascending within a group, the group sums scaled and
+// added in ascending g): code(n, k) and scale(n, g) read the layout.
+template <typename Code, typename Scale>
+void GemmF32S4Loop(const GemmArgs& g, int64_t n_begin, int64_t n_end, const Code& code,
+                   const Scale& scale) {
+  const int64_t group = g.w->group, ng = g.K / group;
   const auto* x = static_cast<const float*>(g.x);
-  const auto* q = static_cast<const uint8_t*>(w.data);
   auto* y = static_cast<float*>(g.y);
-  const int64_t ng = g.K / w.group;
   for (int64_t m = 0; m < g.M; ++m) {
     const float* xr = x + m * g.ldx;
     for (int64_t n = n_begin; n < n_end; ++n) {
-      const int64_t b = n / kS4BlockRows, r = n % kS4BlockRows;
-      const uint8_t* blk = q + b * kS4BlockRows * (g.K / 2) + 4 * r;
-      const float* sc = w.scales + b * ng * kS4BlockRows + r;
       float sum = 0.0f;
       for (int64_t gi = 0; gi < ng; ++gi) {
         float acc = 0.0f;
-        for (int64_t s = gi * w.group / 8; s < (gi + 1) * w.group / 8; ++s)
-          for (int64_t i = 0; i < 8; ++i) {
-            const uint8_t byte = blk[64 * s + i % 4];
-            const int code = i < 4 ? (byte & 0xF) : (byte >> 4);
-            acc += xr[8 * s + i] * static_cast<float>(code - kS4Zero);
-          }
-        sum += sc[gi * kS4BlockRows] * acc;
+        for (int64_t k = gi * group; k < (gi + 1) * group; ++k)
+          acc += xr[k] * static_cast<float>(code(n, k) - kS4Zero);
+        sum += scale(n, gi) * acc;
       }
       y[m * g.ldy + n] = sum;
     }
@@ -113,37 +106,31 @@ void GemmF32S4Rows16(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
 
 void GemmF32S4ToF32(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
   const WeightDesc& w = *g.w;
+  const auto* q = static_cast<const uint8_t*>(w.data);
   if (w.format == WeightFormat::kS4Rows16) {
     QM_DCHECK(g.K == w.cols && w.group > 0 && w.group % 16 == 0 && g.K % w.group == 0 &&
                   n_end <= w.rows,
               "F32 x S4 GEMM on a kS4Rows16 weight with group %lld",
               static_cast<long long>(w.group));
-    return GemmF32S4Rows16(g, n_begin, n_end);
+    // Row n's 4 bytes of step s (k = 8s .. 8s + 7) sit at its block + 64 s + 4 r (kernels.h).
+    return GemmF32S4Loop(
+        g, n_begin, n_end,
+        [&](int64_t n, int64_t k) {
+          const uint8_t byte = q[n / kS4BlockRows * kS4BlockRows * (g.K / 2) + 64 * (k / 8) +
+                                 4 * (n % kS4BlockRows) + k % 4];
+          return k % 8 < 4 ? (byte & 0xF) : (byte >> 4);
+        },
+        [&](int64_t n, int64_t gi) {
+          return w.scales[(n / kS4BlockRows * (g.K / w.group) + gi) * kS4BlockRows +
+                          n % kS4BlockRows];
+        });
   }
   QM_DCHECK(w.format == WeightFormat::kS4Group && g.K == w.cols && w.group > 0 &&
                 w.group % 2 == 0 && g.K % w.group == 0 && n_end <= w.rows,
             "F32 x S4 GEMM on a weight that is not kS4Group");
-  const auto* x = static_cast<const float*>(g.x);
-  const auto* q = static_cast<const uint8_t*>(w.data);
-  auto* y = static_cast<float*>(g.y);
-  const int64_t ng = g.K / w.group;
-  for (int64_t m = 0; m < g.M; ++m) {
-    const float* xr = x + m * g.ldx;
-    for (int64_t n = n_begin; n < n_end; ++n) {
-      const uint8_t* row = q + n * (g.K / 2);
-      float sum = 0.0f;
-      for (int64_t gi = 0; gi < ng; ++gi) {
-        float acc = 0.0f;
-        for (int64_t k = gi * w.group; k < (gi + 1) * w.group; k += 2) {
-          const uint8_t byte = row[k / 2];
-          acc += xr[k] * static_cast<float>((byte & 0xF) - kS4Zero);
-          acc += xr[k + 1] * static_cast<float>((byte >> 4) - kS4Zero);
-        }
-        sum += w.scales[n * ng + gi] * acc;
-      }
-      y[m * g.ldy + n] = sum;
-    }
-  }
+  GemmF32S4Loop(
+      g, n_begin, n_end, [&](int64_t n, int64_t k) { return S4Code(q + n * (g.K / 2), k); },
+      [&](int64_t n, int64_t gi) { return w.scales[n * (g.K / w.group) + gi]; });
 }
 
 }  // namespace quamba::kernels::generic

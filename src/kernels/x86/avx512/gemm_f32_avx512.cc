@@ -24,6 +24,7 @@
 
 #include "core/check.h"
 #include "kernels/x86/avx512/avx512_kernels.h"
+#include "kernels/x86/avx512/s4_rows16_avx512.h"
 #include "kernels/x86/avx512/vmath_avx512.h"
 #include "kernels/x86/x86_common.h"
 
@@ -366,15 +367,14 @@ void Gemm(const float* x, int64_t M, int64_t K, int64_t ldx, const typename W::T
 }
 
 // PackW's contract for a 4-bit kS4Rows16 weight (kernels.h), w = fl(scale * (code - 8)): a
-// layout step holds k = 8s .. 8s + 7 of 16 rows, one row per 32-bit lane, so the 8 weight
-// vectors that one shift and one vpermps per k make (the index's low 4 bits pick code - 8 from a
-// table) are already the k-major 16-column halves of a micro-panel: no transpose. A half that
+// layout step holds k = 8s .. 8s + 7 of 16 rows, one row per 32-bit lane, so its 8 weight
+// vectors (Rows16Weights), scaled, are already the k-major 16-column halves of a micro-panel: no
+// transpose. A half that
 // starts inside a 16-row block takes its lanes from two blocks (vpermt2ps with index j + o).
 void PackS4Rows16(const WeightDesc& w, int64_t n0, int64_t nc, int64_t k0, int64_t kc,
                   float* bp) {
   const int64_t K = w.cols, ng = K / w.group, nblocks = S4Rows16Padded(w.rows) / kS4BlockRows;
   const auto* q = static_cast<const uint8_t*>(w.data);
-  const __m512 tbl = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
   const int64_t panels = (nc + kNR - 1) / kNR;
   for (int64_t p = 0; p < panels; ++p) {
     float* dst_panel = bp + p * kc * kNR;
@@ -409,12 +409,10 @@ void PackS4Rows16(const WeightDesc& w, int64_t n0, int64_t nc, int64_t k0, int64
         }
         scale = _mm512_maskz_mov_ps(valid, scale);
         float* d = dst + (8 * s - k0) * kNR;
-        constexpr int kShift[8] = {0, 8, 16, 24, 4, 12, 20, 28};
+        __m512 wv[8];
+        Rows16Weights(v, wv);
 #pragma GCC unroll 8
-        for (int i = 0; i < 8; ++i) {
-          const __m512 wv = _mm512_permutexvar_ps(_mm512_srli_epi32(v, kShift[i]), tbl);
-          _mm512_store_ps(d + i * kNR, _mm512_mul_ps(scale, wv));
-        }
+        for (int i = 0; i < 8; ++i) _mm512_store_ps(d + i * kNR, _mm512_mul_ps(scale, wv[i]));
       }
     }
   }

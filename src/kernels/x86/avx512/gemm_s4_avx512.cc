@@ -23,6 +23,7 @@
 #include "kernels/q8_internal.h"
 #include "kernels/q8_rowops.h"
 #include "kernels/x86/avx512/avx512_kernels.h"
+#include "kernels/x86/avx512/s4_rows16_avx512.h"
 #include "kernels/x86/avx512/vec_avx512.h"
 
 namespace quamba::kernels::x86::avx512 {
@@ -401,25 +402,9 @@ void GemmF32S4Panels(const GemmArgs& g, int64_t n_begin, int64_t n_end) {
   }
 }
 
-// ---- W4A16 on kS4Rows16 (kernels.h): lane r of a 64-byte step is W row 16 b + r with
-// k = 8 s .. 8 s + 7 in its dword (byte i: k = 8 s + i in the low nibble, 8 s + 4 + i in the
-// high one). vpermps reads the low 4 bits of each index, so (dword >> shift) indexes a table of
-// code - 8 directly: per k one shift and one permute give the 16 rows' weights, then one FMA
-// per x row with x[m, k] broadcast from memory. No horizontal sums: a group's 16 row sums end
-// in the lanes.
-
-// Weights (code - 8) of k = 8 s + i, i = 0..7, for the 16 rows of step v.
-inline void Rows16Weights(__m512i v, __m512* w) {
-  const __m512 tbl = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
-  w[0] = _mm512_permutexvar_ps(v, tbl);
-  w[1] = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 8), tbl);
-  w[2] = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 16), tbl);
-  w[3] = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 24), tbl);
-  w[4] = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), tbl);
-  w[5] = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 12), tbl);
-  w[6] = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 20), tbl);
-  w[7] = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 28), tbl);
-}
+// ---- W4A16 on kS4Rows16 (kernels.h): lane r of a 64-byte step is W row 16 b + r; per k one
+// shift and one permute give the 16 rows' weights (Rows16Weights), then one FMA per x row with
+// x[m, k] broadcast from memory. No horizontal sums: a group's 16 row sums end in the lanes.
 
 // y[m, 16 b + r] for x rows m < M and the rows r of `mask` of one block (codes blk, scales sc:
 // (K / group, 16)). Per group C accumulator chains per x row (k mod C) hide the FMA latency;
